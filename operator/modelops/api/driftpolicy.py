@@ -1,0 +1,136 @@
+"""The DriftPolicy kind: watch a ModelDeployment's live inputs for drift, alert, retrain."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from modelops.api.common import (
+    DNS_SUBDOMAIN,
+    OBJECT_DEFAULT,
+    ApiModel,
+    Condition,
+    Duration,
+    PrometheusSpec,
+    StatusModel,
+    conditions_field,
+    kopf_field,
+    observed_generation_field,
+)
+from modelops.api.trainingrun import DatasetSpec, TrainingRunSpec
+
+DriftMethod = Literal["psi", "ks", "jsd", "wasserstein", "chi2"]
+
+
+class AlertAction(ApiModel):
+    """PrometheusRule alerts on drift."""
+
+    enabled: bool = Field(default=True, description="Generate alerting rules.")
+    severity: Literal["info", "warning", "critical"] = Field(default="warning", description="The alerts' severity.")
+    for_: Duration = Field(default="10m", alias="for", description="How long drift must last before firing.")
+    labels: dict[str, str] | None = Field(default=None, description="Extra labels on the alerts.")
+
+
+class TrainingRunTemplate(ApiModel):
+    """A TrainingRun to create on drift, instead of one from the serving version's lineage."""
+
+    labels: dict[str, str] | None = Field(default=None, description="Labels of the created TrainingRuns.")
+    spec: TrainingRunSpec = Field(description="The TrainingRun's spec.")
+
+
+class RetrainAction(ApiModel):
+    """Retrain on drift."""
+
+    enabled: bool = Field(default=False, description="Create a TrainingRun when drift is detected.")
+    cooldown: Duration = Field(default="24h", description="At least this long between two retrains.")
+    max_per_day: int | None = Field(default=None, ge=1, le=100, description="At most this many retrains a day.")
+    dataset: DatasetSpec | None = Field(
+        default=None, description="Train on this dataset (e.g. fresher data) instead of the lineage's."
+    )
+    template: TrainingRunTemplate | None = Field(
+        default=None, description="A full TrainingRun template; default: from the serving version's lineage."
+    )
+    promote_to: Literal["Staging"] | None = Field(
+        default=None,
+        description="Ask for this stage for the new version; Production still needs gates and approvals.",
+    )
+
+
+class DriftActions(ApiModel):
+    """What happens on drift."""
+
+    alert: AlertAction = Field(
+        default_factory=AlertAction, json_schema_extra=OBJECT_DEFAULT, description="Alerting rules."
+    )
+    retrain: RetrainAction = Field(
+        default_factory=RetrainAction, json_schema_extra=OBJECT_DEFAULT, description="Retraining."
+    )
+
+
+class DriftPolicySpec(ApiModel):
+    """Which deployment to watch, how to measure drift, and what to do about it."""
+
+    deployment: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="The ModelDeployment (same namespace) whose served inputs are watched.",
+    )
+    features: list[str] | None = Field(default=None, description="Features to watch; default: all.")
+    method: DriftMethod = Field(
+        default="psi",
+        description=(
+            "psi (population stability index), ks (Kolmogorov-Smirnov), jsd (Jensen-Shannon distance), "
+            "wasserstein, or chi2 (chi-squared test)."
+        ),
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, description="A score at or above this is drift; default: the method's own default."
+    )
+    window: Duration = Field(default="1h", description="The window of live traffic compared with the reference.")
+    interval: Duration = Field(default="5m", description="How often the operator evaluates the policy.")
+    min_samples: int = Field(
+        default=100, ge=1, description="Skip the evaluation while the window has fewer requests than this."
+    )
+    prometheus: PrometheusSpec | None = Field(default=None, description="The Prometheus to query.")
+    actions: DriftActions = Field(
+        default_factory=DriftActions, json_schema_extra=OBJECT_DEFAULT, description="Alerts and retraining."
+    )
+
+
+class FeatureDrift(StatusModel):
+    """The latest drift score of one feature."""
+
+    name: str = Field(description="The feature.")
+    score: float | None = Field(default=None, description="The drift score; empty when not computable.")
+    threshold: float | None = Field(default=None, description="The threshold used.")
+    drifted: bool = Field(default=False, description="Whether the feature drifted.")
+    samples: int | None = Field(default=None, ge=0, description="Live samples in the window.")
+
+
+class RetrainRecord(StatusModel):
+    """A retrain this policy started."""
+
+    name: str = Field(description="The TrainingRun.")
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When it was created.")
+    reason: str | None = Field(default=None, description="The drift that caused it.")
+    phase: str | None = Field(default=None, description="The run's last seen phase.")
+    model_version: str | None = Field(default=None, description="The version it registered.")
+
+
+class DriftPolicyStatus(StatusModel):
+    """The latest evaluation and what it caused."""
+
+    observed_generation: int = observed_generation_field()
+    conditions: list[Condition] = conditions_field()
+    message: str | None = Field(default=None, description="A one-line summary.")
+    model_version: str | None = Field(default=None, description="The serving version the evaluation used.")
+    last_evaluation: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the policy was last evaluated."
+    )
+    samples: int | None = Field(default=None, ge=0, description="Live requests in the last window.")
+    drifted: bool | None = Field(default=None, description="Whether any watched feature drifted.")
+    features: list[FeatureDrift] | None = Field(default=None, description="Per-feature scores.")
+    retrains: list[RetrainRecord] | None = Field(default=None, description="Retrains started by this policy.")
+    kopf: dict[str, Any] | None = kopf_field()

@@ -1,0 +1,281 @@
+"""The ModelDeployment kind: serves a ModelVersion, with canary rollouts and rollback."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from modelops.api.common import (
+    DNS_SUBDOMAIN,
+    OBJECT_DEFAULT,
+    ApiModel,
+    Condition,
+    Duration,
+    ModelName,
+    PodOptions,
+    PrometheusSpec,
+    StatusModel,
+    conditions_field,
+    kopf_field,
+    observed_generation_field,
+    with_rules,
+)
+
+RolloutPhase = Literal["Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
+
+
+class PauseStep(ApiModel):
+    """Wait: for a duration, or until promoted by hand when no duration is given."""
+
+    duration: Duration | None = Field(default=None, description="How long to wait; empty waits for a promote.")
+
+
+class AnalysisStep(ApiModel):
+    """Run the analysis now and move on only if it passes."""
+
+    duration: Duration | None = Field(
+        default=None, description="How long to keep analysing; default: one analysis interval."
+    )
+
+
+class ShadowStep(ApiModel):
+    """Mirror a share of live traffic to the canary (Gateway API only); its answers are discarded."""
+
+    percent: int = Field(ge=1, le=100, description="Share of requests mirrored to the canary.")
+    duration: Duration | None = Field(default=None, description="How long to mirror and analyse.")
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary: exactly one of setWeight, pause, analysis or shadow."""
+
+    set_weight: int | None = Field(default=None, ge=0, le=100, description="Send this percentage to the canary.")
+    pause: PauseStep | None = Field(default=None, description="Wait for a duration or for a promote.")
+    analysis: AnalysisStep | None = Field(default=None, description="Analyse the canary before moving on.")
+    shadow: ShadowStep | None = Field(default=None, description="Mirror traffic to the canary.")
+
+    model_config = with_rules(
+        {
+            "rule": (
+                "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + "
+                "(has(self.analysis) ? 1 : 0) + (has(self.shadow) ? 1 : 0) == 1"
+            ),
+            "message": "a canary step sets exactly one of setWeight, pause, analysis or shadow",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CanaryStep:
+        actions = [self.set_weight, self.pause, self.analysis, self.shadow]
+        if sum(action is not None for action in actions) != 1:
+            raise ValueError("a canary step sets exactly one of setWeight, pause, analysis or shadow")
+        return self
+
+
+class RolloutSpec(ApiModel):
+    """How a new version replaces the served one."""
+
+    strategy: Literal["Canary", "Recreate"] = Field(
+        default="Canary", description="Canary (step by step, analysed) or Recreate (all at once)."
+    )
+    steps: list[CanaryStep] | None = Field(
+        default=None,
+        max_length=50,
+        description="Canary steps; default: 20% → analysis → 50% → analysis → 100%.",
+    )
+    rollback_window: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description=(
+            "Rolling back to one of the last N stable versions skips the canary analysis, as a return to "
+            "a known-good version."
+        ),
+    )
+
+
+class GatewayAPIRouting(ApiModel):
+    """Split traffic by Gateway API HTTPRoute weights."""
+
+    parent_refs: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="The HTTPRoute's parentRefs (the Gateway(s) to attach to).",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    hostnames: list[str] | None = Field(default=None, description="Hostnames of the route.")
+    path: str = Field(default="/", description="Path prefix the route matches.")
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split between stable and canary; default: by replica ratio behind one Service."""
+
+    gateway_api: GatewayAPIRouting | None = Field(default=None, description="Use an HTTPRoute's weights.")
+
+
+class ErrorRateCheck(ApiModel):
+    """The canary's share of 5xx answers."""
+
+    max_ratio: float = Field(default=0.05, ge=0, le=1, description="Fail above this share of errors.")
+    max_increase_over_stable: float | None = Field(
+        default=None, ge=0, le=1, description="Fail when the canary's share exceeds the stable's by this much."
+    )
+
+
+class LatencyCheck(ApiModel):
+    """The canary's p99 latency."""
+
+    max_seconds: float = Field(default=0.5, gt=0, description="Fail above this p99 latency.")
+    max_ratio_to_stable: float | None = Field(
+        default=None, gt=0, description="Fail when the canary's p99 exceeds the stable's times this."
+    )
+
+
+class PredictionShiftCheck(ApiModel):
+    """The distance between the canary's and the stable's prediction distributions."""
+
+    max_psi: float = Field(default=0.25, gt=0, description="Fail above this PSI.")
+
+
+class BuiltinChecks(ApiModel):
+    """Checks every canary gets unless turned off."""
+
+    error_rate: ErrorRateCheck | None = Field(
+        default_factory=ErrorRateCheck, json_schema_extra=OBJECT_DEFAULT, description="Error rate."
+    )
+    latency: LatencyCheck | None = Field(
+        default_factory=LatencyCheck, json_schema_extra=OBJECT_DEFAULT, description="p99 latency."
+    )
+    prediction_shift: PredictionShiftCheck | None = Field(
+        default=None, description="Prediction distribution shift vs stable (off unless set)."
+    )
+
+
+class MetricCheck(ApiModel):
+    """A user PromQL query with a success condition."""
+
+    name: str = Field(min_length=1, max_length=63, description="Name of the check.")
+    query: str = Field(
+        min_length=1,
+        description=(
+            "PromQL returning one value; {{canary}} and {{stable}} (the versions' names) and {{namespace}} "
+            "are substituted."
+        ),
+    )
+    success_condition: str = Field(
+        min_length=1,
+        pattern=r"^\s*result\s*(<|<=|>|>=|==|!=)\s*-?[0-9.eE+-]+\s*$",
+        description="A comparison of the result with a number, e.g. 'result < 0.05'.",
+    )
+
+
+class AnalysisSpec(ApiModel):
+    """How a canary is judged."""
+
+    interval: Duration = Field(default="1m", description="How often the checks run.")
+    failure_limit: int = Field(default=1, ge=1, le=100, description="Failed measurements that trigger a rollback.")
+    inconclusive_policy: Literal["Pause", "Pass", "Fail"] = Field(
+        default="Pause",
+        description=(
+            "What to do when Prometheus is unreachable or has no data: Pause (hold; fail once failureLimit "
+            "inconclusive measurements are reached), Pass or Fail."
+        ),
+    )
+    builtin: BuiltinChecks = Field(
+        default_factory=BuiltinChecks, json_schema_extra=OBJECT_DEFAULT, description="Built-in checks."
+    )
+    metrics: list[MetricCheck] | None = Field(default=None, description="Extra PromQL checks.")
+    prometheus: PrometheusSpec | None = Field(default=None, description="The Prometheus to query.")
+
+
+class AutoscalingSpec(ApiModel):
+    """A HorizontalPodAutoscaler for the stable Deployment."""
+
+    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    target_cpu_utilization: int = Field(default=70, ge=1, le=100, description="Target CPU utilisation in percent.")
+
+
+class ServerSpec(ApiModel):
+    """The model server."""
+
+    image: str | None = Field(default=None, description="Model server image; default: the operator's image.")
+    workers: int | None = Field(default=None, ge=1, le=64, description="Worker processes per pod; default: cores.")
+    port: int = Field(default=8080, ge=1024, le=65535, description="Port of the v2 REST API and /metrics.")
+
+
+class ModelDeploymentSpec(ApiModel):
+    """What to serve and how to roll it out."""
+
+    model: ModelName
+    model_version: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Pin a ModelVersion by name (e.g. iris-v3). Exactly one of modelVersion and track.",
+    )
+    track: Literal["Staging", "Production"] | None = Field(
+        default=None, description="Follow the registry: serve the model's version granted this stage."
+    )
+    replicas: int = Field(default=2, ge=0, le=1000, description="Replicas at full weight.")
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, json_schema_extra=OBJECT_DEFAULT, description="How new versions roll out."
+    )
+    traffic_routing: TrafficRouting | None = Field(default=None, description="How traffic is split.")
+    analysis: AnalysisSpec = Field(
+        default_factory=AnalysisSpec, json_schema_extra=OBJECT_DEFAULT, description="How a canary is judged."
+    )
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="An HPA for the stable Deployment.")
+    min_available: int | None = Field(default=None, ge=0, description="A PodDisruptionBudget's minAvailable.")
+    server: ServerSpec = Field(
+        default_factory=ServerSpec, json_schema_extra=OBJECT_DEFAULT, description="The model server."
+    )
+    pod: PodOptions | None = Field(default=None, description="Resources, scheduling and env of the server pods.")
+
+    model_config = with_rules(
+        {
+            "rule": "has(self.modelVersion) != has(self.track)",
+            "message": "exactly one of spec.modelVersion and spec.track must be set",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelDeploymentSpec:
+        if (self.model_version is None) == (self.track is None):
+            raise ValueError("exactly one of spec.modelVersion and spec.track must be set")
+        return self
+
+
+class AnalysisResult(StatusModel):
+    """The latest measurement of one check."""
+
+    name: str = Field(description="The check.")
+    phase: Literal["Successful", "Failed", "Inconclusive", "Running"] = Field(description="The verdict.")
+    value: float | None = Field(default=None, description="The measured value.")
+    message: str | None = Field(default=None, description="Details.")
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When it was measured.")
+    failures: int = Field(default=0, ge=0, description="Failed measurements so far in this step.")
+    inconclusive: int = Field(default=0, ge=0, description="Inconclusive measurements so far in this step.")
+
+
+class ModelDeploymentStatus(StatusModel):
+    """The rollout's state: all of it, so the operator can restart at any moment."""
+
+    observed_generation: int = observed_generation_field()
+    conditions: list[Condition] = conditions_field()
+    phase: RolloutPhase | None = Field(default=None, description="Progressing, Paused, Healthy, Degraded, RolledBack.")
+    message: str | None = Field(default=None, description="A one-line summary.")
+    desired_version: str | None = Field(default=None, description="The version wanted (pinned or tracked).")
+    serving_version: str | None = Field(default=None, description="The version that takes most traffic.")
+    stable_version: str | None = Field(default=None, description="The stable version.")
+    canary_version: str | None = Field(default=None, description="The canary version, while one runs.")
+    canary_weight: int = Field(default=0, ge=0, le=100, description="Traffic percentage on the canary.")
+    step: int | None = Field(default=None, ge=0, description="Index of the current canary step.")
+    step_started_at: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the current step began."
+    )
+    analysis: list[AnalysisResult] | None = Field(default=None, description="Latest measurement of each check.")
+    previous_stable_versions: list[str] | None = Field(
+        default=None, description="Recently stable versions, newest first (the rollback window)."
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the v2 inference API.")
+    kopf: dict[str, Any] | None = kopf_field()

@@ -1,0 +1,244 @@
+"""The ModelVersion kind: a governed registry entry for one trained artifact."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from modelops.api.common import (
+    FREE_FORM,
+    SHA256,
+    ApiModel,
+    Condition,
+    ModelName,
+    StatusModel,
+    conditions_field,
+    kopf_field,
+    observed_generation_field,
+    with_rules,
+)
+from modelops.api.trainingrun import ModelCard, Task
+
+Stage = Literal["None", "Staging", "Production", "Archived"]
+Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
+Comparison = Literal[">=", ">", "<=", "<"]
+
+
+class Artifact(ApiModel):
+    """The trained model file, pinned by its digest."""
+
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(file:///|pvc://|s3://|https?://).+",
+        description="Where the artifact is: pvc://<claim>/<path>, s3://<bucket>/<key>, https:// or file:///.",
+    )
+    sha256: str = Field(pattern=SHA256, description="SHA-256 of the artifact; the server refuses a mismatch.")
+    format: Literal["joblib"] = Field(default="joblib", description="Serialisation of the artifact.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the artifact in bytes.")
+
+
+class Framework(ApiModel):
+    """The library that trained the model."""
+
+    name: Literal["scikit-learn"] = Field(default="scikit-learn", description="The framework.")
+    version: str | None = Field(default=None, description="Its version, e.g. 1.5.2.")
+
+
+class TensorSpec(ApiModel):
+    """One named input or output of the model (Open Inference Protocol datatypes)."""
+
+    name: str = Field(min_length=1, description="Name of the feature or output.")
+    datatype: Datatype = Field(description="FP64, FP32, INT64, INT32, BOOL or BYTES (text).")
+
+
+class Signature(ApiModel):
+    """What the model takes and returns."""
+
+    inputs: list[TensorSpec] = Field(min_length=1, description="Input features, in the model's column order.")
+    outputs: list[TensorSpec] | None = Field(default=None, description="Outputs, e.g. predict.")
+    classes: list[Any] | None = Field(
+        default=None,
+        description="Class labels of a classifier, in predict_proba's column order.",
+        json_schema_extra={"items": FREE_FORM},
+    )
+
+
+class ObjectRef(ApiModel):
+    """A reference to a Kubernetes object that the version came from."""
+
+    name: str = Field(description="Name of the object.")
+    namespace: str | None = Field(default=None, description="Its namespace.")
+    uid: str | None = Field(default=None, description="Its UID at the time.")
+
+
+class DatasetLineage(ApiModel):
+    """The exact data a version was trained on."""
+
+    uri: str = Field(description="Where the data was read from.")
+    sha256: str | None = Field(default=None, pattern=SHA256, description="SHA-256 of the data read.")
+    rows: int | None = Field(default=None, ge=0, description="Rows in the dataset.")
+
+
+class Lineage(ApiModel):
+    """Where a version came from: enough to reproduce it."""
+
+    training_run: ObjectRef | None = Field(default=None, description="The TrainingRun that produced it.")
+    job: ObjectRef | None = Field(default=None, description="The Job that ran the training.")
+    image: str | None = Field(default=None, description="The training image.")
+    dataset: DatasetLineage | None = Field(default=None, description="The training data.")
+    estimator: str | None = Field(default=None, description="The estimator's class path.")
+    params: dict[str, Any] | None = Field(
+        default=None, description="The estimator's parameters.", json_schema_extra=FREE_FORM
+    )
+    trial: int | None = Field(default=None, ge=0, description="The sweep trial that was registered.")
+    sklearn_version: str | None = Field(default=None, description="scikit-learn version of the training.")
+    source_revision: str | None = Field(default=None, description="Revision of the training code or config.")
+
+
+class FeatureStats(ApiModel):
+    """Reference distribution of one feature, the bins drift is measured in."""
+
+    name: str = Field(min_length=1, description="The feature.")
+    kind: Literal["numeric", "categorical"] = Field(description="numeric (bins) or categorical (frequencies).")
+    edges: list[float] | None = Field(
+        default=None,
+        min_length=2,
+        description="numeric: k+1 bin edges; the interior ones are the Prometheus histogram buckets.",
+    )
+    categories: list[str] | None = Field(
+        default=None, description="categorical: the most frequent categories, then __other__."
+    )
+    counts: list[int] = Field(description="Training rows per bin or category.")
+
+
+class ReferenceStats(ApiModel):
+    """Per-feature reference statistics of the training data."""
+
+    sample_size: int = Field(ge=0, description="Rows the statistics were computed from.")
+    features: list[FeatureStats] = Field(description="One entry per input feature.")
+
+
+class Gate(ApiModel):
+    """A metric threshold a version must meet to enter a stage."""
+
+    stage: Literal["Staging", "Production"] = Field(description="The stage the gate guards.")
+    metric: str = Field(min_length=1, description="A metric in spec.metrics, e.g. accuracy.")
+    op: Comparison = Field(default=">=", description="How the metric compares to the threshold.")
+    threshold: float = Field(description="The threshold.")
+
+
+class ModelVersionSpec(ApiModel):
+    """A registered version: its artifact, evidence and desired stage."""
+
+    model: ModelName
+    version: int = Field(ge=1, description="The version number, unique per model.")
+    artifact: Artifact = Field(description="The artifact. Immutable once set.")
+    framework: Framework | None = Field(default=None, description="The framework and its version.")
+    task: Task | None = Field(default=None, description="classification or regression.")
+    metrics: dict[str, float] | None = Field(
+        default=None, description="Metrics on the held-out data. Immutable once set."
+    )
+    signature: Signature | None = Field(default=None, description="Inputs and outputs of the model.")
+    lineage: Lineage | None = Field(default=None, description="Where the version came from. Immutable once set.")
+    reference_stats: ReferenceStats | None = Field(
+        default=None, description="Per-feature training distribution, for drift detection."
+    )
+    model_card: ModelCard | None = Field(default=None, description="Description, intended use, limitations.")
+    stage: Stage = Field(
+        default="None",
+        description=(
+            "The stage asked for: None, Staging, Production or Archived. status.stage is the stage granted "
+            "once gates pass and approvals suffice."
+        ),
+    )
+    gates: list[Gate] | None = Field(
+        default=None, description="Extra gates for this version, on top of (never looser than) the policy's."
+    )
+
+    model_config = with_rules(
+        *(
+            {
+                "rule": f"!has(oldSelf.{field}) || (has(self.{field}) && self.{field} == oldSelf.{field})",
+                "message": f"spec.{field} is immutable once set: register a new ModelVersion instead",
+                "fieldPath": f".{field}",
+                "reason": "FieldValueForbidden",
+            }
+            for field in ("artifact", "metrics", "lineage")
+        ),
+        {
+            "rule": "self.model == oldSelf.model && self.version == oldSelf.version",
+            "message": "spec.model and spec.version are immutable: register a new ModelVersion instead",
+            "reason": "FieldValueForbidden",
+        },
+    )
+
+
+class GateResult(StatusModel):
+    """The verdict of one gate."""
+
+    stage: str = Field(description="The stage the gate guards.")
+    metric: str = Field(description="The metric.")
+    op: str = Field(description="The comparison.")
+    threshold: float = Field(description="The threshold.")
+    value: float | None = Field(default=None, description="The version's value; empty when it has none.")
+    passed: bool = Field(description="Whether the gate passes.")
+    source: Literal["policy", "version"] = Field(default="policy", description="Who set the gate.")
+
+
+class Approval(StatusModel):
+    """An approval, recorded from the identity the API server authenticated."""
+
+    stage: str = Field(description="The stage approved.")
+    user: str = Field(description="The authenticated username (admission userInfo).")
+    uid: str | None = Field(default=None, description="The authenticated user's UID.")
+    groups: list[str] | None = Field(default=None, description="The authenticated user's groups.")
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When it was approved.")
+    reviewer: str | None = Field(
+        default=None, description="A reviewer asserted by a trusted GitOps applier (see assertedBy)."
+    )
+    asserted_by: str | None = Field(default=None, description="The trusted applier that asserted the reviewer.")
+
+
+class Transition(StatusModel):
+    """One granted stage change."""
+
+    from_: str = Field(alias="from", description="The stage before.")
+    to: str = Field(description="The stage after.")
+    by: str = Field(description="Who or what caused it (an authenticated user or the operator).")
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When.")
+    reason: str | None = Field(default=None, description="Why.")
+
+
+class Rejection(StatusModel):
+    """Evidence that a canary of this version was rolled back."""
+
+    deployment: str = Field(description="namespace/name of the ModelDeployment.")
+    metric: str = Field(description="The failing metric.")
+    value: float | None = Field(default=None, description="Its value.")
+    message: str | None = Field(default=None, description="What happened.")
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When.")
+
+
+class DeploymentRef(StatusModel):
+    """A ModelDeployment that serves this version."""
+
+    namespace: str = Field(description="Its namespace.")
+    name: str = Field(description="Its name.")
+    role: Literal["stable", "canary"] | None = Field(default=None, description="Stable or canary.")
+
+
+class ModelVersionStatus(StatusModel):
+    """The granted stage and the evidence behind it."""
+
+    observed_generation: int = observed_generation_field()
+    conditions: list[Condition] = conditions_field()
+    stage: Stage = Field(default="None", description="The stage granted.")
+    message: str | None = Field(default=None, description="A one-line summary, e.g. what a move still needs.")
+    gates: list[GateResult] | None = Field(default=None, description="Each gate's metric, threshold and verdict.")
+    approvals: list[Approval] | None = Field(default=None, description="Approvals, by authenticated identity.")
+    history: list[Transition] | None = Field(default=None, description="Every granted stage change.")
+    rejected: Rejection | None = Field(default=None, description="Set when a canary of this version was rolled back.")
+    deployed_by: list[DeploymentRef] | None = Field(default=None, description="Deployments serving this version.")
+    kopf: dict[str, Any] | None = kopf_field()

@@ -1,0 +1,254 @@
+"""The TrainingRun kind: one training (or a sweep of trials) that becomes a ModelVersion."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from modelops.api.common import (
+    DNS_SUBDOMAIN,
+    FREE_FORM,
+    SHA256,
+    ApiModel,
+    Condition,
+    ModelName,
+    PodOptions,
+    StatusModel,
+    conditions_field,
+    kopf_field,
+    observed_generation_field,
+    with_rules,
+)
+
+DATASET_URI = r"^(sklearn://[a-z0-9_]+|file:///.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|s3://[^/]+/.+|https?://.+)$"
+ESTIMATOR_CLASS = r"^sklearn(\.[a-z_][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$"
+
+Task = Literal["classification", "regression"]
+TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class S3Options(ApiModel):
+    """How to reach an S3-compatible store."""
+
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://.+",
+        description="Endpoint of the S3-compatible service; empty for AWS S3 itself.",
+    )
+    region: str | None = Field(default=None, description="Region name, e.g. us-east-1.")
+    secret_ref: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Name of a Secret in the run's namespace with the keys AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, given to the training pod as environment variables."
+        ),
+    )
+
+
+class DatasetSpec(ApiModel):
+    """The data a model is trained and evaluated on."""
+
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=DATASET_URI,
+        description=(
+            "Where the data is: sklearn://<name> for the datasets bundled with scikit-learn (iris, wine, "
+            "breast_cancer, digits, diabetes), file:///path on a volume, pvc://<claim>/<path> (mounted by "
+            "the Job), s3://<bucket>/<key> (S3-compatible, see s3), or https://."
+        ),
+    )
+    format: Literal["auto", "csv", "parquet"] = Field(
+        default="auto", description="File format; auto picks it from the file name's extension."
+    )
+    target: str = Field(min_length=1, description="The column to predict.")
+    features: list[str] | None = Field(
+        default=None, min_length=1, description="Columns to train on; default: every column but the target."
+    )
+    categorical_features: list[str] | None = Field(
+        default=None,
+        description="Columns to treat as categorical; default: text, category and boolean columns.",
+    )
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows held out to compute the metrics.")
+    seed: int = Field(default=42, ge=0, description="Seed of the train/test split and of the estimator.")
+    s3: S3Options | None = Field(default=None, description="Endpoint and credentials for s3:// URIs.")
+
+
+class Preprocessing(ApiModel):
+    """Column transforms placed before the estimator in one Pipeline."""
+
+    scale_numeric: bool = Field(default=False, description="Standardise numeric columns (StandardScaler).")
+    one_hot_categorical: bool = Field(
+        default=True, description="One-hot encode categorical columns; unseen categories are ignored."
+    )
+
+
+class EstimatorSpec(ApiModel):
+    """A scikit-learn estimator from the operator's allow-list."""
+
+    class_name: str = Field(
+        max_length=200,
+        pattern=ESTIMATOR_CLASS,
+        description=(
+            "Class path of an allowed scikit-learn estimator, e.g. "
+            "sklearn.ensemble.RandomForestClassifier. Arbitrary imports are refused."
+        ),
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Constructor parameters, checked against the estimator's own parameters.",
+        json_schema_extra=FREE_FORM,
+    )
+    preprocessing: Preprocessing | None = Field(default=None, description="Scaling and encoding of columns.")
+
+
+class SweepSpec(ApiModel):
+    """A hyper-parameter search: one Indexed Job, one index per trial."""
+
+    strategy: Literal["grid", "random"] = Field(default="grid", description="Grid search or random search.")
+    parameters: dict[str, Any] = Field(
+        min_length=1,
+        description=(
+            "Parameter name → list of values (grid, or a uniform choice for random), or for random search "
+            "{low, high, log, type: float|int}."
+        ),
+        json_schema_extra=FREE_FORM,
+    )
+    trials: int | None = Field(
+        default=None, ge=1, le=1000, description="How many random draws; required for strategy random."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the random draws.")
+    parallelism: int = Field(default=2, ge=1, le=100, description="At most this many trials run at once.")
+    metric: str = Field(min_length=1, description="The metric that picks the best trial, e.g. f1 or rmse.")
+    goal: Literal["maximize", "minimize"] = Field(default="maximize", description="Whether higher is better.")
+
+    model_config = with_rules(
+        {
+            "rule": "self.strategy != 'random' || has(self.trials)",
+            "message": "spec.sweep.trials is required when spec.sweep.strategy is random",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _random_needs_trials(self) -> SweepSpec:
+        if self.strategy == "random" and self.trials is None:
+            raise ValueError("trials is required when strategy is random")
+        return self
+
+
+class ArtifactStoreSpec(ApiModel):
+    """Where the trained artifact is written."""
+
+    uri: str = Field(
+        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|s3://[^/]+(/.*)?)$",
+        description="pvc://<claim>/<prefix> or s3://<bucket>/<prefix>; the run's files go below it.",
+    )
+    s3: S3Options | None = Field(default=None, description="Endpoint and credentials for s3://.")
+
+
+class ModelCard(ApiModel):
+    """What a reader of the registry should know about a model."""
+
+    description: str | None = Field(default=None, max_length=4096, description="What the model does.")
+    intended_use: str | None = Field(default=None, max_length=4096, description="What it is meant for.")
+    limitations: str | None = Field(default=None, max_length=4096, description="Known limitations and risks.")
+    owners: list[str] | None = Field(default=None, description="Who answers for the model.")
+
+
+class TrainingRunSpec(ApiModel):
+    """The desired training: data, estimator (or own image), optional sweep, Job knobs."""
+
+    model: ModelName
+    dataset: DatasetSpec = Field(description="The training data.")
+    task: Task | None = Field(default=None, description="classification or regression; default from the estimator.")
+    estimator: EstimatorSpec | None = Field(default=None, description="A scikit-learn estimator to fit.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Own training image instead of estimator; it must follow the trainer's output contract.",
+    )
+    command: list[str] | None = Field(default=None, description="Entrypoint of the own image.")
+    args: list[str] | None = Field(default=None, description="Arguments of the own image's entrypoint.")
+    sweep: SweepSpec | None = Field(default=None, description="A hyper-parameter search over the estimator.")
+    artifact_store: ArtifactStoreSpec | None = Field(
+        default=None, description="Where the artifact goes; default: the operator's configured store."
+    )
+    pod: PodOptions | None = Field(default=None, description="Resources, scheduling and env of the training pods.")
+    backoff_limit: int = Field(default=1, ge=0, le=100, description="Retries of a failed pod before the run fails.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="The run fails when it takes longer than this."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the finished Job (not the run) after this many seconds."
+    )
+    source_revision: str | None = Field(
+        default=None, max_length=256, description="Revision of the training code or config, e.g. a Git commit."
+    )
+    model_card: ModelCard | None = Field(default=None, description="Copied to the registered ModelVersion.")
+
+    model_config = with_rules(
+        {
+            "rule": "has(self.estimator) != has(self.image)",
+            "message": "exactly one of spec.estimator and spec.image must be set",
+        },
+        {
+            "rule": "!has(self.sweep) || has(self.estimator)",
+            "message": "spec.sweep needs spec.estimator: a sweep varies the estimator's params",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_train(self) -> TrainingRunSpec:
+        # The same rules as the CRD's CEL, for API servers (and emulators) that do not run CEL.
+        if (self.estimator is None) == (self.image is None):
+            raise ValueError("exactly one of spec.estimator and spec.image must be set")
+        if self.sweep is not None and self.estimator is None:
+            raise ValueError("spec.sweep needs spec.estimator: a sweep varies the estimator's params")
+        return self
+
+
+class ArtifactRef(StatusModel):
+    """A stored artifact."""
+
+    uri: str = Field(description="Where the artifact is.")
+    sha256: str = Field(pattern=SHA256, description="SHA-256 of the artifact's bytes.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the artifact.")
+
+
+class TrialStatus(StatusModel):
+    """One trial of a sweep (or the single trial of a plain run)."""
+
+    index: int = Field(ge=0, description="The trial's Job completion index.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The parameters this trial used.", json_schema_extra=FREE_FORM
+    )
+    phase: TrainingPhase = Field(default="Pending", description="Pending, Running, Succeeded or Failed.")
+    metrics: dict[str, float] | None = Field(default=None, description="Metrics on the held-out split.")
+    artifact: ArtifactRef | None = Field(default=None, description="The trial's artifact.")
+    message: str | None = Field(default=None, description="Why the trial failed, if it did.")
+
+
+class TrainingRunStatus(StatusModel):
+    """What the operator observed of the run."""
+
+    observed_generation: int = observed_generation_field()
+    conditions: list[Condition] = conditions_field()
+    phase: TrainingPhase | None = Field(default=None, description="Pending, Running, Succeeded or Failed.")
+    message: str | None = Field(default=None, description="A one-line summary of the state.")
+    job_name: str | None = Field(default=None, description="The Job that runs the training.")
+    progress: str | None = Field(default=None, description="Finished trials out of all, e.g. 3/8.")
+    start_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the Job started."
+    )
+    completion_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the run finished."
+    )
+    trials: list[TrialStatus] | None = Field(default=None, description="Every trial with params and metrics.")
+    best_trial: int | None = Field(default=None, ge=0, description="Index of the best trial.")
+    metrics: dict[str, float] | None = Field(default=None, description="Metrics of the registered result.")
+    artifact: ArtifactRef | None = Field(default=None, description="The registered artifact.")
+    model_version: str | None = Field(default=None, description="The ModelVersion registered from this run.")
+    kopf: dict[str, Any] | None = kopf_field()
