@@ -1,0 +1,1 @@
+"""The I/O layer: Kopf handlers, the operator process, and the clients they use."""

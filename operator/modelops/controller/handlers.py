@@ -1,0 +1,154 @@
+"""The Kopf handlers of the four kinds: parse, decide through pure logic, apply.
+
+Importing this module registers the handlers with Kopf's default registry.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+
+from modelops.api import kind_info
+from modelops.api.driftpolicy import DriftPolicySpec
+from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.api.modelversion import ModelVersionSpec
+from modelops.api.trainingrun import TrainingRunSpec
+from modelops.controller import credentials, settings  # noqa: F401 - settings registers Kopf's settings
+from modelops.controller.framework import Context, Outcome, register
+from modelops.controller.kube import Kube, KubeError
+from modelops.logic import conditions as cond
+from modelops.logic import governance
+
+API = "modelops.io/v1alpha1"
+# How soon to look again while waiting for an object that another resource names.
+WAIT_RETRY_SECONDS = float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    """One client per operator run, made on first use inside the operator's event loop."""
+    global _kube  # a lazily made client shared by the handlers
+    if _kube is None:
+        _kube = Kube(credentials.load())
+    return _kube
+
+
+@kopf.on.cleanup()
+async def _close_client(**_: Any) -> None:
+    # Several operator runs in one process (tests) must not share a client of an old server.
+    global _kube
+    if _kube is not None:
+        await _kube.close()
+        _kube = None
+
+
+async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
+    phase = ctx.status.get("phase") or "Pending"
+    return Outcome(
+        summary=cond.Summary(
+            ready=False,
+            reason=cond.Reason.PENDING,
+            message=f"training of model {spec.model} is accepted; the trainer Job is not created yet",
+            reconciling=True,
+        ),
+        status={"phase": phase, "message": "waiting to start"},
+    )
+
+
+async def reconcile_modelversion(spec: ModelVersionSpec, ctx: Context) -> Outcome:
+    now = cond.now_iso()
+    granted = str(ctx.status.get("stage") or "None")
+    decision = governance.decide_stage(spec.stage, granted, now=now)
+    history = governance.append_history(ctx.status.get("history"), decision.transition)
+    events = []
+    if decision.transition is not None:
+        events.append(("Normal", "StageChanged", f"stage {granted} → {decision.stage}"))
+    return Outcome(
+        summary=cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=decision.message),
+        status={"stage": decision.stage, "history": history, "message": decision.message},
+        conditions=[("Validated", True, "SpecValid", f"{spec.model} v{spec.version} is valid")],
+        events=events,
+    )
+
+
+async def _lookup(api_version: str, kind: str, namespace: str, name: str) -> tuple[Any, str | None]:
+    try:
+        found = await kube().get(api_version, kind, namespace, name)
+    except KubeError as error:
+        return None, f"cannot read {kind} {namespace}/{name}: {error.message}"
+    if found is None:
+        return None, f"{kind} {namespace}/{name} does not exist"
+    return found, None
+
+
+async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
+    if spec.model_version is None:
+        return Outcome(
+            summary=cond.Summary(
+                ready=False,
+                reason=cond.Reason.WAITING,
+                message=f"following the {spec.track} stage of {spec.model}; no version resolved yet",
+                reconciling=True,
+            ),
+            status={"phase": "Progressing"},
+        )
+    version, problem = await _lookup(API, "ModelVersion", ctx.namespace, spec.model_version)
+    if problem is not None:
+        return Outcome(
+            summary=cond.Summary(
+                ready=False,
+                reason=cond.Reason.NOT_FOUND,
+                message=f"spec.modelVersion: {problem}",
+                reconciling=True,
+            ),
+            status={"phase": "Progressing", "desiredVersion": spec.model_version},
+            requeue_after=WAIT_RETRY_SECONDS,
+        )
+    if version.get("spec", {}).get("model") != spec.model:
+        return Outcome(
+            summary=cond.Summary(
+                ready=False,
+                reason=cond.Reason.INVALID_SPEC,
+                message=(
+                    f"spec.modelVersion: {spec.model_version} is a version of "
+                    f"{version.get('spec', {}).get('model')!r}, not of {spec.model!r}"
+                ),
+                stalled=True,
+            ),
+        )
+    return Outcome(
+        summary=cond.Summary(
+            ready=False,
+            reason=cond.Reason.PENDING,
+            message=f"{spec.model_version} resolved; the model server Deployments are not created yet",
+            reconciling=True,
+        ),
+        status={"phase": "Progressing", "desiredVersion": spec.model_version},
+    )
+
+
+async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
+    _, problem = await _lookup(API, "ModelDeployment", ctx.namespace, spec.deployment)
+    if problem is not None:
+        return Outcome(
+            summary=cond.Summary(
+                ready=False, reason=cond.Reason.NOT_FOUND, message=f"spec.deployment: {problem}", reconciling=True
+            ),
+            requeue_after=WAIT_RETRY_SECONDS,
+        )
+    return Outcome(
+        summary=cond.Summary(
+            ready=False,
+            reason=cond.Reason.PENDING,
+            message=f"watching {spec.deployment} is accepted; drift evaluation is not running yet",
+            reconciling=True,
+        ),
+    )
+
+
+register(kind_info("TrainingRun"), reconcile_trainingrun)
+register(kind_info("ModelVersion"), reconcile_modelversion)
+register(kind_info("ModelDeployment"), reconcile_modeldeployment)
+register(kind_info("DriftPolicy"), reconcile_driftpolicy)

@@ -1,0 +1,152 @@
+"""`modelops operator` as a real process: kubeconfig, liveness, metrics, peering, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from kubeemu import Emulator
+from kubeemu.client import KubeClient
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "ml"
+API = "modelops.io/v1alpha1"
+MODEL_VERSION: dict[str, Any] = {
+    "apiVersion": API,
+    "kind": "ModelVersion",
+    "metadata": {"name": "iris-v1", "namespace": NAMESPACE},
+    "spec": {"model": "iris", "version": 1, "stage": "Staging",
+             "artifact": {"uri": "pvc://models/iris/model.joblib", "sha256": "a" * 64}},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Any, timeout: float, what: Any) -> Any:
+    """Poll check() until it is truthy; on timeout, fail with what() (evaluated then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what()}")
+        time.sleep(0.1)  # polling interval; the deadline bounds the wait
+
+
+class OperatorProcess:
+    """One `python -m modelops operator` with its log in a file."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+        self.health_port, self.metrics_port = free_port(), free_port()
+        self.log = log
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO / "operator")}
+        command = [
+            sys.executable, "-m", "modelops", "operator", "--namespace", NAMESPACE,
+            "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
+            "--metrics-port", str(self.metrics_port), *extra,
+        ]
+        self.handle = log.open("w")
+        self.process = subprocess.Popen(command, env=env, stdout=self.handle, stderr=subprocess.STDOUT)
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.handle.close()
+        return int(self.process.returncode)
+
+
+@pytest.fixture
+def cluster(emulator: Emulator, kube: KubeClient) -> KubeClient:
+    emulator.register_crds(sorted((REPO / "crds").glob("*.yaml")))
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    return kube
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[OperatorProcess]]:
+    started: list[OperatorProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def reconciled(obj: dict[str, Any] | None) -> bool:
+    return bool(obj) and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def test_operator_process_reconciles_and_serves_health_and_metrics(
+    cluster: KubeClient, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess]
+) -> None:
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", "--standalone")
+    processes.append(operator)
+    wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
+    cluster.create(MODEL_VERSION)
+    mv = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
+    assert mv is not None
+    assert mv["status"]["stage"] == "Staging"
+    metrics = operator.metrics()
+    assert 'modelops_operator_reconciles_total{kind="ModelVersion",result="ok"} 1.0' in metrics
+    assert 'modelops_operator_reconcile_duration_seconds_count{kind="ModelVersion"} 1.0' in metrics
+    assert operator.stop() == 0
+    assert "Traceback" not in operator.output()
+
+
+def test_only_the_highest_priority_replica_acts(
+    cluster: KubeClient, emulator: Emulator, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess]
+) -> None:
+    emulator.register_builtin_extras()
+    cluster.create({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+                    "metadata": {"name": "modelops-operator", "namespace": NAMESPACE}})
+    low = OperatorProcess(kubeconfig, tmp_path / "low.log", "--priority", "10")
+    high = OperatorProcess(kubeconfig, tmp_path / "high.log", "--priority", "20")
+    processes.extend([low, high])
+    wait_until(lambda: "Pausing operations in favour of" in low.output(), 60,
+               lambda: f"the low-priority replica to pause; logs:\n{low.output()}\n---\n{high.output()}")
+
+    cluster.create(MODEL_VERSION)
+    assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
+    assert "Creation is processed" in high.output()
+    assert "Creation is processed" not in low.output()
+
+    # When the active replica goes away, the other one takes over.
+    assert high.stop() == 0
+    wait_until(lambda: "Resuming operations after the pause" in low.output(), 90,
+               lambda: f"the low-priority replica to resume; its log:\n{low.output()}")
+    cluster.patch(API, "ModelVersion", NAMESPACE, "iris-v1", {"spec": {"stage": "Production"}})
+    mv = cluster.wait_for(
+        API, "ModelVersion", NAMESPACE, "iris-v1",
+        lambda o: reconciled(o) and o["status"]["stage"] == "Production", timeout=60,
+    )
+    assert mv is not None
