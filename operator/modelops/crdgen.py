@@ -64,7 +64,7 @@ def _structural(node: Any) -> Any:
             del node["anyOf"]
             merged = dict(non_null[0])
             merged.update(node)
-            node = merged
+            node = {key: value for key, value in merged.items() if key not in _DROP_KEYS}
         elif node.get("x-kubernetes-int-or-string"):
             node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
 
