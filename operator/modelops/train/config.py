@@ -1,0 +1,243 @@
+"""The run config (``RUN.json``, see ``docs/contracts.md``), parsed and validated (pure).
+
+:func:`parse_config` turns the decoded JSON into frozen dataclasses, or raises a
+:class:`~modelops.train.errors.ConfigError` whose message starts with the field path
+(``config dataset.testSize: …``). Unknown keys are refused, so a typo never passes silently.
+Defaults: ``format`` ``auto``, ``testSize`` 0.2, ``seed`` 42, ``preprocessing.scaleNumeric``
+false, ``preprocessing.oneHotCategorical`` true, ``model`` ``"model"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelops.train import estimators, sweep
+from modelops.train.errors import ConfigError
+
+FORMATS = ("auto", "csv", "parquet")
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    uri: str
+    target: str
+    format: str = "auto"
+    features: tuple[str, ...] | None = None
+    categorical_features: tuple[str, ...] | None = None
+    test_size: float = 0.2
+    seed: int = 42
+    s3: S3Options = field(default_factory=S3Options)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    scale_numeric: bool = False
+    one_hot_categorical: bool = True
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    class_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    raw: dict[str, Any]
+    trials: tuple[dict[str, Any], ...]
+    metric: str | None
+    goal: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    task: str
+    dataset: DatasetConfig
+    estimator: EstimatorConfig
+    run: dict[str, Any] = field(default_factory=dict)
+    sweep: SweepConfig | None = None
+    artifact_uri: str | None = None
+
+
+def _obj(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _keys(obj: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+    for key in obj:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(where, f"unknown field; expected one of {', '.join(sorted(allowed))}")
+
+
+def _str(obj: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    where = f"{path}.{key}" if path else key
+    if value is None:
+        raise ConfigError(where, "is required")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    return _str(obj, key, path)
+
+
+def _names(obj: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    where = f"{path}.{key}"
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(where, "must be a list of column names")
+    if not value:
+        raise ConfigError(where, "must not be empty (leave it null for the default)")
+    dupes = sorted({v for v in value if value.count(v) > 1})
+    if dupes:
+        raise ConfigError(where, f"lists {dupes[0]!r} more than once")
+    return tuple(value)
+
+
+def _bool(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}", f"must be true or false, got {value!r}")
+    return value
+
+
+def _dataset(raw: Any) -> DatasetConfig:
+    obj = _obj(raw, "dataset")
+    _keys(obj, "dataset", {"uri", "format", "target", "features", "categoricalFeatures", "testSize",
+                           "seed", "s3"})
+    fmt = obj.get("format") or "auto"
+    if fmt not in FORMATS:
+        raise ConfigError("dataset.format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    test_size = obj.get("testSize", 0.2)
+    if test_size is None:
+        test_size = 0.2
+    if (
+        not isinstance(test_size, int | float)
+        or isinstance(test_size, bool)
+        or not math.isfinite(test_size)
+        or not 0 < test_size < 1
+    ):
+        raise ConfigError("dataset.testSize", f"must be a number between 0 and 1 (exclusive), got {test_size!r}")
+    seed = obj.get("seed", 42)
+    if seed is None:
+        seed = 42
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError("dataset.seed", f"must be an integer in [0, 2**32), got {seed!r}")
+    s3 = S3Options()
+    if obj.get("s3") is not None:
+        s3obj = _obj(obj["s3"], "dataset.s3")
+        _keys(s3obj, "dataset.s3", {"endpointUrl", "region"})
+        s3 = S3Options(_opt_str(s3obj, "endpointUrl", "dataset.s3"), _opt_str(s3obj, "region", "dataset.s3"))
+    features = _names(obj, "features", "dataset")
+    categorical = _names(obj, "categoricalFeatures", "dataset")
+    target = _str(obj, "target", "dataset")
+    if features is not None and target in features:
+        raise ConfigError("dataset.features", f"lists the target column {target!r}")
+    if features is not None and categorical is not None:
+        extra = [c for c in categorical if c not in features]
+        if extra:
+            raise ConfigError("dataset.categoricalFeatures", f"{extra[0]!r} is not in dataset.features")
+    return DatasetConfig(
+        uri=_str(obj, "uri", "dataset"),
+        target=target,
+        format=fmt,
+        features=features,
+        categorical_features=categorical,
+        test_size=float(test_size),
+        seed=seed,
+        s3=s3,
+    )
+
+
+def _estimator(raw: Any) -> EstimatorConfig:
+    obj = _obj(raw, "estimator")
+    _keys(obj, "estimator", {"className", "params", "preprocessing"})
+    class_name = _str(obj, "className", "estimator")
+    estimators.check_class_name(class_name)
+    params = obj.get("params") or {}
+    params = dict(_obj(params, "estimator.params"))
+    pre = Preprocessing()
+    if obj.get("preprocessing") is not None:
+        pobj = _obj(obj["preprocessing"], "estimator.preprocessing")
+        _keys(pobj, "estimator.preprocessing", {"scaleNumeric", "oneHotCategorical"})
+        pre = Preprocessing(
+            scale_numeric=_bool(pobj, "scaleNumeric", "estimator.preprocessing", False),
+            one_hot_categorical=_bool(pobj, "oneHotCategorical", "estimator.preprocessing", True),
+        )
+    return EstimatorConfig(class_name=class_name, params=params, preprocessing=pre)
+
+
+def _sweep(raw: Any) -> SweepConfig:
+    obj = _obj(raw, "sweep")
+    _keys(obj, "sweep", {"strategy", "parameters", "trials", "seed", "parallelism", "metric", "goal"})
+    try:
+        trials = sweep.expand_sweep(obj)
+    except sweep.SweepError as exc:
+        path, _, problem = str(exc).partition(": ")
+        raise ConfigError(path, problem) from None
+    metric = _opt_str(obj, "metric", "sweep")
+    goal = obj.get("goal") or "maximize"
+    if goal not in ("maximize", "minimize"):
+        raise ConfigError("sweep.goal", f"must be 'maximize' or 'minimize', got {goal!r}")
+    return SweepConfig(raw=dict(obj), trials=tuple(trials), metric=metric, goal=goal)
+
+
+def parse_config(raw: Any) -> RunConfig:
+    """Validate a decoded ``RUN.json``; raise :class:`ConfigError` naming the field path.
+
+    Parameter *names* are checked here; parameter values need scikit-learn and are checked
+    when the estimator is built (:func:`modelops.train.estimators.build_estimator`).
+    """
+    obj = _obj(raw, "")
+    _keys(obj, "", {"run", "model", "task", "dataset", "estimator", "sweep", "artifactUri"})
+    for key in ("dataset", "estimator"):
+        if obj.get(key) is None:
+            raise ConfigError(key, "is required")
+    dataset = _dataset(obj["dataset"])
+    estimator = _estimator(obj["estimator"])
+    kind = estimators.ALLOWED_ESTIMATORS[estimator.class_name]
+    task = obj.get("task")
+    if task is None:
+        task = kind
+    elif task not in TASKS:
+        raise ConfigError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    elif task != kind:
+        raise ConfigError("task", f"{task!r} does not match {estimator.class_name}, a {kind} estimator")
+    run = obj.get("run") or {}
+    run = dict(_obj(run, "run"))
+    model = _str(obj, "model", "", default="model")
+    artifact_uri = _opt_str(obj, "artifactUri", "")
+    sweep_cfg = _sweep(obj["sweep"]) if obj.get("sweep") is not None else None
+    return RunConfig(
+        model=model,
+        task=task,
+        dataset=dataset,
+        estimator=estimator,
+        run=run,
+        sweep=sweep_cfg,
+        artifact_uri=artifact_uri.rstrip("/") if artifact_uri else None,
+    )

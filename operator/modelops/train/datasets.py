@@ -1,0 +1,232 @@
+"""Datasets by URI: fetch the bytes, hash them, parse them into a DataFrame (I/O).
+
+Schemes (see ``docs/contracts.md``):
+
+- ``sklearn://<name>``: a dataset bundled inside scikit-learn (:data:`SKLEARN_DATASETS`);
+  never the ``fetch_*`` ones, which download. Its sha256 is that of a canonical
+  serialisation: ``frame.to_csv(index=False, lineterminator="\\n")`` in UTF-8 (features then
+  target, scikit-learn's column names), so the same table written as such a CSV and read
+  through ``file://`` has the same hash.
+- ``file:///abs/path`` and ``pvc://<claim>/<path>`` (``$MODELOPS_PVC_ROOT``, default
+  ``/mnt/pvc``, ``/<claim>/<path>``): read in place.
+- ``https://`` and ``http://`` (plain HTTP is accepted for in-cluster servers and tests;
+  prefer HTTPS across networks): streamed with ``requests`` to a scratch file.
+- ``s3://bucket/key``: see :mod:`modelops.train.s3`; streamed to a scratch file.
+
+The sha256 is always of the raw bytes as stored (before decompression or parsing), computed
+while streaming, so a file is read once for hashing and once by the parser, and never held
+twice in memory. Format ``auto`` goes by extension: ``.csv``, ``.csv.gz``, ``.txt`` → CSV;
+``.parquet``, ``.pq`` → Parquet.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from modelops.train import s3
+from modelops.train.config import DatasetConfig
+from modelops.train.errors import TrainError, one_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: ``sklearn://<name>`` -> the ``sklearn.datasets`` loader bundled with scikit-learn.
+SKLEARN_DATASETS: dict[str, str] = {
+    "iris": "load_iris",
+    "wine": "load_wine",
+    "breast_cancer": "load_breast_cancer",
+    "digits": "load_digits",
+    "diabetes": "load_diabetes",
+    "linnerud": "load_linnerud",
+}
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+HTTP_TIMEOUT = (10.0, 60.0)  # connect, read (between bytes), seconds
+CHUNK = 1 << 20
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    uri: str
+    frame: pd.DataFrame
+    sha256: str
+    #: The feature columns when the config names none (all but the target when ``None``).
+    default_features: tuple[str, ...] | None = None
+
+
+def resolve_format(uri: str, fmt: str) -> str:
+    """``csv`` or ``parquet`` for a URI and a configured format (pure)."""
+    if fmt != "auto":
+        return fmt
+    name = PurePosixPath(urlsplit(uri).path).name.lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    raise TrainError(
+        f"cannot tell the format of dataset {uri!r} from its name; set dataset.format to csv or parquet"
+    )
+
+
+def pvc_path(uri: str, root: str | None = None) -> Path:
+    """The local path of ``pvc://<claim>/<path>`` under the PVC root (pure but for the env)."""
+    parts = urlsplit(uri)
+    claim, rel = parts.netloc, unquote(parts.path).lstrip("/")
+    if not claim or not rel:
+        raise TrainError(f"dataset URI {uri!r} must look like pvc://<claim>/<path>")
+    if ".." in PurePosixPath(rel).parts:
+        raise TrainError(f"dataset URI {uri!r} must not contain '..'")
+    base = root if root is not None else os.environ.get("MODELOPS_PVC_ROOT") or DEFAULT_PVC_ROOT
+    return Path(base) / claim / rel
+
+
+def file_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.netloc not in ("", "localhost") or not parts.path:
+        raise TrainError(f"dataset URI {uri!r} must look like file:///absolute/path")
+    return Path(unquote(parts.path))
+
+
+def _hash_file(path: Path, uri: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise TrainError(f"cannot read dataset {uri}: no such file {path}") from None
+    except IsADirectoryError:
+        raise TrainError(f"cannot read dataset {uri}: {path} is a directory") from None
+    except OSError as exc:
+        raise TrainError(f"cannot read dataset {uri}: {exc.strerror or exc} ({path})") from None
+    return digest.hexdigest()
+
+
+def _stream_to(chunks: Iterator[bytes], target: Path) -> str:
+    digest = hashlib.sha256()
+    with target.open("wb") as handle:
+        for chunk in chunks:
+            digest.update(chunk)
+            handle.write(chunk)
+    return digest.hexdigest()
+
+
+def _http_get(url: str, uri: str, headers: dict[str, str], target: Path, what: str) -> str:
+    import requests
+
+    try:
+        with requests.get(url, headers=headers, stream=True, timeout=HTTP_TIMEOUT) as response:
+            if response.status_code != 200:
+                detail = response.reason or ""
+                if what == "s3":
+                    code = _s3_error_code(response.text)
+                    detail = code or detail
+                raise TrainError(f"GET {uri} answered HTTP {response.status_code} {detail}".rstrip())
+            return _stream_to(response.iter_content(CHUNK), target)
+    except requests.RequestException as exc:
+        raise TrainError(f"cannot fetch dataset {uri}: {one_line(str(exc), 300)}") from None
+
+
+def _s3_error_code(body: str) -> str:
+    start, end = body.find("<Code>"), body.find("</Code>")
+    return body[start + 6 : end] if 0 <= start < end else ""
+
+
+def _s3_fetch(uri: str, cfg: DatasetConfig, target: Path) -> str:
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
+    if not bucket or not key:
+        raise TrainError(f"dataset URI {uri!r} must look like s3://<bucket>/<key>")
+    endpoint = cfg.s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = cfg.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    request = s3.object_request(bucket, key, endpoint, region)
+    headers: dict[str, str] = {}
+    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if access and secret:
+        creds = s3.Credentials(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        headers = s3.sign_v4("GET", request.url, {}, creds, request.region, now)
+    return _http_get(request.url, uri, headers, target, "s3")
+
+
+def _sklearn_frame(name: str, uri: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    loader_name = SKLEARN_DATASETS.get(name)
+    if loader_name is None:
+        why = " (the fetch_* datasets download from the internet)" if name.startswith("fetch") else ""
+        raise TrainError(
+            f"unknown dataset {uri!r}{why}; bundled with scikit-learn are: {', '.join(SKLEARN_DATASETS)}"
+        )
+    import sklearn.datasets
+
+    loader: Callable[..., Any] = getattr(sklearn.datasets, loader_name)
+    bunch = loader(as_frame=True)
+    return bunch.frame, tuple(str(c) for c in bunch.data.columns)
+
+
+def _parse(path: Path, fmt: str, uri: str) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise TrainError(f"dataset {uri} is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TrainError(f"cannot parse dataset {uri} as {fmt}: {one_line(str(exc), 300)}") from None
+    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid …)
+        raise TrainError(
+            f"cannot parse dataset {uri} as {fmt}: {type(exc).__name__}: {one_line(str(exc), 300)}"
+        ) from None
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="modelops-train-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def load(cfg: DatasetConfig) -> Dataset:
+    """Fetch, hash and parse the dataset of ``cfg``; :class:`TrainError` on any failure."""
+    uri = cfg.uri
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme == "sklearn":
+        name = urlsplit(uri).netloc or urlsplit(uri).path.lstrip("/")
+        frame, features = _sklearn_frame(name, uri)
+        canonical = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        dataset = Dataset(uri, frame, hashlib.sha256(canonical).hexdigest(), features)
+    elif scheme in ("file", "pvc"):
+        fmt = resolve_format(uri, cfg.format)
+        path = file_path(uri) if scheme == "file" else pvc_path(uri)
+        sha = _hash_file(path, uri)
+        dataset = Dataset(uri, _parse(path, fmt, uri), sha)
+    elif scheme in ("http", "https", "s3"):
+        fmt = resolve_format(uri, cfg.format)
+        suffix = "".join(PurePosixPath(urlsplit(uri).path).suffixes[-2:]) or ".data"
+        with _scratch() as scratch:
+            target = scratch / f"dataset{suffix}"
+            sha = _s3_fetch(uri, cfg, target) if scheme == "s3" else _http_get(uri, uri, {}, target, "http")
+            dataset = Dataset(uri, _parse(target, fmt, uri), sha)
+    else:
+        raise TrainError(
+            f"unsupported dataset URI {uri!r}; use sklearn://, file://, pvc://, https://, http:// or s3://"
+        )
+    frame = dataset.frame
+    frame.columns = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise TrainError(f"dataset {uri} has no rows")
+    return dataset

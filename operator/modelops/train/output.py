@@ -1,0 +1,165 @@
+"""Atomic result files and the termination message.
+
+A run writes ``model.joblib`` and ``result.json`` under temporary names in the output
+directory and renames them into place only at the end, the model first, so a
+``result.json`` exists only beside a complete model. On failure the temporary files are
+removed; so are a previous run's ``model.joblib`` and ``result.json`` at the start of a run,
+so a failed run never leaves anything that looks like a result.
+
+:func:`termination_message` is pure: it builds the contract's message and, when it would
+pass :data:`TERMINATION_LIMIT` bytes, drops optional fields (trial params, metrics, URIs …)
+until it fits, marking ``"truncated": true``; the full record is always in ``result.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TERMINATION_LIMIT = 4096
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+MODEL_FILE = "model.joblib"
+RESULT_FILE = "result.json"
+
+
+def dumps(document: Any) -> str:
+    """Compact, key-order-preserving JSON with no NaN/Infinity (they are not JSON)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _size(document: Any) -> int:
+    return len(dumps(document).encode("utf-8"))
+
+
+def _reducers() -> list[Callable[[dict[str, Any]], None]]:
+    def trial_index_only(m: dict[str, Any]) -> None:
+        if isinstance(m.get("trial"), dict):
+            m["trial"] = {"index": m["trial"].get("index")}
+
+    def drop(*path: str) -> Callable[[dict[str, Any]], None]:
+        def reducer(m: dict[str, Any]) -> None:
+            node: Any = m
+            for key in path[:-1]:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+
+        return reducer
+
+    return [
+        trial_index_only,
+        drop("metrics"),
+        drop("dataset", "uri"),
+        drop("artifact", "uri"),
+        drop("model"),
+        drop("dataset"),
+        drop("resultFile"),
+    ]
+
+
+def termination_message(message: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
+    """``message`` as JSON of at most ``limit`` bytes, dropping optional fields if needed."""
+    if _size(message) <= limit:
+        return dumps(message)
+    reduced = json.loads(dumps(message))
+    reduced["truncated"] = True
+    for reducer in _reducers():
+        reducer(reduced)
+        if _size(reduced) <= limit:
+            return dumps(reduced)
+    if "error" in message:
+        return error_message(str(message["error"]), limit)
+    return dumps({"ok": bool(message.get("ok")), "truncated": True})
+
+
+def error_message(error: str, limit: int = TERMINATION_LIMIT) -> str:
+    """``{"ok": false, "error": …}`` of at most ``limit`` bytes, the error cut if needed."""
+    text = error
+    while True:
+        encoded = dumps({"ok": False, "error": text})
+        if len(encoded.encode("utf-8")) <= limit:
+            return encoded
+        overflow = len(encoded.encode("utf-8")) - limit
+        text = text[: max(0, len(text) - overflow - 1)] + "…"
+
+
+def write_termination_log(path: str | None, text: str) -> None:
+    """Write the termination message; the default path only when it exists (a pod)."""
+    target = path if path is not None else DEFAULT_TERMINATION_LOG
+    if path is None and not os.path.exists(target):
+        return
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class AtomicDir:
+    """Files staged under temporary names in ``directory``, renamed into place by :meth:`commit`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._staged: list[tuple[Path, Path]] = []
+
+    def stage(self, name: str) -> Path:
+        """A temporary path for ``name``; it becomes ``directory/name`` on commit."""
+        temp = self.directory / f".{name}.tmp-{os.getpid()}"
+        self._staged.append((temp, self.directory / name))
+        return temp
+
+    def commit(self) -> None:
+        for temp, final in self._staged:
+            os.replace(temp, final)
+        self._staged.clear()
+        _fsync_dir(self.directory)
+
+    def discard(self) -> None:
+        for temp, _ in self._staged:
+            temp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_results(directory: Path) -> None:
+    """Remove a previous run's result from ``directory`` (``result.json`` first), if any."""
+    for stale in (RESULT_FILE, MODEL_FILE):
+        (directory / stale).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_output(directory: Path) -> Iterator[AtomicDir]:
+    """Prepare ``directory`` (created; stale results removed) and stage files in it.
+
+    Files staged in the block are renamed into place when :meth:`AtomicDir.commit` is
+    called; on an exception they are removed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    remove_results(directory)
+    staged = AtomicDir(directory)
+    try:
+        yield staged
+    finally:
+        staged.discard()

@@ -1,0 +1,204 @@
+"""The trainer's pure pieces: reference stats, signature, metrics, termination message,
+S3 signing, config and estimator validation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelops.train import estimators, metrics, output, refstats, s3
+from modelops.train.config import parse_config
+from modelops.train.errors import ConfigError, TrainError
+
+
+def bin_of(edges: list[float], x: float) -> int:
+    """The contract's rule, written out: bin 0 x <= e1; bin i e_i < x <= e_i+1; last x > e_-2."""
+    interior = edges[1:-1]
+    for i, bound in enumerate(interior):
+        if x <= bound:
+            return i
+    return len(interior)
+
+
+def test_numeric_bins_follow_the_le_convention() -> None:
+    values = np.arange(1, 101, dtype=float)
+    stats = refstats.numeric_bins(values)
+    assert len(stats["edges"]) == 11
+    assert stats["edges"][0] == 1
+    assert stats["edges"][-1] == 100
+    assert sum(stats["counts"]) == 100
+    expected = [0] * 10
+    for x in values:
+        expected[bin_of(stats["edges"], x)] += 1
+    assert stats["counts"] == expected
+    # Skewed data: duplicate quantiles are merged, NaN not counted.
+    skewed = refstats.numeric_bins([0, 0, 0, 0, 0, 0, 0, 1, 2, np.nan])
+    assert skewed["edges"] == sorted(set(skewed["edges"]))
+    assert len(skewed["edges"]) < 11
+    assert len(skewed["edges"]) == len(skewed["counts"]) + 1
+    assert sum(skewed["counts"]) == 9
+    assert refstats.numeric_bins([5, 5, 5]) == {"edges": [5, 5], "counts": [3]}
+    assert refstats.numeric_bins([np.nan]) == {"edges": [], "counts": []}
+
+
+def test_categorical_counts_top_and_other() -> None:
+    values = ["b"] * 5 + ["a"] * 5 + ["c"] * 2 + [None]
+    assert refstats.categorical_counts(values, top=2) == {
+        "categories": ["a", "b", "__other__"], "counts": [5, 5, 3],
+    }
+    many = [f"v{i:03d}" for i in range(60)] * 2 + ["v000"]
+    stats = refstats.categorical_counts(many)
+    assert len(stats["categories"]) == 51
+    assert stats["categories"][0] == "v000"
+    assert stats["counts"][-1] == 20
+    assert sum(stats["counts"]) == len(many)
+    assert refstats.categorical_counts([True, False, True]) == {
+        "categories": ["True", "False", "__other__"], "counts": [2, 1, 0],
+    }
+
+
+def test_signature_datatypes() -> None:
+    frame = pd.DataFrame({
+        "f64": [1.0], "f32": np.array([1.0], dtype=np.float32), "i": [1], "u8": np.array([1], dtype=np.uint8),
+        "b": [True], "s": ["x"], "cat": pd.Series(["x"], dtype="category"),
+    })
+    sig = refstats.signature(frame, "classification", np.array(["no", "yes"], dtype=object), None)
+    assert [i["datatype"] for i in sig["inputs"]] == ["FP64", "FP32", "INT64", "INT64", "BOOL", "BYTES", "BYTES"]
+    assert sig["outputs"] == [{"name": "predict", "datatype": "BYTES"}]
+    assert sig["classes"] == ["no", "yes"]
+    reg = refstats.signature(frame[["i"]], "regression", None, np.dtype("float64"))
+    assert reg == {"inputs": [{"name": "i", "datatype": "INT64"}], "outputs": [{"name": "predict", "datatype": "FP64"}]}
+    assert json.dumps(refstats.signature(frame[["i"]], "classification", np.array([0, 1]), None))
+
+
+def test_classification_metrics_binary_and_multiclass() -> None:
+    y = np.array([0, 0, 1, 1])
+    binary = metrics.classification_metrics(y, np.array([0, 1, 1, 1]), [0, 1],
+                                            proba=np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]]))
+    assert binary == {"accuracy": 0.75, "precision": 2 / 3, "recall": 1.0, "f1": 0.8, "roc_auc": 1.0}
+    decision = metrics.classification_metrics(y, y, [0, 1], decision=np.array([-1.0, -2.0, 1.0, 3.0]))
+    assert decision["roc_auc"] == 1.0
+    y3 = np.array(["a", "b", "c", "c"])
+    multi = metrics.classification_metrics(y3, np.array(["a", "b", "c", "a"]), ["a", "b", "c"])
+    assert multi["accuracy"] == 0.75
+    assert "roc_auc" not in multi
+    assert multi["recall"] == pytest.approx((1 + 1 + 0.5) / 3)  # macro
+    # A class missing from the test split: roc_auc is undefined and left out.
+    missing = metrics.classification_metrics(np.array([0, 0]), np.array([0, 1]), [0, 1],
+                                             proba=np.array([[0.9, 0.1], [0.4, 0.6]]))
+    assert "roc_auc" not in missing
+
+
+def test_regression_metrics() -> None:
+    out = metrics.regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert out == {"rmse": pytest.approx((4 / 3) ** 0.5), "mae": pytest.approx(2 / 3), "r2": pytest.approx(-1.0)}
+    assert set(metrics.regression_metrics([1.0], [2.0])) == {"rmse", "mae"}
+
+
+def test_termination_message_drops_optional_fields_to_fit() -> None:
+    message: dict[str, Any] = {
+        "ok": True, "model": "m" * 100,
+        "metrics": {f"metric_{i}": 0.123456789 for i in range(100)},
+        "artifact": {"uri": "s3://bucket/" + "x" * 1500, "sha256": "a" * 64, "sizeBytes": 10},
+        "dataset": {"uri": "https://example.com/" + "y" * 1500, "sha256": "b" * 64},
+        "resultFile": "s3://bucket/result.json",
+        "trial": {"index": 3, "params": {"p": "z" * 1000}},
+    }
+    assert len(output.dumps(message)) > 4096
+    text = output.termination_message(message)
+    parsed = json.loads(text)
+    assert len(text.encode()) <= 4096
+    assert parsed["truncated"] is True
+    assert parsed["ok"] is True
+    assert parsed["trial"] == {"index": 3}
+    assert "metrics" not in parsed
+    assert parsed["artifact"]["sha256"] == "a" * 64
+    assert parsed["resultFile"] == "s3://bucket/result.json"
+    small = {"ok": True, "trial": None}
+    assert output.termination_message(small) == '{"ok":true,"trial":null}'
+    error = json.loads(output.error_message("é" * 5000))
+    assert error["ok"] is False
+    assert len(output.error_message("é" * 5000).encode()) <= 4096
+    assert error["error"].endswith("…")
+
+
+def test_sign_v4_matches_the_aws_documentation_example() -> None:
+    """AWS's S3 SigV4 example 'GET Object' (bytes 0-9 of examplebucket/test.txt)."""
+    creds = s3.Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    headers = s3.sign_v4("GET", "https://examplebucket.s3.amazonaws.com/test.txt", {"Range": "bytes=0-9"},
+                         creds, "us-east-1", "20130524T000000Z")
+    assert headers["Authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    )
+
+
+def test_sign_v4_matches_botocore() -> None:
+    auth_mod = pytest.importorskip("botocore.auth")
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = s3.object_request("datasets", "tables/my table+1.csv", "http://127.0.0.1:9000", "eu-west-1").url
+    assert url == "http://127.0.0.1:9000/datasets/tables/my%20table%2B1.csv"
+    ours = s3.sign_v4("GET", url, {}, s3.Credentials("AK", "SK", "TOKEN"), "eu-west-1", "20240102T030405Z")
+    request = AWSRequest(method="GET", url=url, headers={
+        "x-amz-date": "20240102T030405Z", "x-amz-content-sha256": s3.EMPTY_SHA256, "X-Amz-Security-Token": "TOKEN",
+    })
+    request.context["timestamp"] = "20240102T030405Z"
+    signer = auth_mod.S3SigV4Auth(Credentials("AK", "SK", "TOKEN"), "s3", "eu-west-1")
+    canonical = signer.canonical_request(request)
+    signature = signer.signature(signer.string_to_sign(request, canonical), request)
+    assert ours["Authorization"].endswith(f"Signature={signature}")
+    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token," in ours["Authorization"]
+
+
+def test_validate_estimator_spec_without_training() -> None:
+    assert estimators.validate_estimator_spec("sklearn.svm.SVC", {"C": 2.0}) == "classification"
+    assert estimators.validate_estimator_spec("sklearn.linear_model.Ridge", None, "regression") == "regression"
+    with pytest.raises(ConfigError, match=r"estimator.params.gamma_: unknown parameter 'gamma_' for SVC"):
+        estimators.validate_estimator_spec("sklearn.svm.SVC", {"gamma_": 1})
+    with pytest.raises(ConfigError, match="must be a float in the range"):
+        estimators.validate_estimator_spec("sklearn.svm.SVC", {"C": -1.0})
+    with pytest.raises(ConfigError, match="does not match"):
+        estimators.validate_estimator_spec("sklearn.svm.SVC", {}, "regression")
+    with pytest.raises(ValueError, match="not in the allow-list"):
+        estimators.validate_estimator_spec("subprocess.Popen")
+    assert set(estimators.ALLOWED_ESTIMATORS.values()) == {"classification", "regression"}
+
+
+def test_every_allowed_estimator_exists_and_matches_its_task() -> None:
+    from sklearn.base import is_classifier, is_regressor
+
+    for path, task in estimators.ALLOWED_ESTIMATORS.items():
+        instance = estimators.load_class(path)()
+        assert (is_classifier(instance) if task == "classification" else is_regressor(instance)), path
+
+
+def test_parse_config_defaults_and_paths() -> None:
+    config = parse_config({"dataset": {"uri": "sklearn://iris", "target": "target"},
+                           "estimator": {"className": "sklearn.svm.SVC"}})
+    assert (config.model, config.task, config.dataset.test_size, config.dataset.seed) == ("model", "classification",
+                                                                                        0.2, 42)
+    assert config.estimator.preprocessing.one_hot_categorical
+    assert not config.estimator.preprocessing.scale_numeric
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"dataset": {"uri": "x", "target": "t", "features": ["t"]}},
+         "config dataset.features: lists the target column 't'"),
+        ({"dataset": {"uri": "x", "target": "t", "format": "xlsx"}},
+         "config dataset.format: must be one of auto, csv, parquet, got 'xlsx'"),
+        ({"dataset": {"uri": "x"}}, "config dataset.target: is required"),
+        ({"dataset": {"uri": "x", "target": "t", "seed": -1}},
+         "config dataset.seed: must be an integer in [0, 2**32), got -1"),
+        ({"dataset": {"uri": "x", "target": "t"}, "sweep": {"parameters": {"a": []}}},
+         "config sweep.parameters.a: must be a non-empty list"),
+    ]
+    for override, message in bad:
+        raw = {"estimator": {"className": "sklearn.svm.SVC"}, **override}
+        with pytest.raises(TrainError) as raised:
+            parse_config(raw)
+        assert str(raised.value) == message
