@@ -34,8 +34,10 @@ def operator_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 @pytest.fixture
 def operator(cluster: KubeClient, operator_env: dict[str, str]) -> Iterator[KopfRunner]:
     """The real Kopf operator with our handlers and settings, in a thread of this process."""
-    args = ["run", "--standalone", "--all-namespaces", "--verbose", "-m", "modelops.controller.handlers"]
-    with KopfRunner(args, timeout=60) as runner:
+    from modelops.controller import handlers
+
+    args = ["run", "--standalone", "--all-namespaces", "--verbose"]
+    with KopfRunner(args, registry=handlers.registry(), timeout=60) as runner:
         yield runner
     assert runner.exception is None, runner.exception
     assert runner.exit_code == 0, runner.output

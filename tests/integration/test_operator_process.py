@@ -132,17 +132,21 @@ def test_only_the_highest_priority_replica_acts(
     low = OperatorProcess(kubeconfig, tmp_path / "low.log", "--priority", "10")
     high = OperatorProcess(kubeconfig, tmp_path / "high.log", "--priority", "20")
     processes.extend([low, high])
-    wait_until(lambda: "Pausing operations in favour of" in low.output(), 60,
-               lambda: f"the low-priority replica to pause; logs:\n{low.output()}\n---\n{high.output()}")
-
+    # Every replica starts paused until it has read the peering object. The high-priority one
+    # then resumes; the low-priority one stays paused (it logs "Pausing" only if it had seen
+    # itself alone first, so its silence is what to check).
+    wait_until(lambda: "Resuming operations after the pause" in high.output(), 60,
+               lambda: f"the high-priority replica to become active; its log:\n{high.output()}")
     cluster.create(MODEL_VERSION)
     assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
     assert "Creation is processed" in high.output()
     assert "Creation is processed" not in low.output()
+    assert "Resuming operations" not in low.output().split("Pausing operations")[-1]
 
     # When the active replica goes away, the other one takes over.
+    resumed_before = low.output().count("Resuming operations after the pause")
     assert high.stop() == 0
-    wait_until(lambda: "Resuming operations after the pause" in low.output(), 90,
+    wait_until(lambda: low.output().count("Resuming operations after the pause") > resumed_before, 90,
                lambda: f"the low-priority replica to resume; its log:\n{low.output()}")
     cluster.patch(API, "ModelVersion", NAMESPACE, "iris-v1", {"spec": {"stage": "Production"}})
     mv = cluster.wait_for(

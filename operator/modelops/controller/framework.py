@@ -75,7 +75,7 @@ def _ready_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return (before.get("status"), before.get("reason")) != (after.get("status"), after.get("reason"))
 
 
-def register(info: KindInfo, reconcile: Reconcile) -> None:
+def register(registry: kopf.OperatorRegistry, info: KindInfo, reconcile: Reconcile) -> None:
     """Bind one reconcile to create, resume and update of a kind."""
     spec_model: type[BaseModel] = info.spec
 
@@ -123,4 +123,4 @@ def register(info: KindInfo, reconcile: Reconcile) -> None:
     handler.__name__ = f"reconcile_{info.singular}"
     handler.__qualname__ = handler.__name__
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        decorator(GROUP, VERSION, info.plural, id="reconcile")(handler)  # type: ignore[arg-type]
+        decorator(GROUP, VERSION, info.plural, id="reconcile", registry=registry)(handler)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The Kopf handlers of the four kinds: parse, decide through pure logic, apply.
 
-Importing this module registers the handlers with Kopf's default registry.
+``registry()`` builds a Kopf registry with everything the operator does; nothing is
+registered at import time, so several operators (tests) can run in one process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import credentials, settings  # noqa: F401 - settings registers Kopf's settings
+from modelops.controller import credentials, settings
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import Kube, KubeError
 from modelops.logic import conditions as cond
@@ -35,7 +36,6 @@ def kube() -> Kube:
     return _kube
 
 
-@kopf.on.cleanup()
 async def _close_client(**_: Any) -> None:
     # Several operator runs in one process (tests) must not share a client of an old server.
     global _kube
@@ -148,7 +148,13 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     )
 
 
-register(kind_info("TrainingRun"), reconcile_trainingrun)
-register(kind_info("ModelVersion"), reconcile_modelversion)
-register(kind_info("ModelDeployment"), reconcile_modeldeployment)
-register(kind_info("DriftPolicy"), reconcile_driftpolicy)
+def registry() -> kopf.OperatorRegistry:
+    """A registry with the operator's settings, login, cleanup and the four kinds' handlers."""
+    result = kopf.OperatorRegistry()
+    settings.register(result)
+    kopf.on.cleanup(registry=result)(_close_client)
+    register(result, kind_info("TrainingRun"), reconcile_trainingrun)
+    register(result, kind_info("ModelVersion"), reconcile_modelversion)
+    register(result, kind_info("ModelDeployment"), reconcile_modeldeployment)
+    register(result, kind_info("DriftPolicy"), reconcile_driftpolicy)
+    return result

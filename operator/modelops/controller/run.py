@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Registers the handlers with Kopf's default registry.
-    from modelops.controller import handlers  # noqa: F401
+    from modelops.controller import handlers
 
     if args.metrics_port:
         metrics.serve(args.metrics_port)
@@ -72,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespaces: list[str] = args.namespace
     asyncio.run(
         kopf.operator(
+            registry=handlers.registry(),
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=args.standalone,

@@ -30,12 +30,10 @@ def configure(settings: kopf.OperatorSettings, *, posting_level: int = logging.I
     settings.networking.request_timeout = 60
 
 
-@kopf.on.startup()
 def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
 
 
-@kopf.on.login()
 def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kopf.ConnectionInfo:
     """Kopf logs in with the same credentials as the operator's own client."""
     try:
@@ -53,3 +51,9 @@ def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kop
         private_key_path=creds.private_key_path,
         default_namespace=creds.namespace,
     )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Add the settings and the login to a registry."""
+    kopf.on.startup(registry=registry)(_startup)
+    kopf.on.login(registry=registry)(_login)
