@@ -21,7 +21,6 @@ twice in memory. Format ``auto`` goes by extension: ``.csv``, ``.csv.gz``, ``.tx
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import shutil
@@ -148,16 +147,8 @@ def _s3_fetch(uri: str, cfg: DatasetConfig, target: Path) -> str:
     bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
     if not bucket or not key:
         raise TrainError(f"dataset URI {uri!r} must look like s3://<bucket>/<key>")
-    endpoint = cfg.s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = cfg.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    request = s3.object_request(bucket, key, endpoint, region)
-    headers: dict[str, str] = {}
-    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if access and secret:
-        creds = s3.Credentials(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-        headers = s3.sign_v4("GET", request.url, {}, creds, request.region, now)
-    return _http_get(request.url, uri, headers, target, "s3")
+    url, headers = s3.signed_get(bucket, key, cfg.s3.endpoint_url, cfg.s3.region)
+    return _http_get(url, uri, headers, target, "s3")
 
 
 def _sklearn_frame(name: str, uri: str) -> tuple[pd.DataFrame, tuple[str, ...]]:

@@ -97,8 +97,26 @@ def sign_v4(
         key = _hmac(key, part)
     signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     out["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-        f"SignedHeaders={signed}, Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
     )
     del out["host"]  # the HTTP client sets Host itself, to the same value
     return out
+
+
+def signed_get(
+    bucket: str, key: str, endpoint_url: str | None = None, region: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """URL and headers of a GET of ``s3://bucket/key``, endpoint, region and credentials from the environment
+    where not given (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``)."""
+    import datetime
+    import os
+
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    request = object_request(bucket, key, endpoint, region)
+    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (access and secret):
+        return request.url, {}
+    creds = Credentials(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return request.url, sign_v4("GET", request.url, {}, creds, request.region, now)

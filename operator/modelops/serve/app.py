@@ -1,0 +1,192 @@
+"""The v2 REST routes as one function from (method, target, body) to a response, free of any HTTP server.
+
+:meth:`App.handle` is what the HTTP layer calls for every complete request. The inference path
+of the served model is matched by comparing raw bytes against targets precomputed at start-up;
+everything else goes through :meth:`App._route`. Requests to the model API are counted in the
+metrics by status code and timed; ``/metrics`` and the ``/v2/health`` probes are not, so that
+scrapes and kubelet probes do not dilute the error rate and latency the canary analysis reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote
+
+import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelops.serve import metrics
+from modelops.serve.codec import InputPlan, RequestError, decode_infer, encode_error, encode_infer
+from modelops.serve.predictor import Predictor
+
+JSON = b"content-type: application/json\r\n"
+#: (status, extra header lines including content-type, body)
+Response = tuple[int, bytes, bytes]
+
+
+def _json(status: int, doc: Any) -> Response:
+    return status, JSON, orjson.dumps(doc)
+
+
+def _error(status: int, message: str, extra: bytes = b"") -> Response:
+    return status, JSON + extra, encode_error(message)
+
+
+class App:
+    """Routes for one model version; see the module docstring."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        plan: InputPlan,
+        store: metrics.Store,
+        *,
+        name: str,
+        version: str,
+        server_version: str,
+    ) -> None:
+        self.predictor = predictor
+        self.plan = plan
+        self.store = store
+        self.layout = store.layout
+        self.values = store.values
+        self.recorder = metrics.Recorder(store.layout, store.values)
+        self.name = name
+        self.version = version
+        self.ready = True
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(metrics.Collector(store))
+        quoted = quote(name, safe="").encode()
+        quoted_version = quote(version, safe="").encode()
+        self._infer_targets = {
+            b"/v2/models/" + quoted + b"/infer",
+            b"/v2/models/" + quoted + b"/versions/" + quoted_version + b"/infer",
+        }
+        contract = predictor.contract
+        outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": contract.predict_datatype, "shape": [-1]}]
+        if predictor.class_labels is not None:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.class_labels)]})
+        self._metadata = _json(
+            200,
+            {
+                "name": name,
+                "versions": [version],
+                "platform": contract.framework,
+                "inputs": [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in contract.features],
+                "outputs": outputs,
+            },
+        )
+        self._model_ready = _json(200, {"name": name, "ready": True})
+        self._server_metadata = _json(200, {"name": "modelops", "version": server_version, "extensions": []})
+        self._live = _json(200, {"live": True})
+        self._ready = _json(200, {"ready": True})
+        self._not_ready = _json(503, {"ready": False})
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    def handle(self, method: bytes, target: bytes, body: bytes, started: float) -> Response:
+        """Answer one request; ``started`` is its ``time.perf_counter()`` arrival time."""
+        if method == b"POST" and target in self._infer_targets:
+            response = self._infer(body)
+        else:
+            path = target.split(b"?", 1)[0]
+            if path == b"/metrics" or path.startswith(b"/v2/health/"):
+                return self._uncounted(method, path)
+            response = self._route(method, path, body)
+        self.recorder.request(response[0], time.perf_counter() - started)
+        return response
+
+    def count_rejected(self, status: int, started: float) -> None:
+        """Count a request the HTTP layer refused before routing it (a body over the limit)."""
+        self.recorder.request(status, time.perf_counter() - started)
+
+    def flush_metrics(self) -> None:
+        """Move this worker's pending observations into its metric array (see :class:`metrics.Recorder`)."""
+        self.recorder.flush()
+
+    # -- routes ------------------------------------------------------------------------------------
+
+    def _uncounted(self, method: bytes, path: bytes) -> Response:
+        if method not in (b"GET", b"HEAD"):
+            return _error(405, f"method {method.decode()} not allowed on {path.decode()}", b"allow: GET\r\n")
+        if path == b"/metrics":
+            self.recorder.flush()
+            return 200, f"content-type: {CONTENT_TYPE_LATEST}\r\n".encode(), generate_latest(self._registry)
+        if path == b"/v2/health/live":
+            return self._live
+        if path == b"/v2/health/ready":
+            return self._ready if self.ready else self._not_ready
+        return _error(404, f"no route {path.decode(errors='replace')}")
+
+    def _route(self, method: bytes, raw_path: bytes, body: bytes) -> Response:
+        path = unquote(raw_path.decode("latin-1"))
+        parts = path.strip("/").split("/")
+        if parts == ["v2"]:
+            return self._only(method, b"GET", lambda: self._server_metadata, path)
+        if len(parts) < 3 or parts[:2] != ["v2", "models"]:
+            return _error(404, f"no route {path}")
+        name, rest = parts[2], parts[3:]
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        else:
+            version = None
+        if rest not in ([], ["ready"], ["infer"]):
+            return _error(404, f"no route {path}")
+        if name != self.name:
+            return _error(404, f"unknown model {name!r}; this server serves {self.name!r}")
+        if version is not None and version != self.version:
+            return _error(404, f"model {name!r} has no version {version!r}; this server serves {self.version!r}")
+        if rest == ["infer"]:
+            return self._only(method, b"POST", lambda: self._infer(body), path)
+        if rest == ["ready"]:
+            return self._only(method, b"GET", lambda: self._model_ready, path)
+        return self._only(method, b"GET", lambda: self._metadata, path)
+
+    @staticmethod
+    def _only(method: bytes, allowed: bytes, answer: Callable[[], Response], path: str) -> Response:
+        if method == allowed or (allowed == b"GET" and method == b"HEAD"):
+            return answer()
+        message = f"method {method.decode()} not allowed on {path}; use {allowed.decode()}"
+        return _error(405, message, b"allow: " + allowed + b"\r\n")
+
+    def _infer(self, body: bytes) -> Response:
+        try:
+            decoded = decode_infer(body, self.plan)
+        except RequestError as exc:
+            return _error(exc.status, exc.message)
+        try:
+            prediction = self.predictor.predict(decoded)
+        except ValueError as exc:
+            # Raised by the model for input it cannot take, e.g. a category its encoder never saw.
+            return _error(400, f"the model rejected the input: {exc}")
+        except Exception as exc:  # a bug or a broken model: 500, and the server keeps serving
+            return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+        layout, values = self.layout, self.values
+        self.recorder.rows(decoded.numeric)
+        if layout.categorical:
+            metrics.observe_categories(layout, values, decoded.categorical)
+        rows = decoded.rows
+        outputs: list[dict[str, Any]] = []
+        for name in decoded.outputs:
+            if name == "predict":
+                data: Any = prediction.predict
+                if data.dtype.kind in "OUS":
+                    data = [str(v) for v in data.tolist()]
+                outputs.append(
+                    {"name": "predict", "datatype": self.predictor.predict_datatype, "shape": [rows], "data": data}
+                )
+            else:
+                proba = prediction.proba
+                assert proba is not None  # decode_infer only offers predict_proba to classifiers
+                outputs.append(
+                    {"name": "predict_proba", "datatype": "FP64", "shape": list(proba.shape), "data": proba.ravel()}
+                )
+        if prediction.class_index is not None:
+            self.recorder.classes(prediction.class_index)
+        else:
+            metrics.observe_predictions(layout, values, np.asarray(prediction.predict, dtype=np.float64))
+        return 200, JSON, encode_infer(self.name, self.version, decoded.request_id, outputs)

@@ -1,0 +1,214 @@
+"""The trainer's ``result.json`` as the model server needs it: signature, classes, reference bins.
+
+Pure parsing, no I/O: :func:`parse_result` takes the decoded JSON document and returns a
+:class:`ModelContract`, or raises :class:`ContractError` with a message naming the bad field.
+The layout is specified in ``docs/contracts.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OTHER_CATEGORY = "__other__"
+
+NUMERIC_DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
+)
+DATATYPES = NUMERIC_DATATYPES | {"BYTES"}
+
+
+class ContractError(ValueError):
+    """``result.json`` does not follow the contract; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One signature input: its name, its v2 datatype, and whether it is categorical."""
+
+    name: str
+    datatype: str
+    categorical: bool
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """Reference bins of a numeric feature: ``edges`` has k+1 values for k bins."""
+
+    name: str
+    edges: tuple[float, ...]
+
+    @property
+    def interior(self) -> tuple[float, ...]:
+        """The Prometheus ``le`` bounds: ``edges[1:-1]``."""
+        return self.edges[1:-1]
+
+
+@dataclass(frozen=True)
+class CategoricalStats:
+    """Reference categories of a categorical feature, always ending with ``__other__``."""
+
+    name: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What the server needs to know about a model before it loads the artifact."""
+
+    model: str
+    task: str
+    artifact_path: str
+    sha256: str | None
+    framework: str
+    features: tuple[Feature, ...]
+    predict_datatype: str
+    classes: tuple[Any, ...] | None
+    numeric_stats: tuple[NumericStats, ...]
+    categorical_stats: tuple[CategoricalStats, ...]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task == "classification"
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+
+def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = doc.get(key)
+    if not isinstance(value, kind):
+        raise ContractError(f"result.json: {where}{key} is missing or not a {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {dict: "object", list: "list", str: "string", int: "integer", float: "number"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _parse_features(signature: Mapping[str, Any], categorical_names: set[str]) -> tuple[Feature, ...]:
+    inputs = _require(signature, "inputs", list, "signature.")
+    if not inputs:
+        raise ContractError("result.json: signature.inputs is empty")
+    features: list[Feature] = []
+    seen: set[str] = set()
+    for i, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise ContractError(f"result.json: signature.inputs[{i}] is not an object")
+        name = _require(item, "name", str, f"signature.inputs[{i}].")
+        datatype = item.get("datatype", "FP64")
+        if datatype not in DATATYPES:
+            raise ContractError(f"result.json: signature.inputs[{i}].datatype {datatype!r} is not a v2 datatype")
+        if name in seen:
+            raise ContractError(f"result.json: signature.inputs has {name!r} twice")
+        seen.add(name)
+        categorical = datatype == "BYTES" or name in categorical_names
+        features.append(Feature(name=name, datatype=datatype, categorical=categorical))
+    return tuple(features)
+
+
+def _parse_stats(
+    stats: Mapping[str, Any] | None,
+) -> tuple[tuple[NumericStats, ...], tuple[CategoricalStats, ...]]:
+    if not stats:
+        return (), ()
+    items = stats.get("features") or []
+    if not isinstance(items, list):
+        raise ContractError("result.json: referenceStats.features is not a list")
+    numeric: list[NumericStats] = []
+    categorical: list[CategoricalStats] = []
+    for i, item in enumerate(items):
+        where = f"referenceStats.features[{i}]."
+        if not isinstance(item, dict):
+            raise ContractError(f"result.json: {where[:-1]} is not an object")
+        name = _require(item, "name", str, where)
+        kind = item.get("kind", "numeric")
+        if kind == "numeric":
+            edges = _require(item, "edges", list, where)
+            if len(edges) < 2 or not all(isinstance(e, int | float) and math.isfinite(e) for e in edges):
+                raise ContractError(f"result.json: {where}edges needs at least two finite numbers")
+            values = tuple(float(e) for e in edges)
+            if any(b <= a for a, b in itertools.pairwise(values)):
+                raise ContractError(f"result.json: {where}edges is not strictly increasing")
+            numeric.append(NumericStats(name=name, edges=values))
+        elif kind == "categorical":
+            cats = _require(item, "categories", list, where)
+            names = [str(c) for c in cats if str(c) != OTHER_CATEGORY]
+            if len(set(names)) != len(names):
+                raise ContractError(f"result.json: {where}categories has duplicates")
+            categorical.append(CategoricalStats(name=name, categories=(*names, OTHER_CATEGORY)))
+        else:
+            raise ContractError(f"result.json: {where}kind {kind!r} is neither numeric nor categorical")
+    return tuple(numeric), tuple(categorical)
+
+
+def parse_result(doc: Any) -> ModelContract:
+    """Parse a decoded ``result.json`` document."""
+    if not isinstance(doc, dict):
+        raise ContractError("result.json: the document is not an object")
+    model = _require(doc, "model", str, "")
+    artifact = _require(doc, "artifact", dict, "")
+    signature = _require(doc, "signature", dict, "")
+    stats = doc.get("referenceStats")
+    if stats is not None and not isinstance(stats, dict):
+        raise ContractError("result.json: referenceStats is not an object")
+    numeric, categorical = _parse_stats(stats)
+    features = _parse_features(signature, {c.name for c in categorical})
+    names = {f.name for f in features}
+    stat_names = [s.name for s in numeric] + [s.name for s in categorical]
+    for stat_name in stat_names:
+        if stat_name not in names:
+            raise ContractError(f"result.json: referenceStats names {stat_name!r}, which is not a signature input")
+    feature_by_name = {f.name: f for f in features}
+    for n in numeric:
+        if feature_by_name[n.name].categorical:
+            raise ContractError(f"result.json: feature {n.name!r} is categorical but has numeric referenceStats")
+
+    raw_classes = signature.get("classes")
+    if raw_classes is not None and (not isinstance(raw_classes, list) or not raw_classes):
+        raise ContractError("result.json: signature.classes is not a non-empty list")
+    task = doc.get("task") or ("classification" if raw_classes else "regression")
+    if task not in {"classification", "regression"}:
+        raise ContractError(f"result.json: task {task!r} is neither classification nor regression")
+
+    outputs: Sequence[Any] = signature.get("outputs") or []
+    predict_datatype = ""
+    for out in outputs:
+        if isinstance(out, dict) and out.get("name") == "predict" and out.get("datatype") in DATATYPES:
+            predict_datatype = out["datatype"]
+    if not predict_datatype:
+        if task == "regression":
+            predict_datatype = "FP64"
+        elif raw_classes and all(isinstance(c, bool) for c in raw_classes):
+            predict_datatype = "BOOL"
+        elif raw_classes and all(isinstance(c, int) for c in raw_classes):
+            predict_datatype = "INT64"
+        else:
+            predict_datatype = "BYTES"
+
+    path = artifact.get("path") or "model.joblib"
+    if not isinstance(path, str) or path.startswith("/") or ".." in path.split("/"):
+        raise ContractError("result.json: artifact.path must be a relative path inside the model dir")
+    sha = artifact.get("sha256")
+    if sha is not None and not isinstance(sha, str):
+        raise ContractError("result.json: artifact.sha256 is not a string")
+    framework = doc.get("framework")
+    framework_name = framework.get("name", "scikit-learn") if isinstance(framework, dict) else "scikit-learn"
+    return ModelContract(
+        model=model,
+        task=task,
+        artifact_path=path,
+        sha256=sha.lower() if sha else None,
+        framework=str(framework_name),
+        features=features,
+        predict_datatype=predict_datatype,
+        classes=tuple(raw_classes) if raw_classes else None,
+        numeric_stats=numeric,
+        categorical_stats=categorical,
+    )

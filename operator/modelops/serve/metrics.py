@@ -1,0 +1,442 @@
+"""The server's metrics: one flat float64 array per worker, binned with numpy, summed at scrape time.
+
+Every series in ``docs/contracts.md`` (requests by code, the latency histogram, predictions by class
+or a histogram of predicted values, the per-feature histograms whose buckets are each feature's
+interior reference ``edges``, and the categorical counters) has a fixed slot in a flat array whose
+:class:`Layout` is computed once from the model at load time, identically in every worker.
+
+A request updates its worker's array in place: a handful of scalar adds, plus one
+``np.bincount`` for a whole batch of feature values, so there is no lock and no per-value Python
+call. With several workers, each one's array is a shared file mapping (:class:`Store`) named by
+its slot and by the layout's fingerprint; a scrape, served by any worker, sums the files of all
+slots. A restarted worker reopens its slot's file, so counters never go backwards.
+
+:class:`Collector` renders the summed array as prometheus_client metric families, so the text
+format (and its escaping) is prometheus_client's own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import mmap
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector as _CollectorBase
+from prometheus_client.utils import floatToGoString
+
+from modelops.serve.contract import OTHER_CATEGORY
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+#: Every status code the server can answer with; each has its own ``modelops_requests_total`` slot.
+STATUS_CODES: tuple[int, ...] = (200, 400, 404, 405, 413, 500, 503)
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NumericFeatureSlot:
+    """A numeric feature's histogram: ``len(interior) + 1`` bins at ``offset``, its sum at ``sum_offset``."""
+
+    name: str
+    column: int
+    interior: tuple[float, ...]
+    offset: int
+    sum_offset: int
+
+
+@dataclass(frozen=True)
+class CategoricalFeatureSlot:
+    """A categorical feature's counters: one per category (the last is ``__other__``) at ``offset``."""
+
+    name: str
+    column: int
+    categories: tuple[str, ...]
+    offset: int
+    index: dict[str, int] = field(compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each series lives in the flat array. Built by :func:`build_layout`."""
+
+    model: str
+    version: str
+    codes: tuple[int, ...]
+    code_offset: dict[int, int]
+    latency_bounds: tuple[float, ...]
+    latency_offset: int
+    latency_sum: int
+    classes: tuple[str, ...]
+    classes_offset: int
+    prediction_bounds: tuple[float, ...]
+    prediction_offset: int
+    prediction_sum: int
+    numeric: tuple[NumericFeatureSlot, ...]
+    categorical: tuple[CategoricalFeatureSlot, ...]
+    size: int
+    # Batch binning of the numeric features: the columns of the numeric matrix to bin, each feature's
+    # first slot relative to the numeric section, and the slots of their sums.
+    numeric_columns: IntArray = field(compare=False, hash=False, repr=False)
+    numeric_base: IntArray = field(compare=False, hash=False, repr=False)
+    numeric_sums: IntArray = field(compare=False, hash=False, repr=False)
+    numeric_span: tuple[int, int] = (0, 0)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the layout, so that stale files are never summed."""
+        parts: list[Any] = [
+            self.model, self.version, self.codes, self.latency_bounds, self.classes, self.prediction_bounds,
+            [(s.name, s.interior) for s in self.numeric], [(s.name, s.categories) for s in self.categorical],
+        ]  # fmt: skip
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def build_layout(
+    *,
+    model: str,
+    version: str,
+    classes: Sequence[str] | None,
+    prediction_bounds: Sequence[float] = (),
+    numeric: Sequence[tuple[str, int, Sequence[float]]] = (),
+    categorical: Sequence[tuple[str, int, Sequence[str]]] = (),
+) -> Layout:
+    """Lay out the series of one model.
+
+    ``numeric`` lists ``(feature, column in the numeric matrix, interior edges)``; ``categorical``
+    lists ``(feature, column among the categorical columns, categories)``. ``classes`` is None for a
+    regression, whose predicted values go into a histogram with ``prediction_bounds``.
+    """
+    pos = 0
+    code_offset = {}
+    for code in STATUS_CODES:
+        code_offset[code] = pos
+        pos += 1
+    latency_offset = pos
+    pos += len(LATENCY_BUCKETS) + 1
+    latency_sum = pos
+    pos += 1
+    class_labels = tuple(classes or ())
+    classes_offset = pos
+    pos += len(class_labels)
+    bounds = tuple(float(b) for b in prediction_bounds) if classes is None else ()
+    prediction_offset = pos
+    prediction_sum = -1
+    if classes is None:
+        pos += len(bounds) + 1
+        prediction_sum = pos
+        pos += 1
+    numeric_slots: list[NumericFeatureSlot] = []
+    numeric_start = pos
+    for name, column, interior in numeric:
+        numeric_slots.append(NumericFeatureSlot(name, column, tuple(float(e) for e in interior), pos, -1))
+        pos += len(interior) + 1
+    numeric_end = pos
+    with_sums: list[NumericFeatureSlot] = []
+    for s in numeric_slots:
+        with_sums.append(NumericFeatureSlot(s.name, s.column, s.interior, s.offset, pos))
+        pos += 1
+    categorical_slots: list[CategoricalFeatureSlot] = []
+    for name, column, cats in categorical:
+        labels = (*(c for c in cats if c != OTHER_CATEGORY), OTHER_CATEGORY)
+        index = {c: i for i, c in enumerate(labels)}
+        categorical_slots.append(CategoricalFeatureSlot(name, column, labels, pos, index))
+        pos += len(labels)
+
+    return Layout(
+        model=model,
+        version=version,
+        codes=STATUS_CODES,
+        code_offset=code_offset,
+        latency_bounds=LATENCY_BUCKETS,
+        latency_offset=latency_offset,
+        latency_sum=latency_sum,
+        classes=class_labels,
+        classes_offset=classes_offset,
+        prediction_bounds=bounds,
+        prediction_offset=prediction_offset,
+        prediction_sum=prediction_sum,
+        numeric=tuple(with_sums),
+        categorical=tuple(categorical_slots),
+        size=pos,
+        numeric_columns=np.array([s.column for s in with_sums], dtype=np.intp),
+        numeric_base=np.array([s.offset - numeric_start for s in with_sums], dtype=np.intp),
+        numeric_sums=np.array([s.sum_offset for s in with_sums], dtype=np.intp),
+        numeric_span=(numeric_start, numeric_end),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure binning: each function adds one batch's observations into ``values`` in place.
+
+
+def feature_bins(layout: Layout, numeric: FloatArray) -> IntArray:
+    """The bin of every value, as an index into the numeric section: shape [N, features].
+
+    Bin 0 holds ``x <= edges[1]``, bin i holds ``edges[i] < x <= edges[i+1]``, the last bin holds
+    ``x > edges[-2]``: the count of interior edges strictly below x, which is
+    ``searchsorted(interior, x, side="left")``.
+    """
+    # One binary search per feature over a column-major copy beats broadcasting every value against
+    # every edge once batches are large (the recorder bins up to a thousand rows at a time).
+    x = np.asfortranarray(numeric[:, layout.numeric_columns])
+    bins = np.empty(x.shape, dtype=np.intp, order="F")
+    for j, slot in enumerate(layout.numeric):
+        bins[:, j] = np.searchsorted(slot.interior, x[:, j], side="left")
+    bins += layout.numeric_base
+    return bins
+
+
+def observe_features(layout: Layout, values: FloatArray, numeric: FloatArray) -> None:
+    """Add a batch of numeric rows (columns as in the layout's numeric matrix) to the feature histograms."""
+    if not layout.numeric:
+        return
+    start, end = layout.numeric_span
+    bins = feature_bins(layout, numeric)
+    values[start:end] += np.bincount(bins.ravel(), minlength=end - start)
+    values[layout.numeric_sums] += numeric[:, layout.numeric_columns].sum(axis=0)
+
+
+def observe_categories(layout: Layout, values: FloatArray, columns: Sequence[Sequence[Any]]) -> None:
+    """Count a batch of categorical values; anything not among the reference categories is ``__other__``."""
+    for slot in layout.categorical:
+        other = len(slot.categories) - 1
+        index = slot.index
+        for v in columns[slot.column]:
+            values[slot.offset + index.get(v if isinstance(v, str) else str(v), other)] += 1
+
+
+def observe_classes(layout: Layout, values: FloatArray, class_index: IntArray) -> None:
+    """Count predictions by class, given each row's index into the layout's classes."""
+    n = len(layout.classes)
+    if class_index.shape[0] == 1:
+        values[layout.classes_offset + int(class_index[0])] += 1
+        return
+    values[layout.classes_offset : layout.classes_offset + n] += np.bincount(class_index, minlength=n)
+
+
+def observe_predictions(layout: Layout, values: FloatArray, predicted: FloatArray) -> None:
+    """Add predicted values (a regression) to the prediction histogram, ``le`` semantics."""
+    bounds = np.asarray(layout.prediction_bounds, dtype=np.float64)
+    bins = np.searchsorted(bounds, predicted, side="left")
+    k = len(bounds) + 1
+    values[layout.prediction_offset : layout.prediction_offset + k] += np.bincount(bins, minlength=k)
+    values[layout.prediction_sum] += float(predicted.sum())
+
+
+def observe_request(layout: Layout, values: FloatArray, code: int, seconds: float) -> None:
+    """Count one request by status code and add its duration to the latency histogram."""
+    values[layout.code_offset[code]] += 1
+    values[layout.latency_offset + bisect.bisect_left(layout.latency_bounds, seconds)] += 1
+    values[layout.latency_sum] += seconds
+
+
+def prediction_bounds_from(predicted: FloatArray, n: int = 10) -> tuple[float, ...]:
+    """Histogram bounds for a regression's predicted values: ``n`` inner quantiles, 4 significant digits.
+
+    The contract carries no target statistics, so the server derives bounds from the model's own
+    predictions on probe rows drawn from the features' reference bins.
+    """
+    finite = predicted[np.isfinite(predicted)]
+    if finite.size == 0:
+        return (0.0,)
+    qs = np.quantile(finite, np.linspace(0.0, 1.0, n + 1)[1:-1])
+    rounded = sorted({float(f"{q:.4g}") for q in qs})
+    return tuple(rounded)
+
+
+# ---------------------------------------------------------------------------------------------
+# The hot path: cheap accumulation, flushed into the array in batches.
+
+
+class Recorder:
+    """Per-request bookkeeping at the cost of a few list adds and one row copy.
+
+    Scalar counters (requests by code, latency, single-row classes) accumulate in a plain list;
+    numeric rows are copied into a preallocated buffer and binned all at once by :meth:`flush`,
+    which adds everything into ``values``. The server flushes on a full buffer, before every
+    scrape it answers, once a second, and at shutdown; so another worker's series lag by at most
+    about a second, and this worker's never lag in its own scrape.
+    """
+
+    def __init__(self, layout: Layout, values: FloatArray, rows: int = 1024) -> None:
+        self.layout = layout
+        self.values = values
+        self.pending = [0.0] * layout.size
+        self.dirty = False
+        width = int(layout.numeric_columns.max()) + 1 if layout.numeric else 0
+        self.buffer = np.empty((rows, width), dtype=np.float64)
+        self.buffered = 0
+        self._latency_bounds = layout.latency_bounds
+        self._latency_offset = layout.latency_offset
+        self._latency_sum = layout.latency_sum
+        self._code_offset = layout.code_offset
+        self._classes_offset = layout.classes_offset
+
+    def request(self, code: int, seconds: float) -> None:
+        p = self.pending
+        p[self._code_offset[code]] += 1
+        p[self._latency_offset + bisect.bisect_left(self._latency_bounds, seconds)] += 1
+        p[self._latency_sum] += seconds
+        self.dirty = True
+
+    def rows(self, numeric: FloatArray) -> None:
+        if not self.layout.numeric:
+            return
+        k = numeric.shape[0]
+        if self.buffered + k > self.buffer.shape[0]:
+            self.flush()
+            if k > self.buffer.shape[0]:
+                observe_features(self.layout, self.values, numeric)
+                return
+        width = self.buffer.shape[1]
+        self.buffer[self.buffered : self.buffered + k] = numeric[:, :width]
+        self.buffered += k
+
+    def classes(self, class_index: IntArray) -> None:
+        if class_index.shape[0] == 1:
+            self.pending[self._classes_offset + int(class_index[0])] += 1
+            self.dirty = True
+        else:
+            observe_classes(self.layout, self.values, class_index)
+
+    def flush(self) -> None:
+        if self.buffered:
+            observe_features(self.layout, self.values, self.buffer[: self.buffered])
+            self.buffered = 0
+        if self.dirty:
+            self.values += np.asarray(self.pending)
+            self.pending = [0.0] * self.layout.size
+            self.dirty = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage: a worker's array, in memory or in a shared file mapping.
+
+
+class Store:
+    """One worker's metric array; :meth:`snapshot` sums the arrays of every worker sharing ``directory``."""
+
+    def __init__(self, layout: Layout, directory: Path | None = None, slot: int = 0) -> None:
+        self.layout = layout
+        self.directory = directory
+        self._suffix = f"-{layout.fingerprint()}.f64"
+        self._mmap: mmap.mmap | None = None
+        if directory is None:
+            self.values: FloatArray = np.zeros(layout.size, dtype=np.float64)
+            return
+        path = directory / f"worker-{slot}{self._suffix}"
+        nbytes = layout.size * 8
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != nbytes:
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, nbytes)
+            self._mmap = mmap.mmap(fd, nbytes)
+        finally:
+            os.close(fd)
+        self.values = np.frombuffer(self._mmap, dtype=np.float64)
+
+    def snapshot(self) -> FloatArray:
+        """The sum over all workers (only this worker's array when there is no directory)."""
+        if self.directory is None:
+            return self.values.copy()
+        total = np.zeros(self.layout.size, dtype=np.float64)
+        for path in sorted(self.directory.glob(f"worker-*{self._suffix}")):
+            data = np.fromfile(path, dtype=np.float64)
+            if data.shape == total.shape:
+                total += data
+        return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Exposition.
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus writes it (prometheus_client's own formatting)."""
+    text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return text
+
+
+def _cumulative(counts: FloatArray, bounds: Sequence[float]) -> list[tuple[str, float]]:
+    cum = np.cumsum(counts)
+    buckets = [(_le(b), float(c)) for b, c in zip(bounds, cum[:-1], strict=True)]
+    buckets.append(("+Inf", float(cum[-1])))
+    return buckets
+
+
+def families(layout: Layout, values: FloatArray) -> list[Metric]:
+    """The metric families of ``docs/contracts.md`` from a (summed) array."""
+    base = ["model", "version"]
+    ids = [layout.model, layout.version]
+    out: list[Metric] = []
+
+    requests = CounterMetricFamily(
+        "modelops_requests_total", "Requests to the model API, by HTTP status code.", labels=[*base, "code"]
+    )
+    for code in layout.codes:
+        requests.add_metric([*ids, str(code)], float(values[layout.code_offset[code]]))
+    out.append(requests)
+
+    k = len(layout.latency_bounds) + 1
+    latency = HistogramMetricFamily(
+        "modelops_request_duration_seconds", "Time to answer a model API request.", labels=base
+    )
+    counts = values[layout.latency_offset : layout.latency_offset + k]
+    latency.add_metric(ids, _cumulative(counts, layout.latency_bounds), float(values[layout.latency_sum]))
+    out.append(latency)
+
+    if layout.prediction_sum < 0:
+        predictions = CounterMetricFamily(
+            "modelops_predictions_total", "Predictions, by predicted class.", labels=[*base, "class"]
+        )
+        for i, label in enumerate(layout.classes):
+            predictions.add_metric([*ids, label], float(values[layout.classes_offset + i]))
+        out.append(predictions)
+    else:
+        k = len(layout.prediction_bounds) + 1
+        value_hist = HistogramMetricFamily("modelops_prediction_value", "Predicted values.", labels=base)
+        counts = values[layout.prediction_offset : layout.prediction_offset + k]
+        value_hist.add_metric(ids, _cumulative(counts, layout.prediction_bounds), float(values[layout.prediction_sum]))
+        out.append(value_hist)
+
+    feature = HistogramMetricFamily(
+        "modelops_feature",
+        "Served values of each numeric feature; buckets are the feature's reference bin edges.",
+        labels=[*base, "feature"],
+    )
+    for slot in layout.numeric:
+        counts = values[slot.offset : slot.offset + len(slot.interior) + 1]
+        feature.add_metric([*ids, slot.name], _cumulative(counts, slot.interior), float(values[slot.sum_offset]))
+    out.append(feature)
+
+    category = CounterMetricFamily(
+        "modelops_feature_category_total",
+        "Served values of each categorical feature; unseen categories count as __other__.",
+        labels=[*base, "feature", "category"],
+    )
+    for cslot in layout.categorical:
+        for i, label in enumerate(cslot.categories):
+            category.add_metric([*ids, cslot.name, label], float(values[cslot.offset + i]))
+    out.append(category)
+    return out
+
+
+class Collector(_CollectorBase):
+    """A prometheus_client collector over a :class:`Store`: every scrape sums all workers' arrays."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self.store.layout, self.store.snapshot())

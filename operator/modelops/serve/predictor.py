@@ -1,0 +1,348 @@
+"""Loading a verified model and predicting with as little per-call overhead as is safe.
+
+Three paths, chosen once at load time:
+
+- ``compiled``: a pipeline made only of ``StandardScaler`` steps (and ``passthrough``) ending in a
+  linear model (``LogisticRegression``, ``LinearRegression``, ``Ridge``, …) is folded into one
+  affine map, column order included: predicting a row is one matrix product. It is used only if it
+  reproduces the pipeline's own ``predict`` exactly and ``predict_proba`` to 1e-9 on probe rows drawn
+  from the features' reference bins; otherwise the next path is used.
+- ``steps``: a numeric model is called step by step (each ``transform``, then the final estimator)
+  on a float64 matrix in the model's column order, with scikit-learn's finiteness and parameter
+  checks switched off (the codec guarantees finite input). Also checked against ``predict`` at load.
+- ``frame``: a model with categorical inputs gets a pandas DataFrame, as it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelops.serve import artifact, metrics
+from modelops.serve.codec import Decoded
+from modelops.serve.contract import ModelContract, parse_result
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+_PROBE_ROWS = 256
+_LINEAR_REGRESSORS = frozenset(
+    {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet", "ElasticNetCV", "BayesianRidge"}
+)
+
+
+class LoadError(Exception):
+    """The model cannot be served: a contract, artifact or compatibility problem."""
+
+
+@dataclass
+class Prediction:
+    """One batch's outputs: labels or values, probabilities if asked, and class indices for metrics."""
+
+    predict: npt.NDArray[Any]
+    proba: FloatArray | None
+    class_index: IntArray | None
+
+
+def _expit(d: FloatArray) -> FloatArray:
+    out: FloatArray = 1.0 / (1.0 + np.exp(-d))
+    return out
+
+
+def _softmax(d: FloatArray) -> FloatArray:
+    e = np.exp(d - d.max(axis=1, keepdims=True))
+    out: FloatArray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+class _Compiled:
+    """An affine map ``x @ w + b`` equal to a scaler-and-linear-model pipeline."""
+
+    def __init__(self, w: FloatArray, b: FloatArray, classes: npt.NDArray[Any] | None) -> None:
+        self.w = np.ascontiguousarray(w)
+        self.b = b
+        self.classes = classes
+        self.binary = classes is not None and w.shape[1] == 1
+
+    def __call__(self, x: FloatArray, want_proba: bool) -> Prediction:
+        d = x @ self.w
+        d += self.b
+        if self.classes is None:
+            return Prediction(d[:, 0], None, None)
+        if self.binary:
+            score = d[:, 0]
+            idx = (score > 0).astype(np.intp)
+            proba = None
+            if want_proba:
+                p = _expit(score)
+                proba = np.empty((x.shape[0], 2))
+                proba[:, 0] = 1.0 - p
+                proba[:, 1] = p
+            return Prediction(self.classes[idx], proba, idx)
+        idx = d.argmax(axis=1)
+        return Prediction(self.classes[idx], _softmax(d) if want_proba else None, idx)
+
+
+def _steps_of(model: Any) -> list[Any]:
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return [step for _, step in model.steps if step is not None and step != "passthrough"]
+    return [model]
+
+
+def _compile(model: Any, order: IntArray, width: int) -> _Compiled | None:
+    """Fold scalers and a linear final estimator into one affine map over the request's column order."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    steps = _steps_of(model)
+    *transforms, final = steps
+    n = len(order)
+    # The affine map from model-order input columns: y = x_model @ a + c.
+    a = np.eye(n)
+    c = np.zeros(n)
+    for step in transforms:
+        if type(step) is not StandardScaler:
+            return None
+        mean = step.mean_ if step.with_mean else np.zeros(n)
+        scale = step.scale_ if step.with_std else np.ones(n)
+        if mean is None or scale is None:
+            return None
+        a = a / scale
+        c = (c - mean) / scale
+    if type(final) is LogisticRegression:
+        coef = np.asarray(final.coef_, dtype=np.float64)
+        classes = np.asarray(final.classes_)
+    elif type(final).__name__ in _LINEAR_REGRESSORS and type(final).__module__.startswith("sklearn.linear_model"):
+        coef = np.atleast_2d(np.asarray(final.coef_, dtype=np.float64))
+        classes = None
+        if coef.shape[0] != 1:
+            return None
+    else:
+        return None
+    intercept = np.atleast_1d(np.asarray(final.intercept_, dtype=np.float64))
+    w_model = a @ coef.T  # [n, k]
+    b = c @ coef.T + intercept
+    # Scatter model-order rows to request-order rows: request column order[j] is model column j.
+    w = np.zeros((width, w_model.shape[1]))
+    w[order] = w_model
+    return _Compiled(w, b, classes)
+
+
+def _probe(contract: ModelContract, names: Sequence[str], rows: int = _PROBE_ROWS) -> FloatArray:
+    """Rows drawn from each numeric feature's reference range (standard normal without stats)."""
+    rng = np.random.default_rng(0)
+    stats = {s.name: s.edges for s in contract.numeric_stats}
+    out = np.empty((rows, len(names)))
+    for j, name in enumerate(names):
+        edges = stats.get(name)
+        if edges is None:
+            out[:, j] = rng.standard_normal(rows)
+            continue
+        out[:, j] = rng.uniform(edges[0], edges[-1], rows)
+        k = min(rows, len(edges))
+        out[:k, j] = edges[:k]
+    return out
+
+
+def _same(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> bool:
+    return a.shape == b.shape and bool(np.all(a == b))
+
+
+def _close(a: FloatArray, b: FloatArray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-9, atol=1e-12))
+
+
+class Predictor:
+    """A loaded model with the fastest verified way to call it; see the module docstring."""
+
+    def __init__(self, contract: ModelContract, model: Any) -> None:
+        import sklearn
+
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        self.contract = contract
+        self.model = model
+        self.numeric_names = tuple(f.name for f in contract.features if not f.categorical)
+        self.categorical_names = tuple(f.name for f in contract.features if f.categorical)
+        fitted_names = getattr(model, "feature_names_in_", None)
+        self._fitted_with_names = fitted_names is not None
+        self.model_columns: tuple[str, ...] = (
+            tuple(str(n) for n in fitted_names) if fitted_names is not None else contract.feature_names
+        )
+        if sorted(self.model_columns) != sorted(contract.feature_names):
+            raise LoadError(
+                f"the model was fitted on columns {list(self.model_columns)} but result.json's signature "
+                f"names {list(contract.feature_names)}"
+            )
+        n_in = getattr(model, "n_features_in_", len(self.model_columns))
+        if n_in != len(self.model_columns):
+            raise LoadError(f"the model expects {n_in} features; the signature has {len(self.model_columns)}")
+        classes = getattr(model, "classes_", None)
+        if contract.is_classifier:
+            if classes is None or not hasattr(model, "predict_proba"):
+                raise LoadError("result.json says classification but the model has no classes_/predict_proba")
+            self.classes: npt.NDArray[Any] | None = np.asarray(classes)
+        else:
+            self.classes = None
+        self.class_labels = tuple(str(c) for c in self.classes) if self.classes is not None else None
+        self.predict_datatype = contract.predict_datatype
+        self._compiled: _Compiled | None = None
+        self.path = "frame"
+        if not self.categorical_names:
+            index = {n: j for j, n in enumerate(self.numeric_names)}
+            self._order = np.array([index[n] for n in self.model_columns], dtype=np.intp)
+            self._identity = bool(np.all(self._order == np.arange(len(self._order))))
+            self.path = "steps"
+            self._steps = _steps_of(model)
+            probe = _probe(contract, self.numeric_names)
+            reference = self._reference(probe)
+            if not self._agrees(self._predict_steps, probe, reference):
+                raise LoadError("calling the pipeline's steps directly disagrees with its predict()")
+            compiled = _compile(model, self._order, len(self.numeric_names))
+            if compiled is not None and self._agrees(compiled, probe, reference):
+                self._compiled = compiled
+                self.path = "compiled"
+        self.prediction_bounds: tuple[float, ...] = ()
+        if self.classes is None:
+            self.prediction_bounds = self._regression_bounds()
+
+    # -- reference and verification -------------------------------------------------------------
+
+    def _frame(self, numeric: FloatArray, categorical: Sequence[Sequence[Any]]) -> Any:
+        import pandas as pd
+
+        columns: dict[str, Any] = {}
+        for j, name in enumerate(self.numeric_names):
+            columns[name] = numeric[:, j]
+        for j, name in enumerate(self.categorical_names):
+            columns[name] = np.asarray(categorical[j], dtype=object)
+        return pd.DataFrame({name: columns[name] for name in self.model_columns})
+
+    def _reference(self, probe: FloatArray) -> tuple[npt.NDArray[Any], FloatArray | None]:
+        """The pipeline's own outputs on the probe rows, called the way it was trained."""
+        x: Any = self._frame(probe, []) if hasattr(self.model, "feature_names_in_") else probe[:, self._order]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predicted = np.asarray(self.model.predict(x))
+            proba = np.asarray(self.model.predict_proba(x), dtype=np.float64) if self.classes is not None else None
+        return predicted, proba
+
+    def _agrees(self, fn: Any, probe: FloatArray, reference: tuple[npt.NDArray[Any], FloatArray | None]) -> bool:
+        predicted, proba = reference
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ours: Prediction = fn(probe, self.classes is not None)
+        except Exception:  # any failure of a shortcut just means "do not use it"
+            return False
+        if self.classes is None:
+            return _close(np.asarray(ours.predict, dtype=np.float64), predicted.astype(np.float64))
+        return (
+            _same(np.asarray(ours.predict), predicted)
+            and ours.proba is not None
+            and proba is not None
+            and _close(ours.proba, proba)
+        )
+
+    def _regression_bounds(self) -> tuple[float, ...]:
+        try:
+            if self.categorical_names:
+                rng = np.random.default_rng(0)
+                cats = {s.name: [c for c in s.categories if c != "__other__"] for s in self.contract.categorical_stats}
+                categorical = [
+                    list(rng.choice(cats[n], _PROBE_ROWS)) if cats.get(n) else ["__other__"] * _PROBE_ROWS
+                    for n in self.categorical_names
+                ]
+                numeric = _probe(self.contract, self.numeric_names)
+                values = self.predict_batch(numeric, categorical, want_proba=False).predict
+            else:
+                values = self.predict_batch(_probe(self.contract, self.numeric_names), [], want_proba=False).predict
+            return metrics.prediction_bounds_from(np.asarray(values, dtype=np.float64))
+        except Exception:  # a model that cannot score synthetic rows still serves; coarse default bounds
+            return (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0)
+
+    # -- prediction --------------------------------------------------------------------------------
+
+    def _predict_steps(self, x: FloatArray, want_proba: bool) -> Prediction:
+        if not self._identity:
+            x = x[:, self._order]
+        if self._fitted_with_names:
+            # The matrix is in the fitted column order (proven at load time); only the warning differs.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                return self._call_steps(x, want_proba)
+        return self._call_steps(x, want_proba)
+
+    def _call_steps(self, x: FloatArray, want_proba: bool) -> Prediction:
+        *transforms, final = self._steps
+        for step in transforms:
+            x = step.transform(x)
+        predicted = np.asarray(final.predict(x))
+        proba = np.asarray(final.predict_proba(x), dtype=np.float64) if want_proba else None
+        return Prediction(predicted, proba, self._class_index(predicted))
+
+    def _class_index(self, predicted: npt.NDArray[Any]) -> IntArray | None:
+        if self.classes is None:
+            return None
+        idx: IntArray = np.searchsorted(self.classes, predicted).astype(np.intp)
+        return idx
+
+    def predict_batch(self, numeric: FloatArray, categorical: Sequence[Sequence[Any]], want_proba: bool) -> Prediction:
+        """Predict one batch (numeric columns in signature order, categorical columns as lists)."""
+        if self._compiled is not None:
+            return self._compiled(numeric, want_proba)
+        if self.path == "steps":
+            return self._predict_steps(numeric, want_proba)
+        frame = self._frame(numeric, categorical)
+        predicted = np.asarray(self.model.predict(frame))
+        proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64) if want_proba else None
+        return Prediction(predicted, proba, self._class_index(predicted))
+
+    def predict(self, decoded: Decoded) -> Prediction:
+        return self.predict_batch(decoded.numeric, decoded.categorical, "predict_proba" in decoded.outputs)
+
+
+def load_contract(model_dir: Path) -> ModelContract:
+    """Read and parse ``model_dir/result.json``."""
+    path = model_dir / "result.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LoadError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"cannot read {path}: {exc}") from None
+    try:
+        return parse_result(doc)
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
+
+
+def load(model_dir: Path, contract: ModelContract, trusted_sha256: str) -> Predictor:
+    """Verify the artifact against the trusted sha256, then unpickle it and build a :class:`Predictor`.
+
+    The check comes first on purpose: unpickling runs code from the file.
+    """
+    import io
+
+    import joblib
+
+    path = model_dir / contract.artifact_path
+    # Hash the very bytes that get unpickled, so the file cannot change between check and load.
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise artifact.ArtifactError(f"cannot read artifact {path}: {exc.strerror}") from None
+    artifact.verify_bytes(data, trusted_sha256, str(path))
+    try:
+        model = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # unpickling can raise anything
+        raise LoadError(f"cannot load {path}: {exc}") from None
+    return Predictor(contract, model)
