@@ -205,11 +205,14 @@ class Predictor:
             probe = _probe(contract, self.numeric_names)
             reference = self._reference(probe)
             if not self._agrees(self._predict_steps, probe, reference):
-                raise LoadError("calling the pipeline's steps directly disagrees with its predict()")
-            compiled = _compile(model, self._order, len(self.numeric_names))
-            if compiled is not None and self._agrees(compiled, probe, reference):
-                self._compiled = compiled
-                self.path = "compiled"
+                # E.g. a ColumnTransformer that selects columns by name: call the whole pipeline on a
+                # DataFrame, as it was trained (slower, always right).
+                self.path = "frame"
+            else:
+                compiled = _compile(model, self._order, len(self.numeric_names))
+                if compiled is not None and self._agrees(compiled, probe, reference):
+                    self._compiled = compiled
+                    self.path = "compiled"
         self.prediction_bounds: tuple[float, ...] = ()
         if self.classes is None:
             self.prediction_bounds = self._regression_bounds()

@@ -173,6 +173,11 @@ def _pipeline(estimator: Any, numeric: list[str], categorical: list[str], config
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     pre = config.estimator.preprocessing
+    if not categorical:
+        # All numeric: plain steps (no column selection by name), so a server can call them on a
+        # matrix in signature order without building a DataFrame per request.
+        steps: list[tuple[str, Any]] = [("scale", StandardScaler())] if pre.scale_numeric else []
+        return Pipeline([*steps, ("estimator", estimator)])
     parts: list[tuple[str, Any, list[str]]] = []
     if numeric:
         parts.append(("numeric", StandardScaler() if pre.scale_numeric else "passthrough", numeric))
