@@ -42,8 +42,8 @@ class RealServer:
         assert response.status_code in (200, 201), response.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            status = self.request("GET", f"{path}/{name}").json().get("status", {})
-            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            status = self.request("GET", f"{path}/{name}").json().get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
             if conditions.get("Established") == "True":
                 return
             time.sleep(0.2)  # polling the server for a condition, bounded by the deadline
