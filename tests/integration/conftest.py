@@ -28,7 +28,8 @@ def operator_env(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     """The environment an operator process needs to find the emulator."""
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("MODELOPS_WAIT_RETRY_SECONDS", "1")
-    return {"KUBECONFIG": str(kubeconfig), "MODELOPS_WAIT_RETRY_SECONDS": "1"}
+    monkeypatch.setenv("MODELOPS_POLL_SECONDS", "0.5")
+    return {"KUBECONFIG": str(kubeconfig), "MODELOPS_WAIT_RETRY_SECONDS": "1", "MODELOPS_POLL_SECONDS": "0.5"}
 
 
 @pytest.fixture

@@ -20,11 +20,20 @@ from modelops.controller import credentials, settings
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import Kube, KubeError
 from modelops.logic import conditions as cond
-from modelops.logic import governance
+from modelops.logic import governance, training
 
 API = "modelops.io/v1alpha1"
 # How soon to look again while waiting for an object that another resource names.
 WAIT_RETRY_SECONDS = float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
+# How often a running training is looked at again (read at each use, so tests can shorten it).
+def poll_seconds() -> float:
+    return float(os.environ.get("MODELOPS_POLL_SECONDS", "10"))
+
+
+# The image of training pods (the operator's own, which carries `modelops train`).
+TRAINER_IMAGE = os.environ.get("MODELOPS_IMAGE", "ghcr.io/modelops/modelops-operator:0.1.0")
+# Where runs without spec.artifactStore write their artifacts, e.g. pvc://modelops-artifacts.
+ARTIFACT_STORE = os.environ.get("MODELOPS_ARTIFACT_STORE") or None
 _kube: Kube | None = None
 
 
@@ -44,16 +53,69 @@ async def _close_client(**_: Any) -> None:
         _kube = None
 
 
+async def _ensure(obj: dict[str, Any]) -> dict[str, Any]:
+    """Create a child unless it exists; an existing one is left as it is (Jobs are immutable)."""
+    meta = obj["metadata"]
+    existing = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if existing is not None:
+        return existing
+    try:
+        return await kube().create(obj)
+    except KubeError as error:
+        if error.status != 409:
+            raise
+        found = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        return found or obj
+
+
 async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
-    phase = ctx.status.get("phase") or "Pending"
+    ref = training.RunRef(name=ctx.name, namespace=ctx.namespace, uid=str(ctx.body["metadata"]["uid"]))
+    try:
+        configmap, job = training.desired_children(spec, ref, image=TRAINER_IMAGE, default_store=ARTIFACT_STORE)
+    except training.UnsupportedSpecError as error:
+        return Outcome(
+            summary=cond.Summary(ready=False, reason="Unsupported", message=str(error), stalled=True),
+            status={"phase": "Failed", "message": str(error)},
+        )
+    await _ensure(configmap)
+    created = await _ensure(job)
+    job_now = await kube().get("batch/v1", "Job", ctx.namespace, job["metadata"]["name"]) or created
+    pods = await kube().list("v1", "Pod", ctx.namespace, label_selector=f"{training.RUN_LABEL}={ctx.name}")
+    seen = training.observe(spec, job_now, pods)
+    status: dict[str, Any] = {
+        "phase": seen.phase,
+        "message": seen.message,
+        "jobName": job["metadata"]["name"],
+        "progress": seen.progress,
+        "trials": seen.trials,
+    }
+    for key, value in (
+        ("startTime", seen.start_time),
+        ("completionTime", seen.completion_time),
+        ("bestTrial", seen.best_trial),
+    ):
+        if value is not None:
+            status[key] = value
+    if seen.best_trial is not None:
+        best = seen.trials[seen.best_trial]
+        status["metrics"] = best.get("metrics")
+        if best.get("artifact"):
+            status["artifact"] = best["artifact"]
+    if seen.phase == "Succeeded":
+        message = f"{seen.message}; registering a ModelVersion from it is not implemented yet"
+        return Outcome(
+            summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),
+            status={**status, "message": message},
+        )
+    if seen.phase == "Failed":
+        return Outcome(
+            summary=cond.Summary(ready=False, reason=seen.reason, message=seen.message, stalled=True),
+            status=status,
+        )
     return Outcome(
-        summary=cond.Summary(
-            ready=False,
-            reason=cond.Reason.PENDING,
-            message=f"training of model {spec.model} is accepted; the trainer Job is not created yet",
-            reconciling=True,
-        ),
-        status={"phase": phase, "message": "waiting to start"},
+        summary=cond.Summary(ready=False, reason=seen.reason, message=seen.message, reconciling=True),
+        status=status,
+        requeue_after=poll_seconds(),
     )
 
 

@@ -1,0 +1,362 @@
+"""A TrainingRun's children and the state of its training, as pure functions.
+
+``desired_children`` turns a run into the ConfigMap that holds the trainer's run config
+(``docs/contracts.md``) and the ``batch/v1`` Job that runs ``modelops train`` (an Indexed
+Job, one index per trial, for a sweep), complete with labels, ownerReferences, volumes and
+a locked-down security context. ``observe`` reads the Job and its Pods (as the job
+controller and the kubelet report them) into the run's phase, progress, trials and the
+reason of a failure, including the trainer's own message from a termination message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelops.api.common import API_VERSION
+from modelops.api.trainingrun import TrainingRunSpec
+from modelops.train.sweep import best_trial, expand_sweep
+
+JsonDict = dict[str, Any]
+
+CONFIG_KEY = "run.json"
+CONFIG_DIR = "/etc/modelops"
+PVC_ROOT = "/mnt/pvc"
+CONTAINER = "train"
+RUN_LABEL = "modelops.io/training-run"
+MODEL_LABEL = "modelops.io/model"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+TRAINER_UID = 10001
+
+
+class UnsupportedSpecError(ValueError):
+    """A valid spec that this operator version cannot run yet (names the field)."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """The identity of the TrainingRun the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def child_name(run: str, suffix: str) -> str:
+    """``<run>-<suffix>``, shortened with a hash to stay a valid DNS label (63 characters)."""
+    name = f"{run}-{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(run.encode()).hexdigest()[:8]
+    return f"{run[: 63 - len(suffix) - 10]}-{digest}-{suffix}"
+
+
+def job_name(run: str) -> str:
+    return child_name(run, "train")
+
+
+def config_name(run: str) -> str:
+    return child_name(run, "config")
+
+
+def _pvc_parts(uri: str) -> tuple[str, str]:
+    rest = uri.removeprefix("pvc://")
+    claim, _, path = rest.partition("/")
+    return claim, path.strip("/")
+
+
+def labels(ref: RunRef, spec: TrainingRunSpec) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelops-trainer",
+        "app.kubernetes.io/managed-by": "modelops-operator",
+        RUN_LABEL: ref.name,
+        MODEL_LABEL: spec.model,
+    }
+
+
+def owner_reference(ref: RunRef) -> JsonDict:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingRun",
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def trials_of(spec: TrainingRunSpec) -> list[dict[str, Any]]:
+    """The parameters of each trial: one trial without a sweep."""
+    if spec.sweep is None:
+        return [{}]
+    return expand_sweep(spec.sweep.model_dump(by_alias=True, exclude_none=True))
+
+
+def artifact_location(spec: TrainingRunSpec, ref: RunRef, default_store: str | None) -> tuple[str, str, str]:
+    """(claim, output directory in the pod, artifact URI prefix) for the run's files."""
+    store = spec.artifact_store.uri if spec.artifact_store else default_store
+    if not store:
+        raise UnsupportedSpecError(
+            "spec.artifactStore: not set, and the operator has no default artifact store "
+            "(MODELOPS_ARTIFACT_STORE, e.g. pvc://modelops-artifacts)"
+        )
+    if not store.startswith("pvc://"):
+        raise UnsupportedSpecError(f"spec.artifactStore.uri: {store!r}: only pvc:// stores are supported so far")
+    claim, prefix = _pvc_parts(store)
+    relative = "/".join(p for p in (prefix, ref.namespace, ref.name) if p)
+    return claim, f"{PVC_ROOT}/{claim}/{relative}", f"pvc://{claim}/{relative}"
+
+
+def run_config(spec: TrainingRunSpec, ref: RunRef, artifact_uri: str, image: str) -> JsonDict:
+    """The trainer's run config (docs/contracts.md) for this run."""
+    dataset = spec.dataset.model_dump(by_alias=True, exclude_none=True)
+    if spec.dataset.s3 is not None:
+        dataset["s3"] = {k: v for k, v in dataset["s3"].items() if k in ("endpointUrl", "region")}
+    config: JsonDict = {
+        "run": {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid, "image": image},
+        "model": spec.model,
+        "dataset": dataset,
+        "artifactUri": artifact_uri,
+    }
+    if spec.source_revision:
+        config["run"]["sourceRevision"] = spec.source_revision
+    if spec.task:
+        config["task"] = spec.task
+    if spec.estimator is not None:
+        config["estimator"] = spec.estimator.model_dump(by_alias=True, exclude_none=True)
+    if spec.sweep is not None:
+        config["sweep"] = spec.sweep.model_dump(by_alias=True, exclude_none=True)
+    return config
+
+
+def _env(spec: TrainingRunSpec) -> list[JsonDict]:
+    env: list[JsonDict] = []
+    secrets = {
+        s.secret_ref
+        for s in (spec.dataset.s3, spec.artifact_store.s3 if spec.artifact_store else None)
+        if s is not None and s.secret_ref
+    }
+    for secret in sorted(secrets):
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    if spec.pod and spec.pod.env:
+        env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in spec.pod.env)
+    return env
+
+
+def desired_children(
+    spec: TrainingRunSpec, ref: RunRef, *, image: str, default_store: str | None
+) -> tuple[JsonDict, JsonDict]:
+    """The ConfigMap and the Job of a run; raises UnsupportedSpecError for what cannot run yet."""
+    claim, output_dir, artifact_uri = artifact_location(spec, ref, default_store)
+    trials = trials_of(spec)
+    common = {"namespace": ref.namespace, "labels": labels(ref, spec), "ownerReferences": [owner_reference(ref)]}
+    config = run_config(spec, ref, artifact_uri, spec.image or image)
+    configmap: JsonDict = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": config_name(ref.name), **common},
+        "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)},
+    }
+    claims = {claim: False}
+    if spec.dataset.uri.startswith("pvc://"):
+        data_claim, _ = _pvc_parts(spec.dataset.uri)
+        claims.setdefault(data_claim, True)  # read-only unless it is also the artifact store
+    volumes: list[JsonDict] = [
+        {"name": "config", "configMap": {"name": config_name(ref.name)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[JsonDict] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for index, (name, read_only) in enumerate(sorted(claims.items())):
+        volume = f"pvc-{index}"
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": name, "readOnly": read_only}})
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{name}", "readOnly": read_only})
+    pod_options = spec.pod
+    container: JsonDict = {
+        "name": CONTAINER,
+        "image": spec.image or image,
+        "command": spec.command if spec.image else ["modelops", "train"],
+        "args": (spec.args or []) if spec.image else ["--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--output", output_dir],
+        "env": [{"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT}, *_env(spec)],
+        "volumeMounts": mounts,
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.image and not spec.command:
+        del container["command"]
+    if pod_options and pod_options.resources:
+        container["resources"] = pod_options.resources.model_dump(by_alias=True, exclude_none=True)
+    pod_spec: JsonDict = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": volumes,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if pod_options:
+        if pod_options.node_selector:
+            pod_spec["nodeSelector"] = dict(pod_options.node_selector)
+        if pod_options.tolerations:
+            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod_options.tolerations]
+        if pod_options.service_account_name:
+            pod_spec["serviceAccountName"] = pod_options.service_account_name
+    job_spec: JsonDict = {
+        "backoffLimit": spec.backoff_limit,
+        "template": {"metadata": {"labels": labels(ref, spec)}, "spec": pod_spec},
+    }
+    if spec.sweep is not None:
+        job_spec.update(
+            completionMode="Indexed",
+            completions=len(trials),
+            parallelism=min(spec.sweep.parallelism, len(trials)),
+        )
+    if spec.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    job: JsonDict = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(ref.name), **common},
+        "spec": job_spec,
+    }
+    return configmap, job
+
+
+@dataclass
+class Observation:
+    """What the Job and its Pods say about a run."""
+
+    phase: str
+    reason: str
+    message: str
+    start_time: str | None = None
+    completion_time: str | None = None
+    progress: str | None = None
+    trials: list[JsonDict] = field(default_factory=list)
+    best_trial: int | None = None
+
+
+def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for item in (job.get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_ and item.get("status") == "True":
+            return dict(item)
+    return None
+
+
+def _termination(pod: Mapping[str, Any]) -> JsonDict | None:
+    """The trainer's termination message of a pod, parsed; None when there is none (yet)."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != CONTAINER:
+            continue
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        text = terminated.get("message")
+        if not text:
+            return None
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return {"ok": False, "error": text.strip().splitlines()[-1][:500] if text.strip() else "no message"}
+        return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _index(pod: Mapping[str, Any]) -> int:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        return int(annotations.get(COMPLETION_INDEX, "0"))
+    except ValueError:
+        return 0
+
+
+def _trials(spec: TrainingRunSpec, pods: Sequence[Mapping[str, Any]]) -> list[JsonDict]:
+    params = trials_of(spec)
+    result: list[JsonDict] = [{"index": i, "params": p, "phase": "Pending"} for i, p in enumerate(params)]
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", ""))):
+        index = _index(pod)
+        if not 0 <= index < len(result):
+            continue
+        trial = result[index]
+        phase = (pod.get("status") or {}).get("phase")
+        if trial["phase"] == "Succeeded":
+            continue  # a retry of an index that already succeeded changes nothing
+        if phase == "Running":
+            trial["phase"] = "Running"
+        message = _termination(pod)
+        if phase == "Succeeded" and message and message.get("ok"):
+            trial["phase"] = "Succeeded"
+            trial["metrics"] = {k: float(v) for k, v in (message.get("metrics") or {}).items()}
+            artifact = message.get("artifact") or {}
+            if artifact.get("uri") and artifact.get("sha256"):
+                trial["artifact"] = {k: artifact[k] for k in ("uri", "sha256", "sizeBytes") if k in artifact}
+            trial.pop("message", None)
+        elif phase == "Failed":
+            trial["phase"] = "Failed"
+            trial["message"] = (message or {}).get("error") or "the training pod failed"
+    return result
+
+
+def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Observation:
+    """The run's state from its Job and Pods."""
+    if job is None:
+        return Observation(phase="Pending", reason="JobPending", message="the training Job is being created")
+    status = job.get("status") or {}
+    trials = _trials(spec, pods)
+    done = sum(1 for t in trials if t["phase"] == "Succeeded")
+    progress = f"{done}/{len(trials)}"
+    start, completion = status.get("startTime"), status.get("completionTime")
+    failed = _condition(job, "Failed")
+    if failed is not None:
+        trainer_errors = [t["message"] for t in trials if t.get("message")]
+        detail = trainer_errors[-1] if trainer_errors else failed.get("message") or ""
+        reason = str(failed.get("reason") or "Failed")
+        return Observation(
+            phase="Failed",
+            reason=reason,
+            message=f"{reason}: {detail}".rstrip(": "),
+            start_time=start,
+            completion_time=completion or failed.get("lastTransitionTime"),
+            progress=progress,
+            trials=trials,
+        )
+    if _condition(job, "Complete") is not None:
+        metric = spec.sweep.metric if spec.sweep else None
+        goal = spec.sweep.goal if spec.sweep else "maximize"
+        candidates = [t if t["phase"] == "Succeeded" else None for t in trials]
+        best = best_trial(candidates, metric, goal) if metric else (0 if candidates and candidates[0] else None)
+        return Observation(
+            phase="Succeeded",
+            reason="Succeeded",
+            message=f"training finished: {progress} trials succeeded",
+            start_time=start,
+            completion_time=completion,
+            progress=progress,
+            trials=trials,
+            best_trial=best,
+        )
+    running = bool(status.get("active")) or any(t["phase"] == "Running" for t in trials)
+    return Observation(
+        phase="Running" if running or start else "Pending",
+        reason="Running" if running else "JobPending",
+        message=f"training: {progress} trials finished" if running else "waiting for the training pods to start",
+        start_time=start,
+        progress=progress,
+        trials=trials,
+    )

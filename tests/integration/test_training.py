@@ -1,0 +1,151 @@
+"""TrainingRun → Job, with the pod's work done for real (see kubelet.py).
+
+Given the operator running against the emulator, when a data scientist applies a
+TrainingRun, then the operator creates the Job (and its config) owned by the run, and
+its status follows what the job controller and the kubelet report, down to the
+trainer's own message when it fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from kopf.testing import KopfRunner
+
+from integration.kubelet import Kubelet
+from k8sschemas import problems
+from kubeemu.client import KubeClient
+
+API = "modelops.io/v1alpha1"
+NAMESPACE = "ml"
+
+
+def run(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "TrainingRun",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": "iris",
+            "dataset": {"uri": "sklearn://iris", "target": "target"},
+            "estimator": {"className": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
+            "artifactStore": {"uri": "pvc://models/registry"},
+            **spec,
+        },
+    }
+
+
+def phase_is(phase: str) -> Any:
+    return lambda o: bool(o) and (o.get("status") or {}).get("phase") == phase
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item["type"] == type_:
+            return dict(item)
+    return {}
+
+
+def job_of(kube: KubeClient, name: str) -> dict[str, Any]:
+    found = kube.wait_for("batch/v1", "Job", NAMESPACE, f"{name}-train", lambda o: o is not None, timeout=30)
+    assert found is not None
+    return found
+
+
+def test_a_run_trains_for_real_and_its_status_follows_the_job(
+    cluster: KubeClient, operator: KopfRunner, tmp_path: Path
+) -> None:
+    cluster.create(run("iris-tree"))
+    job = job_of(cluster, "iris-tree")
+    assert problems(job) == []
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("TrainingRun", "iris-tree", True)
+    configmap = cluster.get("v1", "ConfigMap", NAMESPACE, "iris-tree-config")
+    assert problems(configmap) == []
+    assert json.loads(configmap["data"]["run.json"])["artifactUri"] == "pvc://models/registry/ml/iris-tree"
+    pending = cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-tree", phase_is("Pending"), timeout=30)
+    assert pending is not None
+    assert pending["status"]["jobName"] == "iris-tree-train"
+
+    kubelet = Kubelet(cluster, tmp_path)
+    pod = kubelet.start_pod(job, 0)
+    running = cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-tree", phase_is("Running"), timeout=30)
+    assert condition(running, "Reconciling").get("status") == "True"
+
+    assert kubelet.run_pod(job, pod, 0) == 0
+    kubelet.finish_job(job, succeeded=1, failed=0)
+    done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-tree", phase_is("Succeeded"), timeout=30)
+    assert done is not None
+    status = done["status"]
+    artifact_file = tmp_path / "pvc" / "models" / "registry" / "ml" / "iris-tree" / "model.joblib"
+    assert status["artifact"]["sha256"] == hashlib.sha256(artifact_file.read_bytes()).hexdigest()
+    assert status["artifact"]["uri"] == "pvc://models/registry/ml/iris-tree/model.joblib"
+    assert 0.8 < status["metrics"]["accuracy"] <= 1.0
+    assert status["trials"][0]["phase"] == "Succeeded"
+    assert (status["progress"], status["bestTrial"]) == ("1/1", 0)
+    assert "completionTime" in status
+    assert condition(done, "Ready")["status"] == "True"
+    assert condition(done, "Reconciling") == {}
+
+
+def test_a_failing_trainer_fails_the_run_with_its_own_message(
+    cluster: KubeClient, operator: KopfRunner, tmp_path: Path
+) -> None:
+    cluster.create(run("bad-param", estimator={"className": "sklearn.tree.DecisionTreeClassifier",
+                                               "params": {"max_deepth": 3}}))  # fmt: skip
+    job = job_of(cluster, "bad-param")
+    kubelet = Kubelet(cluster, tmp_path)
+    assert kubelet.run_pod(job, kubelet.start_pod(job, 0), 0) == 1
+    kubelet.finish_job(job, succeeded=0, failed=1, reason="BackoffLimitExceeded")
+    failed = cluster.wait_for(API, "TrainingRun", NAMESPACE, "bad-param", phase_is("Failed"), timeout=30)
+    ready, stalled = condition(failed, "Ready"), condition(failed, "Stalled")
+    assert (ready["status"], ready["reason"]) == ("False", "BackoffLimitExceeded")
+    assert "max_deepth" in ready["message"]
+    assert stalled["status"] == "True"
+    assert failed is not None
+    assert failed["status"]["trials"][0]["phase"] == "Failed"
+
+
+def test_a_sweep_runs_one_index_per_trial_and_picks_the_best(
+    cluster: KubeClient, operator: KopfRunner, tmp_path: Path
+) -> None:
+    cluster.create(run("sweep", sweep={"parameters": {"max_depth": [1, 3]}, "metric": "accuracy",
+                                       "parallelism": 2}))  # fmt: skip
+    job = job_of(cluster, "sweep")
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 2, 2)
+    kubelet = Kubelet(cluster, tmp_path)
+    for index in (0, 1):
+        assert kubelet.run_pod(job, kubelet.start_pod(job, index), index) == 0
+    kubelet.finish_job(job, succeeded=2, failed=0)
+    done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "sweep", phase_is("Succeeded"), timeout=30)
+    assert done is not None
+    trials = done["status"]["trials"]
+    assert [t["params"] for t in trials] == [{"max_depth": 1}, {"max_depth": 3}]
+    accuracies = [t["metrics"]["accuracy"] for t in trials]
+    assert accuracies[1] > accuracies[0]  # a depth-1 tree cannot separate three classes
+    assert done["status"]["bestTrial"] == 1
+    assert done["status"]["artifact"]["uri"].endswith("/trial-1/model.joblib")
+
+
+def test_deleting_a_running_run_stops_its_job(cluster: KubeClient, operator: KopfRunner, tmp_path: Path) -> None:
+    cluster.create(run("doomed"))
+    job = job_of(cluster, "doomed")
+    Kubelet(cluster, tmp_path).start_pod(job, 0)
+    cluster.wait_for(API, "TrainingRun", NAMESPACE, "doomed", phase_is("Running"), timeout=30)
+    cluster.delete(API, "TrainingRun", NAMESPACE, "doomed")
+    cluster.wait_for("batch/v1", "Job", NAMESPACE, "doomed-train", lambda o: o is None, timeout=30)
+    cluster.wait_for("v1", "ConfigMap", NAMESPACE, "doomed-config", lambda o: o is None, timeout=30)
+
+
+def test_a_run_without_an_artifact_store_says_so(cluster: KubeClient, operator: KopfRunner) -> None:
+    body = run("nowhere")
+    del body["spec"]["artifactStore"]
+    cluster.create(body)
+    failed = cluster.wait_for(API, "TrainingRun", NAMESPACE, "nowhere", phase_is("Failed"), timeout=30)
+    ready = condition(failed, "Ready")
+    assert ready["reason"] == "Unsupported"
+    assert ready["message"].startswith("spec.artifactStore: not set")
+    assert not cluster.exists("batch/v1", "Job", NAMESPACE, "nowhere-train")

@@ -1,0 +1,169 @@
+"""A TrainingRun's Job and ConfigMap, and its state from Job and Pods (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from k8sschemas import problems
+from modelops.api.trainingrun import TrainingRunSpec
+from modelops.logic import training
+
+REF = training.RunRef(name="iris-rf", namespace="ml", uid="0000-1111")
+IMAGE = "example.com/modelops:1"
+BASE: dict[str, Any] = {
+    "model": "iris",
+    "dataset": {"uri": "sklearn://iris", "target": "target"},
+    "estimator": {"className": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 10}},
+    "artifactStore": {"uri": "pvc://models/registry"},
+}
+
+
+def spec(**changes: Any) -> TrainingRunSpec:
+    return TrainingRunSpec.model_validate({**BASE, **changes})
+
+
+def children(**changes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    return training.desired_children(spec(**changes), REF, image=IMAGE, default_store=None)
+
+
+def test_job_runs_the_trainer_on_the_config_with_the_artifact_volume() -> None:
+    configmap, job = children()
+    assert job["metadata"]["name"] == "iris-rf-train"
+    assert job["metadata"]["ownerReferences"] == [{
+        "apiVersion": "modelops.io/v1alpha1", "kind": "TrainingRun", "name": "iris-rf", "uid": "0000-1111",
+        "controller": True, "blockOwnerDeletion": True,
+    }]  # fmt: skip
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["modelops", "train"]
+    output = "/mnt/pvc/models/registry/ml/iris-rf"
+    assert container["args"] == ["--config", "/etc/modelops/run.json", "--output", output]
+    assert {"name": "pvc-0", "persistentVolumeClaim": {"claimName": "models", "readOnly": False}} in pod["volumes"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "completionMode" not in job["spec"]
+    config = json.loads(configmap["data"]["run.json"])
+    assert config["artifactUri"] == "pvc://models/registry/ml/iris-rf"
+    assert config["run"] == {"name": "iris-rf", "namespace": "ml", "uid": "0000-1111", "image": IMAGE}
+    assert config["estimator"]["className"] == "sklearn.ensemble.RandomForestClassifier"
+
+
+def test_sweep_is_an_indexed_job_with_bounded_parallelism() -> None:
+    _, job = children(sweep={"parameters": {"max_depth": [2, 4, 8], "n_estimators": [10, 20]}, "metric": "f1",
+                             "parallelism": 4})  # fmt: skip
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == 6
+    assert job["spec"]["parallelism"] == 4
+
+
+def test_job_knobs_and_secrets_reach_the_pod() -> None:
+    _, job = children(
+        dataset={"uri": "s3://data/iris.csv", "target": "target", "s3": {"secretRef": "creds", "endpointUrl": "http://s3:9000"}},
+        backoffLimit=3, activeDeadlineSeconds=600, ttlSecondsAfterFinished=60,
+        pod={"nodeSelector": {"pool": "cpu"}, "tolerations": [{"key": "ml", "operator": "Exists"}],
+             "serviceAccountName": "trainer", "resources": {"limits": {"memory": "1Gi", "cpu": 2}},
+             "env": [{"name": "EXTRA", "value": "1"}]},
+    )  # fmt: skip
+    knobs = ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+    assert tuple(job["spec"][k] for k in knobs) == (3, 600, 60)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "cpu"}
+    assert pod["serviceAccountName"] == "trainer"
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"] == {"secretKeyRef": {"name": "creds", "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["EXTRA"]["value"] == "1"
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "1Gi", "cpu": 2}}
+
+
+def test_dataset_claim_is_mounted_read_only() -> None:
+    _, job = children(dataset={"uri": "pvc://datasets/iris.csv", "target": "target"})
+    volumes = {v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+               for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert volumes == {"datasets": True, "models": False}
+
+
+def test_own_image_keeps_its_entrypoint() -> None:
+    _, job = children(estimator=None, image="example.com/own:2", args=["--epochs", "3"])
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "example.com/own:2"
+    assert "command" not in container
+    assert container["args"] == ["--epochs", "3"]
+
+
+@pytest.mark.parametrize("changes", [{}, {"sweep": {"parameters": {"max_depth": [2, 4]}, "metric": "f1"}},
+                                     {"dataset": {"uri": "pvc://datasets/x.parquet", "target": "y"}}])
+def test_children_are_valid_kubernetes_objects(changes: dict[str, Any]) -> None:
+    configmap, job = children(**changes)
+    assert problems(configmap) == []
+    assert problems(job) == []
+
+
+def test_long_names_stay_valid_labels() -> None:
+    name = "a" * 60
+    assert len(training.job_name(name)) <= 63
+    assert training.job_name(name) != training.job_name("a" * 61)
+
+
+@pytest.mark.parametrize(("store", "message"), [
+    (None, "spec.artifactStore: not set"),
+    ("s3://bucket/models", "only pvc:// stores are supported so far"),
+])  # fmt: skip
+def test_unsupported_stores_are_named(store: str | None, message: str) -> None:
+    changes: dict[str, Any] = {"artifactStore": {"uri": store}} if store else {"artifactStore": None}
+    with pytest.raises(training.UnsupportedSpecError, match=message):
+        training.desired_children(spec(**changes), REF, image=IMAGE, default_store=None)
+
+
+def pod(index: int, phase: str, message: dict[str, Any] | str | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    if message is not None:
+        state = {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1,
+                                "message": message if isinstance(message, str) else json.dumps(message)}}
+    return {
+        "metadata": {"name": f"p{index}", "annotations": {training.COMPLETION_INDEX: str(index)},
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {"phase": phase, "containerStatuses": [{"name": "train", "state": state}]},
+    }  # fmt: skip
+
+
+def ok(f1: float) -> dict[str, Any]:
+    return {"ok": True, "metrics": {"f1": f1}, "artifact": {"uri": "pvc://m/a", "sha256": "a" * 64, "sizeBytes": 3}}
+
+
+def test_observe_follows_the_job() -> None:
+    s = spec(sweep={"parameters": {"max_depth": [2, 4, 8]}, "metric": "f1"})
+    assert training.observe(s, None, []).phase == "Pending"
+    running = training.observe(s, {"status": {"active": 2, "startTime": "t0"}}, [pod(0, "Succeeded", ok(0.8)),
+                                                                                  pod(1, "Running")])
+    assert (running.phase, running.progress, running.start_time) == ("Running", "1/3", "t0")
+    assert [t["phase"] for t in running.trials] == ["Succeeded", "Running", "Pending"]
+    done = training.observe(
+        s, {"status": {"startTime": "t0", "completionTime": "t1",
+                       "conditions": [{"type": "Complete", "status": "True"}]}},
+        [pod(0, "Succeeded", ok(0.8)), pod(1, "Succeeded", ok(0.9)), pod(2, "Succeeded", ok(0.85))],
+    )  # fmt: skip
+    assert (done.phase, done.best_trial, done.completion_time) == ("Succeeded", 1, "t1")
+    assert done.trials[1]["params"] == {"max_depth": 4}
+
+
+def test_observe_reports_the_trainers_own_message_on_failure() -> None:
+    failed = training.observe(
+        spec(), {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                            "message": "Job has reached the specified backoff limit"}]}},
+        [pod(0, "Failed", {"ok": False, "error": "unknown param 'n_estimator' for RandomForestClassifier"})],
+    )  # fmt: skip
+    assert failed.phase == "Failed"
+    assert failed.reason == "BackoffLimitExceeded"
+    assert failed.message == "BackoffLimitExceeded: unknown param 'n_estimator' for RandomForestClassifier"
+
+
+def test_observe_without_a_trainer_message_uses_the_jobs() -> None:
+    failed = training.observe(
+        spec(), {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                            "message": "Job was active longer than specified deadline"}]}}, [],
+    )  # fmt: skip
+    assert failed.message == "DeadlineExceeded: Job was active longer than specified deadline"
