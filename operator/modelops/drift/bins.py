@@ -244,8 +244,10 @@ def bin_counts(reference_feature: Mapping[str, Any] | FeatureBins, values: objec
     ``__other__``; missing values are not counted. The result is aligned with the
     feature's categories, plus a trailing ``__other__`` when the feature had none.
     """
-    bins = reference_feature if isinstance(reference_feature, NumericBins | CategoricalBins) else (
-        parse_feature(reference_feature)
+    bins = (
+        reference_feature
+        if isinstance(reference_feature, NumericBins | CategoricalBins)
+        else (parse_feature(reference_feature))
     )
     if isinstance(bins, NumericBins):
         finite, _ = data.numeric_values(values, bins.name, "current")

@@ -61,9 +61,7 @@ def _parser() -> _Parser:
     parser.add_argument("--threshold", type=float, help="drift threshold (default: the method's, see below)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.add_argument("--bins", type=int, default=bins.DEFAULT_BINS, help="quantile bins for raw numeric references")
-    parser.add_argument(
-        "--categorical", metavar="A,B,...", help="treat these numeric-looking columns as categorical"
-    )
+    parser.add_argument("--categorical", metavar="A,B,...", help="treat these numeric-looking columns as categorical")
     parser.add_argument(
         "--min-samples",
         type=int,
@@ -88,20 +86,34 @@ def _run(args: argparse.Namespace) -> comparison.DriftReport:
         if files.is_document(args.current):
             counts = files.current_counts(files.load_document(args.current, "current"), args.current)
             return comparison.compare_binned(
-                stats, counts, method=args.method, features=features, threshold=args.threshold,
+                stats,
+                counts,
+                method=args.method,
+                features=features,
+                threshold=args.threshold,
                 min_samples=args.min_samples,
             )
         return comparison.compare_to_reference(
-            stats, files.load_table(args.current, "current"), method=args.method, features=features,
-            threshold=args.threshold, min_samples=args.min_samples,
+            stats,
+            files.load_table(args.current, "current"),
+            method=args.method,
+            features=features,
+            threshold=args.threshold,
+            min_samples=args.min_samples,
         )
     if files.is_document(args.current):
         raise files.InputError("per-bin current counts need a referenceStats reference (JSON/YAML)")
     reference = files.load_table(args.reference, "reference")
     current = files.load_table(args.current, "current")
     return comparison.compare(
-        reference, current, method=args.method, features=features, threshold=args.threshold,
-        bins=args.bins, categorical=_names(args.categorical) or (), min_samples=args.min_samples,
+        reference,
+        current,
+        method=args.method,
+        features=features,
+        threshold=args.threshold,
+        bins=args.bins,
+        categorical=_names(args.categorical) or (),
+        min_samples=args.min_samples,
     )
 
 

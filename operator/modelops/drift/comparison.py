@@ -133,8 +133,7 @@ def _check_kinds(wanted: Iterable[str], kinds: Mapping[str, str]) -> None:
             if kind not in drift_methods.METHOD_KINDS[method]:
                 usable = ", ".join(m for m in drift_methods.METHODS if kind in drift_methods.METHOD_KINDS[m])
                 raise ValueError(
-                    f"method {method!r} applies to numeric features only; feature {name!r} is "
-                    f"{kind} (use {usable})"
+                    f"method {method!r} applies to numeric features only; feature {name!r} is {kind} (use {usable})"
                 )
 
 
@@ -169,8 +168,15 @@ class _Feature:
             score = None
         if score is None:
             return FeatureDrift(
-                self.name, self.kind, method, None, threshold, False, self.reference_size,
-                self.current_size, "; ".join(notes) or None,
+                self.name,
+                self.kind,
+                method,
+                None,
+                threshold,
+                False,
+                self.reference_size,
+                self.current_size,
+                "; ".join(notes) or None,
             )
         return FeatureDrift(
             self.name,
@@ -266,8 +272,7 @@ def compare_methods(
             raise ValueError(f"unknown feature {name!r}: not a column of the reference")
     forced = set(categorical)
     kinds = {
-        name: drift_methods.CATEGORICAL if name in forced else data.column_kind(ref_columns[name])
-        for name in names
+        name: drift_methods.CATEGORICAL if name in forced else data.column_kind(ref_columns[name]) for name in names
     }
     _check_kinds(wanted, kinds)
 
@@ -277,8 +282,14 @@ def compare_methods(
         feature = _Feature(name, kinds[name])
         if feature.kind == drift_methods.CATEGORICAL:
             _score_categorical(
-                feature, ref_columns[name], cur_columns[name], wanted, limits, max_categories,
-                min_samples, results,
+                feature,
+                ref_columns[name],
+                cur_columns[name],
+                wanted,
+                limits,
+                max_categories,
+                min_samples,
+                results,
             )
             continue
         ref_values, ref_dropped = data.numeric_values(ref_columns[name], name, "reference")
@@ -300,8 +311,7 @@ def compare_methods(
             _score_numeric_chunk(members[start : start + COLUMN_CHUNK], wanted, limits, bins, results)
 
     return {
-        method: DriftReport(method, limits[method], tuple(results[method][name] for name in names))
-        for method in wanted
+        method: DriftReport(method, limits[method], tuple(results[method][name] for name in names)) for method in wanted
     }
 
 
@@ -388,9 +398,7 @@ def _score_numeric_chunk(
     counted: list[tuple[FloatArray, FloatArray, FloatArray]] = []
     if _BINNED_METHODS.intersection(wanted):
         for row, edges in enumerate(binning.quantile_edges(ref, bins)):
-            counted.append(
-                (edges, binning.sorted_counts(ref[row], edges), binning.sorted_counts(cur[row], edges))
-            )
+            counted.append((edges, binning.sorted_counts(ref[row], edges), binning.sorted_counts(cur[row], edges)))
 
     exact_ks = max(n1, n2) <= drift_methods.KS_EXACT_MAX_N
     want_ks, want_wasserstein = "ks" in wanted, "wasserstein" in wanted

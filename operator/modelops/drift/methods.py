@@ -182,9 +182,7 @@ def ks_binned(ref_counts: FloatArray, cur_counts: FloatArray) -> tuple[float, fl
     return statistic, float(ks_pvalue_asymptotic(statistic, n1, n2))
 
 
-def wasserstein_binned(
-    edges: FloatArray, ref_counts: FloatArray, cur_counts: FloatArray
-) -> tuple[float, float]:
+def wasserstein_binned(edges: FloatArray, ref_counts: FloatArray, cur_counts: FloatArray) -> tuple[float, float]:
     """Wasserstein from histograms -> (distance, reference scale).
 
     Both samples are taken as spread uniformly within each bin, and the open-ended first and
@@ -209,9 +207,7 @@ def wasserstein_binned(
     return float(np.sum(area)), math.sqrt(max(variance, 0.0))
 
 
-def score_counts(
-    method: str, ref_counts: FloatArray, cur_counts: FloatArray, edges: FloatArray | None
-) -> Score:
+def score_counts(method: str, ref_counts: FloatArray, cur_counts: FloatArray, edges: FloatArray | None) -> Score:
     """Score two histograms over the same bins with ``method``.
 
     ``edges`` (k+1 values) is needed by the binned Wasserstein only. Both histograms must

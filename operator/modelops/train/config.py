@@ -127,8 +127,7 @@ def _bool(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
 
 def _dataset(raw: Any) -> DatasetConfig:
     obj = _obj(raw, "dataset")
-    _keys(obj, "dataset", {"uri", "format", "target", "features", "categoricalFeatures", "testSize",
-                           "seed", "s3"})
+    _keys(obj, "dataset", {"uri", "format", "target", "features", "categoricalFeatures", "testSize", "seed", "s3"})
     fmt = obj.get("format") or "auto"
     if fmt not in FORMATS:
         raise ConfigError("dataset.format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

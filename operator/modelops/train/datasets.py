@@ -73,9 +73,7 @@ def resolve_format(uri: str, fmt: str) -> str:
         return "parquet"
     if name.endswith(CSV_SUFFIXES):
         return "csv"
-    raise TrainError(
-        f"cannot tell the format of dataset {uri!r} from its name; set dataset.format to csv or parquet"
-    )
+    raise TrainError(f"cannot tell the format of dataset {uri!r} from its name; set dataset.format to csv or parquet")
 
 
 def pvc_path(uri: str, root: str | None = None) -> Path:
@@ -155,9 +153,7 @@ def _sklearn_frame(name: str, uri: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
     loader_name = SKLEARN_DATASETS.get(name)
     if loader_name is None:
         why = " (the fetch_* datasets download from the internet)" if name.startswith("fetch") else ""
-        raise TrainError(
-            f"unknown dataset {uri!r}{why}; bundled with scikit-learn are: {', '.join(SKLEARN_DATASETS)}"
-        )
+        raise TrainError(f"unknown dataset {uri!r}{why}; bundled with scikit-learn are: {', '.join(SKLEARN_DATASETS)}")
     import sklearn.datasets
 
     loader: Callable[..., Any] = getattr(sklearn.datasets, loader_name)

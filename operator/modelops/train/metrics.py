@@ -50,9 +50,7 @@ def classification_metrics(
             scores = np.asarray(proba)[:, 1] if proba is not None else np.asarray(decision)
             out["roc_auc"] = metrics.roc_auc_score(np.asarray(y_true) == labels[1], scores)
         elif not binary and proba is not None:
-            out["roc_auc"] = metrics.roc_auc_score(
-                y_true, proba, multi_class="ovr", average="macro", labels=labels
-            )
+            out["roc_auc"] = metrics.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
     return _finite(out)
 
 

@@ -87,9 +87,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def signature(
-    features: pd.DataFrame, task: str, classes: Sequence[Any] | None, output_dtype: Any
-) -> dict[str, Any]:
+def signature(features: pd.DataFrame, task: str, classes: Sequence[Any] | None, output_dtype: Any) -> dict[str, Any]:
     """``{"inputs", "outputs", "classes"?}``: one input per feature column, one ``predict`` output."""
     inputs = [{"name": name, "datatype": datatype(features[name].dtype)} for name in features.columns]
     if task == "classification" and classes is not None:

@@ -114,8 +114,7 @@ def expand_sweep(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
         if total > MAX_TRIALS:
             raise SweepError(f"sweep.parameters: the grid has {total} trials, more than {MAX_TRIALS}")
         return [
-            dict(zip(names, values, strict=True))
-            for values in itertools.product(*(parameters[name] for name in names))
+            dict(zip(names, values, strict=True)) for values in itertools.product(*(parameters[name] for name in names))
         ]
 
     trials = sweep.get("trials", DEFAULT_RANDOM_TRIALS)
