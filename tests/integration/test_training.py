@@ -90,6 +90,31 @@ def test_a_run_trains_for_real_and_its_status_follows_the_job(
     assert condition(done, "Ready")["status"] == "True"
     assert condition(done, "Reconciling") == {}
 
+    # The result is registered as the model's first version, owned by nobody.
+    assert status["modelVersion"] == "iris-v1"
+    assert condition(done, "Registered")["status"] == "True"
+    mv = cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")
+    assert "ownerReferences" not in mv["metadata"]
+    spec = mv["spec"]
+    assert (spec["model"], spec["version"], spec["stage"], spec["task"]) == ("iris", 1, "None", "classification")
+    assert spec["artifact"] == {**status["artifact"], "format": "joblib"}
+    assert spec["metrics"] == status["metrics"]
+    assert [i["name"] for i in spec["signature"]["inputs"]][:1] == ["sepal length (cm)"]
+    assert len(spec["referenceStats"]["features"]) == 4
+    lineage = spec["lineage"]
+    assert lineage["trainingRun"] == {"name": "iris-tree", "namespace": NAMESPACE, "uid": done["metadata"]["uid"]}
+    assert lineage["job"] == {"name": "iris-tree-train", "uid": job["metadata"]["uid"]}
+    assert lineage["dataset"]["uri"] == "sklearn://iris"
+    assert len(lineage["dataset"]["sha256"]) == 64
+    assert lineage["params"]["max_depth"] == 3
+    assert lineage["sklearnVersion"]
+
+    # Editing the finished run registers nothing new.
+    cluster.patch(API, "TrainingRun", NAMESPACE, "iris-tree", {"spec": {"sourceRevision": "edited"}})
+    cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-tree",
+                     lambda o: o["status"].get("observedGeneration") == 2, timeout=30)
+    assert [v["metadata"]["name"] for v in cluster.list(API, "ModelVersion", NAMESPACE)] == ["iris-v1"]
+
 
 def test_a_failing_trainer_fails_the_run_with_its_own_message(
     cluster: KubeClient, operator: KopfRunner, tmp_path: Path
@@ -128,6 +153,27 @@ def test_a_sweep_runs_one_index_per_trial_and_picks_the_best(
     assert accuracies[1] > accuracies[0]  # a depth-1 tree cannot separate three classes
     assert done["status"]["bestTrial"] == 1
     assert done["status"]["artifact"]["uri"].endswith("/trial-1/model.joblib")
+    mv = cluster.get(API, "ModelVersion", NAMESPACE, done["status"]["modelVersion"])
+    assert mv["spec"]["lineage"]["trial"] == 1
+    assert mv["spec"]["artifact"]["uri"] == done["status"]["artifact"]["uri"]
+
+
+def test_the_next_free_version_number_is_taken(cluster: KubeClient, operator: KopfRunner, tmp_path: Path) -> None:
+    # A version registered by hand (or by another run finishing at the same moment) holds v1.
+    cluster.create({
+        "apiVersion": API, "kind": "ModelVersion",
+        "metadata": {"name": "iris-v1", "namespace": NAMESPACE, "labels": {"modelops.io/model": "iris"}},
+        "spec": {"model": "iris", "version": 1, "artifact": {"uri": "pvc://models/old.joblib", "sha256": "b" * 64}},
+    })  # fmt: skip
+    cluster.create(run("second"))
+    job = job_of(cluster, "second")
+    kubelet = Kubelet(cluster, tmp_path)
+    assert kubelet.run_pod(job, kubelet.start_pod(job, 0), 0) == 0
+    kubelet.finish_job(job, succeeded=1, failed=0)
+    done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "second", phase_is("Succeeded"), timeout=30)
+    assert done is not None
+    assert done["status"]["modelVersion"] == "iris-v2"
+    assert cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")["spec"]["artifact"]["sha256"] == "b" * 64
 
 
 def test_deleting_a_running_run_stops_its_job(cluster: KubeClient, operator: KopfRunner, tmp_path: Path) -> None:

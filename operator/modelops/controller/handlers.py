@@ -20,11 +20,13 @@ from modelops.controller import credentials, settings
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import Kube, KubeError
 from modelops.logic import conditions as cond
-from modelops.logic import governance, training
+from modelops.logic import governance, registration, training
 
 API = "modelops.io/v1alpha1"
 # How soon to look again while waiting for an object that another resource names.
 WAIT_RETRY_SECONDS = float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
+
+
 # How often a running training is looked at again (read at each use, so tests can shorten it).
 def poll_seconds() -> float:
     return float(os.environ.get("MODELOPS_POLL_SECONDS", "10"))
@@ -68,6 +70,29 @@ async def _ensure(obj: dict[str, Any]) -> dict[str, Any]:
         return found or obj
 
 
+async def _register(
+    spec: TrainingRunSpec, ref: training.RunRef, result: dict[str, Any], job: dict[str, Any], trial: int | None
+) -> str:
+    """Register the run's result once, as <model>-v<N> with N the next free number."""
+    by_run = f"{registration.RUN_UID_LABEL}={ref.uid}"
+    mine = await kube().list(API, "ModelVersion", ref.namespace, label_selector=by_run)
+    if mine:
+        return str(mine[0]["metadata"]["name"])
+    by_model = f"{training.MODEL_LABEL}={spec.model}"
+    version = registration.next_version(await kube().list(API, "ModelVersion", ref.namespace, label_selector=by_model))
+    for _ in range(20):
+        body = registration.model_version(spec, ref, result, version=version, job=job, image=TRAINER_IMAGE, trial=trial)
+        try:
+            created = await kube().create(body)
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            version += 1  # another run took that number (or a hand-made version has it): take the next
+            continue
+        return str(created["metadata"]["name"])
+    raise kopf.TemporaryError(f"no free version number for model {spec.model} near v{version}", delay=5)
+
+
 async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     ref = training.RunRef(name=ctx.name, namespace=ctx.namespace, uid=str(ctx.body["metadata"]["uid"]))
     try:
@@ -102,10 +127,19 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
         if best.get("artifact"):
             status["artifact"] = best["artifact"]
     if seen.phase == "Succeeded":
-        message = f"{seen.message}; registering a ModelVersion from it is not implemented yet"
+        result = seen.results.get(seen.best_trial) if seen.best_trial is not None else None
+        if result is None:
+            message = f"{seen.message}, but no trial reported a result to register"
+            return Outcome(
+                summary=cond.Summary(ready=False, reason="NoResult", message=message, stalled=True),
+                status={**status, "message": message},
+            )
+        name = await _register(spec, ref, result, job_now, seen.best_trial)
+        message = f"{seen.message}; registered as ModelVersion {name}"
         return Outcome(
             summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),
-            status={**status, "message": message},
+            status={**status, "message": message, "modelVersion": name},
+            conditions=[("Registered", True, "ModelVersionCreated", f"ModelVersion {name}")],
         )
     if seen.phase == "Failed":
         return Outcome(

@@ -252,6 +252,7 @@ class Observation:
     progress: str | None = None
     trials: list[JsonDict] = field(default_factory=list)
     best_trial: int | None = None
+    results: dict[int, JsonDict] = field(default_factory=dict)  # index → the trainer's success message
 
 
 def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -286,7 +287,9 @@ def _index(pod: Mapping[str, Any]) -> int:
         return 0
 
 
-def _trials(spec: TrainingRunSpec, pods: Sequence[Mapping[str, Any]]) -> list[JsonDict]:
+def _trials(
+    spec: TrainingRunSpec, pods: Sequence[Mapping[str, Any]], results: dict[int, JsonDict] | None = None
+) -> list[JsonDict]:
     params = trials_of(spec)
     result: list[JsonDict] = [{"index": i, "params": p, "phase": "Pending"} for i, p in enumerate(params)]
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", ""))):
@@ -307,6 +310,8 @@ def _trials(spec: TrainingRunSpec, pods: Sequence[Mapping[str, Any]]) -> list[Js
             if artifact.get("uri") and artifact.get("sha256"):
                 trial["artifact"] = {k: artifact[k] for k in ("uri", "sha256", "sizeBytes") if k in artifact}
             trial.pop("message", None)
+            if results is not None:
+                results[index] = message
         elif phase == "Failed":
             trial["phase"] = "Failed"
             trial["message"] = (message or {}).get("error") or "the training pod failed"
@@ -318,7 +323,8 @@ def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence
     if job is None:
         return Observation(phase="Pending", reason="JobPending", message="the training Job is being created")
     status = job.get("status") or {}
-    trials = _trials(spec, pods)
+    results: dict[int, JsonDict] = {}
+    trials = _trials(spec, pods, results)
     done = sum(1 for t in trials if t["phase"] == "Succeeded")
     progress = f"{done}/{len(trials)}"
     start, completion = status.get("startTime"), status.get("completionTime")
@@ -350,6 +356,7 @@ def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence
             progress=progress,
             trials=trials,
             best_trial=best,
+            results=results,
         )
     running = bool(status.get("active")) or any(t["phase"] == "Running" for t in trials)
     return Observation(

@@ -52,6 +52,9 @@ def _reducers() -> list[Callable[[dict[str, Any]], None]]:
         return reducer
 
     return [
+        drop("referenceStats"),
+        drop("signature"),
+        drop("params"),
         trial_index_only,
         drop("metrics"),
         drop("dataset", "uri"),

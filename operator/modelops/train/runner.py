@@ -49,8 +49,7 @@ def resolve_trial(config: RunConfig, flag: int | None, env: str | None) -> int |
             raise TrainError(f"JOB_COMPLETION_INDEX must be an integer, got {env!r}") from None
     if flag is None:
         raise TrainError(
-            f"the config has a sweep of {count} trials; pass --trial-index 0..{count - 1} "
-            "(or set JOB_COMPLETION_INDEX)"
+            f"the config has a sweep of {count} trials; pass --trial-index 0..{count - 1} (or set JOB_COMPLETION_INDEX)"
         )
     if not 0 <= flag < count:
         raise TrainError(f"trial index {flag} is out of range; the sweep has {count} trials (0..{count - 1})")
@@ -187,9 +186,7 @@ def _pipeline(estimator: Any, numeric: list[str], categorical: list[str], config
                 f"categorical feature columns {preview(categorical, 3)} need "
                 "estimator.preprocessing.oneHotCategorical: true"
             )
-        parts.append(
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)
-        )
+        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical))
     transformer = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("preprocess", transformer), ("estimator", estimator)])
 
@@ -272,9 +269,7 @@ def _train_into(
     if config.task == "classification":
         proba = pipeline.predict_proba(x_test) if hasattr(pipeline, "predict_proba") else None
         decision = (
-            pipeline.decision_function(x_test)
-            if proba is None and hasattr(pipeline, "decision_function")
-            else None
+            pipeline.decision_function(x_test) if proba is None and hasattr(pipeline, "decision_function") else None
         )
         scores = metrics.classification_metrics(y_test, y_pred, pipeline.classes_, proba, decision)
         classes = list(pipeline.classes_)
@@ -327,4 +322,12 @@ def _train_into(
         "dataset": {"uri": dataset_uri, "sha256": dataset_sha},
         "resultFile": f"{base}/{output.RESULT_FILE}",
         "trial": result["trial"],
+        # What the operator registers with the version; dropped first (biggest first) when the
+        # message would not fit in 4 KiB, the full record staying in result.json.
+        "task": config.task,
+        "framework": result["framework"],
+        "params": params,
+        "rows": result["dataset"]["rows"],
+        "signature": result["signature"],
+        "referenceStats": result["referenceStats"],
     }

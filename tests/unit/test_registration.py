@@ -1,0 +1,73 @@
+"""A run's result as a ModelVersion (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from k8sschemas import openapi_to_jsonschema
+from modelops.api.modelversion import ModelVersionSpec
+from modelops.api.trainingrun import TrainingRunSpec
+from modelops.logic import registration
+from modelops.logic.training import RunRef
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = TrainingRunSpec.model_validate({
+    "model": "iris",
+    "dataset": {"uri": "sklearn://iris", "target": "target"},
+    "estimator": {"className": "sklearn.tree.DecisionTreeClassifier"},
+    "sourceRevision": "abc123",
+    "modelCard": {"description": "Iris species from petal and sepal sizes.", "owners": ["ml@example.com"]},
+})  # fmt: skip
+REF = RunRef(name="iris-tree", namespace="ml", uid="u-1")
+JOB = {"metadata": {"name": "iris-tree-train", "uid": "j-1"}}
+RESULT: dict[str, Any] = {
+    "ok": True, "task": "classification", "metrics": {"accuracy": 0.9, "f1": 0.89},
+    "artifact": {"uri": "pvc://models/ml/iris-tree/model.joblib", "sha256": "c" * 64, "sizeBytes": 1234},
+    "dataset": {"uri": "sklearn://iris", "sha256": "d" * 64}, "rows": 150,
+    "framework": {"name": "scikit-learn", "version": "1.9.1"}, "params": {"max_depth": 3},
+    "signature": {"inputs": [{"name": "a", "datatype": "FP64"}], "outputs": [{"name": "predict", "datatype": "INT64"}],
+                  "classes": [0, 1, 2]},
+    "referenceStats": {"sampleSize": 120, "features": [{"name": "a", "kind": "numeric", "edges": [0, 1, 2],
+                                                        "counts": [60, 60]}]},
+}  # fmt: skip
+
+
+def test_next_version_follows_the_highest() -> None:
+    assert registration.next_version([]) == 1
+    assert registration.next_version([{"spec": {"version": 1}}, {"spec": {"version": 4}}, {"spec": {}}]) == 5
+
+
+def test_model_version_carries_evidence_and_lineage() -> None:
+    mv = registration.model_version(SPEC, REF, RESULT, version=3, job=JOB, image="img:1", trial=None)
+    assert mv["metadata"]["name"] == "iris-v3"
+    assert mv["metadata"]["labels"][registration.RUN_UID_LABEL] == "u-1"
+    assert "ownerReferences" not in mv["metadata"]
+    spec = ModelVersionSpec.model_validate(mv["spec"])
+    assert spec.version == 3
+    assert spec.artifact.sha256 == "c" * 64
+    assert spec.lineage is not None
+    assert spec.lineage.training_run is not None
+    assert spec.lineage.training_run.uid == "u-1"
+    assert spec.lineage.source_revision == "abc123"
+    assert spec.lineage.trial is None
+    assert spec.model_card is not None
+    assert spec.reference_stats is not None
+
+
+def test_model_version_validates_against_the_crd() -> None:
+    crd = yaml.safe_load((REPO / "crds" / "modelops.io_modelversions.yaml").read_text())
+    schema = openapi_to_jsonschema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    mv = registration.model_version(SPEC, REF, RESULT, version=1, job=JOB, image="img:1", trial=None)
+    jsonschema.validate(mv, schema)
+
+
+def test_a_truncated_message_still_registers_what_it_has() -> None:
+    slim = {k: v for k, v in RESULT.items() if k not in ("signature", "referenceStats", "params")}
+    mv = registration.model_version(SPEC, REF, slim, version=1, job=JOB, image="img:1", trial=None)
+    assert "signature" not in mv["spec"]
+    assert "referenceStats" not in mv["spec"]
+    ModelVersionSpec.model_validate(mv["spec"])
