@@ -88,13 +88,6 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def cluster(emulator: Emulator, kube: KubeClient) -> KubeClient:
-    emulator.register_crds(sorted((REPO / "crds").glob("*.yaml")))
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    return kube
-
-
-@pytest.fixture
 def processes(tmp_path: Path) -> Iterator[list[OperatorProcess]]:
     started: list[OperatorProcess] = []
     yield started
