@@ -23,12 +23,16 @@ from modelops.logic import conditions as cond
 from modelops.logic import governance, registration, training
 
 API = "modelops.io/v1alpha1"
-# How soon to look again while waiting for an object that another resource names.
-WAIT_RETRY_SECONDS = float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
 
 
-# How often a running training is looked at again (read at each use, so tests can shorten it).
+# Intervals are read at each use, so a test (or an operator restart with new env) can change them.
+def wait_retry_seconds() -> float:
+    """How soon to look again while waiting for an object that another resource names."""
+    return float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
+
+
 def poll_seconds() -> float:
+    """How often a running training is looked at again."""
     return float(os.environ.get("MODELOPS_POLL_SECONDS", "10"))
 
 
@@ -179,6 +183,17 @@ async def _lookup(api_version: str, kind: str, namespace: str, name: str) -> tup
     return found, None
 
 
+def _waiting_for(field: str, problem: str, status: dict[str, Any] | None = None) -> Outcome:
+    """Not ready while a referenced object is missing; look again soon, it may be created later."""
+    return Outcome(
+        summary=cond.Summary(
+            ready=False, reason=cond.Reason.NOT_FOUND, message=f"{field}: {problem}", reconciling=True
+        ),
+        status=status or {},
+        requeue_after=wait_retry_seconds(),
+    )
+
+
 async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
     if spec.model_version is None:
         return Outcome(
@@ -192,15 +207,8 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
         )
     version, problem = await _lookup(API, "ModelVersion", ctx.namespace, spec.model_version)
     if problem is not None:
-        return Outcome(
-            summary=cond.Summary(
-                ready=False,
-                reason=cond.Reason.NOT_FOUND,
-                message=f"spec.modelVersion: {problem}",
-                reconciling=True,
-            ),
-            status={"phase": "Progressing", "desiredVersion": spec.model_version},
-            requeue_after=WAIT_RETRY_SECONDS,
+        return _waiting_for(
+            "spec.modelVersion", problem, {"phase": "Progressing", "desiredVersion": spec.model_version}
         )
     if version.get("spec", {}).get("model") != spec.model:
         return Outcome(
@@ -228,12 +236,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
 async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     _, problem = await _lookup(API, "ModelDeployment", ctx.namespace, spec.deployment)
     if problem is not None:
-        return Outcome(
-            summary=cond.Summary(
-                ready=False, reason=cond.Reason.NOT_FOUND, message=f"spec.deployment: {problem}", reconciling=True
-            ),
-            requeue_after=WAIT_RETRY_SECONDS,
-        )
+        return _waiting_for("spec.deployment", problem)
     return Outcome(
         summary=cond.Summary(
             ready=False,
