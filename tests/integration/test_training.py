@@ -195,3 +195,13 @@ def test_a_run_without_an_artifact_store_says_so(cluster: KubeClient, operator: 
     assert ready["reason"] == "Unsupported"
     assert ready["message"].startswith("spec.artifactStore: not set")
     assert not cluster.exists("batch/v1", "Job", NAMESPACE, "nowhere-train")
+
+
+def test_an_estimator_outside_the_allow_list_never_starts_a_pod(cluster: KubeClient, operator: KopfRunner) -> None:
+    cluster.create(run("typo", estimator={"className": "sklearn.tree.DecisionTreeClasifier"}))
+    failed = cluster.wait_for(API, "TrainingRun", NAMESPACE, "typo", phase_is("Failed"), timeout=30)
+    ready = condition(failed, "Ready")
+    assert (ready["reason"], condition(failed, "Stalled")["status"]) == ("InvalidSpec", "True")
+    assert ready["message"].startswith("spec.estimator.className: estimator 'sklearn.tree.DecisionTreeClasifier'")
+    assert "allowed are e.g. sklearn.tree.DecisionTreeClassifier" in ready["message"]
+    assert not cluster.exists("batch/v1", "Job", NAMESPACE, "typo-train")

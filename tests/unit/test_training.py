@@ -167,3 +167,16 @@ def test_observe_without_a_trainer_message_uses_the_jobs() -> None:
                                             "message": "Job was active longer than specified deadline"}]}}, [],
     )  # fmt: skip
     assert failed.message == "DeadlineExceeded: Job was active longer than specified deadline"
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"estimator": {"className": "sklearn.ensemble.RandomForestClasifier"}},
+     "spec.estimator.className: estimator 'sklearn.ensemble.RandomForestClasifier' is not in the allow-list"),
+    ({"estimator": {"className": "sklearn.utils.Bunch"}}, "spec.estimator.className:"),
+    ({"sweep": {"strategy": "random", "trials": 3, "parameters": {"max_depth": {"low": 5}}, "metric": "f1"}},
+     "spec.sweep.parameters.max_depth: a range needs numeric 'low' and 'high'"),
+])  # fmt: skip
+def test_what_the_trainer_would_refuse_is_refused_before_any_pod(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(training.InvalidRunError) as caught:
+        children(**changes)
+    assert str(caught.value).startswith(message)

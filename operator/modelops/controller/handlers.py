@@ -101,6 +101,11 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     ref = training.RunRef(name=ctx.name, namespace=ctx.namespace, uid=str(ctx.body["metadata"]["uid"]))
     try:
         configmap, job = training.desired_children(spec, ref, image=TRAINER_IMAGE, default_store=ARTIFACT_STORE)
+    except training.InvalidRunError as error:
+        return Outcome(
+            summary=cond.Summary(ready=False, reason=cond.Reason.INVALID_SPEC, message=str(error), stalled=True),
+            status={"phase": "Failed", "message": str(error)},
+        )
     except training.UnsupportedSpecError as error:
         return Outcome(
             summary=cond.Summary(ready=False, reason="Unsupported", message=str(error), stalled=True),

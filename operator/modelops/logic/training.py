@@ -18,7 +18,9 @@ from typing import Any
 
 from modelops.api.common import API_VERSION
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.train.sweep import best_trial, expand_sweep
+from modelops.train.errors import ConfigError
+from modelops.train.estimators import check_class_name
+from modelops.train.sweep import SweepError, best_trial, expand_sweep
 
 JsonDict = dict[str, Any]
 
@@ -34,6 +36,23 @@ TRAINER_UID = 10001
 
 class UnsupportedSpecError(ValueError):
     """A valid spec that this operator version cannot run yet (names the field)."""
+
+
+class InvalidRunError(ValueError):
+    """A spec the schema accepts but the trainer would refuse (names the field)."""
+
+
+def check(spec: TrainingRunSpec) -> None:
+    """Refuse before any pod starts what the trainer would refuse: estimator and sweep."""
+    if spec.estimator is not None:
+        try:
+            check_class_name(spec.estimator.class_name, "spec.estimator.className")
+        except ConfigError as error:
+            raise InvalidRunError(str(error).removeprefix("config ")) from None
+    try:
+        trials_of(spec)
+    except SweepError as error:
+        raise InvalidRunError(f"spec.{error}") from None
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,12 @@ def _env(spec: TrainingRunSpec) -> list[JsonDict]:
 def desired_children(
     spec: TrainingRunSpec, ref: RunRef, *, image: str, default_store: str | None
 ) -> tuple[JsonDict, JsonDict]:
-    """The ConfigMap and the Job of a run; raises UnsupportedSpecError for what cannot run yet."""
+    """The ConfigMap and the Job of a run.
+
+    Raises InvalidRunError for what the trainer would refuse, UnsupportedSpecError for what
+    cannot run yet.
+    """
+    check(spec)
     claim, output_dir, artifact_uri = artifact_location(spec, ref, default_store)
     trials = trials_of(spec)
     common = {"namespace": ref.namespace, "labels": labels(ref, spec), "ownerReferences": [owner_reference(ref)]}
