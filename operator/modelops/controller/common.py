@@ -1,0 +1,83 @@
+"""What the kinds' reconciles share: the API client, intervals, and small child helpers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from modelops.controller import credentials
+from modelops.controller.framework import Outcome
+from modelops.controller.kube import Kube, KubeError
+from modelops.logic import conditions as cond
+
+API = "modelops.io/v1alpha1"
+
+
+# Intervals are read at each use, so a test (or an operator restart with new env) can change them.
+def wait_retry_seconds() -> float:
+    """How soon to look again while waiting for an object that another resource names."""
+    return float(os.environ.get("MODELOPS_WAIT_RETRY_SECONDS", "15"))
+
+
+def poll_seconds() -> float:
+    """How often a running training is looked at again."""
+    return float(os.environ.get("MODELOPS_POLL_SECONDS", "10"))
+
+
+# The image of training pods (the operator's own, which carries `modelops train`).
+TRAINER_IMAGE = os.environ.get("MODELOPS_IMAGE", "ghcr.io/modelops/modelops-operator:0.1.0")
+# Where runs without spec.artifactStore write their artifacts, e.g. pvc://modelops-artifacts.
+ARTIFACT_STORE = os.environ.get("MODELOPS_ARTIFACT_STORE") or None
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    """One client per operator run, made on first use inside the operator's event loop."""
+    global _kube  # a lazily made client shared by the handlers
+    if _kube is None:
+        _kube = Kube(credentials.load())
+    return _kube
+
+
+async def close_client(**_: Any) -> None:
+    # Several operator runs in one process (tests) must not share a client of an old server.
+    global _kube
+    if _kube is not None:
+        await _kube.close()
+        _kube = None
+
+
+async def ensure(obj: dict[str, Any]) -> dict[str, Any]:
+    """Create a child unless it exists; an existing one is left as it is (Jobs are immutable)."""
+    meta = obj["metadata"]
+    existing = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if existing is not None:
+        return existing
+    try:
+        return await kube().create(obj)
+    except KubeError as error:
+        if error.status != 409:
+            raise
+        found = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        return found or obj
+
+
+async def lookup(api_version: str, kind: str, namespace: str, name: str) -> tuple[Any, str | None]:
+    try:
+        found = await kube().get(api_version, kind, namespace, name)
+    except KubeError as error:
+        return None, f"cannot read {kind} {namespace}/{name}: {error.message}"
+    if found is None:
+        return None, f"{kind} {namespace}/{name} does not exist"
+    return found, None
+
+
+def waiting_for(field: str, problem: str, status: dict[str, Any] | None = None) -> Outcome:
+    """Not ready while a referenced object is missing; look again soon, it may be created later."""
+    return Outcome(
+        summary=cond.Summary(
+            ready=False, reason=cond.Reason.NOT_FOUND, message=f"{field}: {problem}", reconciling=True
+        ),
+        status=status or {},
+        requeue_after=wait_retry_seconds(),
+    )
