@@ -1,0 +1,1 @@
+"""`kubectl modelops`: the kubectl plugin (console script kubectl-modelops)."""
