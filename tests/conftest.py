@@ -1,3 +1,3 @@
-"""Shared fixtures: the Kubernetes API emulator (tests/kubeemu) for every tier that needs it."""
+"""Shared fixtures: the Kubernetes API emulator (tests/kubeemu) and the operator on it (tests/operatorkit.py)."""
 
-pytest_plugins = ["kubeemu.fixtures"]
+pytest_plugins = ["kubeemu.fixtures", "operatorkit"]

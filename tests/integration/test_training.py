@@ -15,9 +15,9 @@ from typing import Any
 
 from kopf.testing import KopfRunner
 
-from integration.kubelet import Kubelet
 from k8sschemas import problems
 from kubeemu.client import KubeClient
+from kubelet import Kubelet
 
 API = "modelops.io/v1alpha1"
 NAMESPACE = "ml"

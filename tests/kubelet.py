@@ -18,7 +18,7 @@ from typing import Any
 
 from kubeemu.client import KubeClient
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
