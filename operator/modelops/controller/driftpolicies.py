@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import kopf
+
+from modelops.api import kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.controller.common import API, lookup, waiting_for
-from modelops.controller.framework import Context, Outcome
+from modelops.controller.framework import Context, Outcome, register
 from modelops.logic import conditions as cond
 
 
@@ -20,3 +23,8 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
             reconciling=True,
         ),
     )
+
+
+def setup(registry: kopf.OperatorRegistry) -> None:
+    """Add this kind's handlers to an operator's registry."""
+    register(registry, kind_info("DriftPolicy"), reconcile_driftpolicy)

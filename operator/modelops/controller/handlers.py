@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import kopf
 
-from modelops.api import kind_info
-from modelops.controller import common, settings
-from modelops.controller.driftpolicies import reconcile_driftpolicy
-from modelops.controller.framework import register
-from modelops.controller.modeldeployments import reconcile_modeldeployment
-from modelops.controller.modelversions import reconcile_modelversion
-from modelops.controller.trainingruns import reconcile_trainingrun
+from modelops.controller import common, driftpolicies, modeldeployments, modelversions, settings, trainingruns
 
 
 def registry() -> kopf.OperatorRegistry:
-    """A registry with the operator's settings, login, cleanup and the four kinds' handlers."""
+    """A registry with the operator's settings, login, cleanup and every kind's handlers."""
     result = kopf.OperatorRegistry()
     settings.register(result)
     kopf.on.cleanup(registry=result)(common.close_client)
-    register(result, kind_info("TrainingRun"), reconcile_trainingrun)
-    register(result, kind_info("ModelVersion"), reconcile_modelversion)
-    register(result, kind_info("ModelDeployment"), reconcile_modeldeployment)
-    register(result, kind_info("DriftPolicy"), reconcile_driftpolicy)
+    for module in (trainingruns, modelversions, modeldeployments, driftpolicies):
+        module.setup(result)
     return result

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import kopf
+
+from modelops.api import kind_info
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.controller.common import API, lookup, waiting_for
-from modelops.controller.framework import Context, Outcome
+from modelops.controller.framework import Context, Outcome, register
 from modelops.logic import conditions as cond
 
 
@@ -43,3 +46,8 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
         ),
         status={"phase": "Progressing", "desiredVersion": spec.model_version},
     )
+
+
+def setup(registry: kopf.OperatorRegistry) -> None:
+    """Add this kind's handlers to an operator's registry."""
+    register(registry, kind_info("ModelDeployment"), reconcile_modeldeployment)

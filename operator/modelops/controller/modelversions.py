@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import kopf
+
+from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller.framework import Context, Outcome
+from modelops.controller.framework import Context, Outcome, register
 from modelops.logic import conditions as cond
 from modelops.logic import governance
 
@@ -22,3 +25,8 @@ async def reconcile_modelversion(spec: ModelVersionSpec, ctx: Context) -> Outcom
         conditions=[("Validated", True, "SpecValid", f"{spec.model} v{spec.version} is valid")],
         events=events,
     )
+
+
+def setup(registry: kopf.OperatorRegistry) -> None:
+    """Add this kind's handlers to an operator's registry."""
+    register(registry, kind_info("ModelVersion"), reconcile_modelversion)

@@ -6,9 +6,10 @@ from typing import Any
 
 import kopf
 
+from modelops.api import kind_info
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.controller.common import API, ARTIFACT_STORE, TRAINER_IMAGE, ensure, kube, poll_seconds
-from modelops.controller.framework import Context, Outcome
+from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import registration, training
@@ -100,3 +101,8 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
         status=status,
         requeue_after=poll_seconds(),
     )
+
+
+def setup(registry: kopf.OperatorRegistry) -> None:
+    """Add this kind's handlers to an operator's registry."""
+    register(registry, kind_info("TrainingRun"), reconcile_trainingrun)
