@@ -1,0 +1,170 @@
+"""A real Prometheus server (Debian's ``prometheus``) for the tests, on a free loopback port.
+
+``prometheus`` (fixture) starts one per test with a 1 s scrape and rule-evaluation
+interval; targets come from a file_sd file the test rewrites with :meth:`set_targets`, so
+model servers started later are scraped within a second or two. :meth:`stop` kills it
+(Prometheus unreachable), :meth:`start` brings it back on the same port and data.
+Without the binary the fixture skips with the reason (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Prometheus:
+    """One Prometheus process with file-based service discovery and optional rule files."""
+
+    def __init__(self, workdir: Path, *, interval: str = "1s", rule_files: Sequence[Path] = ()) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.targets_file = workdir / "targets.json"
+        self.config_file = workdir / "prometheus.yml"
+        self.rule_files = list(rule_files)
+        self.interval = interval
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "prometheus.log"
+        self.set_targets([])
+        self._write_config()
+
+    def _write_config(self) -> None:
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+            "scrape_configs": [
+                {
+                    "job_name": "modelops",
+                    "scrape_interval": self.interval,
+                    "scrape_timeout": self.interval,
+                    "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+                }
+            ],
+        }
+        if self.rule_files:
+            config["rule_files"] = [str(path) for path in self.rule_files]
+        self.config_file.write_text(yaml.safe_dump(config))
+
+    def set_targets(self, groups: Sequence[dict[str, Any]]) -> None:
+        """Replace the scraped targets: [{"targets": ["127.0.0.1:8080"], "labels": {...}}, ...]."""
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(groups)))
+        os.replace(tmp, self.targets_file)
+
+    def set_rule_files(self, paths: Sequence[Path]) -> None:
+        """Load other rule files (a config reload through the lifecycle API)."""
+        self.rule_files = list(paths)
+        self._write_config()
+        if self.process is not None:
+            requests.post(f"{self.url}/-/reload", timeout=10).raise_for_status()
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    BINARY,
+                    f"--config.file={self.config_file}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--web.enable-lifecycle",
+                    "--storage.tsdb.retention.time=1h",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait(lambda: self._ready(), timeout=timeout, what="Prometheus ready")
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"prometheus exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (it becomes unreachable); its data stays for a later start()."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def active_targets(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.url}/api/v1/targets", timeout=10)
+        response.raise_for_status()
+        targets: list[dict[str, Any]] = response.json()["data"]["activeTargets"]
+        return targets
+
+    def alerts(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.url}/api/v1/alerts", timeout=10)
+        response.raise_for_status()
+        alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
+        return alerts
+
+    def wait_scraped(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until ``count`` targets are up (scraped successfully at least once)."""
+
+        def up() -> bool:
+            return sum(1 for t in self.active_targets() if t.get("health") == "up") >= count
+
+        self.wait(up, timeout=timeout, what=f"{count} targets up")
+
+    @staticmethod
+    def wait(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+        """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            time.sleep(interval)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """A running real Prometheus with no targets yet."""
+    if not Path(BINARY).exists():
+        pytest.skip("Debian's prometheus is not installed (.ci/run installs it: apt-get install prometheus)")
+    server = Prometheus(tmp_path / "prometheus")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
