@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from modelops.logic.training import decode_termination
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_ROOT = REPO / "operator"
 
@@ -72,7 +74,7 @@ def run_trainer(
         check=False,
     )
     raw = termination.read_text() if termination.exists() else None
-    return Run(proc.returncode, proc.stdout, proc.stderr, output, json.loads(raw) if raw else None, raw)
+    return Run(proc.returncode, proc.stdout, proc.stderr, output, decode_termination(raw) if raw else None, raw)
 
 
 def config_for(uri: str, target: str = "target", **overrides: Any) -> dict[str, Any]:
@@ -160,7 +162,7 @@ def run_in_process(
                      "--termination-log", str(termination), *extra_args])
     captured = capsys.readouterr()
     raw = termination.read_text() if termination.exists() else None
-    return Run(code, captured.out, captured.err, output, json.loads(raw) if raw else None, raw)
+    return Run(code, captured.out, captured.err, output, decode_termination(raw) if raw else None, raw)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

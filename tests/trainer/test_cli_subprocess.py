@@ -151,6 +151,12 @@ def test_digits_termination_message_fits(tmp_path: Path) -> None:
     result = check_success(run, "classification")
     assert len(result["signature"]["inputs"]) == 64
     assert len(result["referenceStats"]["features"]) == 64
+    # 64 features of reference statistics travel in the termination message, compressed.
+    assert run.termination_raw is not None
+    assert len(run.termination_raw.encode()) <= 4096
+    assert run.termination is not None
+    assert run.termination["referenceStats"] == result["referenceStats"]
+    assert "truncated" not in run.termination
     pixel = next(f for f in result["referenceStats"]["features"] if f["name"] == "pixel_0_0")
     assert pixel == {"name": "pixel_0_0", "kind": "numeric", "edges": [0, 0], "counts": [1347]}
     assert result["signature"]["inputs"][0]["datatype"] == "FP64"

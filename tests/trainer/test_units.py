@@ -3,13 +3,16 @@ S3 signing, config and estimator validation."""
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from modelops.logic import training
 from modelops.train import estimators, metrics, output, refstats, s3
 from modelops.train.config import parse_config
 from modelops.train.errors import ConfigError, TrainError
@@ -99,23 +102,45 @@ def test_regression_metrics() -> None:
     assert set(metrics.regression_metrics([1.0], [2.0])) == {"rmse", "mae"}
 
 
+def test_termination_message_compresses_before_dropping_anything() -> None:
+    """Wide reference statistics compress well: the message keeps them, wrapped gzip+base64."""
+    features = [
+        {"name": f"feature_{i}", "kind": "numeric", "edges": [float(e) for e in range(11)], "counts": [100] * 10}
+        for i in range(60)
+    ]
+    stats = {"sampleSize": 1000, "features": features}
+    message: dict[str, Any] = {"ok": True, "model": "wide", "referenceStats": stats}
+    assert len(output.dumps(message)) > 4096
+    text = output.termination_message(message)
+    assert len(text.encode()) <= 4096
+    envelope = json.loads(text)
+    assert envelope["ok"] is True
+    assert envelope["encoding"] == "gzip+base64"
+    assert training.decode_termination(text) == message  # nothing dropped, nothing marked truncated
+
+
 def test_termination_message_drops_optional_fields_to_fit() -> None:
+    """Even compressed it would not fit (random, incompressible text): optional fields go."""
+
+    def noise(n: int) -> str:
+        return base64.b64encode(random.Random(n).randbytes(n)).decode()[:n]
+
     message: dict[str, Any] = {
         "ok": True, "model": "m" * 100,
         "metrics": {f"metric_{i}": 0.123456789 for i in range(100)},
-        "artifact": {"uri": "s3://bucket/" + "x" * 1500, "sha256": "a" * 64, "sizeBytes": 10},
-        "dataset": {"uri": "https://example.com/" + "y" * 1500, "sha256": "b" * 64},
+        "artifact": {"uri": "s3://bucket/" + noise(1500), "sha256": "a" * 64, "sizeBytes": 10},
+        "dataset": {"uri": "https://example.com/" + noise(1501), "sha256": "b" * 64},
         "resultFile": "s3://bucket/result.json",
-        "trial": {"index": 3, "params": {"p": "z" * 1000}},
+        "trial": {"index": 3, "params": {"p": noise(1002)}},
     }
     assert len(output.dumps(message)) > 4096
     text = output.termination_message(message)
-    parsed = json.loads(text)
+    parsed = training.decode_termination(text)
     assert len(text.encode()) <= 4096
     assert parsed["truncated"] is True
     assert parsed["ok"] is True
     assert parsed["trial"] == {"index": 3}
-    assert "metrics" not in parsed
+    assert len(parsed["metrics"]) == 100  # compressible fields stay once the noisy ones are gone
     assert parsed["artifact"]["sha256"] == "a" * 64
     assert parsed["resultFile"] == "s3://bucket/result.json"
     small = {"ok": True, "trial": None}

@@ -180,3 +180,29 @@ def test_what_the_trainer_would_refuse_is_refused_before_any_pod(changes: dict[s
     with pytest.raises(training.InvalidRunError) as caught:
         children(**changes)
     assert str(caught.value).startswith(message)
+
+
+def test_observe_reads_a_compressed_termination_message() -> None:
+    """The trainer compresses a message that would pass 4 KiB; the operator gets all of it back."""
+    from modelops.train.output import termination_message
+
+    wide = {
+        **ok(0.7),
+        "referenceStats": {"sampleSize": 9, "features": [
+            {"name": f"f{i}", "kind": "numeric", "edges": [0.0, 1.0, 2.0], "counts": [4, 5]} for i in range(90)
+        ]},
+    }  # fmt: skip
+    text = termination_message(wide)
+    assert json.loads(text)["encoding"] == "gzip+base64"
+    done = training.observe(
+        spec(), {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}, [pod(0, "Succeeded", text)]
+    )
+    assert done.phase == "Succeeded"
+    assert done.results[0]["referenceStats"] == wide["referenceStats"]
+
+
+def test_a_compressed_message_that_does_not_decode_is_a_trainer_error_not_a_crash() -> None:
+    broken = json.dumps({"ok": True, "encoding": "gzip+base64", "data": "bm90IGd6aXA="})
+    failed = training.observe(spec(), {"status": {}}, [pod(0, "Failed", broken)])
+    assert failed.trials[0]["message"].startswith("{")  # the raw line is shown, nothing registered
+    assert failed.results == {}

@@ -10,8 +10,12 @@ reason of a failure, including the trainer's own message from a termination mess
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,6 +290,21 @@ def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     return None
 
 
+TERMINATION_ENCODING = "gzip+base64"
+
+
+def decode_termination(text: str) -> Any:
+    """A trainer's termination message: plain JSON, or JSON gzip-compressed and base64-encoded in
+    ``{"ok", "encoding": "gzip+base64", "data"}`` when plain JSON would not fit in 4 KiB."""
+    parsed = json.loads(text)
+    if isinstance(parsed, dict) and parsed.get("encoding") == TERMINATION_ENCODING:
+        try:
+            return json.loads(gzip.decompress(base64.b64decode(str(parsed.get("data")), validate=True)))
+        except (OSError, EOFError, binascii.Error, zlib.error) as error:
+            raise ValueError(f"a compressed termination message that does not decode: {error}") from None
+    return parsed
+
+
 def _termination(pod: Mapping[str, Any]) -> JsonDict | None:
     """The trainer's termination message of a pod, parsed; None when there is none (yet)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -296,7 +315,7 @@ def _termination(pod: Mapping[str, Any]) -> JsonDict | None:
         if not text:
             return None
         try:
-            parsed = json.loads(text)
+            parsed = decode_termination(text)
         except ValueError:
             return {"ok": False, "error": text.strip().splitlines()[-1][:500] if text.strip() else "no message"}
         return parsed if isinstance(parsed, dict) else None

@@ -7,12 +7,17 @@ removed; so are a previous run's ``model.joblib`` and ``result.json`` at the sta
 so a failed run never leaves anything that looks like a result.
 
 :func:`termination_message` is pure: it builds the contract's message and, when it would
-pass :data:`TERMINATION_LIMIT` bytes, drops optional fields (trial params, metrics, URIs …)
-until it fits, marking ``"truncated": true``; the full record is always in ``result.json``.
+pass :data:`TERMINATION_LIMIT` bytes as JSON, wraps it gzip-compressed and base64-encoded in
+``{"ok": …, "encoding": "gzip+base64", "data": …}`` (reference statistics compress well, so
+wide datasets keep them); only when even that does not fit does it drop optional fields
+(reference statistics, signature, trial params, metrics, URIs …) until it fits, marking
+``"truncated": true``. The full record is always in ``result.json``.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 import os
@@ -65,16 +70,35 @@ def _reducers() -> list[Callable[[dict[str, Any]], None]]:
     ]
 
 
+ENCODING = "gzip+base64"
+
+
+def compressed(message: dict[str, Any]) -> str:
+    """``message`` wrapped as ``{"ok", "encoding": "gzip+base64", "data"}`` (mtime 0: reproducible)."""
+    packed = gzip.compress(dumps(message).encode("utf-8"), compresslevel=9, mtime=0)
+    return dumps({"ok": bool(message.get("ok")), "encoding": ENCODING, "data": base64.b64encode(packed).decode()})
+
+
+def _fits(text: str, limit: int) -> bool:
+    return len(text.encode("utf-8")) <= limit
+
+
 def termination_message(message: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
-    """``message`` as JSON of at most ``limit`` bytes, dropping optional fields if needed."""
+    """``message`` in at most ``limit`` bytes: plain, else compressed, else with optional fields dropped."""
     if _size(message) <= limit:
         return dumps(message)
+    packed = compressed(message)
+    if _fits(packed, limit):
+        return packed
     reduced = json.loads(dumps(message))
     reduced["truncated"] = True
     for reducer in _reducers():
         reducer(reduced)
         if _size(reduced) <= limit:
             return dumps(reduced)
+        packed = compressed(reduced)
+        if _fits(packed, limit):
+            return packed
     if "error" in message:
         return error_message(str(message["error"]), limit)
     return dumps({"ok": bool(message.get("ok")), "truncated": True})
