@@ -9,6 +9,7 @@ conditions. The operator sees only the API objects, exactly as in a cluster.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import subprocess
@@ -40,6 +41,8 @@ class Kubelet:
             return str(self.pvc_root) + path.removeprefix("/mnt/pvc")
         if path.startswith("/etc/modelops"):
             return str(config_dir) + path.removeprefix("/etc/modelops")
+        if path.startswith("/tmp/"):  # the pod's /tmp emptyDir, one per pod
+            return str(config_dir.with_name(config_dir.name.replace("config-", "tmp-"))) + path.removeprefix("/tmp")
         return path
 
     def start_pod(self, job: dict[str, Any], index: int) -> dict[str, Any]:
@@ -62,8 +65,9 @@ class Kubelet:
         name = created["metadata"]["name"]
         running = {"status": {"phase": "Running", "startTime": now()}}
         self.kube.patch_status("v1", "Pod", meta["namespace"], name, running)
-        self.kube.patch_status("batch/v1", "Job", meta["namespace"], meta["name"],
-                               {"status": {"active": 1, "startTime": now()}})
+        self.kube.patch_status(
+            "batch/v1", "Job", meta["namespace"], meta["name"], {"status": {"active": 1, "startTime": now()}}
+        )
         return created
 
     def run_pod(self, job: dict[str, Any], pod: dict[str, Any], index: int) -> int:
@@ -82,6 +86,10 @@ class Kubelet:
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = self._map(item["value"], config_dir)
+            elif "secretKeyRef" in (item.get("valueFrom") or {}):
+                ref = item["valueFrom"]["secretKeyRef"]
+                secret = self.kube.get("v1", "Secret", namespace, ref["name"])
+                env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         env["MODELOPS_PVC_ROOT"] = str(self.pvc_root)
         if job["spec"].get("completionMode") == "Indexed":
             env["JOB_COMPLETION_INDEX"] = str(index)
@@ -109,8 +117,13 @@ class Kubelet:
         if reason is None:
             condition = {"type": "Complete", "status": "True", "lastTransitionTime": now()}
         else:
-            condition = {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": now(),
-                         "message": "Job has reached the specified backoff limit"}
+            condition = {
+                "type": "Failed",
+                "status": "True",
+                "reason": reason,
+                "lastTransitionTime": now(),
+                "message": "Job has reached the specified backoff limit",
+            }
         status: dict[str, Any] = {"active": 0, "succeeded": succeeded, "failed": failed, "conditions": [condition]}
         if reason is None:
             status["completionTime"] = now()

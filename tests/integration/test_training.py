@@ -8,11 +8,14 @@ trainer's own message when it fails.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kopf.testing import KopfRunner
 
 from k8sschemas import problems
@@ -205,3 +208,47 @@ def test_an_estimator_outside_the_allow_list_never_starts_a_pod(cluster: KubeCli
     assert ready["message"].startswith("spec.estimator.className: estimator 'sklearn.tree.DecisionTreeClasifier'")
     assert "allowed are e.g. sklearn.tree.DecisionTreeClassifier" in ready["message"]
     assert not cluster.exists("batch/v1", "Job", NAMESPACE, "typo-train")
+
+
+@pytest.fixture
+def s3_store() -> Iterator[str]:
+    """moto's S3 API server on 127.0.0.1 with a bucket 'models' (a real HTTP S3 implementation)."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing-secret").create_bucket(Bucket="models")  # fmt: skip
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def test_an_s3_store_gets_the_artifact_and_the_version_points_there(
+    cluster: KubeClient, operator: KopfRunner, tmp_path: Path, s3_store: str
+) -> None:
+    secret = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": NAMESPACE},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()}})  # fmt: skip
+    store = {"uri": "s3://models/registry", "s3": {"endpointUrl": s3_store, "secretRef": "s3-creds"}}
+    cluster.create(run("iris-s3", artifactStore=store))
+    job = job_of(cluster, "iris-s3")
+    kubelet = Kubelet(cluster, tmp_path)
+    pod = kubelet.start_pod(job, 0)
+    assert kubelet.run_pod(job, pod, 0) == 0
+    kubelet.finish_job(job, succeeded=1, failed=0)
+    done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-s3", phase_is("Succeeded"), timeout=30)
+    assert done is not None
+    version = cluster.get(API, "ModelVersion", NAMESPACE, done["status"]["modelVersion"])
+    artifact = version["spec"]["artifact"]
+    assert artifact["uri"] == "s3://models/registry/ml/iris-s3/model.joblib"
+    import boto3
+
+    stored = boto3.client("s3", endpoint_url=s3_store, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing-secret").get_object(
+        Bucket="models", Key="registry/ml/iris-s3/model.joblib")["Body"].read()  # fmt: skip
+    assert hashlib.sha256(stored).hexdigest() == artifact["sha256"]
+    assert len(version["spec"]["referenceStats"]["features"]) == 4

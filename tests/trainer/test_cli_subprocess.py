@@ -246,6 +246,39 @@ def test_s3_uri(tmp_path: Path, s3_endpoint: str) -> None:
     check_table_result(result)
 
 
+def test_s3_artifact_store_gets_the_model_then_the_result(tmp_path: Path, s3_endpoint: str) -> None:
+    """With an s3:// store the trainer uploads what it wrote, signed with the pod's credentials."""
+    boto3 = pytest.importorskip("boto3")
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    client.create_bucket(Bucket="models")
+    config = config_for("sklearn://iris", artifactUri="s3://models/ml/iris-rf",
+                        artifactStore={"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1"}})
+    run = run_trainer(config, tmp_path, env=creds)
+    result = check_success(run, "classification")
+    assert result["artifact"]["uri"] == "s3://models/ml/iris-rf/model.joblib"
+    stored = client.get_object(Bucket="models", Key="ml/iris-rf/model.joblib")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == result["artifact"]["sha256"]
+    uploaded = json.loads(client.get_object(Bucket="models", Key="ml/iris-rf/result.json")["Body"].read())
+    assert uploaded == result
+    assert run.termination is not None
+    assert run.termination["resultFile"] == "s3://models/ml/iris-rf/result.json"
+
+
+def test_s3_artifact_store_refusal_is_one_line(tmp_path: Path, s3_endpoint: str) -> None:
+    """A bucket that does not exist: the S3 error code in the trainer's one-line message."""
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
+    config = config_for("sklearn://iris", artifactUri="s3://no-such-bucket/x",
+                        artifactStore={"s3": {"endpointUrl": s3_endpoint}})
+    run = run_trainer(config, tmp_path, env=creds)
+    assert run.returncode != 0
+    assert run.termination is not None
+    assert run.termination["ok"] is False
+    assert run.termination["error"].startswith("PUT s3://no-such-bucket/x/model.joblib answered HTTP 404 NoSuchBucket")
+
+
 @pytest.mark.slow
 def test_grid_sweep_trial_by_trial_and_best(tmp_path: Path) -> None:
     """Every trial of a grid in its own process, as an Indexed Job runs them."""

@@ -110,7 +110,6 @@ def test_long_names_stay_valid_labels() -> None:
 
 @pytest.mark.parametrize(("store", "message"), [
     (None, "spec.artifactStore: not set"),
-    ("s3://bucket/models", "only pvc:// stores are supported so far"),
 ])  # fmt: skip
 def test_unsupported_stores_are_named(store: str | None, message: str) -> None:
     changes: dict[str, Any] = {"artifactStore": {"uri": store}} if store else {"artifactStore": None}
@@ -206,3 +205,19 @@ def test_a_compressed_message_that_does_not_decode_is_a_trainer_error_not_a_cras
     failed = training.observe(spec(), {"status": {}}, [pod(0, "Failed", broken)])
     assert failed.trials[0]["message"].startswith("{")  # the raw line is shown, nothing registered
     assert failed.results == {}
+
+
+def test_s3_store_writes_to_scratch_and_tells_the_trainer_where_to_upload() -> None:
+    store = {"uri": "s3://models/team", "s3": {"endpointUrl": "http://minio:9000", "region": "eu-1",
+                                                "secretRef": "s3-creds"}}
+    configmap, job = children(artifactStore=store)
+    config = json.loads(configmap["data"]["run.json"])
+    assert config["artifactUri"] == "s3://models/team/ml/iris-rf"
+    assert config["artifactStore"] == {"s3": {"endpointUrl": "http://minio:9000", "region": "eu-1"}}
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][-1] == training.S3_OUTPUT_DIR
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])  # no claim to mount
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}}
+    assert problems(job) == []

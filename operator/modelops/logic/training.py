@@ -118,16 +118,29 @@ def trials_of(spec: TrainingRunSpec) -> list[dict[str, Any]]:
     return expand_sweep(spec.sweep.model_dump(by_alias=True, exclude_none=True))
 
 
-def artifact_location(spec: TrainingRunSpec, ref: RunRef, default_store: str | None) -> tuple[str, str, str]:
-    """(claim, output directory in the pod, artifact URI prefix) for the run's files."""
+S3_OUTPUT_DIR = "/tmp/modelops-output"  # on the pod's /tmp emptyDir; the trainer uploads from there
+
+
+def artifact_location(spec: TrainingRunSpec, ref: RunRef, default_store: str | None) -> tuple[str | None, str, str]:
+    """(claim or None, output directory in the pod, artifact URI prefix) for the run's files.
+
+    A pvc:// store is mounted and written in place; with an s3:// store the trainer writes to
+    the pod's scratch space and uploads the model, then result.json, below the prefix.
+    """
     store = spec.artifact_store.uri if spec.artifact_store else default_store
     if not store:
         raise UnsupportedSpecError(
             "spec.artifactStore: not set, and the operator has no default artifact store "
             "(MODELOPS_ARTIFACT_STORE, e.g. pvc://modelops-artifacts)"
         )
+    if store.startswith("s3://"):
+        bucket, _, prefix = store.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise UnsupportedSpecError(f"spec.artifactStore.uri: {store!r} names no bucket")
+        relative = "/".join(p for p in (prefix.strip("/"), ref.namespace, ref.name) if p)
+        return None, S3_OUTPUT_DIR, f"s3://{bucket}/{relative}"
     if not store.startswith("pvc://"):
-        raise UnsupportedSpecError(f"spec.artifactStore.uri: {store!r}: only pvc:// stores are supported so far")
+        raise UnsupportedSpecError(f"spec.artifactStore.uri: {store!r}: only pvc:// and s3:// stores are supported")
     claim, prefix = _pvc_parts(store)
     relative = "/".join(p for p in (prefix, ref.namespace, ref.name) if p)
     return claim, f"{PVC_ROOT}/{claim}/{relative}", f"pvc://{claim}/{relative}"
@@ -144,6 +157,10 @@ def run_config(spec: TrainingRunSpec, ref: RunRef, artifact_uri: str, image: str
         "dataset": dataset,
         "artifactUri": artifact_uri,
     }
+    store = spec.artifact_store
+    if artifact_uri.startswith("s3://") and store is not None and store.s3 is not None:
+        options = store.s3.model_dump(by_alias=True, exclude_none=True)
+        config["artifactStore"] = {"s3": {k: v for k, v in options.items() if k in ("endpointUrl", "region")}}
     if spec.source_revision:
         config["run"]["sourceRevision"] = spec.source_revision
     if spec.task:
@@ -189,7 +206,7 @@ def desired_children(
         "metadata": {"name": config_name(ref.name), **common},
         "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True)},
     }
-    claims = {claim: False}
+    claims: dict[str, bool] = {claim: False} if claim else {}
     if spec.dataset.uri.startswith("pvc://"):
         data_claim, _ = _pvc_parts(spec.dataset.uri)
         claims.setdefault(data_claim, True)  # read-only unless it is also the artifact store

@@ -69,6 +69,7 @@ class RunConfig:
     run: dict[str, Any] = field(default_factory=dict)
     sweep: SweepConfig | None = None
     artifact_uri: str | None = None
+    artifact_s3: S3Options = field(default_factory=S3Options)
 
 
 def _obj(value: Any, path: str) -> Mapping[str, Any]:
@@ -212,7 +213,7 @@ def parse_config(raw: Any) -> RunConfig:
     when the estimator is built (:func:`modelops.train.estimators.build_estimator`).
     """
     obj = _obj(raw, "")
-    _keys(obj, "", {"run", "model", "task", "dataset", "estimator", "sweep", "artifactUri"})
+    _keys(obj, "", {"run", "model", "task", "dataset", "estimator", "sweep", "artifactUri", "artifactStore"})
     for key in ("dataset", "estimator"):
         if obj.get(key) is None:
             raise ConfigError(key, "is required")
@@ -230,6 +231,16 @@ def parse_config(raw: Any) -> RunConfig:
     run = dict(_obj(run, "run"))
     model = _str(obj, "model", "", default="model")
     artifact_uri = _opt_str(obj, "artifactUri", "")
+    artifact_s3 = S3Options()
+    if obj.get("artifactStore") is not None:
+        store = _obj(obj["artifactStore"], "artifactStore")
+        _keys(store, "artifactStore", {"s3"})
+        if store.get("s3") is not None:
+            s3obj = _obj(store["s3"], "artifactStore.s3")
+            _keys(s3obj, "artifactStore.s3", {"endpointUrl", "region"})
+            artifact_s3 = S3Options(
+                _opt_str(s3obj, "endpointUrl", "artifactStore.s3"), _opt_str(s3obj, "region", "artifactStore.s3")
+            )
     sweep_cfg = _sweep(obj["sweep"]) if obj.get("sweep") is not None else None
     return RunConfig(
         model=model,
@@ -239,4 +250,5 @@ def parse_config(raw: Any) -> RunConfig:
         run=run,
         sweep=sweep_cfg,
         artifact_uri=artifact_uri.rstrip("/") if artifact_uri else None,
+        artifact_s3=artifact_s3,
     )

@@ -127,17 +127,12 @@ def _http_get(url: str, uri: str, headers: dict[str, str], target: Path, what: s
             if response.status_code != 200:
                 detail = response.reason or ""
                 if what == "s3":
-                    code = _s3_error_code(response.text)
+                    code = s3.error_code(response.text)
                     detail = code or detail
                 raise TrainError(f"GET {uri} answered HTTP {response.status_code} {detail}".rstrip())
             return _stream_to(response.iter_content(CHUNK), target)
     except requests.RequestException as exc:
         raise TrainError(f"cannot fetch dataset {uri}: {one_line(str(exc), 300)}") from None
-
-
-def _s3_error_code(body: str) -> str:
-    start, end = body.find("<Code>"), body.find("</Code>")
-    return body[start + 6 : end] if 0 <= start < end else ""
 
 
 def _s3_fetch(uri: str, cfg: DatasetConfig, target: Path) -> str:

@@ -197,6 +197,31 @@ def _artifact_base(config: RunConfig, out_dir: Path, trial: int | None) -> str:
     return out_dir.resolve().as_uri()
 
 
+def upload(path: Path, uri: str, config: RunConfig) -> None:
+    """PUT a finished file to ``s3://bucket/key``, signed with the pod's AWS credentials."""
+    import requests
+
+    from modelops.train import s3
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    body = path.read_bytes()
+    digest = output.sha256_file(path)
+    url, headers = s3.signed_request(
+        "PUT", bucket, key, config.artifact_s3.endpoint_url, config.artifact_s3.region, payload_sha256=digest
+    )
+    try:
+        response = requests.put(url, data=body, headers=headers, timeout=300)
+    except requests.RequestException as exc:
+        raise TrainError(f"cannot upload {uri}: {one_line(str(exc), 300)}") from None
+    if response.status_code not in (200, 201, 204):
+        code = (
+            response.text[response.text.find("<Code>") + 6 : response.text.find("</Code>")]
+            if "<Code>" in response.text
+            else ""
+        )
+        raise TrainError(f"PUT {uri} answered HTTP {response.status_code} {code or response.reason or ''}".rstrip())
+
+
 def train(
     config: RunConfig,
     output_dir: Path,
@@ -229,6 +254,12 @@ def train(
         raise TrainError(f"cannot use output directory {out_dir}: {exc.strerror or exc}") from None
     with output.atomic_output(out_dir) as staged:
         result = _train_into(config, estimator, params, trial, trial_params, out_dir, staged, log)
+    if config.artifact_uri and config.artifact_uri.startswith("s3://"):
+        # The model first, then result.json: a result in the store always has its model beside it.
+        base = _artifact_base(config, out_dir, trial)
+        for name in (output.MODEL_FILE, output.RESULT_FILE):
+            upload(out_dir / name, f"{base}/{name}", config)
+            log(f"uploaded {base}/{name}")
     log(f"done in {time.monotonic() - started:.1f}s: {out_dir / output.RESULT_FILE}")
     return result
 

@@ -103,11 +103,24 @@ def sign_v4(
     return out
 
 
-def signed_get(
-    bucket: str, key: str, endpoint_url: str | None = None, region: str | None = None
+def error_code(body: str) -> str:
+    """The ``<Code>`` of an S3 error document ("" when there is none)."""
+    start, end = body.find("<Code>"), body.find("</Code>")
+    return body[start + 6 : end] if 0 <= start < end else ""
+
+
+def signed_request(
+    method: str,
+    bucket: str,
+    key: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    payload_sha256: str = EMPTY_SHA256,
 ) -> tuple[str, dict[str, str]]:
-    """URL and headers of a GET of ``s3://bucket/key``, endpoint, region and credentials from the environment
-    where not given (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``)."""
+    """URL and headers of ``method`` on ``s3://bucket/key``, endpoint, region and credentials from the
+    environment where not given (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``/
+    ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``);
+    unsigned without credentials."""
     import datetime
     import os
 
@@ -119,4 +132,11 @@ def signed_get(
         return request.url, {}
     creds = Credentials(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return request.url, sign_v4("GET", request.url, {}, creds, request.region, now)
+    return request.url, sign_v4(method, request.url, {}, creds, request.region, now, payload_sha256=payload_sha256)
+
+
+def signed_get(
+    bucket: str, key: str, endpoint_url: str | None = None, region: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """URL and headers of a GET of ``s3://bucket/key`` (see :func:`signed_request`)."""
+    return signed_request("GET", bucket, key, endpoint_url, region)
