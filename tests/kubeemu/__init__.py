@@ -10,9 +10,19 @@ status split, PUT, apply, finalizers and garbage collection.
 Public surface::
 
     from kubeemu import Emulator                   # emu.start()/stop(), emu.url, write_kubeconfig(),
-                                                   # register_crds(), register_builtin_extras(), add_user()
+                                                   # register_crds(), register_builtin_extras(), add_user(),
+                                                   # webhook_services, webhook_calls
     from kubeemu.client import KubeClient, ApiError
+    from kubeemu.tls import make_ca_and_cert       # (ca_pem, cert_path, key_path) for a webhook server
     pytest_plugins = ["kubeemu.fixtures"]          # fixtures: emulator, kube, kubeconfig
+
+Testing admission webhooks end to end: start the webhook server with
+``make_ca_and_cert(dir, ["127.0.0.1", "localhost"])``'s cert and key, then create a
+``Mutating``/``ValidatingWebhookConfiguration`` through the API with ``clientConfig.url``
+``https://127.0.0.1:PORT/path`` and ``caBundle: base64(ca_pem)``. Every write through the
+HTTP API (POST, PUT, PATCH incl. apply, DELETE, deletecollection, ``/status``) is then
+admitted by it with the caller's ``userInfo``; see :mod:`kubeemu.admission`. A webhook may
+call back into the emulator (e.g. a SubjectAccessReview) while it is being called.
 
 What it implements: discovery (``/api``, ``/apis``, group and group-version
 documents with scope, verbs, kinds, short names, categories and ``x/status``
@@ -25,8 +35,12 @@ resourceVersion, generation, generateName), optimistic concurrency (409),
 GET/LIST/WATCH/POST/PUT/PATCH (merge, json, strategic, apply)/DELETE/
 deletecollection, the status subresource split, label and field selectors,
 finalizers and deletionTimestamp, ownerReference garbage collection
-(Background, Foreground, Orphan), namespace termination, and authentication
-(bearer token → user table; no token → ``system:admin`` in ``system:masters``).
+(Background, Foreground, Orphan), namespace termination, authentication
+(bearer token → user table; no token → ``system:admin`` in ``system:masters``),
+dynamic admission control (mutating then validating webhooks over real HTTPS,
+:mod:`kubeemu.admission`), and ``SubjectAccessReview``/``LocalSubjectAccessReview``/
+``SelfSubjectAccessReview`` answered by RBAC over the stored Roles, ClusterRoles
+(with aggregation) and bindings (:mod:`kubeemu.rbac`).
 
 Deviations from the real API server (on purpose, for a test emulator):
 
@@ -55,13 +69,24 @@ Deviations from the real API server (on purpose, for a test emulator):
   demand (``emu.compact()``) to provoke 410 Gone; bookmarks come every
   ``bookmark_interval`` seconds of idleness.
 * Authorization is not enforced: every authenticated user may do everything.
-
-Not built yet (left for the follow-up issue): calling admission webhooks
-(Validating/MutatingWebhookConfiguration are stored only) and answering
-SubjectAccessReview. :attr:`kubeemu.cluster.Cluster.admission` is the hook where
-the webhook caller plugs in: it receives the operation, resource, new and old
-object, the request's :class:`~kubeemu.cluster.Identity` (``userInfo``),
-subresource and dry-run flag, and may mutate or raise a ``StatusError``.
+  Access reviews are answered by RBAC, but no request is refused by it, and there
+  are no bootstrap roles (``cluster-admin``, ``view`` …): create what a test needs.
+* Admission: only webhooks; none of the built-in admission plugins (LimitRanger,
+  ServiceAccount, PodSecurity …) and no ``ValidatingAdmissionPolicy``. Webhook
+  ``matchConditions`` (CEL) are not evaluated (the webhook is called). A
+  ``service`` clientConfig needs an entry in ``emu.webhook_services``
+  (``(namespace, name)`` → ``https://127.0.0.1:PORT``); TLS still verifies
+  ``NAME.NAMESPACE.svc``. A generated name (``generateName``) is already set when
+  mutating webhooks see the object. The in-process controllers (garbage
+  collector, namespace termination, CRD cleanup) and direct ``Cluster`` calls
+  bypass the webhooks; only requests through the HTTP API are admitted. If the
+  object changes while a webhook runs, the write starts over (409 if it carried a
+  ``resourceVersion``), as the real server's retrying update does. Configurations
+  are not validated on create (e.g. the ``https``-only URL rule is checked at call
+  time, as a call failure).
+* :attr:`kubeemu.cluster.Cluster.admission` is an extra in-process hook (called in
+  the mutating phase before the webhooks) for tests that want to inject admission
+  logic without a server.
 """
 from kubeemu.emulator import Emulator
 

@@ -29,8 +29,8 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any, TypeVar
 
 from kubeemu import errors, patching, resources, schema, selectors
 from kubeemu.resources import ResourceInfo, ResourceKey
@@ -98,9 +98,39 @@ class Watcher:
         return None
 
 
-# Hook for admission (webhooks): called with (operation, info, new, old, user, subresource, dry_run);
-# returns the possibly mutated new object or raises StatusError to deny.
+# In-process admission hook (tests): called in the mutating phase with (operation, info, new, old, user,
+# subresource, dry_run); returns the possibly mutated new object or raises StatusError to deny.
 AdmissionHook = Callable[[str, ResourceInfo, Obj | None, Obj | None, Identity, str | None, bool], Obj | None]
+T = TypeVar('T')
+
+
+@dataclasses.dataclass(frozen=True)
+class AdmissionRequest:
+    """One admission phase of a write, as the write verbs yield it to their driver.
+
+    ``phase`` is ``mutating`` (the driver answers with the possibly mutated ``new``) or
+    ``validating`` (the driver answers ``None`` or raises a ``StatusError`` to deny).
+    """
+    phase: str  # mutating | validating
+    operation: str  # CREATE | UPDATE | DELETE
+    info: ResourceInfo
+    version: str
+    namespace: str | None
+    name: str
+    new: Obj | None
+    old: Obj | None
+    user: Identity
+    subresource: str | None
+    dry_run: bool
+    options: Obj
+
+
+# A write verb as a generator: it yields each admission phase and receives the driver's answer.
+Steps = Generator[AdmissionRequest, Obj | None, T]
+
+
+class StaleError(Exception):
+    """The object changed while admission ran and the request had no precondition: run the verb again."""
 
 
 def now_rfc3339() -> str:
@@ -299,9 +329,9 @@ class Cluster:
         if causes:
             raise errors.invalid(info.group, info.kind, name, causes)
 
-    def _process_custom(self, info: ResourceInfo, version: str, obj: Obj, name: str,
-                        field_validation: str | None) -> list[str]:
-        """Prune, default and validate a custom resource; return warnings for dropped fields."""
+    def _prune_and_default(self, info: ResourceInfo, version: str, obj: Obj,
+                           field_validation: str | None) -> list[str]:
+        """Prune and default a custom resource (as decoding does); return warnings for dropped fields."""
         if not info.custom:
             return []
         openapi = info.schemas.get(version) or {}
@@ -310,28 +340,64 @@ class Cluster:
             joined = ', '.join(f'unknown field "{path}"' for path in dropped)
             raise errors.bad_request(f'strict decoding error: {joined}')
         schema.apply_defaults(obj, openapi)
-        causes = schema.validate(obj, openapi)
-        if causes:
-            raise errors.invalid(info.group, info.kind, name, causes)
         if field_validation in ('Warn', None) and dropped:
             return [f'unknown field "{path}"' for path in dropped]
         return []
+
+    def _validate_custom(self, info: ResourceInfo, version: str, obj: Obj, name: str) -> None:
+        if not info.custom:
+            return
+        causes = schema.validate(obj, info.schemas.get(version) or {})
+        if causes:
+            raise errors.invalid(info.group, info.kind, name, causes)
 
     def _spec_part(self, info: ResourceInfo, obj: Mapping[str, Any]) -> Obj:
         skip = {'metadata', 'apiVersion', 'kind'} | ({'status'} if 'status' in info.subresources else set())
         return {k: v for k, v in obj.items() if k not in skip}
 
-    def _admit(self, operation: str, info: ResourceInfo, new: Obj | None, old: Obj | None,
-               user: Identity, subresource: str | None, dry_run: bool) -> Obj | None:
-        if self.admission is None or user is CONTROLLER:
+    def _admit(self, phase: str, operation: str, info: ResourceInfo, version: str, new: Obj | None,
+               old: Obj | None, user: Identity, subresource: str | None, dry_run: bool, options: Obj | None,
+               ) -> Steps[Obj | None]:
+        """Yield one admission phase to the driver (not for the in-process controllers); return ``new``."""
+        if user is CONTROLLER:
             return new
-        return self.admission(operation, info, new, old, user, subresource, dry_run)
+        meta = _meta(new if new is not None else old or {})
+        if options is None:
+            kind = {'CREATE': 'CreateOptions', 'UPDATE': 'UpdateOptions', 'DELETE': 'DeleteOptions'}[operation]
+            options = {'kind': kind, 'apiVersion': 'meta.k8s.io/v1'}
+        answer = yield AdmissionRequest(phase, operation, info, version, meta.get('namespace'),
+                                        meta.get('name', ''), new, old, user, subresource, dry_run, options)
+        return answer if (answer is not None and phase == 'mutating') else new
+
+    def admit_in_process(self, request: AdmissionRequest) -> Obj | None:
+        """The answer without webhooks: only the in-process :attr:`admission` hook, in the mutating phase."""
+        if request.phase != 'mutating' or self.admission is None:
+            return request.new
+        return self.admission(request.operation, request.info, request.new, request.old, request.user,
+                              request.subresource, request.dry_run)
+
+    def drive(self, steps: Steps[T]) -> T:
+        """Run a write verb's steps synchronously, admitting in-process only (no webhooks)."""
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(self.admit_in_process(request))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     # --- writes: verbs ---------------------------------------------------------------------------
 
     def create(self, info: ResourceInfo, version: str, namespace: str | None, body: Any, *,
                user: Identity = ADMIN, dry_run: bool = False, field_validation: str | None = None,
                ) -> tuple[Obj, list[str]]:
+        """POST (in-process admission only); returns the stored object and warnings."""
+        return self.drive(self.create_steps(info, version, namespace, body, user=user, dry_run=dry_run,
+                                            field_validation=field_validation))
+
+    def create_steps(self, info: ResourceInfo, version: str, namespace: str | None, body: Any, *,
+                     user: Identity = ADMIN, dry_run: bool = False, field_validation: str | None = None,
+                     options: Obj | None = None) -> Steps[tuple[Obj, list[str]]]:
+        """POST as steps: decode, default, mutating admission, validation, validating admission, store."""
         if not isinstance(body, dict):
             raise errors.bad_request('the body of the request must be a JSON object')
         api_version = info.api_version(version)
@@ -373,19 +439,24 @@ class Cluster:
         if 'status' in info.subresources and info.key != ('', 'pods'):
             obj.pop('status', None)
         self._default_builtin(info, obj, None)
-        warnings = self._process_custom(info, version, obj, name, field_validation)
-        self._validate_meta(info, obj, name)
-        if info.key == ('apiextensions.k8s.io', 'customresourcedefinitions'):
-            self._prepare_crd(obj, creating=True)
-        admitted = self._admit('CREATE', info, obj, None, user, None, dry_run)
-        obj = admitted if admitted is not None else obj
+        warnings = self._prune_and_default(info, version, obj, field_validation)
+        mutated = yield from self._admit('mutating', 'CREATE', info, version, obj, None, user, None, dry_run,
+                                         options)
+        if mutated is not None and mutated != obj:
+            obj = self._after_mutation(info, version, obj, mutated)
         meta = obj['metadata']
-        if ((namespace or '') if info.namespaced else '', name) in self.objects[info.key]:
-            raise errors.already_exists(info.group, info.plural, name)
         meta['uid'] = str(uuid.uuid4())
         meta['creationTimestamp'] = now_rfc3339()
         if info.tracks_generation:
             meta['generation'] = 1
+        self._validate_custom(info, version, obj, name)
+        self._validate_meta(info, obj, name)
+        if info.key == ('apiextensions.k8s.io', 'customresourcedefinitions'):
+            self._prepare_crd(obj, creating=True)
+        yield from self._admit('validating', 'CREATE', info, version, obj, None, user, None, dry_run, options)
+        self._check_namespace(info, namespace, name)  # admission may have taken a while
+        if ((namespace or '') if info.namespaced else '', name) in self.objects[info.key]:
+            raise errors.already_exists(info.group, info.plural, name)
         if dry_run:
             meta['resourceVersion'] = str(self.rv)
             return obj, warnings
@@ -396,8 +467,30 @@ class Cluster:
         self._emit('ADDED', info, obj, None)
         return obj, warnings
 
+    def _after_mutation(self, info: ResourceInfo, version: str, before: Obj, mutated: Obj) -> Obj:
+        """What the server does with a mutated object: system fields kept, custom resources re-pruned/defaulted."""
+        obj = copy.deepcopy(mutated)
+        obj['apiVersion'] = before.get('apiVersion')
+        obj['kind'] = before.get('kind')
+        meta = obj.get('metadata')
+        if not isinstance(meta, dict):
+            meta = obj['metadata'] = {}
+        for key in ('name', 'namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'generation',
+                    'deletionTimestamp', 'deletionGracePeriodSeconds'):
+            if key in before['metadata']:
+                meta[key] = before['metadata'][key]
+            else:
+                meta.pop(key, None)
+        self._prune_and_default(info, version, obj, None)
+        return obj
+
     def _default_builtin(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
         """Per-type defaults the real registry strategies set."""
+        if info.key == ('', 'namespaces'):
+            meta = obj['metadata']
+            if not isinstance(meta.get('labels'), dict):
+                meta['labels'] = {}
+            meta['labels']['kubernetes.io/metadata.name'] = meta.get('name', '')  # as the real server sets it
         if info.key == ('', 'namespaces') and old is None:
             obj.setdefault('spec', {}).setdefault('finalizers', ['kubernetes'])
             obj['status'] = {'phase': 'Active'}
@@ -473,8 +566,16 @@ class Cluster:
 
     def update(self, info: ResourceInfo, version: str, namespace: str | None, name: str, body: Any, *,
                subresource: str | None = None, user: Identity = ADMIN, dry_run: bool = False,
-               field_validation: str | None = None, operation: str = 'UPDATE') -> tuple[Obj, list[str]]:
-        """PUT semantics (also the final step of every PATCH); returns the stored object and warnings."""
+               field_validation: str | None = None) -> tuple[Obj, list[str]]:
+        """PUT (in-process admission only); returns the stored object and warnings."""
+        return self.drive(self.update_steps(info, version, namespace, name, body, subresource=subresource,
+                                            user=user, dry_run=dry_run, field_validation=field_validation))
+
+    def update_steps(self, info: ResourceInfo, version: str, namespace: str | None, name: str, body: Any, *,
+                     subresource: str | None = None, user: Identity = ADMIN, dry_run: bool = False,
+                     field_validation: str | None = None, options: Obj | None = None,
+                     ) -> Steps[tuple[Obj, list[str]]]:
+        """PUT semantics as steps (also the final step of every PATCH)."""
         old = self.get(info, namespace, name)
         if not isinstance(body, dict):
             raise errors.bad_request('the body of the request must be a JSON object')
@@ -526,16 +627,26 @@ class Cluster:
         new['apiVersion'] = info.api_version(version)
         new['kind'] = info.kind
         new['metadata']['resourceVersion'] = old_meta['resourceVersion']
-        warnings = self._process_custom(info, version, new, name, field_validation)
+        warnings = self._prune_and_default(info, version, new, field_validation)
+        mutated = yield from self._admit('mutating', 'UPDATE', info, version, new, old, user, subresource,
+                                         dry_run, options)
+        if mutated is not None and mutated != new:
+            new = self._after_mutation(info, version, new, mutated)
+        if info.tracks_generation and self._spec_part(info, new) != self._spec_part(info, old):
+            new['metadata']['generation'] = int(old_meta.get('generation') or 0) + 1
+        self._validate_custom(info, version, new, name)
         self._validate_meta(info, new, name)
         if info.key == ('apiextensions.k8s.io', 'customresourcedefinitions') and subresource is None:
             self._prepare_crd(new, creating=False)
-        admitted = self._admit(operation, info, new, old, user, subresource, dry_run)
-        new = admitted if admitted is not None else new
+        yield from self._admit('validating', 'UPDATE', info, version, new, old, user, subresource, dry_run,
+                               options)
+        current = self.get(info, namespace, name)
+        if current is not old:  # changed while admission ran (only possible with webhooks)
+            if given_rv not in (None, ''):
+                raise errors.conflict(info.group, info.plural, name)
+            raise StaleError()
         if _without_rv(new) == _without_rv(old):
             return old, warnings  # a no-op write: no new resourceVersion, no watch event
-        if info.tracks_generation and self._spec_part(info, new) != self._spec_part(info, old):
-            new['metadata']['generation'] = int(old_meta.get('generation') or 0) + 1
         if dry_run:
             return new, warnings
         new['metadata']['resourceVersion'] = self._next_rv()
@@ -556,6 +667,20 @@ class Cluster:
               field_manager: str | None = None, field_validation: str | None = None,
               ) -> tuple[Obj, list[str], bool]:
         """PATCH in one of the four flavours; returns (object, warnings, created-by-apply)."""
+        return self.drive(self.patch_steps(info, version, namespace, name, patch_type, patch,
+                                           subresource=subresource, user=user, dry_run=dry_run,
+                                           field_manager=field_manager, field_validation=field_validation))
+
+    def patch_steps(self, info: ResourceInfo, version: str, namespace: str | None, name: str, patch_type: str,
+                    patch: Any, *, subresource: str | None = None, user: Identity = ADMIN, dry_run: bool = False,
+                    field_manager: str | None = None, field_validation: str | None = None,
+                    ) -> Steps[tuple[Obj, list[str], bool]]:
+        """PATCH as steps: admitted as UPDATE (or CREATE when apply creates), with ``PatchOptions``."""
+        options: Obj = {'kind': 'PatchOptions', 'apiVersion': 'meta.k8s.io/v1'}
+        if field_manager:
+            options['fieldManager'] = field_manager
+        if dry_run:
+            options['dryRun'] = ['All']
         if patch_type == 'apply':
             if not field_manager:
                 raise errors.bad_request('PATCH, application/apply-patch+yaml, requires fieldManager to be set')
@@ -568,8 +693,9 @@ class Cluster:
                     raise
                 body = copy.deepcopy(patch)
                 body.setdefault('metadata', {}).setdefault('name', name)
-                obj, warnings = self.create(info, version, namespace, body, user=user, dry_run=dry_run,
-                                            field_validation=field_validation)
+                obj, warnings = yield from self.create_steps(info, version, namespace, body, user=user,
+                                                             dry_run=dry_run, field_validation=field_validation,
+                                                             options=options)
                 return obj, warnings, True
             if patch.get('kind') != info.kind or patch.get('apiVersion') != info.api_version(version):
                 raise errors.bad_request('apiVersion and kind of the applied configuration must match '
@@ -597,13 +723,22 @@ class Cluster:
         patched_rv = _meta(result).get('resourceVersion')
         if patched_rv not in (None, '') and str(patched_rv) != _meta(current)['resourceVersion']:
             raise errors.conflict(info.group, info.plural, name)
-        obj, warnings = self.update(info, version, namespace, name, result, subresource=subresource, user=user,
-                                    dry_run=dry_run, field_validation=field_validation)
+        obj, warnings = yield from self.update_steps(info, version, namespace, name, result,
+                                                     subresource=subresource, user=user, dry_run=dry_run,
+                                                     field_validation=field_validation, options=options)
         return obj, warnings, False
 
     def delete(self, info: ResourceInfo, namespace: str | None, name: str, *,
                propagation: str | None = None, preconditions: Mapping[str, Any] | None = None,
                user: Identity = ADMIN, dry_run: bool = False) -> Obj:
+        """DELETE (in-process admission only); returns the object's last state."""
+        return self.drive(self.delete_steps(info, namespace, name, propagation=propagation,
+                                            preconditions=preconditions, user=user, dry_run=dry_run))
+
+    def delete_steps(self, info: ResourceInfo, namespace: str | None, name: str, *,
+                     propagation: str | None = None, preconditions: Mapping[str, Any] | None = None,
+                     user: Identity = ADMIN, dry_run: bool = False) -> Steps[Obj]:
+        """DELETE as steps: mutating and validating admission see ``oldObject`` only."""
         obj = self.get(info, namespace, name)
         meta = _meta(obj)
         preconditions = preconditions or {}
@@ -621,7 +756,18 @@ class Cluster:
                 'reason': 'FieldValueNotSupported', 'field': 'propagationPolicy',
                 'message': f'Unsupported value: "{propagation}": supported values: "Foreground", '
                            f'"Background", "Orphan", "nil"'}])
-        self._admit('DELETE', info, None, obj, user, None, dry_run)
+        options: Obj = {'kind': 'DeleteOptions', 'apiVersion': 'meta.k8s.io/v1'}
+        if propagation:
+            options['propagationPolicy'] = propagation
+        if dry_run:
+            options['dryRun'] = ['All']
+        if preconditions:
+            options['preconditions'] = dict(preconditions)
+        version = info.versions[0]
+        yield from self._admit('mutating', 'DELETE', info, version, None, obj, user, None, dry_run, options)
+        yield from self._admit('validating', 'DELETE', info, version, None, obj, user, None, dry_run, options)
+        if self.get(info, namespace, name) is not obj:  # changed while admission ran
+            raise StaleError()
         if dry_run:
             return obj
         if 'deletionTimestamp' in meta:

@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 
 import yaml
 
+from kubeemu.admission import WebhookCall
 from kubeemu.client import ApiError, KubeClient
 from kubeemu.cluster import Cluster, Identity
 from kubeemu.server import ApiHandler, AuditRecord, PlainServer
@@ -108,6 +109,16 @@ class Emulator:
         """Make ``Authorization: Bearer <token>`` authenticate as this user (``system:authenticated`` added)."""
         all_groups = tuple(groups) + (() if 'system:authenticated' in groups else ('system:authenticated',))
         self.handler.users[token] = Identity(username, all_groups, uid, dict(extra or {}))
+
+    @property
+    def webhook_services(self) -> dict[tuple[str, str], str]:
+        """``(namespace, name)`` of a webhook ``clientConfig.service`` → base URL (``https://127.0.0.1:PORT``)."""
+        return self.handler.webhooks.services
+
+    @property
+    def webhook_calls(self) -> list[WebhookCall]:
+        """Every admission webhook call made so far, with its outcome."""
+        return list(self.handler.webhooks.calls)
 
     def compact(self) -> int:
         """Drop the watch history (like etcd compaction): older resourceVersions then get 410 Gone."""

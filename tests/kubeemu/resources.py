@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+REVIEW_KINDS = ('SubjectAccessReview', 'SelfSubjectAccessReview', 'LocalSubjectAccessReview')
 ALL_VERBS = ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')
 SUBRESOURCE_VERBS = ('get', 'patch', 'update')
 
@@ -100,6 +101,10 @@ def builtins() -> list[ResourceInfo]:
         _builtin('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', False),
         _builtin('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'CustomResourceDefinition', False,
                  short=['crd', 'crds'], categories=['api-extensions'], status=True, generation=True),
+        *[dataclasses.replace(_builtin('authorization.k8s.io', 'v1', plural, kind, namespaced), verbs=('create',))
+          for plural, kind, namespaced in (('subjectaccessreviews', 'SubjectAccessReview', False),
+                                           ('selfsubjectaccessreviews', 'SelfSubjectAccessReview', False),
+                                           ('localsubjectaccessreviews', 'LocalSubjectAccessReview', True))],
         _builtin('admissionregistration.k8s.io', 'v1', 'validatingwebhookconfigurations',
                  'ValidatingWebhookConfiguration', False, categories=['api-extensions'], generation=True),
         _builtin('admissionregistration.k8s.io', 'v1', 'mutatingwebhookconfigurations',

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp.test_utils
@@ -30,7 +32,9 @@ import yaml
 from kmock._internal import rendering
 
 from kubeemu import errors, resources, selectors
-from kubeemu.cluster import ADMIN, Cluster, Identity, Obj
+from kubeemu.admission import WebhookCaller
+from kubeemu.cluster import ADMIN, Cluster, Identity, Obj, StaleError, Steps, T
+from kubeemu.rbac import Authorizer
 from kubeemu.resources import ResourceInfo
 
 _PATCH_TYPES = {
@@ -87,6 +91,8 @@ class ApiHandler(kmock.RawHandler):
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = 1800.0
         self._streaming: set[int] = set()  # ids of requests whose watch stream has started
+        self.webhooks = WebhookCaller(cluster)
+        self.authorizer = Authorizer(cluster)
 
     # --- dispatch --------------------------------------------------------------------------------
 
@@ -252,6 +258,15 @@ class ApiHandler(kmock.RawHandler):
         return aiohttp.web.json_response(self._out(info, version, obj), status=status, headers=headers)
 
     @staticmethod
+    def _options(kind: str, query: Any) -> Obj:
+        options: Obj = {'kind': kind, 'apiVersion': 'meta.k8s.io/v1'}
+        if query.get('fieldManager'):
+            options['fieldManager'] = query['fieldManager']
+        if query.get('dryRun') == 'All':
+            options['dryRun'] = ['All']
+        return options
+
+    @staticmethod
     def _out(info: ResourceInfo, version: str, obj: Obj, *, in_list: bool = False) -> Obj:
         out = dict(obj)
         if in_list and not info.custom:  # the real server omits them for built-in list items
@@ -264,6 +279,28 @@ class ApiHandler(kmock.RawHandler):
 
     # --- verbs -----------------------------------------------------------------------------------
 
+    async def _admitted(self, make_steps: Callable[[], Steps[T]], warnings: list[str]) -> T:
+        """Drive a write verb, awaiting the admission webhooks of each phase (the loop stays free).
+
+        Without matching webhooks nothing is awaited, so the verb stays atomic. If the object
+        changed while a webhook ran, the verb starts over, as the real server's retrying update does.
+        """
+        for _ in range(10):
+            steps = make_steps()
+            try:
+                request = next(steps)
+                while True:
+                    answer, more = await self.webhooks.admit(request)
+                    warnings.extend(more)
+                    request = steps.send(answer)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except StaleError:
+                continue
+            finally:
+                steps.close()
+        raise errors.StatusError(409, 'Conflict', 'the object kept changing while admission webhooks ran')
+
     async def _serve(self, raw: aiohttp.web.BaseRequest, target: Target, user: Identity
                      ) -> tuple[aiohttp.web.StreamResponse, str]:
         info, version, ns, name, sub = target.info, target.version, target.namespace, target.name, target.subresource
@@ -271,6 +308,11 @@ class ApiHandler(kmock.RawHandler):
         method = raw.method.upper()
         dry_run = query.get('dryRun') == 'All'
         field_validation = query.get('fieldValidation')
+        if info.group == 'authorization.k8s.io' and info.kind in resources.REVIEW_KINDS:
+            if method != 'POST' or name is not None:
+                raise errors.method_not_allowed(method.lower(), info.group, info.plural)
+            review = self.authorizer.review(await self._body(raw), info.kind, user, ns)
+            return aiohttp.web.json_response(review, status=201), 'create'
         if method == 'GET' and name is None:
             labels = selectors.parse_labels(query.get('labelSelector'))
             fields = selectors.parse_fields(query.get('fieldSelector'), info.field_selectors)
@@ -295,13 +337,19 @@ class ApiHandler(kmock.RawHandler):
                 raise errors.method_not_allowed('create', info.group, info.plural)
             if info.namespaced and ns is None:
                 raise errors.method_not_allowed('create', info.group, info.plural)
-            obj, warnings = self.cluster.create(info, version, ns, await self._body(raw), user=user,
-                                                dry_run=dry_run, field_validation=field_validation)
-            return self._render(info, version, obj, status=201, warnings=warnings), 'create'
+            body = await self._body(raw)
+            warnings: list[str] = []
+            obj, more = await self._admitted(lambda: self.cluster.create_steps(
+                info, version, ns, body, user=user, dry_run=dry_run, field_validation=field_validation,
+                options=self._options('CreateOptions', query)), warnings)
+            return self._render(info, version, obj, status=201, warnings=more + warnings), 'create'
         if method == 'PUT' and name is not None:
-            obj, warnings = self.cluster.update(info, version, ns, name, await self._body(raw), subresource=sub,
-                                                user=user, dry_run=dry_run, field_validation=field_validation)
-            return self._render(info, version, obj, warnings=warnings), 'update'
+            body = await self._body(raw)
+            warnings = []
+            obj, more = await self._admitted(lambda: self.cluster.update_steps(
+                info, version, ns, name, body, subresource=sub, user=user, dry_run=dry_run,
+                field_validation=field_validation, options=self._options('UpdateOptions', query)), warnings)
+            return self._render(info, version, obj, warnings=more + warnings), 'update'
         if method == 'PATCH' and name is not None:
             content_type = (raw.headers.get('Content-Type') or '').split(';')[0].strip()
             patch_type = _PATCH_TYPES.get(content_type)
@@ -310,10 +358,12 @@ class ApiHandler(kmock.RawHandler):
             body = await self._body(raw)
             if patch_type == 'apply' and not isinstance(body, dict):
                 body = yaml.safe_load(await raw.text())
-            obj, warnings, created = self.cluster.patch(
+            warnings = []
+            obj, more, created = await self._admitted(lambda: self.cluster.patch_steps(
                 info, version, ns, name, patch_type, body, subresource=sub, user=user, dry_run=dry_run,
-                field_manager=query.get('fieldManager'), field_validation=field_validation)
-            return self._render(info, version, obj, status=201 if created else 200, warnings=warnings), 'patch'
+                field_manager=query.get('fieldManager'), field_validation=field_validation), warnings)
+            return self._render(info, version, obj, status=201 if created else 200,
+                                warnings=more + warnings), 'patch'
         if method == 'DELETE':
             options = await self._body(raw) or {}
             if not isinstance(options, dict):
@@ -326,17 +376,22 @@ class ApiHandler(kmock.RawHandler):
                 labels = selectors.parse_labels(query.get('labelSelector'))
                 fields = selectors.parse_fields(query.get('fieldSelector'), info.field_selectors)
                 items, list_rv, _ = self.cluster.list(info, ns, selectors.make_matcher(labels, fields))
-                deleted = [self.cluster.delete(info, o['metadata'].get('namespace'), o['metadata']['name'],
-                                               propagation=propagation, user=user, dry_run=dry_run)
-                           for o in items]
+                deleted = []
+                for item in items:
+                    item_meta = item['metadata']
+                    deleted.append(await self._admitted(functools.partial(
+                        self.cluster.delete_steps, info, item_meta.get('namespace'), item_meta['name'],
+                        propagation=propagation, user=user, dry_run=dry_run), []))
                 return aiohttp.web.json_response({
                     'kind': info.list_kind, 'apiVersion': info.api_version(version),
                     'metadata': {'resourceVersion': list_rv},
                     'items': [self._out(info, version, o, in_list=True) for o in deleted],
                 }), 'deletecollection'
-            obj = self.cluster.delete(info, ns, name, propagation=propagation,
-                                      preconditions=options.get('preconditions'), user=user, dry_run=dry_run)
-            return self._render(info, version, obj), 'delete'
+            warnings = []
+            obj = await self._admitted(lambda: self.cluster.delete_steps(
+                info, ns, name, propagation=propagation, preconditions=options.get('preconditions'), user=user,
+                dry_run=dry_run), warnings)
+            return self._render(info, version, obj, warnings=warnings), 'delete'
         raise errors.method_not_allowed(method.lower(), info.group, info.plural)
 
     # --- watch -----------------------------------------------------------------------------------
