@@ -141,9 +141,9 @@ def test_only_the_highest_priority_replica_acts(
     assert high.stop() == 0
     wait_until(lambda: low.output().count("Resuming operations after the pause") > resumed_before, 90,
                lambda: f"the low-priority replica to resume; its log:\n{low.output()}")
-    cluster.patch(API, "ModelVersion", NAMESPACE, "iris-v1", {"spec": {"stage": "Production"}})
+    cluster.patch(API, "ModelVersion", NAMESPACE, "iris-v1", {"spec": {"stage": "Archived"}})
     mv = cluster.wait_for(
         API, "ModelVersion", NAMESPACE, "iris-v1",
-        lambda o: reconciled(o) and o["status"]["stage"] == "Production", timeout=60,
+        lambda o: reconciled(o) and o["status"]["stage"] == "Archived", timeout=60,
     )
     assert mv is not None

@@ -1,39 +1,506 @@
-"""Stage decisions for ModelVersions: what may be granted, and what is still missing.
+"""Governance of ModelVersions: gates, approvals, stage grants, and the admission rules.
 
-The foundation policy has no gates and needs no approvals, so a requested stage is
-granted at once and recorded in the history; gates and approvals build on this function.
+Pure functions only. The admission webhooks (``modelops.controller.webhooks``) call the
+``admit_*``/``mutate_*`` functions with the request's authenticated identity and raise
+their :class:`DeniedError` as a refusal; the ModelVersion reconcile calls :func:`decide` with the
+version's evidence and writes what it returns. The records an approval leaves live in the
+object's ``modelops.io/approvals`` annotation (written only by the mutating webhook), so an
+operator restart can neither lose nor duplicate one: the status is a copy made again on
+every reconcile.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from modelops.logic.policy import GOVERNED_STAGES, Policy
 
 OPERATOR_IDENTITY = "system:serviceaccount:modelops-system:modelops-operator"
 
+APPROVE = "modelops.io/approve"
+REVIEWER = "modelops.io/reviewer"
+APPROVALS = "modelops.io/approvals"
+CREATED_BY = "modelops.io/created-by"
+PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY)
+IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage")
+GOVERNED_STATUS = ("stage", "approvals", "history", "rejected")
+STAGES = ("None", "Staging", "Production", "Archived")
+
+Record = dict[str, Any]
+
+
+class DeniedError(Exception):
+    """An admission request breaks a governance rule; the message says which and how to fix it."""
+
 
 @dataclass(frozen=True)
-class StageDecision:
-    """The stage to hold after this reconcile, and the history entry to add if it moved."""
+class Identity:
+    """An identity the API server authenticated (admission ``userInfo``)."""
+
+    user: str
+    uid: str | None = None
+    groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_userinfo(cls, info: Mapping[str, Any] | None) -> Identity:
+        info = info or {}
+        return cls(
+            user=str(info.get("username") or ""),
+            uid=str(info["uid"]) if info.get("uid") else None,
+            groups=tuple(str(g) for g in info.get("groups") or ()),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user": self.user, "uid": self.uid, "groups": list(self.groups)}
+
+
+# --- records in annotations -----------------------------------------------------------------------
+
+
+def _parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def parse_records(text: str | None) -> tuple[list[Record], list[str]]:
+    """The approval records in the annotation, and a problem per malformed one (never raises)."""
+    if not text:
+        return [], []
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        return [], [f"annotation {APPROVALS} is not JSON: {error}"]
+    if not isinstance(data, list):
+        return [], [f"annotation {APPROVALS} is not a JSON list"]
+    records: list[Record] = []
+    problems: list[str] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            problems.append(f"{APPROVALS}[{index}] is not an object")
+            continue
+        if item.get("stage") not in GOVERNED_STAGES:
+            problems.append(f"{APPROVALS}[{index}].stage must be Staging or Production")
+            continue
+        if not isinstance(item.get("user"), str) or not item["user"]:
+            problems.append(f"{APPROVALS}[{index}].user is missing")
+            continue
+        if _parse_time(item.get("at")) is None:
+            problems.append(f"{APPROVALS}[{index}].at is not a timestamp")
+            continue
+        record: Record = {"stage": item["stage"], "user": item["user"], "at": item["at"]}
+        if isinstance(item.get("uid"), str):
+            record["uid"] = item["uid"]
+        if isinstance(item.get("groups"), list):
+            record["groups"] = [str(g) for g in item["groups"]]
+        for key in ("reviewer", "assertedBy"):
+            if isinstance(item.get(key), str) and item[key]:
+                record[key] = item[key]
+        records.append(record)
+    return records, problems
+
+
+def parse_creator(text: str | None) -> tuple[str | None, str | None]:
+    """The creator's username from ``modelops.io/created-by``, and a problem if it is malformed."""
+    if not text:
+        return None, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, f"annotation {CREATED_BY} is not JSON"
+    if not isinstance(data, dict) or not isinstance(data.get("user"), str):
+        return None, f"annotation {CREATED_BY} has no user"
+    return str(data["user"]), None
+
+
+def approver(record: Mapping[str, Any]) -> str:
+    """Who approved in substance: the asserted reviewer, else the authenticated user."""
+    return str(record.get("reviewer") or record["user"])
+
+
+def _key(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(record.get("stage")), str(record.get("user")), str(record.get("reviewer") or ""))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+# --- admission: ModelVersion ---------------------------------------------------------------------
+
+
+def requested_approval(operation: str, old: Mapping[str, str], new: Mapping[str, str]) -> str | None:
+    """The stage a request asks to approve: the approve annotation set, changed, or present on CREATE."""
+    value = new.get(APPROVE)
+    if value is None:
+        return None
+    if operation == "CREATE" or old.get(APPROVE) != value:
+        return value
+    return None
+
+
+def mutate_version(
+    operation: str,
+    old: Mapping[str, str],
+    new: Mapping[str, str],
+    identity: Identity,
+    policy: Policy,
+    now: str,
+    upstream_creators: Sequence[str] = (),
+) -> dict[str, str]:
+    """The annotations the mutating webhook sets; raises :class:`DeniedError` for a forbidden request.
+
+    ``old`` and ``new`` are the annotations before and as sent; ``upstream_creators`` who created
+    the version's TrainingRun. The caller has already checked (by SubjectAccessReview) that the
+    user may approve when :func:`requested_approval` says so.
+    """
+    result: dict[str, str] = {}
+    for key in PROTECTED_ANNOTATIONS:
+        if key not in new:
+            if key in old:  # a replace from a manifest that lacks it: keep the record
+                result[key] = old[key]
+            continue
+        if operation == "CREATE" or new[key] != old.get(key):
+            raise DeniedError(
+                f"annotation {key} is written by the modelops admission webhook only; remove it from the request"
+            )
+    if operation == "CREATE":
+        result[CREATED_BY] = dumps(identity.as_json())
+    trusted = identity.user in policy.trusted_appliers
+    reviewer = new.get(REVIEWER)
+    if reviewer is not None and (operation == "CREATE" or reviewer != old.get(REVIEWER)) and not trusted:
+        raise DeniedError(
+            f"annotation {REVIEWER} may only be set by a trusted applier of the governance policy "
+            f"(trustedAppliers); {identity.user} is not one"
+        )
+    stage = requested_approval(operation, old, new)
+    if stage is None:
+        return result
+    if stage not in GOVERNED_STAGES:
+        raise DeniedError(f"annotation {APPROVE} must be Staging or Production, not {stage!r}")
+    asserted = reviewer if (trusted and reviewer) else None
+    if policy.stage(stage).four_eyes:
+        creator = identity.user if operation == "CREATE" else parse_creator(old.get(CREATED_BY))[0]
+        effective = asserted or identity.user
+        if creator is not None and effective == creator:
+            raise DeniedError(
+                f"four eyes: {effective} created this ModelVersion and cannot approve it for {stage}; "
+                "another person with the approve permission must"
+            )
+        if effective in upstream_creators:
+            raise DeniedError(
+                f"four eyes: {effective} created the TrainingRun of this ModelVersion and cannot approve it "
+                f"for {stage}; another person with the approve permission must"
+            )
+    records, _ = parse_records(old.get(APPROVALS))
+    record: Record = {"stage": stage, **{k: v for k, v in identity.as_json().items() if v}, "at": now}
+    if asserted:
+        record["reviewer"] = asserted
+        record["assertedBy"] = identity.user
+    # The same identity approving the same stage again is one record, with the newer time.
+    records = [r for r in records if _key(r) != _key(record)] + [record]
+    result[APPROVALS] = dumps(records)
+    return result
+
+
+def mutate_trainingrun(
+    operation: str, old: Mapping[str, str], new: Mapping[str, str], identity: Identity
+) -> dict[str, str]:
+    """The creator of a TrainingRun, recorded on CREATE (four eyes reaches the versions it registers)."""
+    if CREATED_BY in new and (operation == "CREATE" or new[CREATED_BY] != old.get(CREATED_BY)):
+        raise DeniedError(
+            f"annotation {CREATED_BY} is written by the modelops admission webhook only; remove it from the request"
+        )
+    if operation == "CREATE":
+        return {CREATED_BY: dumps(identity.as_json())}
+    if CREATED_BY not in new and CREATED_BY in old:
+        return {CREATED_BY: old[CREATED_BY]}
+    return {}
+
+
+def _immutable_message(name: str) -> str:
+    # The same words as the CRD's CEL rule (api/modelversion.py).
+    return f"spec.{name} is immutable once set: register a new ModelVersion instead"
+
+
+def validate_version(
+    operation: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    identity: Identity,
+) -> None:
+    """The validating webhook's checks on the object as it will be stored; raises :class:`DeniedError`."""
+    old_spec = (old or {}).get("spec") or {}
+    new_spec = new.get("spec") or {}
+    if operation == "UPDATE":
+        for name in IMMUTABLE_FIELDS:
+            if name in old_spec and old_spec.get(name) != new_spec.get(name):
+                raise DeniedError(_immutable_message(name))
+        for name in ("model", "version"):
+            if old_spec.get(name) != new_spec.get(name):
+                raise DeniedError("spec.model and spec.version are immutable: register a new ModelVersion instead")
+    old_ann = ((old or {}).get("metadata") or {}).get("annotations") or {}
+    new_ann = (new.get("metadata") or {}).get("annotations") or {}
+    records, problems = parse_records(new_ann.get(APPROVALS))
+    if problems:
+        raise DeniedError(problems[0])
+    if operation == "CREATE":
+        creator, _ = parse_creator(new_ann.get(CREATED_BY))
+        if creator is not None and creator != identity.user:
+            raise DeniedError(
+                f"annotation {CREATED_BY} must name the authenticated creator; it is written by the webhook"
+            )
+    elif new_ann.get(CREATED_BY) != old_ann.get(CREATED_BY):
+        raise DeniedError(f"annotation {CREATED_BY} cannot change")
+    before, _ = parse_records(old_ann.get(APPROVALS)) if operation == "UPDATE" else ([], [])
+    after_keys = {_key(r) for r in records}
+    for record in before:
+        if _key(record) not in after_keys:
+            raise DeniedError(
+                f"annotation {APPROVALS}: the approval of {record['stage']} by {record['user']} cannot be removed"
+            )
+    unchanged = [dumps(r) for r in before]
+    for record in records:
+        if dumps(record) not in unchanged and record["user"] != identity.user:
+            raise DeniedError(
+                f"annotation {APPROVALS}: a record by {record['user']} cannot be written by {identity.user}; "
+                f"ask for an approval with the {APPROVE} annotation"
+            )
+
+
+def validate_status(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, identity: Identity, policy: Policy
+) -> None:
+    """Governed status fields are written by the operator's identities only; raises :class:`DeniedError`."""
+    if identity.user in policy.operator_users:
+        return
+    old = old or {}
+    new = new or {}
+    for name in GOVERNED_STATUS:
+        if old.get(name) != new.get(name):
+            raise DeniedError(
+                f"status.{name} is written by the modelops operator only ({identity.user} is not one of the "
+                "policy's operatorUsers); ask for a stage with spec.stage and the approve annotation"
+            )
+
+
+# --- admission: ModelDeployment -------------------------------------------------------------------
+
+
+def admit_deployment(
+    *,
+    production_namespace: bool,
+    namespace: str,
+    version: str | None,
+    version_stage: str | None,
+    track: str | None,
+) -> None:
+    """Which versions a namespace may serve; raises :class:`DeniedError` naming the version and its stage."""
+    allowed = ("Production",) if production_namespace else ("Staging", "Production")
+    where = f"namespace {namespace} is labelled as production" if production_namespace else f"namespace {namespace}"
+    if track is not None and track not in allowed:
+        raise DeniedError(f"spec.track: {where} and may only track {' or '.join(allowed)}, not {track}")
+    if version is None:
+        return
+    if version_stage is None:
+        raise DeniedError(f"spec.modelVersion: ModelVersion {namespace}/{version} does not exist")
+    if version_stage not in allowed:
+        raise DeniedError(
+            f"spec.modelVersion: ModelVersion {version} has granted stage {version_stage}; "
+            f"{where} and may only serve {' or '.join(allowed)}"
+        )
+
+
+# --- the reconcile's decision --------------------------------------------------------------------
+
+
+def _passes(value: float, op: str, threshold: float) -> bool:
+    if op == ">=":
+        return value >= threshold
+    if op == ">":
+        return value > threshold
+    if op == "<=":
+        return value <= threshold
+    return value < threshold
+
+
+def evaluate_gates(
+    policy: Policy, version_gates: Sequence[Mapping[str, Any]], metrics: Mapping[str, float] | None, stage: str
+) -> list[dict[str, Any]]:
+    """Each gate guarding ``stage`` (the policy's, then the version's own) with its verdict."""
+    gates: list[tuple[str, Mapping[str, Any]]] = [("policy", g.model_dump()) for g in policy.stage(stage).gates]
+    gates += [("version", g) for g in version_gates if g.get("stage") == stage]
+    results = []
+    for source, gate in gates:
+        value = (metrics or {}).get(str(gate["metric"]))
+        number = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        op = str(gate.get("op") or ">=")
+        threshold = float(gate["threshold"])
+        results.append(
+            {
+                "stage": stage,
+                "metric": str(gate["metric"]),
+                "op": op,
+                "threshold": threshold,
+                "value": number,
+                "passed": number is not None and _passes(number, op, threshold),
+                "source": source,
+            }
+        )
+    return results
+
+
+def gate_problem(gate: Mapping[str, Any]) -> str:
+    want = f"{gate['op']} {gate['threshold']:g}"
+    if gate["value"] is None:
+        return f"{gate['metric']} is missing from spec.metrics (needs {want})"
+    return f"{gate['metric']} {gate['value']:g} is not {want}"
+
+
+def production_floor(
+    history: Sequence[Mapping[str, Any]], rejected: Mapping[str, Any] | None
+) -> datetime.datetime | None:
+    """Approvals of Production older than this do not count: the last rejection or exit from Production."""
+    moments = [_parse_time(entry.get("at")) for entry in history if entry.get("from") == "Production"]
+    if rejected:
+        moments.append(_parse_time(rejected.get("at")))
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
+
+
+def count_approvals(
+    records: Sequence[Record],
+    stage: str,
+    policy: Policy,
+    creators: Sequence[str],
+    not_before: datetime.datetime | None,
+) -> tuple[list[Record], list[str]]:
+    """The approvals that count for a stage, and why each other approval of it does not."""
+    counted: list[Record] = []
+    ignored: list[str] = []
+    seen: set[str] = set()
+    four_eyes = policy.stage(stage).four_eyes
+    for record in records:
+        if record["stage"] != stage:
+            continue
+        who = approver(record)
+        at = _parse_time(record["at"])
+        if four_eyes and who in creators:
+            ignored.append(f"{who} (four eyes: created the version or its TrainingRun)")
+        elif record.get("reviewer") and (
+            record.get("assertedBy") != record["user"] or record["user"] not in policy.trusted_appliers
+        ):
+            ignored.append(f"{who} (asserted by {record.get('assertedBy')}, not a trusted applier)")
+        elif not_before is not None and (at is None or at <= not_before):
+            ignored.append(f"{who} (given before the version was rejected or left Production)")
+        elif who in seen:
+            continue
+        else:
+            seen.add(who)
+            counted.append(record)
+    return counted, ignored
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The stage to hold after a reconcile, the evidence for it, and what to tell."""
 
     stage: str
     transition: dict[str, Any] | None
+    ready: bool
+    reason: str
     message: str
+    gates: list[dict[str, Any]]
+    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
 
 
-def decide_stage(requested: str, granted: str, *, now: str, by: str = OPERATOR_IDENTITY) -> StageDecision:
-    """Grant the requested stage (no gates, no approvals in the foundation policy)."""
-    if requested == granted:
-        return StageDecision(stage=granted, transition=None, message=f"stage {granted} granted")
-    transition = {
-        "from": granted,
-        "to": requested,
-        "by": by,
+def decide(
+    *,
+    desired: str,
+    granted: str,
+    policy: Policy,
+    metrics: Mapping[str, float] | None,
+    version_gates: Sequence[Mapping[str, Any]],
+    records: Sequence[Record],
+    creators: Sequence[str],
+    history: Sequence[Mapping[str, Any]],
+    rejected: Mapping[str, Any] | None,
+    sha256: str,
+    now: str,
+) -> Decision:
+    """Grant the desired stage when its gates pass and its approvals suffice; else say what is missing."""
+    integrity = (
+        "IntegrityVerified",
+        True,
+        "DigestRecorded",
+        f"artifact pinned by sha256 {sha256[:12]}…; the model server verifies it before loading "
+        "(the operator itself does not read the artifact)",
+    )
+    governed = desired in GOVERNED_STAGES
+    gates = evaluate_gates(policy, version_gates, metrics, desired) if governed else []
+    failing = [g for g in gates if not g["passed"]]
+    if failing:
+        validated = (
+            "Validated",
+            False,
+            "GatesFailed",
+            f"gates for {desired}: " + "; ".join(map(gate_problem, failing)),
+        )
+    elif gates:
+        validated = ("Validated", True, "GatesPassed", f"all {len(gates)} gate(s) for {desired} pass")
+    else:
+        validated = ("Validated", True, "SpecValid", f"spec is valid; no gates for {desired}")
+    need = policy.stage(desired).approvals if governed else 0
+    floor = production_floor(history, rejected) if desired == "Production" else None
+    counted, ignored = count_approvals(records, desired, policy, creators, floor) if governed else ([], [])
+    names = ", ".join(approver(r) for r in counted)
+    if need == 0:
+        approved = ("Approved", True, "NotRequired", f"{desired} needs no approval")
+    elif len(counted) >= need:
+        approved = ("Approved", True, "Approved", f"{len(counted)}/{need} approval(s) for {desired}: {names}")
+    else:
+        text = f"{desired} needs {need} approval(s), has {len(counted)}"
+        if ignored:
+            text += "; not counted: " + ", ".join(ignored)
+        approved = ("Approved", False, "AwaitingApproval", text)
+    conditions = [validated, integrity, approved]
+    if desired == granted:
+        return Decision(granted, None, True, "Reconciled", f"stage {granted} granted", gates, conditions)
+    if failing or not approved[1]:
+        reason = "GatesFailed" if failing else "AwaitingApproval"
+        missing = validated[3] if failing else approved[3]
+        message = f"stage {granted} held, {desired} not granted: {missing}"
+        return Decision(granted, None, False, reason, message, gates, conditions)
+    if governed:
+        evidence = [f"{len(gates)} gate(s) passed" if gates else "no gates"]
+        evidence.append(f"approved by {names}" if counted and need else "no approval needed")
+        why = f"{desired} granted: " + ", ".join(evidence)
+        by = names if counted and need else OPERATOR_IDENTITY
+    else:
+        why = f"spec.stage asks for {desired}"
+        by = OPERATOR_IDENTITY
+    transition = {"from": granted, "to": desired, "by": by, "at": now, "reason": why}
+    return Decision(desired, transition, True, "Reconciled", f"stage {desired} granted", gates, conditions)
+
+
+def supersede(successor: str, now: str) -> dict[str, Any]:
+    """The history entry of a Production version archived because another was granted Production."""
+    return {
+        "from": "Production",
+        "to": "Archived",
+        "by": OPERATOR_IDENTITY,
         "at": now,
-        "reason": "the policy asks no gates or approvals for this stage",
+        "reason": f"superseded: {successor} was granted Production (one Production version per model)",
     }
-    return StageDecision(stage=requested, transition=transition, message=f"stage {requested} granted")
 
 
 def append_history(history: Sequence[Mapping[str, Any]] | None, entry: Mapping[str, Any] | None) -> list[Any]:

@@ -1,0 +1,236 @@
+"""The admission webhooks of governance, served by the operator over TLS (Kopf's WebhookServer).
+
+Kopf serves each handler at ``/<handler id>``; the chart renders the webhook configurations
+(``settings.admission.managed`` stays None). The webhooks work without the reconcile loop:
+they decide from the request alone (plus a SubjectAccessReview, the namespace's labels and
+the pinned ModelVersion, read through the operator's client). Every replica serves them,
+also one that peering keeps inactive. The rules are in docs/governance.md and the decisions
+in ``modelops.logic.governance``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from modelops.api import GROUP, VERSION
+from modelops.controller import common
+from modelops.controller.kube import KubeError
+from modelops.logic import conditions as cond
+from modelops.logic import governance
+from modelops.logic.governance import DeniedError, Identity
+from modelops.logic.policy import Policy
+
+log = logging.getLogger(__name__)
+
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+APPROVE_VERB = "approve"
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """Where the webhook server listens and its certificate (``tls.crt``/``tls.key`` in ``cert_dir``)."""
+
+    port: int = 9443
+    cert_dir: str = "/etc/modelops/webhook-certs"
+    host: str = "0.0.0.0"  # the address to listen on
+
+    @property
+    def certfile(self) -> Path:
+        return Path(self.cert_dir) / "tls.crt"
+
+    @property
+    def pkeyfile(self) -> Path:
+        return Path(self.cert_dir) / "tls.key"
+
+    def missing(self) -> str | None:
+        """Why the server cannot start (a missing file), or None."""
+        for path in (self.certfile, self.pkeyfile):
+            if not path.is_file():
+                return f"{path} does not exist"
+        return None
+
+    def server(self) -> kopf.WebhookServer:
+        return kopf.WebhookServer(
+            addr=self.host, port=self.port, certfile=str(self.certfile), pkeyfile=str(self.pkeyfile)
+        )
+
+
+def _deny(error: DeniedError) -> kopf.AdmissionError:
+    return kopf.AdmissionError(str(error), code=403)
+
+
+def _annotations(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    return dict(((obj or {}).get("metadata") or {}).get("annotations") or {})
+
+
+async def may_approve(userinfo: Mapping[str, Any], namespace: str, name: str | None) -> str | None:
+    """None if RBAC lets the user approve ModelVersions here, else what permission is missing."""
+    attributes: dict[str, Any] = {
+        "group": GROUP,
+        "version": VERSION,
+        "resource": "modelversions",
+        "verb": APPROVE_VERB,
+        "namespace": namespace,
+    }
+    if name:
+        attributes["name"] = name
+    spec: dict[str, Any] = {
+        "user": userinfo.get("username"),
+        "groups": list(userinfo.get("groups") or []),
+        "resourceAttributes": attributes,
+    }
+    if userinfo.get("uid"):
+        spec["uid"] = userinfo["uid"]
+    if userinfo.get("extra"):
+        spec["extra"] = userinfo["extra"]
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+    needed = f"the '{APPROVE_VERB}' verb on modelversions.{GROUP} in namespace {namespace}"
+    try:
+        result = await common.kube().call("POST", SAR_PATH, review)
+    except KubeError as error:
+        return f"cannot check whether {userinfo.get('username')} has {needed}: {error.message}"
+    status = result.get("status") or {}
+    if status.get("allowed"):
+        return None
+    why = status.get("reason") or status.get("evaluationError")
+    return (
+        f"{userinfo.get('username')} may not approve: approving needs {needed} "
+        f"(e.g. a RoleBinding to the modelops-approver ClusterRole)" + (f"; {why}" if why else "")
+    )
+
+
+async def trainingrun_creators(version: Mapping[str, Any]) -> list[str]:
+    """Who created the version's TrainingRun (its created-by annotation), if it is known."""
+    ref = ((version.get("spec") or {}).get("lineage") or {}).get("trainingRun") or {}
+    if not ref.get("name"):
+        return []
+    namespace = str(ref.get("namespace") or (version.get("metadata") or {}).get("namespace") or "")
+    try:
+        run = await common.kube().get(common.API, "TrainingRun", namespace, str(ref["name"]))
+    except KubeError as error:
+        log.warning("cannot read TrainingRun %s/%s for four eyes: %s", namespace, ref["name"], error)
+        return []
+    creator, _ = governance.parse_creator(_annotations(run).get(governance.CREATED_BY))
+    return [creator] if creator else []
+
+
+def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOptions) -> None:
+    """Add the admission handlers and the webhook server's settings to a registry."""
+
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.admission.server = options.server()
+        settings.admission.managed = None  # the chart renders the configurations
+
+    kopf.on.startup(registry=registry)(configure)
+
+    @kopf.on.mutate(
+        GROUP, VERSION, "modelversions", id="mutate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
+    )
+    async def mutate_modelversion(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        op = str(kwargs.get("operation"))
+        old_ann = _annotations(kwargs.get("old"))
+        new_ann = _annotations(body)
+        identity = Identity.from_userinfo(userinfo)
+        if governance.requested_approval(op, old_ann, new_ann) is not None:
+            meta = body.get("metadata") or {}
+            problem = await may_approve(dict(userinfo), str(meta.get("namespace") or ""), meta.get("name"))
+            if problem is not None:
+                raise _deny(DeniedError(problem))
+        upstream = await trainingrun_creators(body)
+        try:
+            changes = governance.mutate_version(op, old_ann, new_ann, identity, policy, cond.now_iso(), upstream)
+        except DeniedError as error:
+            raise _deny(error) from None
+        for key, value in changes.items():
+            if new_ann.get(key) != value:
+                patch.metadata.annotations[key] = value
+
+    @kopf.on.mutate(
+        GROUP, VERSION, "trainingruns", id="mutate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
+    )
+    async def mutate_trainingrun(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        new_ann = _annotations(body)
+        try:
+            changes = governance.mutate_trainingrun(
+                str(kwargs.get("operation")), _annotations(kwargs.get("old")), new_ann, Identity.from_userinfo(userinfo)
+            )
+        except DeniedError as error:
+            raise _deny(error) from None
+        for key, value in changes.items():
+            if new_ann.get(key) != value:
+                patch.metadata.annotations[key] = value
+
+    @kopf.on.validate(
+        GROUP, VERSION, "modelversions", id="validate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
+    )
+    async def validate_modelversion(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        try:
+            old: Mapping[str, Any] | None = kwargs.get("old")
+            governance.validate_version(str(kwargs.get("operation")), old, body, Identity.from_userinfo(userinfo))
+        except DeniedError as error:
+            raise _deny(error) from None
+
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "modelversions",
+        id="validate-modelversion-status",
+        subresource="status",
+        operations=["UPDATE"],
+        registry=registry,
+    )
+    async def validate_modelversion_status(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        old: Mapping[str, Any] = kwargs.get("old") or {}
+        try:
+            governance.validate_status(old.get("status"), body.get("status"), Identity.from_userinfo(userinfo), policy)
+        except DeniedError as error:
+            raise _deny(error) from None
+
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "modeldeployments",
+        id="validate-modeldeployment",
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    async def validate_modeldeployment(body: kopf.Body, **_: Any) -> None:
+        namespace = str((body.get("metadata") or {}).get("namespace") or "")
+        spec = body.get("spec") or {}
+        version = spec.get("modelVersion")
+        try:
+            ns = await common.kube().call("GET", f"/api/v1/namespaces/{namespace}")
+            production = policy.is_production_namespace((ns.get("metadata") or {}).get("labels"))
+            stage: str | None = None
+            if version:
+                found = await common.kube().get(common.API, "ModelVersion", namespace, str(version))
+                stage = None if found is None else str((found.get("status") or {}).get("stage") or "None")
+        except KubeError as error:
+            raise kopf.AdmissionError(
+                f"cannot check the deployment's namespace or version: {error.message}", code=500
+            ) from None
+        try:
+            governance.admit_deployment(
+                production_namespace=production,
+                namespace=namespace,
+                version=str(version) if version else None,
+                version_stage=stage,
+                track=spec.get("track"),
+            )
+        except DeniedError as error:
+            raise _deny(error) from None
+
+
+def options_from_env() -> WebhookOptions:
+    return WebhookOptions(
+        port=int(os.environ.get("MODELOPS_WEBHOOK_PORT", "9443")),
+        cert_dir=os.environ.get("MODELOPS_WEBHOOK_CERT_DIR", WebhookOptions.cert_dir),
+        host=os.environ.get("MODELOPS_WEBHOOK_HOST", WebhookOptions.host),
+    )
