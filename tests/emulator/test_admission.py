@@ -335,3 +335,30 @@ def test_rules_must_match_the_api_version(kube: KubeClient, peer: WebhookPeer) -
     register(kube, 'Validating', dict(hook, matchPolicy='Exact'))
     kube.create(cm('one'))
     assert peer.reviews('/v') == []  # configmaps are served as v1 only
+
+
+def test_a_write_during_admission_retries_a_plain_patch_and_conflicts_a_precondition(
+        kube: KubeClient, peer: WebhookPeer) -> None:
+    """As kube-apiserver's retrying update: only a client's own resourceVersion makes it a 409."""
+    interleave: dict[str, Any] = {'next': True, 'writer': 'first'}
+
+    def decide(request: Review) -> dict[str, Any]:
+        if request['name'] == 'race' and interleave['next']:
+            interleave['next'] = False  # another client's write lands while this request waits
+            kube.patch('v1', 'ConfigMap', 'default', 'race', {'metadata': {'labels': {'other': interleave['writer']}}})
+        return {'allowed': True}
+
+    peer.handlers['/slow'] = decide
+    kube.create(cm('race'))
+    register(kube, 'Validating', webhook('slow.kubeemu.dev', peer.client_config('/slow'), resources=['configmaps'],
+                                         operations=['UPDATE']))
+    patched = kube.patch('v1', 'ConfigMap', 'default', 'race', {'data': {'k': 'mine'}})
+    assert patched['data'] == {'k': 'mine'}
+    assert patched['metadata']['labels'] == {'other': 'first'}  # both writes kept, no 409
+
+    interleave.update(next=True, writer='second')
+    stale = patched['metadata']['resourceVersion']
+    with pytest.raises(ApiError) as caught:
+        kube.patch('v1', 'ConfigMap', 'default', 'race',
+                   {'metadata': {'resourceVersion': stale}, 'data': {'k': 'again'}})
+    assert caught.value.status == 409

@@ -133,6 +133,17 @@ class StaleError(Exception):
     """The object changed while admission ran and the request had no precondition: run the verb again."""
 
 
+def _patch_sets_rv(patch: Any) -> bool:
+    """Whether a patch names a resourceVersion itself (then it is a precondition)."""
+    if isinstance(patch, dict):
+        meta = patch.get('metadata')
+        return isinstance(meta, dict) and meta.get('resourceVersion') not in (None, '')
+    if isinstance(patch, list):
+        return any(isinstance(op, dict) and str(op.get('path', '')).startswith('/metadata/resourceVersion')
+                   for op in patch)
+    return False
+
+
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
 
@@ -723,6 +734,11 @@ class Cluster:
         patched_rv = _meta(result).get('resourceVersion')
         if patched_rv not in (None, '') and str(patched_rv) != _meta(current)['resourceVersion']:
             raise errors.conflict(info.group, info.plural, name)
+        if not _patch_sets_rv(patch):
+            # The resourceVersion came from the stored object, not from the client: it is no
+            # precondition, so a change during admission retries the patch instead of a 409.
+            # (A fresh metadata dict: a patch result may share it with the stored object.)
+            result = {**result, 'metadata': {k: v for k, v in _meta(result).items() if k != 'resourceVersion'}}
         obj, warnings = yield from self.update_steps(info, version, namespace, name, result,
                                                      subresource=subresource, user=user, dry_run=dry_run,
                                                      field_validation=field_validation, options=options)
