@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 IMAGE ?= modelops-operator:dev
 KIND_CLUSTER ?= modelops
 
-.PHONY: test venv lint unit crds kind-up kind-down e2e clean
+.PHONY: test venv lint unit crds install-manifests kind-up kind-down e2e clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 	$(PY) -m modelops crds --output crds --check
 	$(PY) -m modelops crds --output charts/modelops-operator/crds --check
+	$(PY) tests/packaging/render_install.py --check
 
 test: lint
 	$(PY) -m pytest
@@ -30,19 +31,36 @@ test: lint
 crds: venv
 	$(PY) -m modelops crds --output crds
 	$(PY) -m modelops crds --output charts/modelops-operator/crds
+	$(PY) tests/packaging/render_install.py
+
+# manifests/install: the chart rendered as plain YAML (checked by `make lint`)
+install-manifests: venv
+	$(PY) tests/packaging/render_install.py
+
+# The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule) the operator writes.
+PROM_OPERATOR_VERSION ?= v0.81.0
+PROM_CRDS := https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/$(PROM_OPERATOR_VERSION)/example/prometheus-operator-crd
 
 kind-up:
 	@command -v docker >/dev/null || { echo "make kind-up needs Docker (and kind, helm, kubectl)"; exit 1; }
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --wait 120s
 	docker build -t $(IMAGE) .
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl apply --server-side -f crds/
+	kubectl apply --server-side -f charts/modelops-operator/crds/
+	kubectl apply --server-side -f $(PROM_CRDS)/monitoring.coreos.com_servicemonitors.yaml \
+	  -f $(PROM_CRDS)/monitoring.coreos.com_prometheusrules.yaml
+	kubectl wait --for=condition=Established crd --all --timeout=60s
 	helm upgrade --install modelops charts/modelops-operator --namespace modelops-system --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-	  --set image.pullPolicy=Never --wait
+	  --set image.pullPolicy=Never --wait --timeout 5m
+	kubectl -n modelops-system rollout status deployment/modelops-operator --timeout=180s
 	kubectl create namespace ml --dry-run=client -o yaml | kubectl apply -f -
+	kubectl apply -f deploy/kind/artifacts-pvc.yaml
 	kubectl apply -f manifests/examples/
-	kubectl wait --for=jsonpath='{.status.observedGeneration}'=1 -n ml modelversions.modelops.io --all --timeout=120s
+	kubectl wait -n ml --for=jsonpath='{.status.observedGeneration}'=1 \
+	  trainingruns.modelops.io,modelversions.modelops.io,modeldeployments.modelops.io,driftpolicies.modelops.io \
+	  --all --timeout=180s
+	kubectl wait -n ml --for=condition=Ready trainingruns.modelops.io --all --timeout=900s
 
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
