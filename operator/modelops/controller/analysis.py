@@ -1,0 +1,143 @@
+"""Canary analysis, the I/O part: one round of checks through the Prometheus HTTP API.
+
+:func:`measure` builds each check's PromQL with ``modelops.logic.analysis``, runs the queries
+concurrently through :mod:`modelops.controller.prometheus`, judges the answers, and lets
+:func:`modelops.logic.analysis.decide` fold them — with the counts of the step's earlier
+rounds — into a verdict. A query that gets no usable answer (Prometheus unreachable, timed
+out, or the query rejected) makes its check inconclusive, never a pass or a failure; so does
+no Prometheus address at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from modelops.api.modeldeployment import AnalysisSpec, MetricCheck
+from modelops.controller import prometheus
+from modelops.logic import analysis as logic
+from modelops.logic.analysis import AnalysisTarget, Measurement, Verdict
+
+__all__ = ["AnalysisTarget", "Verdict", "measure"]
+
+# Each query's deadline; the queries of a round run concurrently, so a hung Prometheus costs
+# one deadline per round, not one per query.
+QUERY_DEADLINE = 5.0
+
+T = TypeVar("T")
+
+
+class _UnansweredError(Exception):
+    """A query of a check got no usable answer; the message says why."""
+
+
+async def _answer(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except prometheus.PrometheusError as error:
+        raise _UnansweredError(f"Prometheus gave no answer: {error}") from None
+
+
+async def _one(url: str, promql: str) -> float | None:
+    return await _answer(prometheus.query_one(url, promql, deadline=QUERY_DEADLINE))
+
+
+async def _distribution(url: str, target: AnalysisTarget, version: str, window: str) -> dict[str, float]:
+    """A version's predictions per class, or per bin of predicted values for a regressor."""
+    by_class = await _answer(
+        prometheus.query(url, logic.class_counts_query(target, version, window), deadline=QUERY_DEADLINE)
+    )
+    counts = {s.labels.get("class", ""): s.value for s in by_class if s.finite}
+    if counts:
+        return counts
+    buckets = await _answer(
+        prometheus.query(url, logic.value_buckets_query(target, version, window), deadline=QUERY_DEADLINE)
+    )
+    return logic.bins_from_buckets({s.labels["le"]: s.value for s in buckets if s.finite and "le" in s.labels})
+
+
+def _unanswered(name: str, error: _UnansweredError) -> Measurement:
+    return Measurement(name, "Inconclusive", None, str(error))
+
+
+async def _error_rate(spec: AnalysisSpec, url: str, target: AnalysisTarget, window: str) -> Measurement:
+    check = spec.builtin.error_rate
+    assert check is not None
+    try:
+        canary = await _one(url, logic.error_rate_query(target, target.canary_version, window))
+        stable = None
+        if check.max_increase_over_stable is not None and target.stable_version is not None:
+            stable = await _one(url, logic.error_rate_query(target, target.stable_version, window))
+    except _UnansweredError as error:
+        return _unanswered(logic.ERROR_RATE, error)
+    return logic.judge_error_rate(check, canary, stable)
+
+
+async def _latency(spec: AnalysisSpec, url: str, target: AnalysisTarget, window: str) -> Measurement:
+    check = spec.builtin.latency
+    assert check is not None
+    try:
+        canary = await _one(url, logic.latency_query(target, target.canary_version, window))
+        stable = None
+        if check.max_ratio_to_stable is not None and target.stable_version is not None:
+            stable = await _one(url, logic.latency_query(target, target.stable_version, window))
+    except _UnansweredError as error:
+        return _unanswered(logic.LATENCY, error)
+    return logic.judge_latency(check, canary, stable)
+
+
+async def _prediction_shift(spec: AnalysisSpec, url: str, target: AnalysisTarget, window: str) -> Measurement:
+    check = spec.builtin.prediction_shift
+    assert check is not None
+    if target.stable_version is None:
+        return logic.judge_prediction_shift(check, None, None, has_stable=False)
+    try:
+        canary = await _distribution(url, target, target.canary_version, window)
+        stable = await _distribution(url, target, target.stable_version, window)
+    except _UnansweredError as error:
+        return _unanswered(logic.PREDICTION_SHIFT, error)
+    return logic.judge_prediction_shift(check, canary, stable)
+
+
+async def _metric(check: MetricCheck, url: str, target: AnalysisTarget) -> Measurement:
+    try:
+        promql = logic.render_query(check.query, target)
+    except ValueError as error:
+        return Measurement(check.name, "Inconclusive", None, str(error))
+    try:
+        value = await _one(url, promql)
+    except _UnansweredError as error:
+        return _unanswered(check.name, error)
+    return logic.judge_metric(check, value)
+
+
+async def measure(
+    spec: AnalysisSpec,
+    target: AnalysisTarget,
+    previous: Sequence[Mapping[str, Any]] | None,
+    *,
+    now: str,
+) -> Verdict:
+    """Run every check once and decide, carrying ``previous`` (the step's last ``status.analysis``)."""
+    url = (spec.prometheus.address if spec.prometheus else None) or prometheus.default_url()
+    if url is None:
+        measurements = logic.all_inconclusive(spec, logic.NO_PROMETHEUS)
+    else:
+        window = logic.promql_range(spec.interval)
+        rounds: list[Awaitable[Measurement]] = []
+        if spec.builtin.error_rate is not None:
+            rounds.append(_error_rate(spec, url, target, window))
+        if spec.builtin.latency is not None:
+            rounds.append(_latency(spec, url, target, window))
+        if spec.builtin.prediction_shift is not None:
+            rounds.append(_prediction_shift(spec, url, target, window))
+        rounds.extend(_metric(check, url, target) for check in spec.metrics or ())
+        measurements = list(await asyncio.gather(*rounds))
+    return logic.decide(
+        measurements,
+        failure_limit=spec.failure_limit,
+        inconclusive_policy=spec.inconclusive_policy,
+        previous=previous,
+        now=now,
+    )

@@ -1,0 +1,448 @@
+"""Canary analysis, the pure part: the PromQL each check runs, and the verdict arithmetic.
+
+The I/O half (``modelops.controller.analysis.measure``) runs the queries built here through the
+Prometheus HTTP API and hands the answers back to the ``judge_*`` functions, which turn one
+check's numbers into a :class:`Measurement`; :func:`decide` then folds the measurements of one
+analysis round, and the counts carried from the previous rounds of the same step, into a
+:class:`Verdict` under ``failureLimit`` and ``inconclusivePolicy``.
+
+What counts as *no data* — and is therefore inconclusive, never a pass — is decided here: a
+canary without requests in the window (an empty vector, or a rate of 0/0 = NaN), a histogram
+without observations, a user query that answers nothing. An unreachable Prometheus is the same
+for the verdict: the controller turns its :class:`PrometheusError` into an inconclusive
+measurement.
+
+Series (``docs/contracts.md``): ``modelops_requests_total{code}``, the
+``modelops_request_duration_seconds`` histogram, ``modelops_predictions_total{class}`` for a
+classifier and the ``modelops_prediction_value`` histogram for a regressor, every one labelled
+with ``model`` and ``version`` (the ModelVersion's name); the ServiceMonitor's scrape adds
+``namespace``, so every selector pins that too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from modelops.api.modeldeployment import (
+    AnalysisSpec,
+    ErrorRateCheck,
+    LatencyCheck,
+    MetricCheck,
+    PredictionShiftCheck,
+)
+
+Phase = Literal["Successful", "Failed", "Inconclusive"]
+
+ERROR_RATE: Final = "error-rate"
+LATENCY: Final = "latency-p99"
+PREDICTION_SHIFT: Final = "prediction-shift"
+
+# Proportions below this are raised to it before PSI's logarithm, so a class (or bin) that one
+# version never predicted gives a large but finite term instead of an infinite one. The same
+# floor as the drift library's PSI (``modelops.drift.methods.PSI_EPSILON``).
+PSI_EPSILON: Final = 1e-4
+
+NO_PROMETHEUS: Final = (
+    "no Prometheus to ask: set spec.analysis.prometheus.address or the operator's MODELOPS_PROMETHEUS_URL"
+)
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """What is analysed: the canary version of a ModelDeployment, against its stable version."""
+
+    namespace: str
+    deployment: str
+    model: str
+    stable_version: str | None  # ModelVersion name; None on a first rollout
+    canary_version: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one analysis round.
+
+    ``phase`` Inconclusive means: hold, and measure again after the interval. ``results`` are
+    AnalysisResult-shaped dicts (camelCase, as in the CRD) for ``status.analysis``; ``failing``
+    is the (check, value, message) that decided a Failed verdict.
+    """
+
+    phase: Phase
+    results: list[dict[str, Any]]
+    failing: tuple[str, float | None, str] | None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One check's reading in one round, before failureLimit and inconclusivePolicy apply."""
+
+    name: str
+    phase: Phase
+    value: float | None
+    message: str
+
+
+# --- durations and selectors -------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Duration such as '30s', '1h30m', '500ms' or '1.5m'; ValueError for anything else."""
+    text = text.strip()
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h30m', '500ms')")
+    return total
+
+
+def promql_range(interval: str) -> str:
+    """The PromQL range selector for an analysis interval, in whole milliseconds (at least 1 s)."""
+    milliseconds = max(round(parse_duration(interval) * 1000), 1000)
+    if milliseconds % 1000 == 0:
+        return f"{milliseconds // 1000}s"
+    return f"{milliseconds}ms"
+
+
+def _label_value(value: str) -> str:
+    """A PromQL string literal's body: backslashes, quotes and newlines escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def selector(target: AnalysisTarget, version: str, *extra: str) -> str:
+    """The label matchers of one version's series: namespace, model, version, plus ``extra``."""
+    matchers = [
+        f'namespace="{_label_value(target.namespace)}"',
+        f'model="{_label_value(target.model)}"',
+        f'version="{_label_value(version)}"',
+        *extra,
+    ]
+    return "{" + ",".join(matchers) + "}"
+
+
+# --- the built-in checks' queries --------------------------------------------------------------
+
+
+def error_rate_query(target: AnalysisTarget, version: str, window: str) -> str:
+    """The share of 5xx answers over ``window``; empty or NaN when the version had no requests.
+
+    The numerator falls back to 0 when no 5xx series exists yet (``or vector(0)``); the
+    denominator does not, so no traffic stays no data instead of becoming a 0 % error rate.
+    """
+    five_xx = 'code=~"5.."'
+    errors = f"sum(rate(modelops_requests_total{selector(target, version, five_xx)}[{window}]))"
+    total = f"sum(rate(modelops_requests_total{selector(target, version)}[{window}]))"
+    return f"({errors} or vector(0)) / {total}"
+
+
+def latency_query(target: AnalysisTarget, version: str, window: str, quantile: float = 0.99) -> str:
+    """The ``quantile`` of request latency over ``window``, from the buckets of all pods summed."""
+    buckets = f"rate(modelops_request_duration_seconds_bucket{selector(target, version)}[{window}])"
+    return f"histogram_quantile({quantile}, sum by (le) ({buckets}))"
+
+
+def class_counts_query(target: AnalysisTarget, version: str, window: str) -> str:
+    """Predictions per class over ``window`` (a classifier's prediction distribution)."""
+    return f"sum by (class) (increase(modelops_predictions_total{selector(target, version)}[{window}]))"
+
+
+def value_buckets_query(target: AnalysisTarget, version: str, window: str) -> str:
+    """Cumulative bucket counts of predicted values over ``window`` (a regressor's distribution)."""
+    return f"sum by (le) (increase(modelops_prediction_value_bucket{selector(target, version)}[{window}]))"
+
+
+def render_query(template: str, target: AnalysisTarget) -> str:
+    """A user query with ``{{canary}}``, ``{{stable}}`` and ``{{namespace}}`` substituted.
+
+    Raises ValueError when the query names ``{{stable}}`` and there is no stable version.
+    """
+    if target.stable_version is None and re.search(r"\{\{\s*stable\s*\}\}", template):
+        raise ValueError("the query refers to {{stable}}, but there is no stable version yet")
+    values = {
+        "canary": target.canary_version,
+        "stable": target.stable_version or "",
+        "namespace": target.namespace,
+    }
+    return re.sub(
+        r"\{\{\s*(canary|stable|namespace)\s*\}\}", lambda match: _label_value(values[match.group(1)]), template
+    )
+
+
+# --- prediction distributions ------------------------------------------------------------------
+
+
+def bins_from_buckets(cumulative: Mapping[str, float]) -> dict[str, float]:
+    """Per-bin counts from a histogram's cumulative ``le`` buckets, keyed by each bin's upper bound."""
+    ordered = sorted(cumulative.items(), key=lambda item: float(item[0]))  # float('+Inf') sorts last
+    bins: dict[str, float] = {}
+    below = 0.0
+    for bound, count in ordered:
+        # Counters of different pods reset at different times, so a bucket may read a hair
+        # below the one under it; a negative bin is noise, not a count.
+        bins[bound] = max(count - below, 0.0)
+        below = max(count, below)
+    return bins
+
+
+def psi(expected: Mapping[str, float], actual: Mapping[str, float], epsilon: float = PSI_EPSILON) -> float:
+    """Population Stability Index of two count distributions over the union of their keys.
+
+    PSI = sum_i (a_i - e_i) * ln(a_i / e_i), where e_i and a_i are the shares of bin i in
+    ``expected`` (the stable) and ``actual`` (the canary); a share below ``epsilon`` is raised
+    to ``epsilon`` first, so a class one side never predicted contributes a large but finite
+    term. Raises ValueError when either side has no observations.
+    """
+    keys = sorted(set(expected) | set(actual))
+    expected_total = sum(max(expected.get(key, 0.0), 0.0) for key in keys)
+    actual_total = sum(max(actual.get(key, 0.0), 0.0) for key in keys)
+    if expected_total <= 0 or actual_total <= 0:
+        raise ValueError("PSI needs observations on both sides")
+    total = 0.0
+    for key in keys:
+        e = max(max(expected.get(key, 0.0), 0.0) / expected_total, epsilon)
+        a = max(max(actual.get(key, 0.0), 0.0) / actual_total, epsilon)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+# --- success conditions ------------------------------------------------------------------------
+
+_CONDITION = re.compile(r"^\s*result\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.eE+-]+)\s*$")
+_COMPARE: Final = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed success condition: ``result <op> threshold``."""
+
+    operator: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        return bool(_COMPARE[self.operator](value, self.threshold))
+
+    def __str__(self) -> str:
+        return f"result {self.operator} {self.threshold:g}"
+
+
+def parse_condition(text: str) -> Condition:
+    """Parse 'result < 0.05' and the like; ValueError for anything else (nothing is evaluated)."""
+    match = _CONDITION.match(text)
+    if match is None:
+        raise ValueError(f"successCondition {text!r} is not a comparison of result with a number, e.g. 'result < 0.05'")
+    try:
+        threshold = float(match.group(2))
+    except ValueError:
+        raise ValueError(f"successCondition {text!r}: {match.group(2)!r} is not a number") from None
+    if not math.isfinite(threshold):
+        raise ValueError(f"successCondition {text!r}: the threshold must be finite")
+    return Condition(match.group(1), threshold)
+
+
+# --- judging one check -------------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def judge_error_rate(check: ErrorRateCheck, canary: float | None, stable: float | None) -> Measurement:
+    """The canary's 5xx share against ``maxRatio`` and, with a stable reading, ``maxIncreaseOverStable``."""
+    if canary is None:
+        return Measurement(ERROR_RATE, "Inconclusive", None, "no requests to the canary in the window")
+    if canary > check.max_ratio:
+        return Measurement(
+            ERROR_RATE, "Failed", canary, f"error rate {_fmt(canary)} is above maxRatio {_fmt(check.max_ratio)}"
+        )
+    note = ""
+    if check.max_increase_over_stable is not None:
+        if stable is None:
+            note = "; the stable had no requests in the window, so only maxRatio applied"
+        elif canary - stable > check.max_increase_over_stable:
+            return Measurement(
+                ERROR_RATE,
+                "Failed",
+                canary,
+                f"error rate {_fmt(canary)} exceeds the stable's {_fmt(stable)} by more than "
+                f"maxIncreaseOverStable {_fmt(check.max_increase_over_stable)}",
+            )
+        else:
+            note = f"; stable {_fmt(stable)}"
+    return Measurement(
+        ERROR_RATE, "Successful", canary, f"error rate {_fmt(canary)} within maxRatio {_fmt(check.max_ratio)}{note}"
+    )
+
+
+def judge_latency(check: LatencyCheck, canary: float | None, stable: float | None) -> Measurement:
+    """The canary's p99 against ``maxSeconds`` and, with a stable reading, ``maxRatioToStable``."""
+    if canary is None:
+        return Measurement(LATENCY, "Inconclusive", None, "no requests to the canary in the window")
+    if canary > check.max_seconds:
+        return Measurement(
+            LATENCY, "Failed", canary, f"p99 latency {_fmt(canary)} s is above maxSeconds {_fmt(check.max_seconds)}"
+        )
+    note = ""
+    if check.max_ratio_to_stable is not None:
+        if stable is None or stable <= 0:
+            note = "; the stable had no requests in the window, so only maxSeconds applied"
+        elif canary > stable * check.max_ratio_to_stable:
+            return Measurement(
+                LATENCY,
+                "Failed",
+                canary,
+                f"p99 latency {_fmt(canary)} s is more than maxRatioToStable {_fmt(check.max_ratio_to_stable)} "
+                f"times the stable's {_fmt(stable)} s",
+            )
+        else:
+            note = f"; stable {_fmt(stable)} s"
+    return Measurement(
+        LATENCY,
+        "Successful",
+        canary,
+        f"p99 latency {_fmt(canary)} s within maxSeconds {_fmt(check.max_seconds)}{note}",
+    )
+
+
+def judge_prediction_shift(
+    check: PredictionShiftCheck,
+    canary: Mapping[str, float] | None,
+    stable: Mapping[str, float] | None,
+    *,
+    has_stable: bool = True,
+) -> Measurement:
+    """PSI between the stable's and the canary's prediction distributions against ``maxPsi``."""
+    if not has_stable:
+        return Measurement(PREDICTION_SHIFT, "Successful", None, "no stable version to compare with; skipped")
+    if not canary or sum(canary.values()) <= 0:
+        return Measurement(PREDICTION_SHIFT, "Inconclusive", None, "no predictions by the canary in the window")
+    if not stable or sum(stable.values()) <= 0:
+        return Measurement(PREDICTION_SHIFT, "Inconclusive", None, "no predictions by the stable in the window")
+    value = psi(stable, canary)
+    if value > check.max_psi:
+        return Measurement(
+            PREDICTION_SHIFT,
+            "Failed",
+            value,
+            f"PSI {_fmt(value)} between the canary's and the stable's predictions is above maxPsi "
+            f"{_fmt(check.max_psi)}",
+        )
+    return Measurement(PREDICTION_SHIFT, "Successful", value, f"PSI {_fmt(value)} within maxPsi {_fmt(check.max_psi)}")
+
+
+def judge_metric(check: MetricCheck, value: float | None) -> Measurement:
+    """A user query's value against its success condition; no value is inconclusive."""
+    try:
+        condition = parse_condition(check.success_condition)
+    except ValueError as error:
+        # It can never pass, and holding would only delay the same answer.
+        return Measurement(check.name, "Failed", None, str(error))
+    if value is None or not math.isfinite(value):
+        return Measurement(check.name, "Inconclusive", None, "the query returned no data")
+    if condition.holds(value):
+        return Measurement(check.name, "Successful", value, f"{_fmt(value)} meets '{condition}'")
+    return Measurement(check.name, "Failed", value, f"{_fmt(value)} does not meet '{condition}'")
+
+
+def check_names(spec: AnalysisSpec) -> list[str]:
+    """The checks a spec asks for, in the order they are reported."""
+    names: list[str] = []
+    if spec.builtin.error_rate is not None:
+        names.append(ERROR_RATE)
+    if spec.builtin.latency is not None:
+        names.append(LATENCY)
+    if spec.builtin.prediction_shift is not None:
+        names.append(PREDICTION_SHIFT)
+    names.extend(metric.name for metric in spec.metrics or ())
+    return names
+
+
+def all_inconclusive(spec: AnalysisSpec, message: str) -> list[Measurement]:
+    """Every check inconclusive for the same reason (no Prometheus configured, say)."""
+    return [Measurement(name, "Inconclusive", None, message) for name in check_names(spec)]
+
+
+# --- the verdict -------------------------------------------------------------------------------
+
+
+def _count(previous: Mapping[str, Mapping[str, Any]], name: str, key: str) -> int:
+    value = previous.get(name, {}).get(key, 0)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def decide(
+    measurements: Sequence[Measurement],
+    *,
+    failure_limit: int,
+    inconclusive_policy: Literal["Pause", "Pass", "Fail"],
+    previous: Sequence[Mapping[str, Any]] | None,
+    now: str,
+) -> Verdict:
+    """Fold one round's measurements and the counts of earlier rounds into a verdict.
+
+    Per check: a Failed measurement adds one to ``failures``; an Inconclusive one adds one to
+    ``inconclusive`` and then counts by the policy — Pass as a success, Fail as a failure
+    (``failures`` too), Pause as a hold that becomes a failure once ``inconclusive`` reaches
+    ``failureLimit``. A check whose ``failures`` reach ``failureLimit`` fails the analysis
+    (the first such check, in report order, is ``failing``). Otherwise any failure below the
+    limit or any held check makes the round Inconclusive (measure again); else Successful.
+    Counts are carried from ``previous`` by check name and are cumulative within a step.
+    """
+    earlier = {str(item.get("name")): item for item in previous or () if isinstance(item, Mapping)}
+    results: list[dict[str, Any]] = []
+    failing: tuple[str, float | None, str] | None = None
+    hold = False
+    for m in measurements:
+        failures = _count(earlier, m.name, "failures")
+        inconclusive = _count(earlier, m.name, "inconclusive")
+        message = m.message
+        if m.phase == "Failed":
+            failures += 1
+        elif m.phase == "Inconclusive":
+            inconclusive += 1
+            if inconclusive_policy == "Fail":
+                failures += 1
+                message += "; inconclusivePolicy Fail counts it as a failure"
+            elif inconclusive_policy == "Pass":
+                message += "; inconclusivePolicy Pass counts it as a success"
+        failed = failures >= failure_limit
+        held_too_long = m.phase == "Inconclusive" and inconclusive_policy == "Pause" and inconclusive >= failure_limit
+        if held_too_long and not failed:
+            message += f"; inconclusive {inconclusive} times, failureLimit {failure_limit} reached"
+        if (failed or held_too_long) and failing is None:
+            failing = (m.name, m.value, message)
+        if m.phase == "Failed" or (m.phase == "Inconclusive" and inconclusive_policy != "Pass"):
+            hold = True
+        result: dict[str, Any] = {
+            "name": m.name,
+            "phase": m.phase,
+            "message": message,
+            "at": now,
+            "failures": failures,
+            "inconclusive": inconclusive,
+        }
+        if m.value is not None and math.isfinite(m.value):
+            result["value"] = m.value
+        results.append(result)
+    if failing is not None:
+        return Verdict("Failed", results, failing)
+    if hold:
+        return Verdict("Inconclusive", results, None)
+    return Verdict("Successful", results, None)

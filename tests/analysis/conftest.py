@@ -1,0 +1,174 @@
+"""Live canary analysis: a real Prometheus scraping real ``modelops serve`` processes under real load.
+
+Once per module, an iris classifier is trained with scikit-learn and written as model dirs for
+five ModelVersions of the model ``iris`` in the namespace ``ml``: a stable (``iris-v1``), a
+healthy canary (``iris-v2``) and three bad canaries from :mod:`analysis.canary_estimators` — one
+whose predict raises (the server answers 500), one that sleeps in predict, one that always
+predicts the same class. Each is served by its own ``modelops serve`` process with
+``--version`` set to the ModelVersion's name, as the operator's Deployments do; one Prometheus
+scrapes them every second through file_sd with the target labels a ServiceMonitor adds
+(namespace, pod, service), and one thread per server keeps posting v2 infer requests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sklearn.base import BaseEstimator
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from analysis import canary_estimators
+from promkit import BINARY, Prometheus
+from serve import modelkit
+from serve.conftest import Server, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "ml"
+MODEL = "iris"
+STABLE = "iris-v1"
+HEALTHY = "iris-v2"
+BROKEN = "iris-v3"
+SLOW = "iris-v4"
+CONSTANT = "iris-v5"
+SLOW_SECONDS = 0.3
+WINDOW = "5s"
+
+
+class VersionServer(Server):
+    """``modelops serve`` for one ModelVersion, with ``tests/`` importable for the pickled test estimators."""
+
+    def __init__(self, model_dir: Path, version: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.version = version
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "tests")])}
+        self.command = [
+            sys.executable, "-m", "modelops", "serve", "--model-dir", str(model_dir), "--port", str(self.port),
+            "--version", version, "--workers", "1",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        self.session = requests.Session()
+        self.stderr = ""
+
+
+class Load:
+    """One thread per server posting one-row v2 infer requests from the iris test split."""
+
+    def __init__(self, servers: dict[str, VersionServer], rows: list[list[float]]) -> None:
+        self.stop_event = threading.Event()
+        self.codes: dict[str, dict[int, int]] = {version: {} for version in servers}
+        self.threads = [
+            threading.Thread(target=self._run, args=(version, server.url, rows), daemon=True)
+            for version, server in servers.items()
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, version: str, url: str, rows: list[list[float]]) -> None:
+        session = requests.Session()
+        i = 0
+        while not self.stop_event.is_set():
+            row = rows[i % len(rows)]
+            i += 1
+            body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+            try:
+                code = session.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=10).status_code
+            except requests.RequestException:
+                code = 0
+            self.codes[version][code] = self.codes[version].get(code, 0) + 1
+            # Pacing, not synchronisation: about 20 requests a second per server on shared cores.
+            self.stop_event.wait(0.05)
+        session.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+
+@dataclass
+class Fleet:
+    """The servers, the load on them, and the Prometheus scraping them."""
+
+    servers: dict[str, VersionServer]
+    load: Load
+    prometheus: Prometheus
+
+    def wait_for_traffic(self, *versions: str, timeout: float = 30.0) -> None:
+        """Wait until Prometheus has a request rate over the analysis window for each of ``versions``."""
+
+        def seen() -> bool:
+            result = self.prometheus.query(
+                f'sum by (version) (rate(modelops_requests_total{{namespace="{NAMESPACE}"}}[{WINDOW}])) > 0'
+            )
+            return {item["metric"]["version"] for item in result} >= set(versions)
+
+        self.prometheus.wait(seen, timeout=timeout, what=f"request rates of {versions} in Prometheus")
+
+
+def _fit(final: Any) -> Pipeline:
+    data = load_iris(as_frame=True)
+    train_x, _, train_y, _ = modelkit._split(data.data, data.target)
+    return Pipeline([("scale", StandardScaler()), ("clf", final)]).fit(train_x.to_numpy(), train_y)
+
+
+def _write(path: Path, final: BaseEstimator) -> Path:
+    data = load_iris(as_frame=True)
+    train_x, test_x, _, _ = modelkit._split(data.data, data.target)
+    modelkit.write_model_dir(
+        path, name=MODEL, pipeline=_fit(final), train_x=train_x, test_x=test_x, task="classification"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    if not Path(BINARY).exists():
+        pytest.skip("Debian's prometheus is not installed (.ci/run installs it: apt-get install prometheus)")
+    base = tmp_path_factory.mktemp("analysis")
+    dirs = {
+        STABLE: _write(base / STABLE, LogisticRegression(max_iter=2000)),
+        HEALTHY: _write(base / HEALTHY, LogisticRegression(max_iter=2000, C=0.5)),
+        BROKEN: _write(base / BROKEN, canary_estimators.Broken()),
+        SLOW: _write(base / SLOW, canary_estimators.Slow(SLOW_SECONDS)),
+        CONSTANT: _write(base / CONSTANT, canary_estimators.Constant()),
+    }
+    servers = {version: VersionServer(path, version) for version, path in dirs.items()}
+    prometheus = Prometheus(base / "prometheus")
+    load: Load | None = None
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        prometheus.set_targets(
+            [
+                {
+                    "targets": [f"127.0.0.1:{server.port}"],
+                    "labels": {"namespace": NAMESPACE, "pod": f"{version}-0", "service": f"{MODEL}-{version}"},
+                }
+                for version, server in servers.items()
+            ]
+        )
+        prometheus.start()
+        data = load_iris(as_frame=True)
+        _, test_x, _, _ = modelkit._split(data.data, data.target)
+        load = Load(servers, test_x.to_numpy().tolist())
+        prometheus.wait_scraped(len(servers))
+        yield Fleet(servers, load, prometheus)
+    finally:
+        if load is not None:
+            load.stop()
+        prometheus.stop()
+        for server in servers.values():
+            server.close()

@@ -1,0 +1,211 @@
+"""The deployment controller, the kubelet and Prometheus' service discovery, played honestly by the tests.
+
+No cluster runs here, so :class:`PodRunner` does their part for the model-server Deployments of
+one ModelDeployment: it watches (by polling the API) the ``<name>-stable`` and ``<name>-canary``
+Deployments the operator writes, and runs one pod per Deployment with replicas > 0 as a local
+``modelops serve`` process — the container's own args and env, with the pod's paths mapped into
+a work directory (the ``model`` ConfigMap volume is written out as files, the cache emptyDir is a
+directory) and the pod's port replaced by a free loopback port. When a Deployment's pod template
+changes (a new version) the old process is stopped and a new one started; at 0 replicas it is
+stopped. The running pods are Prometheus' file_sd targets, labelled as the ServiceMonitor's
+scrape labels them (namespace, pod, service). The operator sees only the API objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kubeemu.client import ApiError, KubeClient
+from promkit import Prometheus, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Pod:
+    """One running model-server process standing in for a Deployment's pod."""
+
+    deployment: str
+    version: str
+    template: str  # the pod template it runs, as JSON: a change means a new pod
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+class PodRunner:
+    """Runs the pods of one ModelDeployment's server Deployments; see the module docstring."""
+
+    def __init__(self, kube: KubeClient, prometheus: Prometheus, namespace: str, owner: str, workdir: Path) -> None:
+        self.kube = kube
+        self.prometheus = prometheus
+        self.namespace = namespace
+        self.owner = owner
+        self.workdir = workdir
+        self.pods: dict[str, Pod] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> PodRunner:
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.sync()
+            except Exception as error:  # keep reconciling; the test reads the errors on failure
+                self.errors.append(f"{type(error).__name__}: {error}")
+            self.stop_event.wait(0.2)  # a controller's resync period, not a synchronisation
+
+    def sync(self) -> None:
+        wanted: dict[str, Any] = {}
+        for name in (f"{self.owner}-stable", f"{self.owner}-canary"):
+            try:
+                deployment = self.kube.get("apps/v1", "Deployment", self.namespace, name)
+            except ApiError as error:
+                if error.status == 404:  # not created yet
+                    continue
+                raise
+            replicas = deployment["spec"].get("replicas", 1)
+            if replicas:
+                wanted[name] = deployment
+        changed = False
+        with self.lock:
+            for name in list(self.pods):
+                template = json.dumps(wanted[name]["spec"]["template"], sort_keys=True) if name in wanted else None
+                if template != self.pods[name].template:
+                    self.pods.pop(name).stop()
+                    changed = True
+            for name, deployment in wanted.items():
+                if name not in self.pods:
+                    pod = self._start(deployment)
+                    if pod is not None:
+                        self.pods[name] = pod
+                        changed = True
+            if changed:
+                self.prometheus.set_targets(
+                    [
+                        {
+                            "targets": [f"127.0.0.1:{pod.port}"],
+                            "labels": {"namespace": self.namespace, "pod": f"{name}-0", "service": self.owner},
+                        }
+                        for name, pod in self.pods.items()
+                    ]
+                )
+
+    def _start(self, deployment: Mapping[str, Any]) -> Pod | None:
+        """Start the pod, or None while a ConfigMap it mounts does not exist yet (the pod stays Pending)."""
+        name = deployment["metadata"]["name"]
+        template = deployment["spec"]["template"]
+        pod_spec = template["spec"]
+        container = pod_spec["containers"][0]
+        version = template["metadata"]["labels"].get("modelops.io/version", "?")
+        root = self.workdir / f"{name}-{version}"
+        mounts: dict[str, Path] = {}
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            local = root / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            source = volumes.get(mount["name"], {})
+            if "configMap" in source:
+                try:
+                    config = self.kube.get("v1", "ConfigMap", self.namespace, source["configMap"]["name"])
+                except ApiError as error:
+                    if error.status == 404:
+                        return None
+                    raise
+                for key, text in (config.get("data") or {}).items():
+                    (local / key).write_text(text)
+            mounts[mount["mountPath"]] = local
+        port = free_port()
+        args = list(container["args"])
+        for i, arg in enumerate(args[:-1]):
+            value = args[i + 1]
+            if arg == "--host":
+                args[i + 1] = "127.0.0.1"
+            elif arg == "--port":
+                args[i + 1] = str(port)
+            elif arg == "--workers":
+                args[i + 1] = "1"
+            elif value in mounts:
+                args[i + 1] = str(mounts[value])
+        if "--workers" not in args:
+            args += ["--workers", "1"]
+        env = {**os.environ, **{e["name"]: e.get("value", "") for e in container.get("env", [])}}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT / "tests")])
+        log = root / "server.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "modelops", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root
+            )
+        return Pod(name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log)
+
+    def urls(self) -> list[str]:
+        with self.lock:
+            return [pod.url for pod in self.pods.values() if pod.process.poll() is None]
+
+    def versions(self) -> dict[str, str]:
+        with self.lock:
+            return {name: pod.version for name, pod in self.pods.items()}
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=15)
+        with self.lock:
+            for pod in self.pods.values():
+                pod.stop()
+            self.pods.clear()
+
+
+class ServiceLoad:
+    """Clients of the ModelDeployment's Service: requests spread over its running pods."""
+
+    def __init__(self, runner: PodRunner, model: str, rows: list[list[float]]) -> None:
+        self.runner = runner
+        self.model = model
+        self.rows = rows
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        session = requests.Session()
+        i = 0
+        while not self.stop_event.is_set():
+            for url in self.runner.urls():
+                row = self.rows[i % len(self.rows)]
+                i += 1
+                body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
+                # A pod starting or stopping refuses the connection: a client sees the same.
+                with contextlib.suppress(requests.RequestException):
+                    session.post(f"{url}/v2/models/{self.model}/infer", json=body, timeout=5)
+            self.stop_event.wait(0.05)  # pacing, about 20 requests a second per pod
+        session.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=15)
