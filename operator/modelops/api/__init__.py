@@ -142,6 +142,8 @@ KINDS: tuple[KindInfo, ...] = (
         columns=[
             PrinterColumn("Deployment", ".spec.deployment", description="The watched ModelDeployment."),
             PrinterColumn("Method", ".spec.method", description="The drift statistic."),
+            PrinterColumn("Version", ".status.modelVersion", description="The serving version evaluated."),
+            PrinterColumn("Samples", ".status.samples", type="integer", description="Live inputs in the window."),
             PrinterColumn("Drifted", ".status.drifted", type="boolean", description="Whether drift was found."),
             PrinterColumn(
                 "Evaluated", ".status.lastEvaluation", type="date", description="Time since the last evaluation."

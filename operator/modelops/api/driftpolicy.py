@@ -91,7 +91,12 @@ class DriftPolicySpec(ApiModel):
     window: Duration = Field(default="1h", description="The window of live traffic compared with the reference.")
     interval: Duration = Field(default="5m", description="How often the operator evaluates the policy.")
     min_samples: int = Field(
-        default=100, ge=1, description="Skip the evaluation while the window has fewer requests than this."
+        default=100,
+        ge=1,
+        description=(
+            "Skip the evaluation while the window holds fewer live inputs than this (rows: a batch request "
+            "counts each of its rows)."
+        ),
     )
     prometheus: PrometheusSpec | None = Field(default=None, description="The Prometheus to query.")
     actions: DriftActions = Field(
@@ -117,6 +122,9 @@ class RetrainRecord(StatusModel):
     reason: str | None = Field(default=None, description="The drift that caused it.")
     phase: str | None = Field(default=None, description="The run's last seen phase.")
     model_version: str | None = Field(default=None, description="The version it registered.")
+    stage_requested: str | None = Field(
+        default=None, description="The stage the operator asked for on that version (actions.retrain.promoteTo)."
+    )
 
 
 class DriftPolicyStatus(StatusModel):
@@ -129,7 +137,7 @@ class DriftPolicyStatus(StatusModel):
     last_evaluation: str | None = Field(
         default=None, json_schema_extra={"format": "date-time"}, description="When the policy was last evaluated."
     )
-    samples: int | None = Field(default=None, ge=0, description="Live requests in the last window.")
+    samples: int | None = Field(default=None, ge=0, description="Live inputs (rows) in the last evaluated window.")
     drifted: bool | None = Field(default=None, description="Whether any watched feature drifted.")
     features: list[FeatureDrift] | None = Field(default=None, description="Per-feature scores.")
     retrains: list[RetrainRecord] | None = Field(default=None, description="Retrains started by this policy.")

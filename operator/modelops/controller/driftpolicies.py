@@ -1,28 +1,260 @@
-"""DriftPolicy: watch a ModelDeployment's inputs for drift."""
+"""DriftPolicy: watch a ModelDeployment's live inputs for drift, alert, and retrain.
+
+One reconcile, run on create/update/resume and again every ``spec.interval`` (``Outcome.
+requeue_after``), does in order:
+
+1. resolve the ModelDeployment, its serving version (``status.servingVersion``, else
+   ``stableVersion``) and that ModelVersion's ``referenceStats`` -- waiting while missing;
+2. apply the PrometheusRule (server-side apply, owned by the policy, so an edited or deleted
+   rule is put back at the next reconcile and a new serving version rewrites it) and set
+   ``RuleSynced`` from what the API server returned (exists, carries MODELOPS_RULE_LABELS);
+3. when due, evaluate through the Prometheus HTTP API: the raw bucket and category
+   increases over the window, scored with the drift library (``logic.driftloop``) -- not the
+   recording rules, so the evaluation works whether or not the cluster's Prometheus loaded
+   them; unreachable Prometheus keeps the previous results and retries next interval;
+4. retrain on drift (``logic.driftloop.retrain_decision``), follow the runs in
+   ``status.retrains`` and ask for ``promoteTo`` on the versions they registered.
+"""
 
 from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping
+from typing import Any
 
 import kopf
 
 from modelops.api import kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
-from modelops.controller.common import API, lookup, waiting_for
+from modelops.controller import prometheus as prom
+from modelops.controller.common import API, kube, lookup, poll_seconds, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
+from modelops.controller.kube import KubeError
+from modelops.drift import bins as binning
 from modelops.logic import conditions as cond
+from modelops.logic import driftloop as loop
+from modelops.logic import driftrules as rules
+from modelops.logic.analysis import parse_duration
+from modelops.logic.rules import missing_labels, rule_labels
+
+Condition = tuple[str, bool | str, str, str]
+
+
+def _not_ready(reason: str, message: str, *, stalled: bool = False) -> Outcome:
+    return Outcome(
+        summary=cond.Summary(ready=False, reason=reason, message=message, reconciling=not stalled, stalled=stalled),
+        requeue_after=wait_retry_seconds(),
+    )
+
+
+async def _sync_rule(rule: dict[str, Any], wanted: Mapping[str, str]) -> Condition:
+    try:
+        applied = await kube().apply(rule)
+    except KubeError as error:
+        if error.status == 404:
+            return (loop.RULE_SYNCED, False, "PrometheusRuleUnavailable",
+                    f"the API server has no PrometheusRule kind (install the Prometheus Operator CRDs): "
+                    f"{error.message}")  # fmt: skip
+        return (loop.RULE_SYNCED, False, "ApplyFailed", f"PrometheusRule {rule['metadata']['name']}: {error.message}")
+    missing = missing_labels((applied.get("metadata") or {}).get("labels"), wanted)
+    if missing:
+        pairs = ",".join(f"{k}={v}" for k, v in missing.items())
+        return (loop.RULE_SYNCED, False, "LabelsMissing", f"PrometheusRule lacks the selected labels {pairs}")
+    return (loop.RULE_SYNCED, True, "Synced", f"PrometheusRule {rule['metadata']['name']} is applied")
+
+
+async def _query_counts(
+    url: str, target: rules.Target, window: str
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    buckets: dict[str, dict[str, float]] = {}
+    for sample in await prom.query(url, loop.bucket_query(target, window)):
+        buckets.setdefault(sample.labels.get("feature", ""), {})[sample.labels.get("le", "")] = sample.value
+    categories: dict[str, dict[str, float]] = {}
+    for sample in await prom.query(url, loop.category_query(target, window)):
+        categories.setdefault(sample.labels.get("feature", ""), {})[sample.labels.get("category", "")] = sample.value
+    return buckets, categories
+
+
+async def _runs_of(namespace: str, policy: str) -> list[dict[str, Any]]:
+    return await kube().list(API, "TrainingRun", namespace, label_selector=f"{rules.POLICY_LABEL}={policy}")
+
+
+async def _promote(records: list[dict[str, Any]], spec: DriftPolicySpec, namespace: str) -> list[str]:
+    """Ask for promoteTo on the versions finished retrains registered; problems as messages."""
+    problems = []
+    stage = spec.actions.retrain.promote_to
+    for record in loop.to_promote(records, spec.actions.retrain):
+        name = str(record["modelVersion"])
+        version, problem = await lookup(API, "ModelVersion", namespace, name)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        current = (version.get("spec") or {}).get("stage") or "None"
+        try:
+            if current == "None":
+                await kube().patch(API, "ModelVersion", namespace, name, {"spec": {"stage": stage}})
+        except KubeError as error:
+            problems.append(f"cannot ask for {stage} on ModelVersion {name}: {error.message}")
+            continue
+        for item in records:
+            if item["name"] == record["name"]:
+                item["stageRequested"] = stage if current == "None" else f"{stage} (skipped: already {current})"
+    return problems
 
 
 async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
-    _, problem = await lookup(API, "ModelDeployment", ctx.namespace, spec.deployment)
+    deployment, problem = await lookup(API, "ModelDeployment", ctx.namespace, spec.deployment)
     if problem is not None:
         return waiting_for("spec.deployment", problem)
+    dstatus = deployment.get("status") or {}
+    serving = dstatus.get("servingVersion") or dstatus.get("stableVersion")
+    if not serving:
+        problem = f"ModelDeployment {ctx.namespace}/{spec.deployment} serves no version yet"
+        return waiting_for("spec.deployment", problem)
+    version, problem = await lookup(API, "ModelVersion", ctx.namespace, serving)
+    if problem is not None:
+        return waiting_for("spec.deployment", f"its serving version: {problem}")
+    vspec = version.get("spec") or {}
+    reference_stats = vspec.get("referenceStats")
+    if not reference_stats:
+        return _not_ready("NoReferenceStats",
+                          f"ModelVersion {serving} has no spec.referenceStats; drift cannot be measured until they "
+                          "are added")  # fmt: skip
+    try:
+        reference = binning.parse_reference_stats(reference_stats)
+        features = rules.select_features(spec, reference)
+        loop.check_methods(spec, reference, features)
+    except ValueError as error:
+        # spec.features / spec.method name themselves; anything else is the version's referenceStats. Look
+        # again later either way: the deployment may move to a version that has those features.
+        text = str(error)
+        message = text if text.startswith("spec.") else f"ModelVersion {serving} spec.referenceStats: {text}"
+        return _not_ready(cond.Reason.INVALID_SPEC, message, stalled=True)
+    model = str((deployment.get("spec") or {}).get("model") or vspec.get("model") or "")
+    target = rules.Target(
+        policy=ctx.name, namespace=ctx.namespace, deployment=spec.deployment, model=model, version=serving,
+        uid=(ctx.body.get("metadata") or {}).get("uid"),
+    )  # fmt: skip
+    conditions: list[Condition] = []
+    status: dict[str, Any] = {"modelVersion": serving}
+    events: list[tuple[str, str, str]] = []
+
+    # 2. the PrometheusRule.
+    try:
+        wanted_labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
+    except ValueError as error:
+        conditions.append((loop.RULE_SYNCED, False, "InvalidRuleLabels", str(error)))
+        wanted_labels = None
+    if wanted_labels is not None:
+        rule = rules.prometheus_rule(spec, target, reference, features, wanted_labels)
+        synced = await _sync_rule(rule, wanted_labels)
+        note = rules.alerts_note(spec)
+        if synced[1] is True and note is not None:
+            synced = (loop.RULE_SYNCED, True, "SyncedWithoutAlerts", f"{synced[3]}; {note}")
+        conditions.append(synced)
+
+    # 3. the evaluation, when due.
+    now = datetime.datetime.now(datetime.UTC)
+    old = ctx.status
+    changed = old.get("modelVersion") != serving or old.get("observedGeneration") != ctx.generation
+    due = changed or loop.seconds_until_due(old.get("lastEvaluation"), spec.interval, now) <= 0
+    drifted_now: bool | None = None
+    message = str(old.get("message") or "waiting for the first evaluation")
+    if due:
+        url = spec.prometheus.address if spec.prometheus and spec.prometheus.address else prom.default_url()
+        if url is None:
+            message = "no Prometheus: set spec.prometheus.address or the operator's MODELOPS_PROMETHEUS_URL"
+            conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_NO_PROMETHEUS, message))
+        else:
+            try:
+                buckets, categories = await _query_counts(url, target, rules.prom_duration(spec.window))
+            except prom.PrometheusError as error:
+                message = f"Prometheus unreachable, previous results kept, retrying in {spec.interval}: {error}"
+                conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_PROM_UNREACHABLE, message))
+            else:
+                evaluation = loop.evaluate(spec, reference_stats, features, buckets, categories)
+                status["lastEvaluation"] = cond.now_iso(now)
+                status["samples"] = round(evaluation.samples)
+                if evaluation.samples < spec.min_samples:
+                    message = loop.too_few_message(spec, evaluation.samples)
+                    conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_TOO_FEW, message))
+                else:
+                    message = loop.drift_message(spec, evaluation)
+                    reason = loop.REASON_DRIFT if evaluation.drifted else loop.REASON_NO_DRIFT
+                    conditions.append((loop.DRIFT_DETECTED, evaluation.drifted, reason, message))
+                    status["features"] = evaluation.features
+                    status["drifted"] = evaluation.drifted
+                    events += loop.drift_events(old.get("drifted"), evaluation, message)
+                    drifted_now = evaluation.drifted
+    status["message"] = message
+
+    # 4. retraining.
+    action = spec.actions.retrain
+    try:
+        runs = await _runs_of(ctx.namespace, ctx.name)
+    except KubeError as error:
+        listing = f"cannot list TrainingRuns: {error.message}"
+        conditions.append((loop.RETRAIN_TRIGGERED, "Unknown", "ListFailed", listing))
+        runs = None
+    if runs is not None:
+        records = loop.merge_records(old.get("retrains"), runs)
+        decision = loop.retrain_decision(action, drifted_now=drifted_now, records=records, now=now)
+        retrain_condition: Condition = (loop.RETRAIN_TRIGGERED, decision.status, decision.reason, decision.message)
+        if decision.create:
+            retrain_condition, created = await _create_retrain(spec, target, version, message, now)
+            if created is not None:
+                records = loop.merge_records(records, [created])
+                events.append(("Normal", "RetrainStarted", retrain_condition[3]))
+        problems = await _promote(records, spec, ctx.namespace)
+        # Between evaluations only a run's progress changes the condition, so it does not flip to "no drift".
+        fresh = due or decision.create or decision.reason == "InFlight"
+        if problems:
+            conditions.append((loop.RETRAIN_TRIGGERED, False, "PromoteFailed", "; ".join(problems)))
+        elif fresh or cond.find(old.get("conditions"), loop.RETRAIN_TRIGGERED) is None:
+            conditions.append(retrain_condition)
+        if records or old.get("retrains"):
+            status["retrains"] = records
+        pending = loop.in_flight(records) is not None or bool(loop.to_promote(records, action))
+    else:
+        pending = False
+
+    if due and "lastEvaluation" not in status:
+        next_due = parse_duration(spec.interval)  # no answer from Prometheus: retry next interval
+    else:
+        last = status.get("lastEvaluation") or old.get("lastEvaluation")
+        next_due = max(loop.seconds_until_due(last, spec.interval, now), 0.5)
+    if pending:
+        next_due = min(next_due, poll_seconds())
     return Outcome(
-        summary=cond.Summary(
-            ready=False,
-            reason=cond.Reason.PENDING,
-            message=f"watching {spec.deployment} is accepted; drift evaluation is not running yet",
-            reconciling=True,
-        ),
+        summary=cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message),
+        status=status,
+        conditions=conditions,  # type: ignore[arg-type]
+        events=events,
+        requeue_after=next_due,
     )
+
+
+async def _create_retrain(
+    spec: DriftPolicySpec, target: rules.Target, version: Mapping[str, Any], reason: str, now: datetime.datetime
+) -> tuple[Condition, dict[str, Any] | None]:
+    action = spec.actions.retrain
+    original = None
+    lineage_run = ((version.get("spec") or {}).get("lineage") or {}).get("trainingRun") or {}
+    if action.template is None and lineage_run.get("name"):
+        original, _ = await lookup(API, "TrainingRun", target.namespace, str(lineage_run["name"]))
+    try:
+        run_spec = loop.retrain_spec(action, target.model, version, original)
+    except loop.RetrainError as error:
+        return (loop.RETRAIN_TRIGGERED, False, "CannotRetrain", str(error)), None
+    run = loop.retrain_run(target, action, run_spec, reason, now, cond.now_iso(now))
+    try:
+        created = await kube().create(run)
+    except KubeError as error:
+        return (loop.RETRAIN_TRIGGERED, False, "CreateFailed",
+                f"cannot create TrainingRun {run['metadata']['name']}: {error.message}"), None  # fmt: skip
+    name = run["metadata"]["name"]
+    return (loop.RETRAIN_TRIGGERED, True, "RetrainStarted", f"TrainingRun {name} created: {reason}"), created
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:
