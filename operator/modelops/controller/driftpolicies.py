@@ -38,7 +38,7 @@ from modelops.logic import driftrules as rules
 from modelops.logic.analysis import parse_duration
 from modelops.logic.rules import missing_labels, rule_labels
 
-Condition = tuple[str, bool | str, str, str]
+Condition = tuple[str, bool | cond.Status, str, str]
 
 
 def _not_ready(reason: str, message: str, *, stalled: bool = False) -> Outcome:
@@ -229,7 +229,7 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     return Outcome(
         summary=cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message),
         status=status,
-        conditions=conditions,  # type: ignore[arg-type]
+        conditions=conditions,
         events=events,
         requeue_after=next_due,
     )

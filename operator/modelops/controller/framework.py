@@ -10,7 +10,7 @@ generation, conditions in the standard shape), and post an Event when ``Ready`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ class Outcome:
 
     summary: cond.Summary
     status: dict[str, Any] = field(default_factory=dict)
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
+    conditions: Sequence[tuple[str, bool | cond.Status, str, str]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None  # look again later: something outside this object may change
 
