@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from modelops.api.driftpolicy import DriftPolicySpec, RetrainAction
+from modelops.api.trainingrun import TrainingRunSpec
 from modelops.drift import bins as binning
 from modelops.drift import compare_binned
 from modelops.logic import driftloop as loop
@@ -259,3 +260,14 @@ def test_rule_labels_parse_and_refuse_bad_pairs() -> None:
         rule_labels("a=b c")
     assert missing_labels({"release": "old"}, {"release": "kps", "team": "ml"}) == {"release": "kps", "team": "ml"}
     assert missing_labels({"release": "kps"}, {"release": "kps"}) == {}
+
+
+def test_retrain_from_the_lineage_alone_once_the_run_is_gone() -> None:
+    """A version registered by the operator records how its data was read: no old run needed."""
+    recorded = {"uri": "s3://b/k.csv", "sha256": "1" * 64, "rows": 900, "format": "csv", "target": "churned",
+                "features": ["age", "plan"], "categoricalFeatures": ["plan"], "testSize": 0.25, "seed": 7}
+    spec_ = loop.retrain_spec(action(), "churn", version(dataset=recorded, preprocessing={"oneHotCategorical": True}),
+                              None)  # fmt: skip
+    assert spec_["dataset"] == {k: v for k, v in recorded.items() if k not in ("sha256", "rows")}
+    assert spec_["estimator"]["preprocessing"] == {"oneHotCategorical": True}
+    TrainingRunSpec.model_validate(spec_)  # a valid TrainingRun spec as it stands

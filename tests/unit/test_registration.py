@@ -54,6 +54,11 @@ def test_model_version_carries_evidence_and_lineage() -> None:
     assert spec.lineage.training_run.uid == "u-1"
     assert spec.lineage.source_revision == "abc123"
     assert spec.lineage.trial is None
+    # How the data was read is recorded, so a retrain needs no TrainingRun that may be gone.
+    assert spec.lineage.dataset is not None
+    assert spec.lineage.dataset.target == SPEC.dataset.target
+    assert spec.lineage.dataset.test_size == SPEC.dataset.test_size
+    assert spec.lineage.dataset.seed == SPEC.dataset.seed
     assert spec.model_card is not None
     assert spec.reference_stats is not None
 

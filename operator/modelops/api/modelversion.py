@@ -18,7 +18,7 @@ from modelops.api.common import (
     observed_generation_field,
     with_rules,
 )
-from modelops.api.trainingrun import ModelCard, Task
+from modelops.api.trainingrun import ModelCard, Preprocessing, Task
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
@@ -79,6 +79,14 @@ class DatasetLineage(ApiModel):
     uri: str = Field(description="Where the data was read from.")
     sha256: str | None = Field(default=None, pattern=SHA256, description="SHA-256 of the data read.")
     rows: int | None = Field(default=None, ge=0, description="Rows in the dataset.")
+    format: str | None = Field(default=None, description="The format it was read as: auto, csv or parquet.")
+    target: str | None = Field(default=None, description="The column the model predicts.")
+    features: list[str] | None = Field(default=None, description="The feature columns, when chosen explicitly.")
+    categorical_features: list[str] | None = Field(
+        default=None, description="Columns treated as categorical, when chosen explicitly."
+    )
+    test_size: float | None = Field(default=None, description="Share of rows held out for the metrics.")
+    seed: int | None = Field(default=None, description="Seed of the split and of the estimator.")
 
 
 class Lineage(ApiModel):
@@ -92,6 +100,7 @@ class Lineage(ApiModel):
     params: dict[str, Any] | None = Field(
         default=None, description="The estimator's parameters.", json_schema_extra=FREE_FORM
     )
+    preprocessing: Preprocessing | None = Field(default=None, description="Scaling and encoding of columns.")
     trial: int | None = Field(default=None, ge=0, description="The sweep trial that was registered.")
     sklearn_version: str | None = Field(default=None, description="scikit-learn version of the training.")
     source_revision: str | None = Field(default=None, description="Revision of the training code or config.")

@@ -280,14 +280,19 @@ class RetrainError(ValueError):
     """The retrain cannot be built; the message names the field to fix."""
 
 
+# The fields of a version's lineage.dataset that say how to read the data again.
+LINEAGE_DATASET_KEYS = ("uri", "format", "target", "features", "categoricalFeatures", "testSize", "seed")
+
+
 def retrain_spec(
     action: RetrainAction, model: str, version: Mapping[str, Any], original_run: Mapping[str, Any] | None
 ) -> JsonDict:
     """The new TrainingRun's spec: the template, else the serving version's lineage.
 
-    From the lineage: the estimator's class and params; the dataset from
+    From the lineage: the estimator's class, params and preprocessing; the dataset from
     ``actions.retrain.dataset``, else the original run's dataset (for its target, features
-    and split) at the lineage's uri, else the lineage's uri with target ``target`` for the
+    and split) at the lineage's uri, else the lineage's own record of how the data was read
+    (uri, target, features, split), else the lineage's uri with target ``target`` for the
     bundled ``sklearn://`` datasets. The preprocessing, task, artifact store, pod options and
     model card are copied from the original run when it still exists.
     """
@@ -310,8 +315,11 @@ def retrain_spec(
     run_spec = (original_run or {}).get("spec") or {}
     if dataset is None:
         uri = (lineage.get("dataset") or {}).get("uri")
+        recorded = {k: v for k, v in (lineage.get("dataset") or {}).items() if k in LINEAGE_DATASET_KEYS}
         if run_spec.get("dataset"):
             dataset = {**run_spec["dataset"], **({"uri": uri} if uri else {})}
+        elif uri and recorded.get("target"):  # the lineage says how the data was read
+            dataset = recorded
         elif uri and str(uri).startswith("sklearn://"):
             dataset = {"uri": uri, "target": "target"}
         else:
@@ -320,11 +328,12 @@ def retrain_spec(
                 "(and its TrainingRun is gone); say which data to train on"
             )
     run_estimator = dict(run_spec.get("estimator") or {})
+    preprocessing = run_estimator.get("preprocessing") or lineage.get("preprocessing")
     spec = {
         "model": model,
         "dataset": dataset,
         "estimator": {
-            **({"preprocessing": run_estimator["preprocessing"]} if run_estimator.get("preprocessing") else {}),
+            **({"preprocessing": preprocessing} if preprocessing else {}),
             "className": estimator,
             "params": dict(lineage.get("params") or {}),
         },

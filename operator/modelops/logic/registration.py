@@ -47,8 +47,14 @@ def model_version(
         "job": {"name": job["metadata"]["name"], "uid": job["metadata"].get("uid")},
         "image": spec.image or image,
         "dataset": {"uri": dataset.get("uri", spec.dataset.uri), "sha256": dataset.get("sha256"),
-                    "rows": result.get("rows")},
+                    "rows": result.get("rows"), "format": spec.dataset.format, "target": spec.dataset.target,
+                    "features": spec.dataset.features, "categoricalFeatures": spec.dataset.categorical_features,
+                    "testSize": spec.dataset.test_size, "seed": spec.dataset.seed},
         "estimator": spec.estimator.class_name if spec.estimator else None,
+        "preprocessing": (
+            spec.estimator.preprocessing.model_dump(by_alias=True)
+            if spec.estimator and spec.estimator.preprocessing else None
+        ),
         "params": result.get("params"),
         "trial": trial if spec.sweep is not None else None,
         "sklearnVersion": framework.get("version"),
