@@ -92,21 +92,46 @@ def test_a_spec_change_is_observed_and_transition_times_hold(cluster: KubeClient
     ready_before = condition(first, "Ready")
     assert ready_before is not None
 
-    cluster.patch(API, "ModelVersion", NAMESPACE, "breast-cancer-v1", {"spec": {"stage": "Production"}})
+    # Leaving a governed stage needs no gates or approvals under the default policy.
+    cluster.patch(API, "ModelVersion", NAMESPACE, "breast-cancer-v1", {"spec": {"stage": "Archived"}})
     second = cluster.wait_for(
         API, "ModelVersion", NAMESPACE, "breast-cancer-v1",
         lambda o: observed(o) and o["metadata"]["generation"] == 2, timeout=30,
     )
     assert second is not None
-    assert second["status"]["stage"] == "Production"
+    assert second["status"]["stage"] == "Archived"
     assert [(h["from"], h["to"]) for h in second["status"]["history"]] == [
-        ("None", "Staging"), ("Staging", "Production"),
+        ("None", "Staging"), ("Staging", "Archived"),
     ]
     ready_after = condition(second, "Ready")
     assert ready_after is not None
     assert ready_after["observedGeneration"] == 2
     # Ready stayed True, so its transition time did not move.
     assert ready_after["lastTransitionTime"] == ready_before["lastTransitionTime"]
+
+
+def test_production_is_held_until_approved_under_the_default_policy(
+    cluster: KubeClient, operator: KopfRunner
+) -> None:
+    cluster.create(example("ModelVersion", stage="Production"))
+    mv = cluster.wait_for(API, "ModelVersion", NAMESPACE, "breast-cancer-v1", observed, timeout=30)
+    assert mv is not None
+    assert mv["status"]["stage"] == "None"
+    assert "history" not in mv["status"] or mv["status"]["history"] == []
+    approved, ready = condition(mv, "Approved"), condition(mv, "Ready")
+    assert approved is not None
+    assert ready is not None
+    assert (approved["status"], approved["reason"]) == ("False", "AwaitingApproval")
+    assert "Production needs 1 approval(s), has 0" in approved["message"]
+    assert (ready["status"], ready["reason"]) == ("False", "AwaitingApproval")
+    # The example's own gate (f1 >= 0.95) passes and is shown with its value.
+    assert mv["status"]["gates"] == [
+        {"stage": "Production", "metric": "f1", "op": ">=", "threshold": 0.95, "value": 0.986,
+         "passed": True, "source": "version"},
+    ]
+    integrity = condition(mv, "IntegrityVerified")
+    assert integrity is not None
+    assert integrity["status"] == "True"
 
 
 def test_status_only_writes_do_not_bump_generation(cluster: KubeClient, operator: KopfRunner) -> None:
@@ -131,10 +156,15 @@ def test_deployment_waits_for_its_version_then_resolves_it(cluster: KubeClient, 
     cluster.create(example("ModelVersion"))
     resolved = cluster.wait_for(
         API, "ModelDeployment", NAMESPACE, "pinned",
-        lambda o: (condition(o, "Ready") or {}).get("reason") == "Pending", timeout=30,
+        lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=30,
     )
     assert resolved is not None
+    # The first version goes straight to stable: the model server Deployments serve it.
     assert resolved["status"]["desiredVersion"] == "breast-cancer-v1"
+    assert resolved["status"]["stableVersion"] == "breast-cancer-v1"
+    assert resolved["status"]["phase"] == "Healthy"
+    stable = cluster.get("apps/v1", "Deployment", NAMESPACE, "pinned-stable")
+    assert stable["spec"]["template"]["metadata"]["labels"]["modelops.io/version"] == "breast-cancer-v1"
 
 
 def test_driftpolicy_names_a_missing_deployment(cluster: KubeClient, operator: KopfRunner) -> None:

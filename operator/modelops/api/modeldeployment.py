@@ -109,7 +109,9 @@ class GatewayAPIRouting(ApiModel):
 class TrafficRouting(ApiModel):
     """How traffic is split between stable and canary; default: by replica ratio behind one Service."""
 
-    gateway_api: GatewayAPIRouting | None = Field(default=None, description="Use an HTTPRoute's weights.")
+    gateway_api: GatewayAPIRouting | None = Field(
+        default=None, alias="gatewayAPI", description="Use an HTTPRoute's weights (Gateway API)."
+    )
 
 
 class ErrorRateCheck(ApiModel):
@@ -257,6 +259,19 @@ class AnalysisResult(StatusModel):
     inconclusive: int = Field(default=0, ge=0, description="Inconclusive measurements so far in this step.")
 
 
+class RolloutRecord(StatusModel):
+    """How one rollout ended."""
+
+    version: str = Field(description="The version rolled out.")
+    from_version: str | None = Field(default=None, description="The stable version before.")
+    result: Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Replaced", "Cancelled"] = Field(
+        description="Deployed (first version), Promoted, RolledBack, Aborted, Replaced (Recreate or rollback "
+        "window) or Cancelled (superseded)."
+    )
+    at: str = Field(json_schema_extra={"format": "date-time"}, description="When it ended.")
+    message: str | None = Field(default=None, description="Details, e.g. the failing metric.")
+
+
 class ModelDeploymentStatus(StatusModel):
     """The rollout's state: all of it, so the operator can restart at any moment."""
 
@@ -278,4 +293,20 @@ class ModelDeploymentStatus(StatusModel):
         default=None, description="Recently stable versions, newest first (the rollback window)."
     )
     url: str | None = Field(default=None, description="In-cluster URL of the v2 inference API.")
+    failed_version: str | None = Field(
+        default=None,
+        description=(
+            "The version whose canary was last rolled back or aborted; the rollout stays stalled while it is "
+            "still desired, until a retry or a new version."
+        ),
+    )
+    last_measured_at: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the canary was last measured."
+    )
+    last_action: str | None = Field(
+        default=None, description="The last modelops.io/action annotation value acted on (each value acts once)."
+    )
+    history: list[RolloutRecord] | None = Field(
+        default=None, description="The latest rollouts, newest first (at most 20)."
+    )
     kopf: dict[str, Any] | None = kopf_field()

@@ -1,53 +1,406 @@
-"""ModelDeployment: serve a ModelVersion."""
+"""ModelDeployment: model-server children, the canary rollout, rollback and promotion.
+
+One idempotent reconcile (create, update, resume): resolve the version wanted (pinned, or the
+model's version granted ``spec.track``), let the pure state machine (``logic.rollout``) decide
+the next step — measuring the canary through ``controller.analysis`` when it asks — write the
+rollout state to status, then converge the children (``logic.serving``) to it.
+
+Two watchers keep things current without polling:
+- children (labelled ``modelops.io/deployment``) edited or deleted by hand are put back from
+  the owner's status, so only the children that differ from the desired ones are rewritten;
+- a ModelVersion change (e.g. a stage granted) re-triggers the ModelDeployments that track the
+  model, through the ``modelops.io/tracked-version`` annotation.
+
+A per-object lock orders the reconcile and the repairs in one process, and the reconcile writes
+the rollout state to status before it touches children, so a repair never reads a state older
+than the children it sees.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import datetime
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import kopf
 
 from modelops.api import kind_info
-from modelops.api.modeldeployment import ModelDeploymentSpec
-from modelops.controller.common import API, lookup, waiting_for
+from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
+from modelops.controller.common import API, kube, lookup, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
+from modelops.controller.kube import KubeError
+from modelops.logic import analysis as analysis_logic
 from modelops.logic import conditions as cond
+from modelops.logic import rollout, serving
+from modelops.logic.validation import parse
+
+TRACKED_ANNOTATION = "modelops.io/tracked-version"
+DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
+INVALID_VERSION = "InvalidVersion"
+
+# (apiVersion, kind, plural group, plural) of every child kind, for watching and removal.
+CHILD_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("apps/v1", "Deployment", "apps", "deployments"),
+    ("v1", "Service", "", "services"),
+    ("v1", "ConfigMap", "", "configmaps"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", "autoscaling", "horizontalpodautoscalers"),
+    ("policy/v1", "PodDisruptionBudget", "policy", "poddisruptionbudgets"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor", "monitoring.coreos.com", "servicemonitors"),
+    ("monitoring.coreos.com/v1", "PrometheusRule", "monitoring.coreos.com", "prometheusrules"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute", "gateway.networking.k8s.io", "httproutes"),
+)
 
 
-async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
-    if spec.model_version is None:
-        return Outcome(
-            summary=cond.Summary(
-                ready=False,
-                reason=cond.Reason.WAITING,
-                message=f"following the {spec.track} stage of {spec.model}; no version resolved yet",
-                reconciling=True,
-            ),
-            status={"phase": "Progressing"},
+def image() -> str:
+    return os.environ.get("MODELOPS_IMAGE") or DEFAULT_IMAGE
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+def _lock(namespace: str, name: str) -> asyncio.Lock:
+    key = (id(asyncio.get_running_loop()), namespace, name)
+    if key not in _locks:
+        _locks[key] = asyncio.Lock()
+    return _locks[key]
+
+
+# --- the analysis, through the Prometheus analysis module ---------------------------------------
+
+
+class _Measure(Protocol):
+    async def __call__(
+        self,
+        spec: AnalysisSpec,
+        target: analysis_logic.AnalysisTarget,
+        previous: Sequence[Mapping[str, Any]] | None,
+        *,
+        now: str,
+    ) -> analysis_logic.Verdict: ...
+
+
+async def measure(
+    spec: AnalysisSpec,
+    target: analysis_logic.AnalysisTarget,
+    previous: Sequence[Mapping[str, Any]] | None,
+    now: str,
+) -> analysis_logic.Verdict:
+    """One analysis round through ``controller.analysis.measure``."""
+    try:
+        module = importlib.import_module("modelops.controller.analysis")
+    except ImportError:
+        module = None
+    function: _Measure | None = getattr(module, "measure", None) if module is not None else None
+    if function is None:  # pragma: no cover - only while the analysis module is missing
+        measurements = analysis_logic.all_inconclusive(spec, "the Prometheus analysis is not available")
+        return analysis_logic.decide(
+            measurements,
+            failure_limit=spec.failure_limit,
+            inconclusive_policy=spec.inconclusive_policy,
+            previous=previous,
+            now=now,
         )
-    version, problem = await lookup(API, "ModelVersion", ctx.namespace, spec.model_version)
+    return await function(spec, target, previous, now=now)
+
+
+# --- the version wanted -----------------------------------------------------------------------
+
+
+def _version_number(obj: Mapping[str, Any]) -> int:
+    value = (obj.get("spec") or {}).get("version")
+    return value if isinstance(value, int) else -1
+
+
+def tracked(spec: ModelDeploymentSpec, versions: Sequence[Mapping[str, Any]]) -> str | None:
+    """The model's version granted ``spec.track`` (the highest number if several are)."""
+    granted = [
+        v
+        for v in versions
+        if (v.get("spec") or {}).get("model") == spec.model
+        and (v.get("status") or {}).get("stage") == spec.track
+        and not (v.get("metadata") or {}).get("deletionTimestamp")
+    ]
+    if not granted:
+        return None
+    return str(max(granted, key=_version_number)["metadata"]["name"])
+
+
+async def _model_versions(namespace: str, model: str) -> list[dict[str, Any]]:
+    return await kube().list(API, "ModelVersion", namespace, label_selector=f"{serving.MODEL_LABEL}={model}")
+
+
+async def resolve(spec: ModelDeploymentSpec, namespace: str) -> tuple[str | None, str, str | None]:
+    """(version wanted, the field it comes from, the problem when there is none)."""
+    if spec.model_version is not None:
+        return spec.model_version, "spec.modelVersion", None
+    listed = await _model_versions(namespace, spec.model)
+    if not listed:  # versions registered by hand may lack the label
+        listed = await kube().list(API, "ModelVersion", namespace)
+    found = tracked(spec, listed)
+    if found is None:
+        return None, "spec.track", f"no ModelVersion of {spec.model} has been granted stage {spec.track} yet"
+    return found, f"ModelVersion {found}'s spec.stage", None
+
+
+# --- children ---------------------------------------------------------------------------------
+
+
+def _owner(body: Mapping[str, Any]) -> serving.Owner:
+    meta = body["metadata"]
+    return serving.Owner(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
+
+
+async def _versions_for(namespace: str, traffic: serving.Traffic) -> tuple[dict[str, dict[str, Any]], str | None]:
+    versions: dict[str, dict[str, Any]] = {}
+    for name in {traffic.stable_version, traffic.canary_version or traffic.stable_version}:
+        found, problem = await lookup(API, "ModelVersion", namespace, name)
+        if problem is not None:
+            return versions, problem
+        versions[name] = found
+    return versions, None
+
+
+async def converge(
+    spec: ModelDeploymentSpec, body: Mapping[str, Any], traffic: serving.Traffic
+) -> tuple[list[str], str | None]:
+    """Make the children match the traffic; (what was changed, the problem that stopped it)."""
+    owner = _owner(body)
+    versions, problem = await _versions_for(owner.namespace, traffic)
     if problem is not None:
-        return waiting_for("spec.modelVersion", problem, {"phase": "Progressing", "desiredVersion": spec.model_version})
-    if version.get("spec", {}).get("model") != spec.model:
-        return Outcome(
-            summary=cond.Summary(
-                ready=False,
-                reason=cond.Reason.INVALID_SPEC,
-                message=(
-                    f"spec.modelVersion: {spec.model_version} is a version of "
-                    f"{version.get('spec', {}).get('model')!r}, not of {spec.model!r}"
-                ),
-                stalled=True,
-            ),
-        )
+        return [], problem
+    stable_now: int | None = None
+    current_stable = await kube().get("apps/v1", "Deployment", owner.namespace, serving.stable_name(owner.name))
+    if spec.autoscaling is not None and current_stable is not None:
+        replicas = (current_stable.get("spec") or {}).get("replicas")
+        stable_now = replicas if isinstance(replicas, int) else None
+    try:
+        children = serving.desired_children(
+            spec, owner, traffic, versions, image=image(),
+            rule_label_text=os.environ.get("MODELOPS_RULE_LABELS"), stable_replicas_now=stable_now,
+        )  # fmt: skip
+    except serving.InvalidVersionError as error:
+        return [], str(error)
+    changed: list[str] = []
+    for obj in children.keep:
+        meta = obj["metadata"]
+        current = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if current is not None and not serving.needs_repair(obj, current):
+            continue
+        if current is not None and current["metadata"].get("deletionTimestamp"):
+            continue  # being deleted: its DELETED event brings it back
+        try:
+            if current is None:
+                await kube().apply(obj)
+            else:
+                patch = serving.repair_patch(obj, current)
+                await kube().patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], patch)
+        except KubeError as error:
+            if error.status == 404 and obj["apiVersion"].startswith(("monitoring.", "gateway.")):
+                continue  # the cluster has no such API (no prometheus-operator or Gateway API)
+            raise
+        changed.append(f"{obj['kind']} {meta['name']}")
+    for api_version, kind, name in children.remove:
+        try:
+            existing = await kube().get(api_version, kind, owner.namespace, name)
+        except KubeError as error:
+            if error.status == 404:
+                continue
+            raise
+        if existing is not None and _owned_by(existing, owner):
+            await kube().delete(api_version, kind, owner.namespace, name)
+            changed.append(f"{kind} {name} removed")
+    configmaps = await kube().list(
+        "v1", "ConfigMap", owner.namespace, label_selector=f"{serving.DEPLOYMENT_LABEL}={owner.name}"
+    )
+    for name in serving.stale_config_maps(owner.name, configmaps, children.keep):
+        await kube().delete("v1", "ConfigMap", owner.namespace, name)
+    return changed, None
+
+
+def _owned_by(obj: Mapping[str, Any], owner: serving.Owner) -> bool:
+    return any(ref.get("uid") == owner.uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+# --- the reconcile ----------------------------------------------------------------------------
+
+
+def _invalid(message: str, reason: str = cond.Reason.INVALID_SPEC) -> Outcome:
     return Outcome(
-        summary=cond.Summary(
-            ready=False,
-            reason=cond.Reason.PENDING,
-            message=f"{spec.model_version} resolved; the model server Deployments are not created yet",
-            reconciling=True,
-        ),
-        status={"phase": "Progressing", "desiredVersion": spec.model_version},
+        summary=cond.Summary(ready=False, reason=reason, message=message, stalled=True),
+        status={"message": message},
     )
 
 
+async def _reject(namespace: str, name: str, version: str, rejection: rollout.Rejection, at: str) -> None:
+    record: dict[str, Any] = {
+        "deployment": f"{namespace}/{name}",
+        "metric": rejection.metric,
+        "message": rejection.message,
+        "at": at,
+    }
+    if rejection.value is not None:
+        record["value"] = rejection.value
+    try:
+        await kube().patch(
+            API, "ModelVersion", namespace, version, {"status": {"rejected": record}}, subresource="status"
+        )
+    except KubeError as error:
+        if error.status != 404:
+            raise
+
+
+async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
+    problem = rollout.check_spec(spec)
+    if problem is not None:
+        return _invalid(problem)
+    desired, source, problem = await resolve(spec, ctx.namespace)
+    if desired is None:
+        return waiting_for(source, problem or "", {"phase": "Progressing", "desiredVersion": None})
+    version, problem = await lookup(API, "ModelVersion", ctx.namespace, desired)
+    if problem is not None:
+        return waiting_for(source, problem, {"phase": "Progressing", "desiredVersion": desired})
+    if (version.get("spec") or {}).get("model") != spec.model:
+        return _invalid(
+            f"{source}: {desired} is a version of {(version.get('spec') or {}).get('model')!r}, not of {spec.model!r}"
+        )
+    try:
+        serving.model_result(version)
+    except serving.InvalidVersionError as error:
+        return _invalid(f"{source}: {error}", INVALID_VERSION)
+
+    annotations = (ctx.body.get("metadata") or {}).get("annotations") or {}
+    async with _lock(ctx.namespace, ctx.name):
+        # Read the freshest status: a repair or a previous run may have moved on since the event.
+        fresh = await kube().get(API, "ModelDeployment", ctx.namespace, ctx.name)
+        if fresh is None:
+            return Outcome(summary=cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted"))
+        status = fresh.get("status") or ctx.status
+        now = _now()
+        inputs = rollout.Inputs(
+            spec=spec, namespace=ctx.namespace, name=ctx.name, status=status, desired=desired, now=now,
+            desired_field=source, action=annotations.get(rollout.ACTION_ANNOTATION),
+        )  # fmt: skip
+        decision = rollout.decide(inputs)
+        if decision.measure is not None:
+            verdict = await measure(
+                spec.analysis, decision.measure, rollout.previous_results(status), cond.now_iso(now)
+            )
+            decision = rollout.decide(rollout.Inputs(**{**inputs.__dict__, "verdict": verdict}))
+        owner = _owner(fresh)
+        new_status = {**decision.status, "url": serving.service_url(owner, spec.model)}
+        if any(status.get(k) != v for k, v in new_status.items()):
+            await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
+                               subresource="status")  # fmt: skip
+        if decision.rejection is not None:
+            await _reject(ctx.namespace, ctx.name, decision.rejection.version, decision.rejection, cond.now_iso(now))
+        problem = None
+        if decision.traffic is not None:
+            _, problem = await converge(spec, fresh, decision.traffic)
+    if problem is not None:
+        return Outcome(
+            summary=cond.Summary(ready=False, reason="ChildrenFailed", message=problem, reconciling=True),
+            status=new_status,
+            conditions=decision.conditions,
+            events=decision.events,
+            requeue_after=wait_retry_seconds(),
+        )
+    return Outcome(
+        summary=decision.summary,
+        status=new_status,
+        conditions=decision.conditions,
+        events=decision.events,
+        requeue_after=decision.requeue_after,
+    )
+
+
+# --- watchers ---------------------------------------------------------------------------------
+
+
+async def repair(namespace: str, name: str, logger: Any) -> list[str]:
+    """Put the children of one ModelDeployment back as its status says they should be."""
+    async with _lock(namespace, name):
+        body = await kube().get(API, "ModelDeployment", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return []
+        parsed = parse(ModelDeploymentSpec, body.get("spec") or {})
+        if parsed.model is None or rollout.check_spec(parsed.model) is not None:
+            return []
+        spec: ModelDeploymentSpec = parsed.model
+        traffic = rollout.traffic_of(spec, body.get("status") or {})
+        if traffic is None:
+            return []
+        changed, problem = await converge(spec, body, traffic)
+    if problem is not None:
+        logger.warning(f"cannot repair the children of {namespace}/{name}: {problem}")
+    if changed:
+        message = f"put back: {', '.join(changed)}"
+        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type="Normal", reason="ChildRepaired", message=message)
+    return changed
+
+
+async def on_child_event(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
+    if event.get("type") not in ("MODIFIED", "DELETED"):
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    owner = labels.get(serving.DEPLOYMENT_LABEL)
+    namespace = body.get("metadata", {}).get("namespace")
+    if not owner or not namespace:
+        return
+    refs = body.get("metadata", {}).get("ownerReferences") or []
+    if event.get("type") == "MODIFIED" and not any(r.get("kind") == "ModelDeployment" for r in refs):
+        return  # not (or no longer) ours: the repair would only fight whoever took it
+    await repair(str(namespace), str(owner), logger)
+
+
+async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A version changed: nudge the ModelDeployments that track its model."""
+    if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
+        return
+    namespace = body.get("metadata", {}).get("namespace")
+    model = (body.get("spec") or {}).get("model")
+    if not namespace or not model:
+        return
+    deployments = await kube().list(API, "ModelDeployment", str(namespace))
+    watching = [
+        d for d in deployments if (d.get("spec") or {}).get("model") == model and (d.get("spec") or {}).get("track")
+    ]
+    if not watching:
+        return
+    versions = await _model_versions(str(namespace), str(model))
+    if not versions:
+        versions = await kube().list(API, "ModelVersion", str(namespace))
+    for deployment in watching:
+        parsed = parse(ModelDeploymentSpec, deployment.get("spec") or {})
+        if parsed.model is None:
+            continue
+        wanted = tracked(parsed.model, versions) or ""
+        annotations = deployment["metadata"].get("annotations") or {}
+        if annotations.get(TRACKED_ANNOTATION, "") == wanted:
+            continue
+        patch = {"metadata": {"annotations": {TRACKED_ANNOTATION: wanted or None}}}
+        try:
+            await kube().patch(API, "ModelDeployment", str(namespace), deployment["metadata"]["name"], patch)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+
 def setup(registry: kopf.OperatorRegistry) -> None:
-    """Add this kind's handlers to an operator's registry."""
+    """Add this kind's handlers to an operator's registry: the reconcile and the two watchers."""
     register(registry, kind_info("ModelDeployment"), reconcile_modeldeployment)
+    for api_version, _kind, group, plural in CHILD_KINDS:
+        version = api_version.rsplit("/", 1)[-1]
+        kopf.on.event(
+            group, version, plural, id=f"repair-{plural}", registry=registry,
+            labels={serving.DEPLOYMENT_LABEL: kopf.PRESENT},
+        )(on_child_event)  # fmt: skip
+    kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="track-versions", registry=registry)(
+        on_model_version_event
+    )

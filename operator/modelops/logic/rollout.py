@@ -1,0 +1,479 @@
+"""The rollout state machine of a ModelDeployment, as one pure function.
+
+``decide(Inputs) -> Decision`` reads the spec, the rollout state in status (all of it lives
+there, so an operator restarted at any moment continues at the same step), the version wanted,
+the clock, the last analysis verdict and the ``modelops.io/action`` annotation, and returns the
+next status, the traffic (which versions run where and with which weight), the summary and
+conditions, Events, whether to measure the canary now, and when to look again.
+
+Rules:
+- a first rollout (no stable version yet) goes straight to stable; ``Recreate`` swaps at once;
+  a return to one of the last ``rollbackWindow`` stable versions swaps at once too;
+- otherwise the canary walks the steps: ``setWeight`` sets its traffic share, ``pause`` waits
+  (a duration from ``stepStartedAt``, or until promoted), ``analysis`` and ``shadow`` measure every
+  ``analysis.interval`` and end at the first successful measurement once their duration (default
+  one interval) has passed; an inconclusive measurement holds the step;
+- a failed analysis or an ``abort`` rolls back: canary weight 0 and scaled to 0, stable untouched,
+  phase RolledBack, ``Degraded=True`` and ``Stalled=True`` (reason RolledBack) kept while the
+  rolled-back version is still the one wanted, until ``retry`` or a new version;
+- the end of the steps or a ``promote`` promotes: the canary becomes stable;
+- each distinct annotation value acts once (recorded in ``status.lastAction``).
+
+``decide`` asks for a measurement by returning ``measure`` (an AnalysisTarget) and no verdict
+applied; the caller measures and calls again with the same inputs plus the verdict.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeploymentSpec
+from modelops.logic import conditions as cond
+from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
+from modelops.logic.serving import Traffic
+
+ACTION_ANNOTATION: Final = "modelops.io/action"
+VERBS: Final = ("abort", "promote", "retry")
+HISTORY_LIMIT: Final = 20
+PREVIOUS_LIMIT: Final = 10
+MIN_REQUEUE: Final = 0.5
+
+# Condition types and reasons of this kind (CamelCase constants, in one place).
+PROGRESSING: Final = "Progressing"
+DEGRADED: Final = "Degraded"
+REASON_ANALYSIS_FAILED: Final = "AnalysisFailed"
+REASON_ABORTED: Final = "Aborted"
+REASON_CANARY: Final = "CanaryProgressing"
+REASON_PAUSED: Final = "Paused"
+REASON_HOLDING: Final = "AnalysisInconclusive"
+REASON_COMPLETE: Final = "RolloutComplete"
+REASON_HEALTHY: Final = "Healthy"
+
+STATUS_KEYS: Final = (
+    "phase", "message", "desiredVersion", "servingVersion", "stableVersion", "canaryVersion", "canaryWeight",
+    "step", "stepStartedAt", "analysis", "previousStableVersions", "failedVersion", "lastMeasuredAt",
+    "lastAction", "history",
+)  # fmt: skip
+
+DEFAULT_STEPS: Final = (
+    CanaryStep(set_weight=20),
+    CanaryStep(analysis=AnalysisStep()),
+    CanaryStep(set_weight=50),
+    CanaryStep(analysis=AnalysisStep()),
+    CanaryStep(set_weight=100),
+)
+
+
+def steps_of(spec: ModelDeploymentSpec) -> Sequence[CanaryStep]:
+    return spec.rollout.steps if spec.rollout.steps else DEFAULT_STEPS
+
+
+def uses_gateway(spec: ModelDeploymentSpec) -> bool:
+    return spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+
+
+def check_spec(spec: ModelDeploymentSpec) -> str | None:
+    """What the schema cannot say about the steps, naming the field; None when fine."""
+    for index, step in enumerate(steps_of(spec)):
+        if step.shadow is not None and not uses_gateway(spec):
+            return (
+                f"spec.rollout.steps[{index}].shadow: a shadow step needs spec.trafficRouting.gatewayAPI "
+                "(the HTTPRoute mirrors the traffic)"
+            )
+    try:
+        parse_duration(spec.analysis.interval)
+    except ValueError as error:
+        return f"spec.analysis.interval: {error}"
+    return None
+
+
+def parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def traffic_of(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> Traffic | None:
+    """Which versions run where, from the rollout state in status; None before a first rollout."""
+    stable = status.get("stableVersion")
+    if not stable:
+        return None
+    canary = status.get("canaryVersion") or None
+    mirror: int | None = None
+    step = status.get("step")
+    steps = steps_of(spec)
+    if canary and isinstance(step, int) and 0 <= step < len(steps):
+        shadow = steps[step].shadow
+        mirror = shadow.percent if shadow is not None else None
+    weight = status.get("canaryWeight") or 0
+    return Traffic(
+        stable_version=str(stable),
+        canary_version=str(canary or status.get("failedVersion") or stable),
+        canary_weight=int(weight) if canary else 0,
+        canary_active=bool(canary),
+        mirror_percent=mirror,
+    )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one decision reads."""
+
+    spec: ModelDeploymentSpec
+    namespace: str
+    name: str
+    status: Mapping[str, Any]
+    desired: str
+    now: datetime.datetime
+    desired_field: str = "spec.modelVersion"  # where the wanted version comes from, for the Event
+    verdict: Verdict | None = None
+    action: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Evidence for a ModelVersion whose canary was rolled back."""
+
+    version: str
+    metric: str
+    value: float | None
+    message: str
+
+
+@dataclass
+class Decision:
+    """What to do now."""
+
+    status: dict[str, Any]
+    traffic: Traffic | None
+    summary: cond.Summary
+    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    measure: AnalysisTarget | None = None
+    requeue_after: float | None = None
+    rejection: Rejection | None = None
+
+
+class _Machine:
+    """One decision's working state: a copy of the status fields, events and results."""
+
+    def __init__(self, inputs: Inputs) -> None:
+        self.inputs = inputs
+        self.spec = inputs.spec
+        self.now = inputs.now
+        self.now_text = cond.now_iso(inputs.now)
+        self.st: dict[str, Any] = {key: inputs.status.get(key) for key in STATUS_KEYS}
+        self.events: list[tuple[str, str, str]] = []
+        self.rejection: Rejection | None = None
+
+    # --- small helpers ---------------------------------------------------------------------------
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def record(self, version: str, result: str, message: str) -> None:
+        entry = {"version": version, "result": result, "at": self.now_text, "message": message}
+        if self.st.get("stableVersion") and self.st["stableVersion"] != version:
+            entry["fromVersion"] = self.st["stableVersion"]
+        history = [dict(h) for h in self.st.get("history") or [] if isinstance(h, Mapping)]
+        self.st["history"] = [entry, *history][:HISTORY_LIMIT]
+
+    def clear_canary(self) -> None:
+        self.st.update(canaryVersion=None, canaryWeight=0, step=None, stepStartedAt=None)
+
+    def make_stable(self, version: str) -> None:
+        old = self.st.get("stableVersion")
+        previous = [str(v) for v in self.st.get("previousStableVersions") or [] if v != version]
+        if old and old != version:
+            previous = [str(old), *[v for v in previous if v != old]]
+        self.st["previousStableVersions"] = previous[:PREVIOUS_LIMIT] or None
+        self.st["stableVersion"] = version
+        self.st["failedVersion"] = None
+        self.clear_canary()
+
+    def start_step(self, index: int) -> None:
+        self.st["step"] = index
+        self.st["stepStartedAt"] = self.now_text
+
+    def target(self) -> AnalysisTarget:
+        return AnalysisTarget(
+            namespace=self.inputs.namespace,
+            deployment=self.inputs.name,
+            model=self.spec.model,
+            stable_version=self.st.get("stableVersion"),
+            canary_version=str(self.st.get("canaryVersion")),
+        )
+
+    # --- outcomes ----------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        phase: str,
+        message: str,
+        *,
+        requeue: float | None = None,
+        measure: AnalysisTarget | None = None,
+        reason: str | None = None,
+    ) -> Decision:
+        st = self.st
+        st["phase"] = phase
+        st["message"] = message
+        stable, canary = st.get("stableVersion"), st.get("canaryVersion")
+        weight = int(st.get("canaryWeight") or 0)
+        st["servingVersion"] = canary if canary and weight > 50 else stable
+        conditions: list[tuple[str, bool, str, str]]
+        if phase == "Healthy":
+            summary = cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message)
+            conditions = [(PROGRESSING, False, REASON_COMPLETE, message), (DEGRADED, False, REASON_HEALTHY, message)]
+        elif phase == "RolledBack":
+            degraded_reason = reason or REASON_ANALYSIS_FAILED
+            summary = cond.Summary(ready=False, reason=cond.Reason.ROLLED_BACK, message=message, stalled=True)
+            conditions = [
+                (PROGRESSING, False, cond.Reason.ROLLED_BACK, message),
+                (DEGRADED, True, degraded_reason, message),
+            ]
+        else:
+            progress_reason = reason or (REASON_PAUSED if phase == "Paused" else REASON_CANARY)
+            summary = cond.Summary(ready=False, reason=progress_reason, message=message, reconciling=True)
+            conditions = [(PROGRESSING, True, progress_reason, message), (DEGRADED, False, REASON_HEALTHY, message)]
+        status = dict(st)
+        status["canaryWeight"] = weight
+        if requeue is not None:
+            requeue = max(MIN_REQUEUE, requeue)
+        return Decision(
+            status=status,
+            traffic=traffic_of(self.spec, status),
+            summary=summary,
+            conditions=conditions,
+            events=self.events,
+            measure=measure,
+            requeue_after=requeue,
+            rejection=self.rejection,
+        )
+
+    def rolled_back_message(self) -> str:
+        failed = self.st.get("failedVersion")
+        return (
+            f"{failed} was rolled back; {self.st.get('stableVersion')} keeps serving. Revert the commit that set "
+            f"{self.inputs.desired_field} to {failed}, set a new version, or retry with "
+            f"{ACTION_ANNOTATION}=retry"
+        )
+
+    def rollback(self, reason: str, failing: tuple[str, float | None, str] | None) -> Decision:
+        version = str(self.st.get("canaryVersion"))
+        stable = self.st.get("stableVersion")
+        if failing is not None:
+            metric, value, detail = failing
+            shown = "no value" if value is None else f"{value:g}"
+            why = f"analysis failed: {metric} = {shown}: {detail}"
+        else:
+            metric, value, detail = ("", None, "")
+            why = f"aborted by {ACTION_ANNOTATION}"
+        self.clear_canary()
+        self.st["failedVersion"] = version
+        self.record(version, "Aborted" if reason == REASON_ABORTED else "RolledBack", why)
+        message = (
+            f"canary {version} rolled back ({why}); {stable} keeps serving. Revert the commit that set "
+            f"{self.inputs.desired_field} to {version}"
+        )
+        self.event("Warning", cond.Reason.ROLLED_BACK, message)
+        if reason == REASON_ANALYSIS_FAILED and failing is not None:
+            self.rejection = Rejection(version=version, metric=metric, value=value, message=detail)
+        return self.finish("RolledBack", message, reason=reason)
+
+    def promote(self, how: str) -> Decision:
+        version = str(self.st.get("canaryVersion"))
+        old = self.st.get("stableVersion")
+        self.record(version, "Promoted", how)
+        self.make_stable(version)
+        self.event("Normal", "Promoted", f"{version} promoted to stable ({how}); {old} retired")
+        return self.finish("Healthy", f"serving {version}")
+
+    # --- the machine ------------------------------------------------------------------------------
+
+    def take_action(self) -> str | None:
+        raw = (self.inputs.action or "").strip()
+        if not raw or raw == self.st.get("lastAction"):
+            return None
+        self.st["lastAction"] = raw
+        verb = raw.split("/", 1)[0].strip().lower()
+        if verb not in VERBS:
+            self.event(
+                "Warning", "UnknownAction",
+                f"{ACTION_ANNOTATION}: {raw!r} is not one of {', '.join(VERBS)} (optionally /<nonce>); ignored",
+            )  # fmt: skip
+            return None
+        return verb
+
+    def run(self) -> Decision:
+        action = self.take_action()
+        desired = self.inputs.desired
+        self.st["desiredVersion"] = desired
+        stable = self.st.get("stableVersion")
+        if not stable:
+            self.make_stable(desired)
+            self.record(desired, "Deployed", "first version: no canary")
+            self.event("Normal", "Deployed", f"{desired} deployed as the first stable version")
+            return self.finish("Healthy", f"serving {desired}")
+        canary = self.st.get("canaryVersion")
+        if canary and canary != desired:
+            self.record(str(canary), "Cancelled", f"superseded by {desired}")
+            self.event("Normal", "CanaryCancelled", f"canary {canary} stopped: {desired} is wanted now")
+            self.clear_canary()
+            canary = None
+        if not canary:
+            return self.steady(action, str(stable), desired)
+        if action == "abort":
+            return self.rollback(REASON_ABORTED, None)
+        if action == "promote":
+            return self.promote(f"promoted by {ACTION_ANNOTATION}")
+        if action is not None:
+            self.event("Normal", "ActionIgnored", f"{action}: a canary of {canary} is already running")
+        return self.walk()
+
+    def steady(self, action: str | None, stable: str, desired: str) -> Decision:
+        if desired == stable:
+            if self.st.get("failedVersion"):
+                self.st["failedVersion"] = None
+            if action is not None:
+                self.event("Normal", "ActionIgnored", f"{action}: {stable} is already stable, no rollout to act on")
+            return self.finish("Healthy", f"serving {stable}")
+        if self.st.get("failedVersion") == desired and action not in ("retry", "promote"):
+            if action == "abort":
+                self.event("Normal", "ActionIgnored", f"abort: {desired} is already rolled back")
+            return self.finish(
+                "RolledBack", self.st.get("message") or self.rolled_back_message(),
+                reason=self._degraded_reason(),
+            )  # fmt: skip
+        window = [str(v) for v in self.st.get("previousStableVersions") or []][: self.spec.rollout.rollback_window]
+        how: str | None = None
+        if self.spec.rollout.strategy == "Recreate":
+            how = "strategy Recreate: swapped at once"
+        elif desired in window:
+            how = f"{desired} was stable moments ago (rollbackWindow {self.spec.rollout.rollback_window}): no analysis"
+        elif action == "promote":
+            how = f"promoted by {ACTION_ANNOTATION} without a canary"
+        if how is not None:
+            self.record(desired, "Replaced", how)
+            self.make_stable(desired)
+            self.event("Normal", "Replaced", f"{desired} replaced {stable} ({how})")
+            return self.finish("Healthy", f"serving {desired}")
+        if action == "retry":
+            self.event("Normal", "Retry", f"retrying the canary of {desired} from step 0")
+        elif action is not None:
+            self.event("Normal", "ActionIgnored", f"{action}: no canary is running")
+        self.st.update(failedVersion=None, canaryVersion=desired, canaryWeight=0, analysis=None, lastMeasuredAt=None)
+        self.start_step(0)
+        self.event("Normal", "RolloutStarted", f"canary {desired} started against stable {stable}")
+        return self.walk()
+
+    def _degraded_reason(self) -> str:
+        history = self.st.get("history") or []
+        latest = history[0] if history and isinstance(history[0], Mapping) else {}
+        return REASON_ABORTED if latest.get("result") == "Aborted" else REASON_ANALYSIS_FAILED
+
+    def walk(self) -> Decision:
+        steps = steps_of(self.spec)
+        interval = parse_duration(self.spec.analysis.interval)
+        canary = self.st.get("canaryVersion")
+        while True:
+            index = self.st.get("step")
+            if not isinstance(index, int) or index < 0:
+                index = 0
+                self.start_step(0)
+            if index >= len(steps):
+                return self.promote("all steps passed")
+            step = steps[index]
+            started = parse_time(self.st.get("stepStartedAt")) or self.now
+            where = f"step {index + 1}/{len(steps)}"
+            if step.set_weight is not None:
+                self.st["canaryWeight"] = step.set_weight
+                self.start_step(index + 1)
+                continue
+            if step.pause is not None:
+                if step.pause.duration is None:
+                    return self.finish(
+                        "Paused", f"canary {canary} at {self.st.get('canaryWeight') or 0}%: paused at {where} until "
+                        f"promoted ({ACTION_ANNOTATION}=promote)",
+                    )  # fmt: skip
+                deadline = started + datetime.timedelta(seconds=parse_duration(step.pause.duration))
+                if self.now >= deadline:
+                    self.start_step(index + 1)
+                    continue
+                left = (deadline - self.now).total_seconds()
+                return self.finish(
+                    "Paused",
+                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: paused at {where} until "
+                    f"{cond.now_iso(deadline)}",
+                    requeue=left,
+                )
+            measured = step.analysis if step.analysis is not None else step.shadow
+            assert measured is not None  # the schema allows exactly one action per step
+            duration = parse_duration(measured.duration) if measured.duration else interval
+            last = parse_time(self.st.get("lastMeasuredAt"))
+            if last is not None and last < started:
+                last = None
+            due = (last or started) + datetime.timedelta(seconds=interval)
+            kind = "shadow" if step.shadow is not None else "analysis"
+            if self.now < due:
+                holding = last is not None and any(
+                    isinstance(r, Mapping) and r.get("phase") != "Successful" for r in self.st.get("analysis") or []
+                )
+                state = "inconclusive, holding" if holding else "measuring"
+                return self.finish(
+                    "Progressing",
+                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} {state}",
+                    requeue=(due - self.now).total_seconds(),
+                    reason=REASON_HOLDING if holding else None,
+                )
+            verdict = self.inputs.verdict
+            if verdict is None:
+                return self.finish(
+                    "Progressing",
+                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} measuring",
+                    measure=self.target(),
+                    requeue=interval,
+                )
+            self.inputs = replace(self.inputs, verdict=None)  # a verdict counts once
+            self.st["analysis"] = [dict(r) for r in verdict.results]
+            self.st["lastMeasuredAt"] = self.now_text
+            if verdict.phase == "Failed":
+                return self.rollback(REASON_ANALYSIS_FAILED, verdict.failing)
+            if verdict.phase == "Inconclusive":
+                return self.finish(
+                    "Progressing",
+                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} inconclusive, "
+                    "holding and measuring again",
+                    requeue=interval,
+                    reason=REASON_HOLDING,
+                )
+            if self.now >= started + datetime.timedelta(seconds=duration):
+                self.start_step(index + 1)
+                continue
+            return self.finish(
+                "Progressing",
+                f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} passing",
+                requeue=interval,
+            )
+
+
+def previous_results(status: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """status.analysis of the current step (what ``measure`` carries counts over from)."""
+    started = parse_time(status.get("stepStartedAt"))
+    results = [r for r in status.get("analysis") or [] if isinstance(r, Mapping)]
+    if started is None or not results:
+        return None
+    kept = [r for r in results if (parse_time(r.get("at")) or started) >= started]
+    return kept or None
+
+
+def decide(inputs: Inputs) -> Decision:
+    """The next rollout state (see the module docstring)."""
+    return _Machine(inputs).run()

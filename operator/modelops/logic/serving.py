@@ -1,0 +1,605 @@
+"""A ModelDeployment's children, as pure functions of its spec, its rollout state and its versions.
+
+``desired_children`` returns every object the operator keeps in the cluster for one
+ModelDeployment, whole (labels and ownerReferences included):
+
+- a ConfigMap per served version holding the ``result.json`` that ``modelops serve --model-dir``
+  reads, synthesised from the ModelVersion (model, task, artifact with its sha256, signature,
+  reference statistics);
+- Deployments ``<name>-stable`` and ``<name>-canary`` running ``modelops serve`` on the version's
+  artifact (a ``pvc://`` claim mounted read-only, other stores fetched into an emptyDir cache),
+  v2 health probes, a locked-down security context and graceful shutdown;
+- a Service over both (selector ``modelops.io/deployment``), a ServiceMonitor and a
+  PrometheusRule with error-rate and latency alerts (carrying the cluster's rule labels);
+- optionally an HPA for the stable Deployment and a PodDisruptionBudget;
+- with Gateway API routing, per-role Services and an HTTPRoute whose backend weights split the
+  traffic (and whose RequestMirror filter shadows the canary).
+
+Traffic by replica ratio (the default) follows Argo Rollouts' basic canary
+(``utils/replicaset/canary.go``): the canary gets ``ceil(replicas * weight / 100)`` replicas (at
+least one while its weight is above zero) and the stable ``ceil(replicas * (100 - weight) / 100)``.
+Both round up, so during a canary the two together may run one replica more than
+``spec.replicas``, never fewer: the stable is never starved to make room. With an HTTPRoute the
+weights split traffic exactly, so the stable keeps all its replicas and the canary gets its share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelops.api.common import API_VERSION
+from modelops.api.modeldeployment import ModelDeploymentSpec
+
+JsonDict = dict[str, Any]
+
+DEPLOYMENT_LABEL = "modelops.io/deployment"
+ROLE_LABEL = "modelops.io/role"
+VERSION_LABEL = "modelops.io/version"
+MODEL_LABEL = "modelops.io/model"
+CONTAINER = "server"
+MODEL_DIR = "/etc/modelops/model"
+CACHE_DIR = "/var/cache/modelops"
+PVC_ROOT = "/mnt/pvc"
+SERVICE_PORT = 80
+GRACEFUL_TIMEOUT = 20
+TERMINATION_GRACE = 30  # the server's drain time plus headroom for the endpoints to drop the pod
+SERVER_UID = 10001
+ARTIFACT_FILE = "model.joblib"
+
+
+class InvalidVersionError(ValueError):
+    """A ModelVersion the model server cannot serve (names the field)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Which versions run where and how traffic is split."""
+
+    stable_version: str
+    canary_version: str | None  # the canary Deployment's version (kept, scaled to 0, after a canary)
+    canary_weight: int = 0  # percent of traffic to the canary
+    canary_active: bool = False  # the canary runs (a weight step, an analysis or a shadow)
+    mirror_percent: int | None = None  # a shadow step: share of requests mirrored to the canary
+
+
+def child_name(owner: str, suffix: str) -> str:
+    """``<owner>-<suffix>``, shortened with a hash to stay a valid DNS label (63 characters)."""
+    name = f"{owner}-{suffix}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: 63 - 9].rstrip('-')}-{digest}"
+
+
+def stable_name(owner: str) -> str:
+    return child_name(owner, "stable")
+
+
+def canary_name(owner: str) -> str:
+    return child_name(owner, "canary")
+
+
+def model_config_name(owner: str, version: str) -> str:
+    return child_name(owner, f"model-{version}")
+
+
+def service_url(owner: Owner, model: str) -> str:
+    return f"http://{owner.name}.{owner.namespace}.svc:{SERVICE_PORT}/v2/models/{model}"
+
+
+def replica_counts(replicas: int, weight: int, *, gateway: bool, canary_active: bool) -> tuple[int, int]:
+    """(stable, canary) replicas for a canary weight (see the module docstring)."""
+    weight = max(0, min(100, weight))
+    if not canary_active:
+        return replicas, 0
+    canary = math.ceil(replicas * weight / 100)
+    if replicas > 0 and (weight > 0 or gateway):
+        canary = max(canary, 1)  # a shadowed or analysed canary needs a pod even at weight 0
+    if gateway:
+        return replicas, canary
+    stable = math.ceil(replicas * (100 - weight) / 100)
+    return stable, canary
+
+
+def rule_labels(text: str | None) -> dict[str, str]:
+    """``k=v,k2=v2`` (MODELOPS_RULE_LABELS) as a dict; blanks and malformed parts are skipped."""
+    labels: dict[str, str] = {}
+    for part in (text or "").split(","):
+        key, sep, value = part.strip().partition("=")
+        if sep and key.strip():
+            labels[key.strip()] = value.strip()
+    return labels
+
+
+def model_result(version: Mapping[str, Any]) -> JsonDict:
+    """The ``result.json`` (docs/contracts.md) that ``modelops serve`` reads, from a ModelVersion."""
+    meta = version.get("metadata") or {}
+    spec = version.get("spec") or {}
+    name = meta.get("name", "?")
+    artifact = spec.get("artifact") or {}
+    if not artifact.get("uri") or not artifact.get("sha256"):
+        raise InvalidVersionError(f"ModelVersion {name}: spec.artifact needs a uri and a sha256 to be served")
+    signature = spec.get("signature") or {}
+    if not signature.get("inputs"):
+        raise InvalidVersionError(
+            f"ModelVersion {name}: spec.signature.inputs is empty; the model server needs the model's inputs"
+        )
+    result: JsonDict = {
+        "resultVersion": 1,
+        "model": spec.get("model"),
+        "version": name,
+        "artifact": {
+            "uri": artifact["uri"],
+            "path": ARTIFACT_FILE,
+            "sha256": artifact["sha256"],
+            "format": artifact.get("format", "joblib"),
+        },
+        "signature": signature,
+        "framework": spec.get("framework") or {"name": "scikit-learn"},
+    }
+    if artifact.get("sizeBytes") is not None:
+        result["artifact"]["sizeBytes"] = artifact["sizeBytes"]
+    for key in ("task", "referenceStats", "metrics"):
+        if spec.get(key) is not None:
+            result[key] = spec[key]
+    return result
+
+
+def _labels(owner: Owner, model: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelops-server",
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": "modelops-operator",
+        DEPLOYMENT_LABEL: owner.name,
+        MODEL_LABEL: model,
+    }
+
+
+def owner_reference(owner: Owner) -> JsonDict:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ModelDeployment",
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(owner: Owner, name: str, labels: Mapping[str, str]) -> JsonDict:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": dict(labels),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def _config_map(owner: Owner, model: str, version: Mapping[str, Any]) -> JsonDict:
+    name = str((version.get("metadata") or {}).get("name"))
+    labels = {**_labels(owner, model), VERSION_LABEL: name}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, model_config_name(owner.name, name), labels),
+        "data": {"result.json": json.dumps(model_result(version), indent=2, sort_keys=True)},
+    }
+
+
+def _artifact_volume(uri: str) -> tuple[list[JsonDict], list[JsonDict]]:
+    """Volumes and mounts that make the artifact reachable: a pvc:// claim, read-only."""
+    if not uri.startswith("pvc://"):
+        return [], []
+    claim = uri.removeprefix("pvc://").partition("/")[0]
+    return (
+        [{"name": "artifacts", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+        [{"name": "artifacts", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True}],
+    )
+
+
+def _deployment(
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    version: Mapping[str, Any],
+    *,
+    role: str,
+    replicas: int | None,
+    image: str,
+) -> JsonDict:
+    version_name = str((version.get("metadata") or {}).get("name"))
+    artifact = (version.get("spec") or {}).get("artifact") or {}
+    name = stable_name(owner.name) if role == "stable" else canary_name(owner.name)
+    selector = {DEPLOYMENT_LABEL: owner.name, ROLE_LABEL: role}
+    pod_labels = {**_labels(owner, spec.model), ROLE_LABEL: role, VERSION_LABEL: version_name}
+    port = spec.server.port
+    args = [
+        "serve",
+        "--model-dir", MODEL_DIR,
+        "--host", "0.0.0.0",  # a pod's server listens on the pod's address
+        "--port", str(port),
+        "--name", spec.model,
+        "--version", version_name,
+        "--artifact-uri", str(artifact.get("uri")),
+        "--sha256", str(artifact.get("sha256")),
+        "--cache-dir", CACHE_DIR,
+        "--graceful-timeout", str(GRACEFUL_TIMEOUT),
+    ]  # fmt: skip
+    if spec.server.workers is not None:
+        args += ["--workers", str(spec.server.workers)]
+    pvc_volumes, pvc_mounts = _artifact_volume(str(artifact.get("uri")))
+    env: list[JsonDict] = [{"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT}]
+    pod = spec.pod
+    if pod and pod.env:
+        env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in pod.env)
+
+    def probe(path: str, period: int, failures: int) -> JsonDict:
+        return {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": failures,
+        }
+
+    container: JsonDict = {
+        "name": CONTAINER,
+        "image": spec.server.image or image,
+        "command": ["modelops"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": env,
+        "readinessProbe": probe("/v2/health/ready", 5, 3),
+        "livenessProbe": {**probe("/v2/health/live", 10, 3), "initialDelaySeconds": 10},
+        "startupProbe": probe("/v2/health/live", 2, 60),
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+            {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *pvc_mounts,
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if pod and pod.resources:
+        container["resources"] = pod.resources.model_dump(by_alias=True, exclude_none=True)
+    pod_spec: JsonDict = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE,
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SERVER_UID,
+            "runAsGroup": SERVER_UID,
+            "fsGroup": SERVER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [
+            {"name": "model", "configMap": {"name": model_config_name(owner.name, version_name)}},
+            {"name": "cache", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            *pvc_volumes,
+        ],
+    }
+    if pod:
+        if pod.node_selector:
+            pod_spec["nodeSelector"] = dict(pod.node_selector)
+        if pod.tolerations:
+            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
+        if pod.service_account_name:
+            pod_spec["serviceAccountName"] = pod.service_account_name
+    deployment_spec: JsonDict = {
+        "selector": {"matchLabels": selector},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)},
+            },
+            "spec": pod_spec,
+        },
+    }
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    labels = {**_labels(owner, spec.model), ROLE_LABEL: role, VERSION_LABEL: version_name}
+    metadata = _meta(owner, name, labels)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
+
+
+def _service(spec: ModelDeploymentSpec, owner: Owner, name: str, role: str | None) -> JsonDict:
+    selector = {DEPLOYMENT_LABEL: owner.name}
+    labels = _labels(owner, spec.model)
+    if role is not None:
+        selector[ROLE_LABEL] = role
+        labels = {**labels, ROLE_LABEL: role}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, name, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _service_monitor(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(owner, owner.name, _labels(owner, spec.model)),
+        "spec": {
+            # The Service over both roles: one scrape target per pod, stable and canary alike.
+            "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/component": "model-server"}},
+            "namespaceSelector": {"matchNames": [owner.namespace]},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+def _prometheus_rule(spec: ModelDeploymentSpec, owner: Owner, extra_labels: Mapping[str, str]) -> JsonDict:
+    match = f'namespace="{owner.namespace}",model="{spec.model}"'
+    error = spec.analysis.builtin.error_rate
+    latency = spec.analysis.builtin.latency
+    max_ratio = error.max_ratio if error is not None else 0.05
+    max_seconds = latency.max_seconds if latency is not None else 0.5
+    annotations_common = {"deployment": f"{owner.namespace}/{owner.name}"}
+    rules: list[JsonDict] = [
+        {
+            "alert": "ModelServerErrorRateHigh",
+            "expr": (
+                f'sum by (version) (rate(modelops_requests_total{{{match},code=~"5.."}}[5m])) / '
+                f"sum by (version) (rate(modelops_requests_total{{{match}}}[5m])) > {max_ratio}"
+            ),
+            "for": "5m",
+            "labels": {"severity": "warning", "model": spec.model},
+            "annotations": {
+                **annotations_common,
+                "summary": f"Model {spec.model} version {{{{ $labels.version }}}} answers more than "
+                f"{max_ratio:.0%} of requests with 5xx",
+            },
+        },
+        {
+            "alert": "ModelServerLatencyHigh",
+            "expr": (
+                "histogram_quantile(0.99, sum by (version, le) "
+                f"(rate(modelops_request_duration_seconds_bucket{{{match}}}[5m]))) > {max_seconds}"
+            ),
+            "for": "5m",
+            "labels": {"severity": "warning", "model": spec.model},
+            "annotations": {
+                **annotations_common,
+                "summary": f"Model {spec.model} version {{{{ $labels.version }}}} p99 latency above {max_seconds}s",
+            },
+        },
+    ]
+    labels = {**_labels(owner, spec.model), **extra_labels}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(owner, owner.name, labels),
+        "spec": {"groups": [{"name": f"modelops-{owner.namespace}-{owner.name}", "rules": rules}]},
+    }
+
+
+def _hpa(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
+    assert spec.autoscaling is not None
+    scaling = spec.autoscaling
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, owner.name, _labels(owner, spec.model)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": stable_name(owner.name)},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": max(scaling.max_replicas, scaling.min_replicas),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _pdb(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, owner.name, _labels(owner, spec.model)),
+        "spec": {"minAvailable": spec.min_available, "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name}}},
+    }
+
+
+def _http_route(spec: ModelDeploymentSpec, owner: Owner, traffic: Traffic) -> JsonDict:
+    gateway = spec.traffic_routing.gateway_api if spec.traffic_routing else None
+    assert gateway is not None
+    weight = traffic.canary_weight if traffic.canary_active else 0
+    rule: JsonDict = {
+        "matches": [{"path": {"type": "PathPrefix", "value": gateway.path}}],
+        "backendRefs": [
+            {"name": stable_name(owner.name), "port": SERVICE_PORT, "weight": 100 - weight},
+            {"name": canary_name(owner.name), "port": SERVICE_PORT, "weight": weight},
+        ],
+    }
+    if traffic.canary_active and traffic.mirror_percent:
+        rule["filters"] = [
+            {
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": {"name": canary_name(owner.name), "port": SERVICE_PORT},
+                    "percent": traffic.mirror_percent,
+                },
+            }
+        ]
+    route_spec: JsonDict = {"parentRefs": [dict(ref) for ref in gateway.parent_refs], "rules": [rule]}
+    if gateway.hostnames:
+        route_spec["hostnames"] = list(gateway.hostnames)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _meta(owner, owner.name, _labels(owner, spec.model)),
+        "spec": route_spec,
+    }
+
+
+@dataclass(frozen=True)
+class Children:
+    """What to keep (applied) and what to remove (kind, apiVersion, name) for one ModelDeployment."""
+
+    keep: list[JsonDict]
+    remove: list[tuple[str, str, str]]
+
+
+# Optional children by (apiVersion, kind, name suffix or "" for the owner's own name).
+OPTIONAL: tuple[tuple[str, str, str], ...] = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler", ""),
+    ("policy/v1", "PodDisruptionBudget", ""),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute", ""),
+    ("v1", "Service", "stable"),
+    ("v1", "Service", "canary"),
+)
+
+
+def desired_children(
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    traffic: Traffic,
+    versions: Mapping[str, Mapping[str, Any]],
+    *,
+    image: str,
+    rule_label_text: str | None = None,
+    stable_replicas_now: int | None = None,
+) -> Children:
+    """Every child of a ModelDeployment for the given traffic.
+
+    ``versions`` maps the ModelVersion names in ``traffic`` to their objects. With an HPA the
+    stable Deployment's replica count is the HPA's (``spec.replicas`` omitted);
+    ``stable_replicas_now`` (the Deployment's current count) then sizes the canary. Raises
+    InvalidVersionError when a version cannot be served.
+    """
+    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    base = spec.replicas
+    if spec.autoscaling is not None:
+        base = stable_replicas_now if stable_replicas_now is not None else spec.autoscaling.min_replicas
+    stable_count, canary_count = replica_counts(
+        base, traffic.canary_weight, gateway=gateway, canary_active=traffic.canary_active
+    )
+    keep: list[JsonDict] = []
+    wanted_versions = [traffic.stable_version]
+    canary_version = traffic.canary_version or traffic.stable_version
+    if canary_version not in wanted_versions:
+        wanted_versions.append(canary_version)
+    for name in wanted_versions:
+        keep.append(_config_map(owner, spec.model, versions[name]))
+    keep.append(
+        _deployment(
+            spec, owner, versions[traffic.stable_version], role="stable",
+            replicas=None if spec.autoscaling is not None else stable_count, image=image,
+        )
+    )  # fmt: skip
+    keep.append(_deployment(spec, owner, versions[canary_version], role="canary", replicas=canary_count, image=image))
+    keep.append(_service(spec, owner, owner.name, None))
+    keep.append(_service_monitor(spec, owner))
+    keep.append(_prometheus_rule(spec, owner, rule_labels(rule_label_text)))
+    remove: list[tuple[str, str, str]] = []
+    optional: dict[tuple[str, str, str], JsonDict | None] = {
+        ("autoscaling/v2", "HorizontalPodAutoscaler", ""): _hpa(spec, owner) if spec.autoscaling else None,
+        ("policy/v1", "PodDisruptionBudget", ""): _pdb(spec, owner) if spec.min_available is not None else None,
+        ("gateway.networking.k8s.io/v1", "HTTPRoute", ""): _http_route(spec, owner, traffic) if gateway else None,
+        ("v1", "Service", "stable"): (_service(spec, owner, stable_name(owner.name), "stable") if gateway else None),
+        ("v1", "Service", "canary"): (_service(spec, owner, canary_name(owner.name), "canary") if gateway else None),
+    }
+    for (api_version, kind, suffix), obj in optional.items():
+        if obj is not None:
+            keep.append(obj)
+        else:
+            remove.append((api_version, kind, child_name(owner.name, suffix) if suffix else owner.name))
+    return Children(keep=keep, remove=remove)
+
+
+def stale_config_maps(
+    owner: str, existing: Sequence[Mapping[str, Any]], keep: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Names of the owner's model ConfigMaps that no child mounts any more."""
+    wanted = {str(obj["metadata"]["name"]) for obj in keep if obj.get("kind") == "ConfigMap"}
+    return sorted(
+        str(cm["metadata"]["name"])
+        for cm in existing
+        if (cm.get("metadata") or {}).get("labels", {}).get(DEPLOYMENT_LABEL) == owner
+        and str(cm["metadata"]["name"]) not in wanted
+    )
+
+
+def differs(desired: Any, actual: Any) -> bool:
+    """Whether ``actual`` lacks or changes anything ``desired`` sets (fields the server adds are fine)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(actual, Mapping):
+            return True
+        return any(differs(value, actual.get(key)) for key, value in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(actual) != len(desired):
+            return True
+        return any(differs(d, a) for d, a in zip(desired, actual, strict=True))
+    if isinstance(desired, (int, float)) and isinstance(actual, (int, float)) and not isinstance(desired, bool):
+        return desired != actual
+    return bool(desired != actual)
+
+
+# Maps where a key added by hand changes behaviour, so they must match exactly (not as a subset).
+EXACT_MAPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Service": (("spec", "selector"),),
+    "Deployment": (("spec", "selector", "matchLabels"),),
+}
+
+
+def _at(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def needs_repair(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
+    """Whether a child differs from what is desired, counting keys added to its exact maps."""
+    if differs(desired, actual):
+        return True
+    for path in EXACT_MAPS.get(str(desired.get("kind")), ()):
+        wanted, found = _at(desired, path), _at(actual, path)
+        if isinstance(found, Mapping) and isinstance(wanted, Mapping) and set(found) - set(wanted):
+            return True
+    return False
+
+
+def repair_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> JsonDict:
+    """A JSON merge patch that makes ``actual`` what is desired, removing keys added to exact maps."""
+    patch: JsonDict = json.loads(json.dumps(desired))
+    for path in EXACT_MAPS.get(str(desired.get("kind")), ()):
+        wanted, found = _at(patch, path), _at(actual, path)
+        if isinstance(found, Mapping) and isinstance(wanted, dict):
+            for extra in set(found) - set(wanted):
+                wanted[extra] = None
+    return patch
