@@ -145,7 +145,7 @@ def test_digits_termination_message_fits(tmp_path: Path) -> None:
     config = config_for(
         "sklearn://digits",
         estimator={"className": "sklearn.naive_bayes.GaussianNB", "params": {}},
-        artifactUri="s3://models/" + "very-long-prefix/" * 20 + "digits",
+        artifactUri="pvc://models/" + "very-long-prefix/" * 20 + "digits",
     )
     run = run_trainer(config, tmp_path)
     result = check_success(run, "classification")
