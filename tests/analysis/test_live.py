@@ -29,7 +29,9 @@ def target(canary: str, stable: str | None = STABLE) -> AnalysisTarget:
 
 
 def spec(fleet: Fleet, **fields: Any) -> AnalysisSpec:
-    return AnalysisSpec.model_validate({"interval": WINDOW, "prometheus": {"address": fleet.prometheus.url}, **fields})
+    """An analysis of the fleet; one failed measurement fails a check unless a test says otherwise."""
+    base = {"interval": WINDOW, "prometheus": {"address": fleet.prometheus.url}, "failureLimit": 1}
+    return AnalysisSpec.model_validate({**base, **fields})
 
 
 def by_name(verdict: Verdict) -> dict[str, dict[str, Any]]:
@@ -177,7 +179,9 @@ async def test_prometheus_stopped_mid_analysis_holds_then_fails_at_the_limit(liv
 
 async def test_unreachable_prometheus_under_fail_and_pass_policies(fleet: Fleet) -> None:
     address = f"http://127.0.0.1:{free_port()}"
-    failing = AnalysisSpec.model_validate({"inconclusivePolicy": "Fail", "prometheus": {"address": address}})
+    failing = AnalysisSpec.model_validate(
+        {"inconclusivePolicy": "Fail", "failureLimit": 1, "prometheus": {"address": address}}
+    )
     verdict = await measure(failing, target(HEALTHY), None, now=now())
     assert verdict.phase == "Failed"
     assert verdict.failing is not None
@@ -190,15 +194,17 @@ async def test_unreachable_prometheus_under_fail_and_pass_policies(fleet: Fleet)
 
 async def test_no_prometheus_configured_is_inconclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELOPS_PROMETHEUS_URL", raising=False)
-    verdict = await measure(AnalysisSpec(failure_limit=3), target(HEALTHY), None, now=now())
+    # The defaults (Pause, failureLimit 3): held twice, failed at the third inconclusive measurement.
+    verdict = await measure(AnalysisSpec(), target(HEALTHY), None, now=now())
     assert verdict.phase == "Inconclusive"
     assert [r["name"] for r in verdict.results] == ["error-rate", "latency-p99"]
     assert all("MODELOPS_PROMETHEUS_URL" in r["message"] for r in verdict.results)
-    # The defaults (Pause, failureLimit 1): the first inconclusive measurement reaches the limit.
-    verdict = await measure(AnalysisSpec(), target(HEALTHY), None, now=now())
+    verdict = await measure(AnalysisSpec(), target(HEALTHY), verdict.results, now=now())
+    assert verdict.phase == "Inconclusive"
+    verdict = await measure(AnalysisSpec(), target(HEALTHY), verdict.results, now=now())
     assert verdict.phase == "Failed"
     assert verdict.failing is not None
-    assert "failureLimit 1 reached" in verdict.failing[2]
+    assert "failureLimit 3 reached" in verdict.failing[2]
 
 
 async def test_default_url_comes_from_the_environment(live: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:

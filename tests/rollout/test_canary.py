@@ -103,7 +103,7 @@ def test_passing_analysis_promotes_step_by_step(cluster: KubeClient, operator: K
 
 
 def test_failing_analysis_rolls_back_and_stays_until_retry(cluster: KubeClient, operator: KopfRunner) -> None:
-    start(cluster, analysis={"interval": "1s", "inconclusivePolicy": "Fail"})
+    start(cluster, analysis={"interval": "1s", "inconclusivePolicy": "Fail", "failureLimit": 1})
     want(cluster, "iris-v2")
     failed = cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="RolledBack"), timeout=30)
     assert failed is not None

@@ -174,7 +174,15 @@ class AnalysisSpec(ApiModel):
     """How a canary is judged."""
 
     interval: Duration = Field(default="1m", description="How often the checks run.")
-    failure_limit: int = Field(default=1, ge=1, le=100, description="Failed measurements that trigger a rollback.")
+    failure_limit: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Failed measurements of a check that trigger a rollback; under inconclusivePolicy Pause, also the "
+            "inconclusive measurements after which holding turns into a failure."
+        ),
+    )
     inconclusive_policy: Literal["Pause", "Pass", "Fail"] = Field(
         default="Pause",
         description=(
