@@ -29,6 +29,7 @@ from modelops.drift import bins as binning
 from modelops.drift import comparison
 from modelops.drift.methods import METHOD_KINDS
 from modelops.logic.analysis import parse_duration
+from modelops.logic.conditions import parse_time
 from modelops.logic.driftrules import FEATURE_BUCKET, FEATURE_CATEGORY, POLICY_LABEL, Target, series_selector
 
 JsonDict = dict[str, Any]
@@ -195,16 +196,6 @@ def drift_events(was_drifted: bool | None, evaluation: Evaluation, message: str)
 
 
 # --- time ---------------------------------------------------------------------------------------
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def seconds_until_due(last_evaluation: str | None, interval: str, now: datetime.datetime) -> float:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.logic.conditions import parse_time as _parse_time
 from modelops.logic.policy import GOVERNED_STAGES, Policy
 
 OPERATOR_IDENTITY = "system:serviceaccount:modelops-system:modelops-operator"
@@ -60,16 +61,6 @@ class Identity:
 
 
 # --- records in annotations -----------------------------------------------------------------------
-
-
-def _parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def parse_records(text: str | None) -> tuple[list[Record], list[str]]:

@@ -33,6 +33,7 @@ from typing import Any, Final
 from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeploymentSpec
 from modelops.logic import conditions as cond
 from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
+from modelops.logic.conditions import parse_time
 from modelops.logic.serving import Traffic
 
 ACTION_ANNOTATION: Final = "modelops.io/action"
@@ -88,16 +89,6 @@ def check_spec(spec: ModelDeploymentSpec) -> str | None:
     except ValueError as error:
         return f"spec.analysis.interval: {error}"
     return None
-
-
-def parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def traffic_of(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> Traffic | None:

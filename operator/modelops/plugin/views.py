@@ -11,6 +11,8 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelops.logic.conditions import parse_time
+
 Obj = dict[str, Any]
 
 MODEL_LABEL = "modelops.io/model"
@@ -50,16 +52,6 @@ def _version_number(obj: Mapping[str, Any]) -> int:
 
 def sort_versions(versions: Iterable[Obj]) -> list[Obj]:
     return sorted(versions, key=lambda v: (_version_number(v), name_of(v)))
-
-
-def parse_time(value: Any) -> datetime.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 # --- status ----------------------------------------------------------------------------------
