@@ -9,6 +9,7 @@ it, with its own history entry and Event). Malformed records are ignored with a 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import kopf
@@ -21,6 +22,14 @@ from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import governance
 from modelops.logic.policy import DEFAULT, Policy
+
+_PRODUCTION_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+def _production_lock(namespace: str, model: str) -> asyncio.Lock:
+    """A lock per model in this operator's event loop (tests run several operators in turn)."""
+    key = (id(asyncio.get_running_loop()), namespace, model)
+    return _PRODUCTION_LOCKS.setdefault(key, asyncio.Lock())
 
 
 async def archive_previous_production(spec: ModelVersionSpec, ctx: Context, now: str) -> list[str]:
@@ -96,15 +105,23 @@ def make_reconcile(policy: Policy) -> Any:
         if decision.transition is not None:
             t = decision.transition
             if decision.stage == "Production":
-                try:
-                    archived = await archive_previous_production(spec, ctx, now)
-                except KubeError as error:
-                    # Nothing of this version was granted yet: try again, the whole move at once.
-                    raise kopf.TemporaryError(
-                        f"cannot archive the previous Production version: {error}", delay=2
-                    ) from None
-                if archived:
-                    t = {**t, "reason": f"{t['reason']}; archived {', '.join(archived)}"}
+                # One grant of Production per model at a time (one active replica, through peering):
+                # archive the others and record this grant before another version can look.
+                async with _production_lock(ctx.namespace, spec.model):
+                    try:
+                        archived = await archive_previous_production(spec, ctx, now)
+                    except KubeError as error:
+                        # Nothing of this version was granted yet: try again, the whole move at once.
+                        raise kopf.TemporaryError(
+                            f"cannot archive the previous Production version: {error}", delay=2
+                        ) from None
+                    if archived:
+                        t = {**t, "reason": f"{t['reason']}; archived {', '.join(archived)}"}
+                    status["history"] = governance.append_history(history, t)
+                    await common.kube().patch(
+                        common.API, "ModelVersion", ctx.namespace, ctx.name,
+                        {"status": {"stage": "Production", "history": status["history"]}}, subresource="status",
+                    )  # fmt: skip
             status["history"] = governance.append_history(history, t)
             events.append(("Normal", "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
         return Outcome(
