@@ -17,7 +17,7 @@ import kopf
 from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.controller import common, webhooks
-from modelops.controller.framework import Context, Outcome, register
+from modelops.controller.framework import Context, Outcome, build_status, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import governance
@@ -102,34 +102,36 @@ def make_reconcile(policy: Policy) -> Any:
             "gates": decision.gates,
             "approvals": records,
         }
-        if decision.transition is not None:
-            t = decision.transition
-            if decision.stage == "Production":
-                # One grant of Production per model at a time (one active replica, through peering):
-                # archive the others and record this grant before another version can look.
-                async with _production_lock(ctx.namespace, spec.model):
-                    try:
-                        archived = await archive_previous_production(spec, ctx, now)
-                    except KubeError as error:
-                        # Nothing of this version was granted yet: try again, the whole move at once.
-                        raise kopf.TemporaryError(
-                            f"cannot archive the previous Production version: {error}", delay=2
-                        ) from None
-                    if archived:
-                        t = {**t, "reason": f"{t['reason']}; archived {', '.join(archived)}"}
-                    status["history"] = governance.append_history(history, t)
-                    await common.kube().patch(
-                        common.API, "ModelVersion", ctx.namespace, ctx.name,
-                        {"status": {"stage": "Production", "history": status["history"]}}, subresource="status",
-                    )  # fmt: skip
-            status["history"] = governance.append_history(history, t)
-            events.append(("Normal", "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
-        return Outcome(
+        outcome = Outcome(
             summary=cond.Summary(ready=decision.ready, reason=decision.reason, message=decision.message),
             status=status,
             conditions=decision.conditions,
             events=events,
         )
+        if decision.transition is None:
+            return outcome
+        t = decision.transition
+        if decision.stage != "Production":
+            status["history"] = governance.append_history(history, t)
+            events.append(("Normal", "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
+            return outcome
+        # One grant of Production per model at a time (one active replica, through peering): archive
+        # the others and write this grant's whole status before another version of the model looks.
+        async with _production_lock(ctx.namespace, spec.model):
+            try:
+                archived = await archive_previous_production(spec, ctx, now)
+            except KubeError as error:
+                # Nothing of this version was granted yet: try again, the whole move at once.
+                raise kopf.TemporaryError(f"cannot archive the previous Production version: {error}", delay=2) from None
+            if archived:
+                t = {**t, "reason": f"{t['reason']}; archived {', '.join(archived)}"}
+            status["history"] = governance.append_history(history, t)
+            events.append(("Normal", "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
+            granted_status = build_status(ctx.status, outcome, ctx.generation, now)
+            await common.kube().patch(
+                common.API, "ModelVersion", ctx.namespace, ctx.name, {"status": granted_status}, subresource="status"
+            )
+        return outcome
 
     return reconcile_modelversion
 
