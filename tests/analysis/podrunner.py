@@ -9,6 +9,12 @@ directory) and the pod's port replaced by a free loopback port. When a Deploymen
 changes (a new version) the old process is stopped and a new one started; at 0 replicas it is
 stopped. The running pods are Prometheus' file_sd targets, labelled as the ServiceMonitor's
 scrape labels them (namespace, pod, service). The operator sees only the API objects.
+
+Like the deployment controller, it writes each Deployment's status (``rollout.kit.DeploymentController.status_for``:
+observedGeneration, replicas, updated/ready/available replicas, the Available and Progressing
+conditions): all ``spec.replicas`` available once the Deployment's one process answers
+``/v2/health/ready`` with 200 (the readiness probe the operator sets), none before. One process
+stands for all of a Deployment's replicas.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import requests
 
 from kubeemu.client import ApiError, KubeClient
 from promkit import Prometheus, free_port
+from rollout.kit import DeploymentController
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +50,15 @@ class Pod:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+
+    def ready(self) -> bool:
+        """The readiness probe: the process runs and ``/v2/health/ready`` answers 200."""
+        if self.process.poll() is not None:
+            return False
+        try:
+            return requests.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -83,6 +99,7 @@ class PodRunner:
 
     def sync(self) -> None:
         wanted: dict[str, Any] = {}
+        seen: list[dict[str, Any]] = []
         for name in (f"{self.owner}-stable", f"{self.owner}-canary"):
             try:
                 deployment = self.kube.get("apps/v1", "Deployment", self.namespace, name)
@@ -90,6 +107,7 @@ class PodRunner:
                 if error.status == 404:  # not created yet
                     continue
                 raise
+            seen.append(deployment)
             replicas = deployment["spec"].get("replicas", 1)
             if replicas:
                 wanted[name] = deployment
@@ -116,6 +134,22 @@ class PodRunner:
                         for name, pod in self.pods.items()
                     ]
                 )
+            ready = {name for name, pod in self.pods.items() if pod.ready()}
+        for deployment in seen:
+            self._write_status(deployment, ready=deployment["metadata"]["name"] in ready)
+
+    def _write_status(self, deployment: Mapping[str, Any], *, ready: bool) -> None:
+        """The status the deployment controller would write (only when it changed, as it does)."""
+        wanted = DeploymentController.status_for(dict(deployment), ready=ready)
+        current = deployment.get("status") or {}
+        if all(current.get(key) == value for key, value in wanted.items()):
+            return
+        name = deployment["metadata"]["name"]
+        try:
+            self.kube.patch_status("apps/v1", "Deployment", self.namespace, name, {"status": wanted})
+        except ApiError as error:
+            if error.status != 404:  # deleted meanwhile
+                raise
 
     def _start(self, deployment: Mapping[str, Any]) -> Pod | None:
         """Start the pod, or None while a ConfigMap it mounts does not exist yet (the pod stays Pending)."""

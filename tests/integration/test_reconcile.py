@@ -17,6 +17,7 @@ import yaml
 from kopf.testing import KopfRunner
 
 from kubeemu.client import ApiError, KubeClient
+from rollout.kit import DeploymentController
 
 NAMESPACE = "ml"
 REPO = Path(__file__).resolve().parents[2]
@@ -154,10 +155,23 @@ def test_deployment_waits_for_its_version_then_resolves_it(cluster: KubeClient, 
     assert condition(waiting, "Reconciling") is not None
 
     cluster.create(example("ModelVersion"))
-    resolved = cluster.wait_for(
+    # Resolved and deployed, but not Ready while no pod of the stable Deployment is available.
+    unavailable = cluster.wait_for(
         API, "ModelDeployment", NAMESPACE, "pinned",
-        lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=30,
+        lambda o: (condition(o, "Ready") or {}).get("reason") == "Unavailable", timeout=30,
     )
+    assert unavailable is not None
+    assert "not serving yet" in condition(unavailable, "Ready")["message"]
+    assert unavailable["status"]["phase"] == "Progressing"
+    controller = DeploymentController(cluster).start()  # the pods come up
+    try:
+        resolved = cluster.wait_for(
+            API, "ModelDeployment", NAMESPACE, "pinned",
+            lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=30,
+        )
+    finally:
+        controller.close()
+    assert controller.errors == []
     assert resolved is not None
     # The first version goes straight to stable: the model server Deployments serve it.
     assert resolved["status"]["desiredVersion"] == "breast-cancer-v1"

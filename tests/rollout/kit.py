@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubeemu.client import KubeClient
+from kubeemu.client import ApiError, KubeClient
 
 API = "modelops.io/v1alpha1"
 NAMESPACE = "ml"
@@ -73,3 +74,104 @@ def replicas(kube: KubeClient, name: str) -> int | None:
 
 def events_for(kube: KubeClient, name: str) -> list[dict[str, Any]]:
     return [e for e in kube.list("v1", "Event", NAMESPACE) if e["involvedObject"]["name"] == name]
+
+
+class DeploymentController:
+    """The deployment controller (and the kubelet's readiness), played by the tests for the emulator.
+
+    A thread that, for every Deployment in the namespace, writes the status the real controller
+    would once its pods are up: ``observedGeneration`` = ``metadata.generation``, ``replicas``,
+    ``updatedReplicas``, ``readyReplicas`` and ``availableReplicas`` = ``spec.replicas``
+    (the API server's default 1 when unset), conditions ``Available`` and ``Progressing``
+    (reason ``NewReplicaSetAvailable``). A Deployment named in :meth:`hold` has its generation
+    observed and its pods created, but none ever becomes ready (a crash-looping image): 0 ready,
+    0 available, ``Available=False`` (``MinimumReplicasUnavailable``), ``Progressing=True``
+    (``ReplicaSetUpdated``). Status is written only when it differs, as the controller does.
+    """
+
+    def __init__(self, kube: KubeClient, namespace: str = NAMESPACE) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.held: set[str] = set()
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> DeploymentController:
+        self.thread.start()
+        return self
+
+    def hold(self, *names: str) -> None:
+        with self.lock:
+            self.held.update(names)
+
+    def release(self, *names: str) -> None:
+        with self.lock:
+            self.held.difference_update(names)
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.sync()
+            except Exception as error:  # keep going; the fixture asserts there were none
+                self.errors.append(f"{type(error).__name__}: {error}")
+            self.stop_event.wait(0.05)  # a controller's resync period, not a synchronisation
+
+    @staticmethod
+    def status_for(deployment: dict[str, Any], *, ready: bool) -> dict[str, Any]:
+        replicas = deployment["spec"].get("replicas")
+        replicas = 1 if replicas is None else int(replicas)
+        available = replicas if ready else 0
+        complete = available >= replicas
+
+        def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+            return {"type": type_, "status": "True" if status else "False", "reason": reason, "message": message}
+
+        name = deployment["metadata"]["name"]
+        return {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": available,
+            "availableReplicas": available,
+            "unavailableReplicas": replicas - available,
+            "conditions": [
+                cond("Available", complete, "MinimumReplicasAvailable" if complete else "MinimumReplicasUnavailable",
+                     "Deployment has minimum availability." if complete
+                     else "Deployment does not have minimum availability."),
+                cond("Progressing", True, "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                     f'ReplicaSet "{name}" has successfully progressed.' if complete
+                     else f'ReplicaSet "{name}" is progressing.'),
+            ],
+        }
+
+    def sync(self) -> None:
+        with self.lock:
+            held = set(self.held)
+        for deployment in self.kube.list("apps/v1", "Deployment", self.namespace):
+            name = deployment["metadata"]["name"]
+            wanted = self.status_for(deployment, ready=name not in held)
+            current = deployment.get("status") or {}
+            if all(current.get(key) == value for key, value in wanted.items()):
+                continue
+            try:
+                self.kube.patch_status("apps/v1", "Deployment", self.namespace, name, {"status": wanted})
+            except ApiError as error:
+                if error.status != 404:  # deleted meanwhile
+                    raise
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=15)
+
+
+def available(obj: dict[str, Any] | None) -> bool:
+    """The Deployment's current generation is observed and all its replicas are available."""
+    if obj is None:
+        return False
+    status = obj.get("status") or {}
+    replicas = obj["spec"].get("replicas")
+    replicas = 1 if replicas is None else replicas
+    return bool(status.get("observedGeneration") == obj["metadata"]["generation"]
+                and status.get("availableReplicas", 0) >= replicas)

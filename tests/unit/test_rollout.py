@@ -10,6 +10,7 @@ import pytest
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic import rollout
 from modelops.logic.analysis import Verdict
+from modelops.logic.serving import Availability
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 FAIL = Verdict("Failed", [{"name": "error-rate", "phase": "Failed", "value": 0.3, "at": "x"}],
@@ -31,10 +32,25 @@ def iso(seconds: float) -> str:
     return at(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def up(name: str, replicas: int = 4) -> Availability:
+    return Availability(name, True, replicas, replicas, f"Deployment {name}: {replicas}/{replicas} available")
+
+
+def down(name: str, ready: int = 0, replicas: int = 4, *, stalled: bool = False) -> Availability:
+    return Availability(name, False, ready, replicas, f"Deployment {name}: {ready}/{replicas} replicas of x available",
+                        stalled=stalled)
+
+
+UP = up("iris-stable")
+CANARY_UP = up("iris-canary", 1)
+
+
 def decide(status: dict[str, Any], *, s: ModelDeploymentSpec | None = None, desired: str = "iris-v2",
-           now: float = 0, verdict: Verdict | None = None, action: str | None = None) -> rollout.Decision:
+           now: float = 0, verdict: Verdict | None = None, action: str | None = None,
+           stable: Availability | None = UP, canary: Availability | None = CANARY_UP) -> rollout.Decision:
     return rollout.decide(rollout.Inputs(spec=s or spec(), namespace="ml", name="iris", status=status,
-                                         desired=desired, now=at(now), verdict=verdict, action=action))
+                                         desired=desired, now=at(now), verdict=verdict, action=action,
+                                         stable=stable, canary=canary))
 
 
 STABLE = {"stableVersion": "iris-v1", "phase": "Healthy"}
@@ -52,8 +68,12 @@ CANARY = {"stableVersion": "iris-v1", "canaryVersion": "iris-v2", "phase": "Prog
         ({**CANARY, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}, 10, PASS, "Progressing", 3, 50, False, 10),
         # inconclusive: hold at the step
         ({**CANARY, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}, 10, HOLD, "Progressing", 1, 20, False, 10),
-        # the last analysis passes: promoted
-        ({**CANARY, "step": 3, "canaryWeight": 50, "stepStartedAt": iso(0)}, 10, PASS, "Healthy", None, 0, False, None),
+        # the last analysis passes: 100%, then the promotion waits for the canary resized to 100% to be available
+        ({**CANARY, "step": 3, "canaryWeight": 50, "stepStartedAt": iso(0)}, 10, PASS, "Progressing", 5, 100, False,
+         10),
+        # all steps passed and the canary is available: promoted (Progressing until the new stable serves)
+        ({**CANARY, "step": 5, "canaryWeight": 100, "stepStartedAt": iso(0)}, 10, None, "Progressing", None, 0, False,
+         None),
         # a failed measurement: rolled back
         ({**CANARY, "step": 3, "canaryWeight": 50, "stepStartedAt": iso(0)}, 10, FAIL, "RolledBack", None, 0, False,
          None),
@@ -69,18 +89,81 @@ def test_default_steps(status: dict[str, Any], now: float, verdict: Verdict | No
     assert decision.requeue_after == requeue
 
 
+def settled(decision: rollout.Decision, now: float = 1, **kwargs: Any) -> rollout.Decision:
+    """The next decision once the Deployments converged to ``decision`` (available unless told)."""
+    return decide(decision.status, now=now, desired=str(decision.status["desiredVersion"]), **kwargs)
+
+
 def test_first_rollout_goes_straight_to_stable() -> None:
-    decision = decide({})
+    decision = decide({}, stable=None, canary=None)
     assert decision.status["stableVersion"] == "iris-v2"
     assert decision.status["canaryVersion"] is None
     assert decision.traffic is not None
     assert decision.traffic.canary_active is False
-    assert decision.summary.ready
+    # The Deployment is only being created: not Ready yet, reconciling, saying why.
+    assert (decision.status["phase"], decision.summary.ready, decision.summary.reconciling) == (
+        "Progressing", False, True)
+    assert decision.summary.reason == "Unavailable"
+    assert "iris-stable is being updated to iris-v2" in decision.summary.message
+    assert decision.requeue_after is None  # the Deployment's status change triggers the next look
+    waiting = settled(decision, stable=down("iris-stable", ready=1))
+    assert (waiting.status["phase"], waiting.summary.ready, waiting.summary.reason) == (
+        "Progressing", False, "Unavailable")
+    assert "1/4" in waiting.summary.message
+    assert waiting.status["message"] == waiting.summary.message
+    assert ("Progressing", True, "Unavailable") in [c[:3] for c in waiting.conditions]
+    done = settled(waiting)
+    assert (done.status["phase"], done.summary.ready, done.summary.reason) == ("Healthy", True, "Reconciled")
+    assert done.status["message"] == "serving iris-v2"
+    assert done.events == []  # the Deployed event was posted once, with the first decision
+
+
+def test_ready_needs_the_stable_deployment_available() -> None:
+    stalled = decide(STABLE, desired="iris-v1", stable=down("iris-stable", 2, stalled=True))
+    assert (stalled.status["phase"], stalled.summary.ready, stalled.summary.stalled) == ("Degraded", False, True)
+    assert stalled.summary.reason == "ProgressDeadlineExceeded"
+    assert ("Degraded", True) in [c[:2] for c in stalled.conditions]
+    unknown = decide(STABLE, desired="iris-v1", stable=None)
+    assert (unknown.summary.ready, unknown.summary.reason) == (False, "Unavailable")
+    zero = decide(STABLE, desired="iris-v1", s=spec(replicas=0),
+                  stable=Availability("iris-stable", True, 0, 0, "scaled to zero", scaled_to_zero=True))
+    assert (zero.status["phase"], zero.summary.ready, zero.summary.reason) == ("Healthy", True, "ScaledToZero")
+    assert "scaled to zero" in zero.summary.message
+    # A rolled-back rollout stays RolledBack whatever the pods do.
+    rolled = {**STABLE, "phase": "RolledBack", "failedVersion": "iris-v2", "message": "rolled back"}
+    assert decide(rolled, stable=down("iris-stable")).summary.reason == "RolledBack"
+
+
+def test_an_unavailable_canary_holds_the_analysis_the_pause_and_the_promotion() -> None:
+    sick = down("iris-canary", 0, 1)
+    analysing = {**CANARY, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}
+    held = decide(analysing, now=10, canary=sick)
+    assert held.measure is None  # not measured
+    assert (held.status["phase"], held.status["step"], held.summary.reason) == ("Progressing", 1, "CanaryUnavailable")
+    assert "analysis at step 2/5 not measured" in held.summary.message
+    assert "iris-canary: 0/1" in held.summary.message
+    assert held.requeue_after == 10
+    assert held.status["stepStartedAt"] == iso(0)
+    # Even a passing verdict (a caller that measured anyway) does not move it on.
+    assert decide(analysing, now=10, verdict=PASS, canary=sick).status["step"] == 1
+    assert decide(analysing, now=10, canary=CANARY_UP).measure is not None
+    s = spec(rollout={"steps": [{"setWeight": 30}, {"pause": {"duration": "1m"}}]})
+    pausing = {**CANARY, "step": 1, "canaryWeight": 30, "stepStartedAt": iso(0)}
+    over = decide(pausing, s=s, now=61, canary=sick)
+    assert (over.status["step"], over.summary.reason, over.status["canaryVersion"]) == (1, "CanaryUnavailable",
+                                                                                       "iris-v2")
+    assert "pause at step 2/2 over" in over.summary.message
+    promoted = decide(pausing, s=s, now=61)
+    assert promoted.status["stableVersion"] == "iris-v2"
+    # An explicit promote is a person's decision: it is not held.
+    forced = decide(pausing, s=s, now=5, action="promote/1", canary=sick)
+    assert forced.status["stableVersion"] == "iris-v2"
 
 
 def test_recreate_swaps_at_once() -> None:
     decision = decide(STABLE, s=spec(rollout={"strategy": "Recreate"}))
-    assert (decision.status["phase"], decision.status["stableVersion"]) == ("Healthy", "iris-v2")
+    assert (decision.status["phase"], decision.status["stableVersion"]) == ("Progressing", "iris-v2")
+    assert settled(decision, s=spec(rollout={"strategy": "Recreate"})).status["phase"] == "Healthy"
     assert decision.status["previousStableVersions"] == ["iris-v1"]
 
 
@@ -124,8 +207,8 @@ def test_rollback_marks_stalled_degraded_and_rejects() -> None:
 
 @pytest.mark.parametrize(
     ("action", "phase", "stable", "rejected"),
-    [("abort", "RolledBack", "iris-v1", False), ("promote", "Healthy", "iris-v2", False),
-     ("promote/2", "Healthy", "iris-v2", False), ("bogus", "Progressing", "iris-v1", False)],
+    [("abort", "RolledBack", "iris-v1", False), ("promote", "Progressing", "iris-v2", False),
+     ("promote/2", "Progressing", "iris-v2", False), ("bogus", "Progressing", "iris-v1", False)],
 )
 def test_actions_act_once(action: str, phase: str, stable: str, rejected: bool) -> None:
     status = {**CANARY, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}
@@ -141,7 +224,8 @@ def test_actions_act_once(action: str, phase: str, stable: str, rejected: bool) 
 def test_rollback_window_skips_analysis() -> None:
     status = {"stableVersion": "iris-v2", "previousStableVersions": ["iris-v1"], "phase": "Healthy"}
     decision = decide(status, desired="iris-v1")
-    assert (decision.status["stableVersion"], decision.status["phase"]) == ("iris-v1", "Healthy")
+    assert (decision.status["stableVersion"], decision.status["phase"]) == ("iris-v1", "Progressing")
+    assert settled(decision).status["phase"] == "Healthy"
     assert decision.status["history"][0]["result"] == "Replaced"
     outside = decide(status, desired="iris-v1", s=spec(rollout={"rollbackWindow": 0}))
     assert outside.status["canaryVersion"] == "iris-v1"

@@ -103,3 +103,64 @@ def test_rule_labels() -> None:
 def test_long_names_stay_dns_labels() -> None:
     name = serving.model_config_name("a" * 60, "a" * 60 + "-v12")
     assert len(name) <= 63
+
+
+def server(status: dict[str, Any], replicas: int | None = 4, version: str = "iris-v1",
+           generation: int = 2) -> dict[str, Any]:
+    spec: dict[str, Any] = {"template": {"metadata": {"labels": {"modelops.io/version": version}}}}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"metadata": {"name": "iris-stable", "generation": generation}, "spec": spec, "status": status}
+
+
+DONE = {"observedGeneration": 2, "replicas": 4, "updatedReplicas": 4, "availableReplicas": 4}
+
+
+@pytest.mark.parametrize(
+    ("deployment", "replicas", "available", "ready", "words"),
+    [
+        (None, 4, False, 0, "does not exist"),
+        (server(DONE), 4, True, 4, "4/4 replicas of iris-v1"),
+        (server({**DONE, "observedGeneration": 1}), 4, False, 0, "generation 2 not yet observed"),
+        (server({**DONE, "availableReplicas": 3}), 4, False, 3, "3/4"),
+        # a rolling update: 2 old pods still counted as available, only 3 of the new template are
+        (server({**DONE, "replicas": 6, "availableReplicas": 5}), 4, False, 3, "3/4"),
+        (server(DONE, version="iris-v0"), 4, False, 0, "runs iris-v0, not iris-v1"),
+        (server(DONE, replicas=3), 4, False, 0, "scaled to 3, not 4"),
+        (server({"observedGeneration": 1}, replicas=0), 0, True, 0, "scaled to zero"),
+        # an HPA owns the count: one available replica of the current template serves
+        (server({**DONE, "replicas": 5, "updatedReplicas": 5, "availableReplicas": 1}, replicas=5), None, True, 1,
+         "autoscaled"),
+        (server({**DONE, "replicas": 5, "updatedReplicas": 5, "availableReplicas": 0}, replicas=5), None, False, 0,
+         "0/5"),
+        (server({**DONE, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}, replicas=None), None, True,
+         1, "1/1"),
+    ],
+)
+def test_availability(deployment: dict[str, Any] | None, replicas: int | None, available: bool, ready: int,
+                      words: str) -> None:
+    found = serving.availability(deployment, name="iris-stable", version="iris-v1", replicas=replicas)
+    assert (found.available, found.ready) == (available, ready)
+    assert words in found.message
+    assert found.message.startswith("Deployment iris-stable")
+
+
+def test_availability_reports_the_progress_deadline() -> None:
+    stuck = server({**DONE, "availableReplicas": 0, "conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]})
+    found = serving.availability(stuck, name="iris-stable", version="iris-v1", replicas=4)
+    assert (found.available, found.stalled) == (False, True)
+    assert "ProgressDeadlineExceeded" in found.message
+
+
+def test_expected_replicas_match_the_children() -> None:
+    traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=25, canary_active=True)
+    s = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2", "replicas": 4})
+    assert serving.expected_replicas(s, traffic) == (3, 1)
+    children = serving.desired_children(s, OWNER, traffic, VERSIONS, image="img")
+    sizes = {o["metadata"]["name"]: o["spec"]["replicas"] for o in children.keep if o["kind"] == "Deployment"}
+    assert sizes == {"iris-stable": 3, "iris-canary": 1}
+    scaled = ModelDeploymentSpec.model_validate(
+        {"model": "iris", "modelVersion": "iris-v2", "autoscaling": {"minReplicas": 2, "maxReplicas": 8}})
+    assert serving.expected_replicas(scaled, traffic, stable_replicas_now=8) == (None, 2)
+    assert serving.expected_replicas(scaled, traffic) == (None, 1)

@@ -8,8 +8,19 @@ rollout state to status, then converge the children (``logic.serving``) to it.
 Two watchers keep things current without polling:
 - children (labelled ``modelops.io/deployment``) edited or deleted by hand are put back from
   the owner's status, so only the children that differ from the desired ones are rewritten;
+  and a change of the stable or canary Deployment (its status above all: the deployment
+  controller reporting replicas available) re-triggers the owner's reconcile through the
+  ``modelops.io/observed-deployments`` annotation (a digest of what availability is computed
+  from), so ``Ready`` follows the pods. The repair never touches status and the annotation is
+  on the owner, so the two do not fight; a Deployment change that leaves the digest as it was
+  writes nothing;
 - a ModelVersion change (e.g. a stage granted) re-triggers the ModelDeployments that track the
   model, through the ``modelops.io/tracked-version`` annotation.
+
+``Ready`` means serving (see ``logic.rollout``): while it waits for the stable Deployment the
+reconcile finishes without a Kopf retry delay — a delayed handler would not run on the nudge
+above — and a timer on the waiting objects (every ``MODELOPS_WAIT_RETRY_SECONDS``) recomputes
+the digest, nudging only when it moved, in case a watch event was missed.
 
 A per-object lock orders the reconcile and the repairs in one process, and the reconcile writes
 the rollout state to status before it touches children, so a repair never reads a state older
@@ -20,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import importlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -38,6 +51,7 @@ from modelops.logic import rollout, serving
 from modelops.logic.validation import parse
 
 TRACKED_ANNOTATION = "modelops.io/tracked-version"
+OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
 INVALID_VERSION = "InvalidVersion"
 
@@ -228,6 +242,79 @@ def _owned_by(obj: Mapping[str, Any], owner: serving.Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
+# --- availability of the server Deployments -----------------------------------------------------
+
+
+async def _server_deployments(namespace: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    stable = await kube().get("apps/v1", "Deployment", namespace, serving.stable_name(name))
+    canary = await kube().get("apps/v1", "Deployment", namespace, serving.canary_name(name))
+    return stable, canary
+
+
+async def availabilities(
+    spec: ModelDeploymentSpec, namespace: str, name: str, status: Mapping[str, Any]
+) -> tuple[serving.Availability | None, serving.Availability | None]:
+    """(stable, canary) availability for the traffic in status; None before a first rollout."""
+    traffic = rollout.traffic_of(spec, status)
+    if traffic is None:
+        return None, None
+    stable, canary = await _server_deployments(namespace, name)
+    replicas_now = ((stable or {}).get("spec") or {}).get("replicas") if spec.autoscaling is not None else None
+    stable_count, canary_count = serving.expected_replicas(
+        spec, traffic, replicas_now if isinstance(replicas_now, int) else None
+    )
+    return (
+        serving.availability(stable, name=serving.stable_name(name), version=traffic.stable_version,
+                             replicas=stable_count),
+        serving.availability(canary, name=serving.canary_name(name),
+                             version=traffic.canary_version or traffic.stable_version, replicas=canary_count),
+    )  # fmt: skip
+
+
+def deployments_digest(*deployments: Mapping[str, Any] | None) -> str:
+    """A short digest of what availability is read from (spec size, template version, status)."""
+    seen: list[Any] = []
+    for obj in deployments:
+        if obj is None:
+            seen.append(None)
+            continue
+        status = obj.get("status") or {}
+        spec = obj.get("spec") or {}
+        seen.append(
+            [
+                (obj.get("metadata") or {}).get("uid"),
+                (obj.get("metadata") or {}).get("generation"),
+                spec.get("replicas"),
+                ((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get(serving.VERSION_LABEL),
+                {k: status.get(k) for k in ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")},
+                sorted(
+                    (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
+                    for c in status.get("conditions") or []
+                    if isinstance(c, Mapping)
+                ),
+            ]
+        )
+    return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+async def nudge(namespace: str, name: str) -> bool:
+    """Re-trigger the owner's reconcile when its Deployments changed since it last looked."""
+    body = await kube().get(API, "ModelDeployment", namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return False
+    digest = deployments_digest(*await _server_deployments(namespace, name))
+    if ((body["metadata"].get("annotations") or {}).get(OBSERVED_ANNOTATION)) == digest:
+        return False
+    patch = {"metadata": {"annotations": {OBSERVED_ANNOTATION: digest}}}
+    try:
+        await kube().patch(API, "ModelDeployment", namespace, name, patch)
+    except KubeError as error:
+        if error.status != 404:
+            raise
+        return False
+    return True
+
+
 # --- the reconcile ----------------------------------------------------------------------------
 
 
@@ -283,9 +370,11 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
             return Outcome(summary=cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted"))
         status = fresh.get("status") or ctx.status
         now = _now()
+        stable_now, canary_now = await availabilities(spec, ctx.namespace, ctx.name, status)
         inputs = rollout.Inputs(
             spec=spec, namespace=ctx.namespace, name=ctx.name, status=status, desired=desired, now=now,
             desired_field=source, action=annotations.get(rollout.ACTION_ANNOTATION),
+            stable=stable_now, canary=canary_now,
         )  # fmt: skip
         decision = rollout.decide(inputs)
         if decision.measure is not None:
@@ -346,17 +435,32 @@ async def repair(namespace: str, name: str, logger: Any) -> list[str]:
 
 
 async def on_child_event(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
-    if event.get("type") not in ("MODIFIED", "DELETED"):
-        return
     labels = body.get("metadata", {}).get("labels") or {}
     owner = labels.get(serving.DEPLOYMENT_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
     if not owner or not namespace:
         return
     refs = body.get("metadata", {}).get("ownerReferences") or []
-    if event.get("type") == "MODIFIED" and not any(r.get("kind") == "ModelDeployment" for r in refs):
-        return  # not (or no longer) ours: the repair would only fight whoever took it
-    await repair(str(namespace), str(owner), logger)
+    ours = any(r.get("kind") == "ModelDeployment" for r in refs)
+    if event.get("type") == "DELETED" or (event.get("type") == "MODIFIED" and ours):
+        # A MODIFIED child that is not (or no longer) ours is left alone: the repair would only
+        # fight whoever took it.
+        await repair(str(namespace), str(owner), logger)
+    if body.get("kind") == "Deployment" and labels.get(serving.ROLE_LABEL) in ("stable", "canary"):
+        # Every event, the initial listing included: Ready follows the Deployments' status.
+        await nudge(str(namespace), str(owner))
+
+
+def _waiting_for_pods(status: kopf.Status, **_: Any) -> bool:
+    conditions: Any = dict(status or {}).get("conditions")
+    ready = cond.find(conditions, cond.READY) or {}
+    waiting = (rollout.REASON_UNAVAILABLE, rollout.REASON_CANARY_UNAVAILABLE, rollout.REASON_DEADLINE)
+    return ready.get("status") == "False" and ready.get("reason") in waiting
+
+
+async def recheck_deployments(name: str, namespace: str | None, **_: Any) -> None:
+    """A resync for objects waiting on their pods: nudge only if a Deployment event was missed."""
+    await nudge(str(namespace), str(name))
 
 
 async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
@@ -404,3 +508,7 @@ def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )
+    kopf.on.timer(
+        "modelops.io", "v1alpha1", "modeldeployments", id="recheck-deployments", registry=registry,
+        interval=wait_retry_seconds(), when=_waiting_for_pods,
+    )(recheck_deployments)  # fmt: skip

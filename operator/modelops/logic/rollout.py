@@ -17,7 +17,21 @@ Rules:
   phase RolledBack, ``Degraded=True`` and ``Stalled=True`` (reason RolledBack) kept while the
   rolled-back version is still the one wanted, until ``retry`` or a new version;
 - the end of the steps or a ``promote`` promotes: the canary becomes stable;
-- each distinct annotation value acts once (recorded in ``status.lastAction``).
+- each distinct annotation value acts once (recorded in ``status.lastAction``);
+- ``Ready`` means serving: a finished rollout (phase Healthy) is Ready only once the stable
+  Deployment is available (``logic.serving.availability``: its generation observed and its
+  replicas of the stable version available; one replica with an HPA; zero replicas wanted is
+  Ready, "scaled to zero"). Until then: phase Progressing, ``Ready=False`` reason
+  ``Unavailable``, ``Reconciling=True``, the counts in the message; ``Stalled=True`` (phase
+  Degraded, reason ``ProgressDeadlineExceeded``) when the deployment controller gave up;
+- a canary that is not available is not measured, does not end a timed pause and is not
+  promoted at the end of the steps: the rollout holds (reason ``CanaryUnavailable``, the counts
+  in the message) and looks again every ``analysis.interval``. An explicit ``promote`` still
+  promotes (a person decided). There is no timeout on this hold: ``abort`` ends it.
+
+The Deployments' availability is read before deciding, for the traffic in status; when this
+decision changes a Deployment (a new stable version, other weights), what was read is stale and
+counts as not available yet.
 
 ``decide`` asks for a measurement by returning ``measure`` (an AnalysisTarget) and no verdict
 applied; the caller measures and calls again with the same inputs plus the verdict.
@@ -34,7 +48,7 @@ from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeployme
 from modelops.logic import conditions as cond
 from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
 from modelops.logic.conditions import parse_time
-from modelops.logic.serving import Traffic
+from modelops.logic.serving import Availability, Traffic, canary_name, stable_name
 
 ACTION_ANNOTATION: Final = "modelops.io/action"
 VERBS: Final = ("abort", "promote", "retry")
@@ -52,6 +66,10 @@ REASON_PAUSED: Final = "Paused"
 REASON_HOLDING: Final = "AnalysisInconclusive"
 REASON_COMPLETE: Final = "RolloutComplete"
 REASON_HEALTHY: Final = "Healthy"
+REASON_UNAVAILABLE: Final = "Unavailable"
+REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
+REASON_DEADLINE: Final = "ProgressDeadlineExceeded"
+REASON_CANARY_UNAVAILABLE: Final = "CanaryUnavailable"
 
 STATUS_KEYS: Final = (
     "phase", "message", "desiredVersion", "servingVersion", "stableVersion", "canaryVersion", "canaryWeight",
@@ -126,6 +144,10 @@ class Inputs:
     desired_field: str = "spec.modelVersion"  # where the wanted version comes from, for the Event
     verdict: Verdict | None = None
     action: str | None = None
+    # The Deployments as read before deciding, for the traffic in ``status``; None: not known
+    # (counts as not available).
+    stable: Availability | None = None
+    canary: Availability | None = None
 
 
 @dataclass(frozen=True)
@@ -220,8 +242,32 @@ class _Machine:
         weight = int(st.get("canaryWeight") or 0)
         st["servingVersion"] = canary if canary and weight > 50 else stable
         conditions: list[tuple[str, bool, str, str]]
-        if phase == "Healthy":
-            summary = cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message)
+        unavailable = self.stable_problem() if phase == "Healthy" else None
+        if unavailable is not None:
+            stalled, why = unavailable
+            message = f"{stable} is stable, not serving yet: {why}"
+            st["message"] = message
+            if stalled:
+                st["phase"] = "Degraded"
+                summary = cond.Summary(ready=False, reason=REASON_DEADLINE, message=message, stalled=True)
+                conditions = [
+                    (PROGRESSING, False, REASON_DEADLINE, message),
+                    (DEGRADED, True, REASON_DEADLINE, message),
+                ]
+            else:
+                st["phase"] = "Progressing"
+                summary = cond.Summary(ready=False, reason=REASON_UNAVAILABLE, message=message, reconciling=True)
+                conditions = [
+                    (PROGRESSING, True, REASON_UNAVAILABLE, message),
+                    (DEGRADED, False, REASON_HEALTHY, message),
+                ]
+        elif phase == "Healthy":
+            zero = self.inputs.stable is not None and self.inputs.stable.scaled_to_zero
+            if zero:
+                message = f"{message}: scaled to zero (spec.replicas is 0), no pod answers"
+                st["message"] = message
+            reason = REASON_SCALED_TO_ZERO if zero else cond.Reason.RECONCILED
+            summary = cond.Summary(ready=True, reason=reason, message=message)
             conditions = [(PROGRESSING, False, REASON_COMPLETE, message), (DEGRADED, False, REASON_HEALTHY, message)]
         elif phase == "RolledBack":
             degraded_reason = reason or REASON_ANALYSIS_FAILED
@@ -248,6 +294,40 @@ class _Machine:
             requeue_after=requeue,
             rejection=self.rejection,
         )
+
+    def _moved(self, *keys: str) -> bool:
+        """Whether this decision changed these status fields (the Deployments will change with them)."""
+        before = self.inputs.status
+        return any((before.get(k) or None) != (self.st.get(k) or None) for k in keys)
+
+    def stable_problem(self) -> tuple[bool, str] | None:
+        """(stalled, why) while the stable Deployment does not serve; None when it does."""
+        name = stable_name(self.inputs.name)
+        if self._moved("stableVersion", "canaryVersion", "canaryWeight"):
+            return False, f"Deployment {name} is being updated to {self.st.get('stableVersion')}"
+        found = self.inputs.stable
+        if found is None:
+            return False, f"the availability of Deployment {name} is not known yet"
+        if found.available:
+            return None
+        return found.stalled, found.message
+
+    def canary_problem(self) -> str | None:
+        """Why the canary cannot be judged now (its Deployment not available); None when it can."""
+        name = canary_name(self.inputs.name)
+        if self._moved("canaryVersion", "canaryWeight"):
+            return f"Deployment {name} is being resized for {self.st.get('canaryWeight') or 0}%"
+        found = self.inputs.canary
+        if found is None:
+            return f"the availability of Deployment {name} is not known yet"
+        return None if found.available else found.message
+
+    def hold(self, what: str, why: str) -> Decision:
+        canary, weight = self.st.get("canaryVersion"), self.st.get("canaryWeight") or 0
+        return self.finish(
+            "Progressing", f"canary {canary} at {weight}%: {what}, holding until the canary is available: {why}",
+            requeue=parse_duration(self.spec.analysis.interval), reason=REASON_CANARY_UNAVAILABLE,
+        )  # fmt: skip
 
     def rolled_back_message(self) -> str:
         failed = self.st.get("failedVersion")
@@ -380,6 +460,9 @@ class _Machine:
                 index = 0
                 self.start_step(0)
             if index >= len(steps):
+                held = self.canary_problem()
+                if held is not None:
+                    return self.hold(f"all {len(steps)} steps passed, promotion", held)
                 return self.promote("all steps passed")
             step = steps[index]
             started = parse_time(self.st.get("stepStartedAt")) or self.now
@@ -396,6 +479,9 @@ class _Machine:
                     )  # fmt: skip
                 deadline = started + datetime.timedelta(seconds=parse_duration(step.pause.duration))
                 if self.now >= deadline:
+                    held = self.canary_problem()
+                    if held is not None:
+                        return self.hold(f"pause at {where} over", held)
                     self.start_step(index + 1)
                     continue
                 left = (deadline - self.now).total_seconds()
@@ -424,6 +510,9 @@ class _Machine:
                     requeue=(due - self.now).total_seconds(),
                     reason=REASON_HOLDING if holding else None,
                 )
+            held = self.canary_problem()
+            if held is not None:
+                return self.hold(f"{kind} at {where} not measured", held)
             verdict = self.inputs.verdict
             if verdict is None:
                 return self.finish(

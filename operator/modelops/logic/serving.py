@@ -115,6 +115,98 @@ def replica_counts(replicas: int, weight: int, *, gateway: bool, canary_active: 
     return stable, canary
 
 
+def expected_replicas(
+    spec: ModelDeploymentSpec, traffic: Traffic, stable_replicas_now: int | None = None
+) -> tuple[int | None, int]:
+    """(stable, canary) replicas the Deployments should have; the stable's is None when an HPA owns it.
+
+    With an HPA, ``stable_replicas_now`` (the stable Deployment's current count, the HPA's choice)
+    sizes the canary, or ``minReplicas`` before the Deployment exists.
+    """
+    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    base = spec.replicas
+    if spec.autoscaling is not None:
+        base = stable_replicas_now if stable_replicas_now is not None else spec.autoscaling.min_replicas
+    stable, canary = replica_counts(base, traffic.canary_weight, gateway=gateway, canary_active=traffic.canary_active)
+    return (None if spec.autoscaling is not None else stable), canary
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a model-server Deployment serves what it should, read from its status.
+
+    ``available`` means the deployment controller has observed the Deployment's current
+    generation and at least ``required`` replicas of the current pod template are available.
+    ``stalled`` is the deployment controller's own verdict (``Progressing=False``, reason
+    ``ProgressDeadlineExceeded``).
+    """
+
+    name: str
+    available: bool
+    ready: int  # available replicas of the current template (a lower bound while old pods remain)
+    required: int
+    message: str
+    stalled: bool = False
+    scaled_to_zero: bool = False
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def availability(
+    deployment: Mapping[str, Any] | None, *, name: str, version: str, replicas: int | None
+) -> Availability:
+    """How available a Deployment is for serving ``version`` with ``replicas`` pods.
+
+    ``replicas`` None means an HPA owns the count: then one available replica of the current
+    template (``min(1, spec.replicas)``) is enough to serve, so an HPA scaling up never makes the
+    ModelDeployment unready. Otherwise every replica must be available (the Deployments use
+    ``maxUnavailable: 0``). Zero replicas wanted is available, and says it is scaled to zero.
+    Pods of an older template still counted in ``availableReplicas`` are not counted as serving:
+    ``ready = availableReplicas - (replicas - updatedReplicas)``, as ``kubectl rollout status``
+    waits for old replicas to go.
+    """
+    if deployment is None:
+        return Availability(name, False, 0, replicas or 0, f"Deployment {name} does not exist yet")
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    current = spec.get("replicas")
+    current = current if isinstance(current, int) else 1  # the API server's default
+    if replicas is not None and current != replicas:
+        return Availability(name, False, 0, replicas, f"Deployment {name} is scaled to {current}, not {replicas} yet")
+    required = replicas if replicas is not None else min(1, current)
+    if required == 0:
+        return Availability(name, True, 0, 0, f"Deployment {name} is scaled to zero", scaled_to_zero=True)
+    running = ((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get(VERSION_LABEL)
+    if running != version:
+        return Availability(name, False, 0, required, f"Deployment {name} runs {running}, not {version} yet")
+    generation = meta.get("generation")
+    observed = status.get("observedGeneration")
+    if isinstance(generation, int) and (not isinstance(observed, int) or observed < generation):
+        return Availability(
+            name, False, 0, required,
+            f"Deployment {name}: generation {generation} not yet observed by the deployment controller",
+        )  # fmt: skip
+    updated = _count(status.get("updatedReplicas"))
+    old = max(0, _count(status.get("replicas")) - updated)
+    ready = max(0, min(updated, _count(status.get("availableReplicas")) - old))
+    stalled = any(
+        c.get("type") == "Progressing" and c.get("status") == "False" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping)
+    )
+    message = f"Deployment {name}: {ready}/{current} replicas of {version} available"
+    if replicas is None:
+        message += f" (autoscaled: {required} is enough to serve)"
+    if ready >= required:
+        return Availability(name, True, ready, required, message)
+    if stalled:
+        message += " (ProgressDeadlineExceeded: the deployment controller gave up waiting)"
+    return Availability(name, False, ready, required, message, stalled=stalled)
+
+
 def rule_labels(text: str | None) -> dict[str, str]:
     """``k=v,k2=v2`` (MODELOPS_RULE_LABELS) as a dict; blanks and malformed parts are skipped."""
     labels: dict[str, str] = {}
@@ -502,12 +594,7 @@ def desired_children(
     InvalidVersionError when a version cannot be served.
     """
     gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
-    base = spec.replicas
-    if spec.autoscaling is not None:
-        base = stable_replicas_now if stable_replicas_now is not None else spec.autoscaling.min_replicas
-    stable_count, canary_count = replica_counts(
-        base, traffic.canary_weight, gateway=gateway, canary_active=traffic.canary_active
-    )
+    stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
     keep: list[JsonDict] = []
     wanted_versions = [traffic.stable_version]
     canary_version = traffic.canary_version or traffic.stable_version
@@ -518,7 +605,7 @@ def desired_children(
     keep.append(
         _deployment(
             spec, owner, versions[traffic.stable_version], role="stable",
-            replicas=None if spec.autoscaling is not None else stable_count, image=image,
+            replicas=stable_count, image=image,
         )
     )  # fmt: skip
     keep.append(_deployment(spec, owner, versions[canary_version], role="canary", replicas=canary_count, image=image))
