@@ -221,3 +221,16 @@ def test_s3_store_writes_to_scratch_and_tells_the_trainer_where_to_upload() -> N
     env = {e["name"]: e.get("valueFrom") for e in container["env"]}
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}}
     assert problems(job) == []
+
+
+@pytest.mark.parametrize("length", [1, 40, 57, 58, 63, 200, 253])
+def test_child_names_are_dns_labels_that_keep_their_suffix_and_owner(length: int) -> None:
+    from modelops.logic.names import child_name
+
+    owner = ("a" * length)[:length]
+    for suffix in ("train", "config", "stable", "model-iris-v12"):
+        name = child_name(owner, suffix)
+        assert len(name) <= 63
+        assert name.endswith(suffix)
+        assert name[0].isalnum() and name[-1].isalnum()
+    assert child_name("a" * 200, "stable") != child_name("a" * 199 + "b", "stable")

@@ -25,7 +25,6 @@ weights split traffic exactly, so the stable keeps all its replicas and the cana
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 
 from modelops.api.common import API_VERSION
 from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.logic.names import child_name
 
 JsonDict = dict[str, Any]
 
@@ -74,15 +74,6 @@ class Traffic:
     canary_weight: int = 0  # percent of traffic to the canary
     canary_active: bool = False  # the canary runs (a weight step, an analysis or a shadow)
     mirror_percent: int | None = None  # a shadow step: share of requests mirrored to the canary
-
-
-def child_name(owner: str, suffix: str) -> str:
-    """``<owner>-<suffix>``, shortened with a hash to stay a valid DNS label (63 characters)."""
-    name = f"{owner}-{suffix}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: 63 - 9].rstrip('-')}-{digest}"
 
 
 def stable_name(owner: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import hashlib
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 from modelops.api.common import API_VERSION
 from modelops.api.trainingrun import TrainingRunSpec
+from modelops.logic.names import child_name
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
 from modelops.train.sweep import SweepError, best_trial, expand_sweep
@@ -66,15 +66,6 @@ class RunRef:
     name: str
     namespace: str
     uid: str
-
-
-def child_name(run: str, suffix: str) -> str:
-    """``<run>-<suffix>``, shortened with a hash to stay a valid DNS label (63 characters)."""
-    name = f"{run}-{suffix}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(run.encode()).hexdigest()[:8]
-    return f"{run[: 63 - len(suffix) - 10]}-{digest}-{suffix}"
 
 
 def job_name(run: str) -> str:
