@@ -252,3 +252,29 @@ def test_an_s3_store_gets_the_artifact_and_the_version_points_there(
         Bucket="models", Key="registry/ml/iris-s3/model.joblib")["Body"].read()  # fmt: skip
     assert hashlib.sha256(stored).hexdigest() == artifact["sha256"]
     assert len(version["spec"]["referenceStats"]["features"]) == 4
+
+
+def test_a_run_follows_its_job_by_watching_not_polling(
+    cluster: KubeClient, operator_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the re-check timer ten minutes away, only the watch on Jobs and pods can move the run."""
+    from kopf.testing import KopfRunner as Runner
+
+    from modelops.controller import handlers
+
+    monkeypatch.setenv("MODELOPS_POLL_SECONDS", "600")
+    args = ["run", "--standalone", "--all-namespaces", "--verbose"]
+    with Runner(args, registry=handlers.registry(), timeout=60) as runner:
+        cluster.create(run("watched"))
+        job = job_of(cluster, "watched")
+        cluster.wait_for(API, "TrainingRun", NAMESPACE, "watched", phase_is("Pending"), timeout=15)
+        kubelet = Kubelet(cluster, tmp_path)
+        pod = kubelet.start_pod(job, 0)
+        cluster.wait_for(API, "TrainingRun", NAMESPACE, "watched", phase_is("Running"), timeout=15)
+        assert kubelet.run_pod(job, pod, 0) == 0
+        kubelet.finish_job(job, succeeded=1, failed=0)
+        done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "watched", phase_is("Succeeded"), timeout=15)
+        assert done is not None
+        assert done["status"]["modelVersion"] == "iris-v1"
+        assert done["metadata"]["annotations"]["modelops.io/observed-job"]
+    assert runner.exception is None, runner.exception

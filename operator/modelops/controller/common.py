@@ -20,8 +20,8 @@ def wait_retry_seconds() -> float:
 
 
 def poll_seconds() -> float:
-    """How often a running training is looked at again."""
-    return float(os.environ.get("MODELOPS_POLL_SECONDS", "10"))
+    """How often a running training is re-checked in case a watch event on its Job or pods was missed."""
+    return float(os.environ.get("MODELOPS_POLL_SECONDS", "30"))
 
 
 # The image of training pods (the operator's own, which carries `modelops train`).

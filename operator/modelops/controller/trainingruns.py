@@ -1,7 +1,17 @@
-"""TrainingRun: a ConfigMap and a Job that runs `modelops train`; a success registered as a ModelVersion."""
+"""TrainingRun: a ConfigMap and a Job that runs `modelops train`; a success registered as a ModelVersion.
+
+The run follows its Job and pods as they change: a watch on Jobs and Pods labelled with the
+run writes a digest of what the reconcile reads into the run's ``modelops.io/observed-job``
+annotation when it changes, which makes the run reconcile at once (a Kopf retry delay would
+hold a handler back even when news arrive). A timer on running runs re-checks every
+``MODELOPS_POLL_SECONDS`` in case a watch event was missed.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -99,10 +109,72 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     return Outcome(
         summary=cond.Summary(ready=False, reason=seen.reason, message=seen.message, reconciling=True),
         status=status,
-        requeue_after=poll_seconds(),
     )
 
 
+# --- following the Job and its pods ------------------------------------------------------------
+
+OBSERVED_ANNOTATION = "modelops.io/observed-job"
+
+
+def job_digest(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of what the reconcile reads from a run's Job and pods (their status only)."""
+    seen = {
+        "job": (job or {}).get("status") or {},
+        "pods": sorted(
+            ((p.get("metadata") or {}).get("name", ""), json.dumps(p.get("status") or {}, sort_keys=True)) for p in pods
+        ),
+    }
+    return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+async def nudge(namespace: str, name: str) -> bool:
+    """Make a run reconcile when its Job or pods changed since it last looked; whether it did."""
+    run = await kube().get(API, "TrainingRun", namespace, name)
+    if run is None or run["metadata"].get("deletionTimestamp"):
+        return False
+    job = await kube().get("batch/v1", "Job", namespace, training.job_name(name))
+    pods = await kube().list("v1", "Pod", namespace, label_selector=f"{training.RUN_LABEL}={name}")
+    digest = job_digest(job, pods)
+    if (run["metadata"].get("annotations") or {}).get(OBSERVED_ANNOTATION) == digest:
+        return False
+    try:
+        await kube().patch(
+            API, "TrainingRun", namespace, name, {"metadata": {"annotations": {OBSERVED_ANNOTATION: digest}}}
+        )
+    except KubeError as error:
+        if error.status != 404:
+            raise
+        return False
+    return True
+
+
+async def on_child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A Job or pod of a run changed: let the run look."""
+    meta = body.get("metadata") or {}
+    run, namespace = (meta.get("labels") or {}).get(training.RUN_LABEL), meta.get("namespace")
+    if run and namespace and event.get("type") in (None, "ADDED", "MODIFIED", "DELETED"):
+        await nudge(str(namespace), str(run))
+
+
+def _running(status: kopf.Status, **_: Any) -> bool:
+    return dict(status or {}).get("phase") in ("Pending", "Running")
+
+
+async def recheck(name: str, namespace: str | None, **_: Any) -> None:
+    """The safety net for a missed watch event: nudge only if something changed."""
+    await nudge(str(namespace), str(name))
+
+
 def setup(registry: kopf.OperatorRegistry) -> None:
-    """Add this kind's handlers to an operator's registry."""
+    """Add this kind's handlers to an operator's registry: the reconcile, the Job/pod watch, the timer."""
     register(registry, kind_info("TrainingRun"), reconcile_trainingrun)
+    for group, version, plural in (("batch", "v1", "jobs"), ("", "v1", "pods")):
+        kopf.on.event(
+            group, version, plural, id=f"follow-{plural}", registry=registry,
+            labels={training.RUN_LABEL: kopf.PRESENT},
+        )(on_child_event)  # fmt: skip
+    kopf.on.timer(
+        "modelops.io", "v1alpha1", "trainingruns", id="recheck-runs", registry=registry,
+        interval=poll_seconds(), when=_running,
+    )(recheck)  # fmt: skip
