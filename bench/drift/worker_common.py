@@ -26,7 +26,19 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux)."""
+    """Peak resident set size of this process so far, in MiB: ``VmHWM``, the high-water mark of its memory.
+
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark into a child across exec
+    (``signal->maxrss``), so a worker started by a large parent would report at least the
+    parent's peak. ``VmHWM`` belongs to the process's own address space, which exec replaces.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

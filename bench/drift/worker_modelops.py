@@ -4,9 +4,11 @@
 MODE is ``psi`` (the default method), ``wasserstein`` (the method Evidently picks for these
 columns), ``psi+ks`` (what the issue's naive loop computed), ``all`` (the five methods from
 one sort), or ``naive`` (the issue's per-column loop: PSI on 10 quantile bins + ks_2samp).
-LOADER is ``pandas`` (``pd.read_parquet``, as the Evidently worker loads) or ``arrow``
+LOADER is ``pandas`` (``pd.read_parquet``, as the Evidently worker loads), ``arrow``
 (``pyarrow.parquet.read_table`` and zero-copy numpy columns: the library needs no pandas, so
-the process never imports it).
+the process never imports it) or ``stream`` (``modelops.drift.files.load_table``, what
+``modelops drift`` itself uses: only the schema is read up front and each column is decoded
+when the comparison reaches it, so the decoding is timed as part of the computation).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ MODES = {
 
 
 def load(loader: str, ref_path: str, cur_path: str) -> tuple[Any, Any]:
+    if loader == "stream":
+        from modelops.drift import files
+
+        return files.load_table(ref_path, "reference"), files.load_table(cur_path, "current")
     if loader == "pandas":
         import pandas as pd
 

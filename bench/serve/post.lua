@@ -14,4 +14,11 @@ end
 done = function(summary, latency, requests)
   io.write(string.format("BENCH p50_us=%d p99_us=%d requests=%d\n",
     latency:percentile(50), latency:percentile(99), summary.requests))
+  -- The whole latency histogram (microseconds:count), so that rounds can be pooled exactly.
+  local parts = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    parts[#parts + 1] = string.format("%d:%d", value, count)
+  end
+  io.write("HIST " .. table.concat(parts, ",") .. "\n")
 end

@@ -7,6 +7,7 @@ and its exit code and stderr are kept for assertions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,7 +46,10 @@ class Server:
         ]  # fmt: skip
         if "--workers" not in extra:
             self.command += ["--workers", "1"]
-        self.proc = subprocess.Popen(self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        # Its own process group, so that close() also ends the workers of a supervisor it kills.
+        self.proc = subprocess.Popen(
+            self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
+        )
         self.session = requests.Session()
         self.stderr = ""
 
@@ -89,6 +93,9 @@ class Server:
         self.session.close()
         if self.proc.poll() is None:
             self.proc.kill()
+        # A killed supervisor leaves its workers behind: end the rest of the group (none when it exited cleanly).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.stderr is not None and not self.proc.stderr.closed:
             _, err = self.proc.communicate()
             self.stderr = self.stderr or err.decode()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -277,7 +276,11 @@ def compare_methods(
     _check_kinds(wanted, kinds)
 
     results: dict[str, dict[str, FeatureDrift]] = {method: {} for method in wanted}
-    groups: dict[tuple[int, int], list[tuple[_Feature, FloatArray, FloatArray]]] = defaultdict(list)
+    # Numeric columns of equal sizes are scored together, COLUMN_CHUNK at a time. Each column
+    # is copied into its chunk's block as soon as it is read and not kept otherwise, and a
+    # full chunk is scored (and freed) at once: a lazily read table (``files.Table``) never
+    # has more than one chunk of columns in memory.
+    pending: dict[tuple[int, int], _Chunk] = {}
     for name in names:
         feature = _Feature(name, kinds[name])
         if feature.kind == drift_methods.CATEGORICAL:
@@ -304,11 +307,19 @@ def compare_methods(
             for method in wanted:
                 results[method][name] = feature.result(method, limits[method], None, reason)
             continue
-        groups[(ref_values.size, cur_values.size)].append((feature, ref_values, cur_values))
+        sizes = (ref_values.size, cur_values.size)
+        chunk = pending.get(sizes)
+        if chunk is None:
+            chunk = pending[sizes] = _Chunk(*sizes)
+        chunk.add(feature, ref_values, cur_values)
+        del ref_values, cur_values
+        if chunk.full:
+            del pending[sizes]
+            _score_numeric_chunk(chunk, wanted, limits, bins, results)
+            del chunk
 
-    for members in groups.values():
-        for start in range(0, len(members), COLUMN_CHUNK):
-            _score_numeric_chunk(members[start : start + COLUMN_CHUNK], wanted, limits, bins, results)
+    for chunk in pending.values():
+        _score_numeric_chunk(chunk, wanted, limits, bins, results)
 
     return {
         method: DriftReport(method, limits[method], tuple(results[method][name] for name in names)) for method in wanted
@@ -376,21 +387,42 @@ def _score_categorical(
             results[method][feature.name] = feature.result(method, limits[method], score)
 
 
+class _Chunk:
+    """Up to COLUMN_CHUNK numeric columns of equal sizes in one (k, n1 + n2) block.
+
+    Each row holds a feature's reference values, then its current values.
+    """
+
+    def __init__(self, n1: int, n2: int) -> None:
+        self.n1, self.n2 = n1, n2
+        # np.empty reserves address space only: rows never filled cost no memory.
+        self.block = np.empty((COLUMN_CHUNK, n1 + n2))
+        self.features: list[_Feature] = []
+
+    def add(self, feature: _Feature, ref_values: FloatArray, cur_values: FloatArray) -> None:
+        row = len(self.features)
+        self.block[row, : self.n1] = ref_values
+        self.block[row, self.n1 :] = cur_values
+        self.features.append(feature)
+
+    @property
+    def full(self) -> bool:
+        return len(self.features) == COLUMN_CHUNK
+
+
 def _score_numeric_chunk(
-    members: Sequence[tuple[_Feature, FloatArray, FloatArray]],
+    chunk: _Chunk,
     wanted: Sequence[str],
     limits: Mapping[str, float],
     bins: int,
     results: dict[str, dict[str, FeatureDrift]],
 ) -> None:
     """Score numeric columns of equal sizes together, from one sort of each side."""
-    n1, n2 = members[0][1].size, members[0][2].size
-    # One block per chunk, each row the reference's values then the current's, each half
-    # sorted in place: the merge for KS and Wasserstein then needs no further copy.
-    block = np.empty((len(members), n1 + n2))
-    for row, (_, ref_values, cur_values) in enumerate(members):
-        block[row, :n1] = ref_values
-        block[row, n1:] = cur_values
+    n1, n2 = chunk.n1, chunk.n2
+    members = chunk.features
+    # Each half of each row is sorted in place: the merge for KS and Wasserstein then needs no
+    # further copy.
+    block = chunk.block[: len(members)]
     ref, cur = block[:, :n1], block[:, n1:]
     ref.sort(axis=1)
     cur.sort(axis=1)
@@ -416,7 +448,7 @@ def _score_numeric_chunk(
         ]
     scales = np.std(ref, axis=1) if want_wasserstein else None
 
-    for row, (feature, _, _) in enumerate(members):
+    for row, feature in enumerate(members):
         for method in wanted:
             extra = None
             if method in _BINNED_METHODS:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from modelops.serve.contract import DATATYPES, ModelContract
+from modelops.serve.contract import DATATYPES, NUMERIC_DATATYPES, ModelContract
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -194,12 +194,77 @@ def _outputs(raw: Any, plan: InputPlan) -> tuple[str, ...]:
     return tuple(names) or ("predict",)
 
 
-def decode_infer(body: bytes, plan: InputPlan) -> Decoded:
-    """Parse and validate an inference request body against the plan."""
+def parse_body(body: bytes) -> Any:
+    """The request body as JSON (any JSON value; :func:`decode_doc` checks it)."""
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _bad(f"malformed JSON: {exc}") from None
+
+
+def single_row(doc: Any, plan: InputPlan) -> tuple[list[float], tuple[str, ...], str | None] | None:
+    """The most common request, decoded without numpy: ``(row, outputs, id)``, or None.
+
+    Only for an all-numeric model and one numeric ``[1, F]`` tensor with flat ``data``, every
+    value a number and the sum not NaN (so none was null), and well-formed ``id``,
+    ``parameters`` and ``outputs``. Anything else -- including every request that is wrong --
+    gives None, and :func:`decode_doc` decides (and words the error).
+    """
+    if type(doc) is not dict or not plan.all_numeric:
+        return None
+    inputs = doc.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1:
+        return None
+    item = inputs[0]
+    if type(item) is not dict:
+        return None
+    name, shape, data = item.get("name"), item.get("shape"), item.get("data")
+    width = len(plan.names)
+    if (
+        type(name) is not str
+        or name in plan.slots
+        or type(shape) is not list
+        or len(shape) != 2
+        or type(shape[0]) is not int
+        or type(shape[1]) is not int
+        or shape[0] != 1
+        or shape[1] != width
+        or item.get("datatype") not in NUMERIC_DATATYPES
+        or type(data) is not list
+        or len(data) != width
+    ):
+        return None
+    request_id = doc.get("id")
+    parameters = doc.get("parameters")
+    if (request_id is not None and type(request_id) is not str) or (
+        parameters is not None and type(parameters) is not dict
+    ):
+        return None
+    raw_outputs = doc.get("outputs")
+    if raw_outputs is None:
+        outputs: tuple[str, ...] = ("predict",)
+    else:
+        try:
+            outputs = _outputs(raw_outputs, plan)
+        except RequestError:
+            return None
+    try:
+        # float() is what np.fromiter applies in decode_doc: the same values are accepted.
+        row = [float(v) for v in data]
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(sum(row)):
+        return None
+    return row, outputs, request_id
+
+
+def decode_infer(body: bytes, plan: InputPlan) -> Decoded:
+    """Parse and validate an inference request body against the plan."""
+    return decode_doc(parse_body(body), plan)
+
+
+def decode_doc(doc: Any, plan: InputPlan) -> Decoded:
+    """Validate a parsed inference request against the plan."""
     if type(doc) is not dict:
         raise _bad("the request body must be a JSON object with 'inputs'")
     inputs = doc.get("inputs")

@@ -302,6 +302,28 @@ class Recorder:
         self.buffer[self.buffered : self.buffered + k] = numeric[:, :width]
         self.buffered += k
 
+    def row(self, values: list[float]) -> None:
+        """:meth:`rows` for one row given as a list (the single-row fast path)."""
+        if not self.layout.numeric:
+            return
+        if self.buffered == self.buffer.shape[0]:
+            self.flush()
+        width = self.buffer.shape[1]
+        self.buffer[self.buffered] = values if len(values) == width else values[:width]
+        self.buffered += 1
+
+    def one_class(self, index: int) -> None:
+        """:meth:`classes` for one prediction."""
+        self.pending[self._classes_offset + index] += 1
+        self.dirty = True
+
+    def prediction(self, value: float) -> None:
+        """One predicted value (a regression) into the prediction histogram, ``le`` semantics."""
+        layout = self.layout
+        self.pending[layout.prediction_offset + bisect.bisect_left(layout.prediction_bounds, value)] += 1
+        self.pending[layout.prediction_sum] += value
+        self.dirty = True
+
     def classes(self, class_index: IntArray) -> None:
         if class_index.shape[0] == 1:
             self.pending[self._classes_offset + int(class_index[0])] += 1

@@ -16,6 +16,8 @@ Three paths, chosen once at load time:
 from __future__ import annotations
 
 import json
+import math
+import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +64,22 @@ def _softmax(d: FloatArray) -> FloatArray:
     return out
 
 
+@dataclass
+class RowPrediction:
+    """One row's outputs as plain Python values, ready for JSON (the single-row fast path)."""
+
+    label: Any
+    proba: list[float] | None
+    class_index: int | None
+
+
+def _exp(v: float) -> float:
+    try:
+        return math.exp(v)
+    except OverflowError:  # np.exp gives inf here
+        return math.inf
+
+
 class _Compiled:
     """An affine map ``x @ w + b`` equal to a scaler-and-linear-model pipeline."""
 
@@ -70,6 +88,36 @@ class _Compiled:
         self.b = b
         self.classes = classes
         self.binary = classes is not None and w.shape[1] == 1
+        # The same map for one row in plain Python floats: a numpy call costs more than the
+        # arithmetic of one row, and a request makes several.
+        self._columns: list[list[float]] = [[float(v) for v in column] for column in self.w.T]
+        self._intercepts: list[float] = [float(v) for v in b]
+        labels = classes.tolist() if classes is not None else []
+        if classes is not None and classes.dtype.kind in "OUS":
+            labels = [str(v) for v in labels]
+        self._labels: list[Any] = labels
+
+    def row(self, x: list[float], want_proba: bool) -> RowPrediction:
+        """One row: the same outputs as ``self(np.array([x]), want_proba)``, up to rounding."""
+        d = [sum(map(operator.mul, x, column), b) for column, b in zip(self._columns, self._intercepts, strict=True)]
+        if self.classes is None:
+            return RowPrediction(d[0], None, None)
+        if self.binary:
+            score = d[0]
+            index = 1 if score > 0 else 0
+            proba = None
+            if want_proba:
+                p = 1.0 / (1.0 + _exp(-score))
+                proba = [1.0 - p, p]
+            return RowPrediction(self._labels[index], proba, index)
+        top = max(d)
+        index = d.index(top)
+        proba = None
+        if want_proba:
+            e = [_exp(v - top) for v in d]
+            total = sum(e)
+            proba = [v / total for v in e]
+        return RowPrediction(self._labels[index], proba, index)
 
     def __call__(self, x: FloatArray, want_proba: bool) -> Prediction:
         d = x @ self.w
@@ -195,6 +243,7 @@ class Predictor:
         self.class_labels = tuple(str(c) for c in self.classes) if self.classes is not None else None
         self.predict_datatype = contract.predict_datatype
         self._compiled: _Compiled | None = None
+        self._row: _Compiled | None = None
         self.path = "frame"
         if not self.categorical_names:
             index = {n: j for j, n in enumerate(self.numeric_names)}
@@ -213,6 +262,8 @@ class Predictor:
                 if compiled is not None and self._agrees(compiled, probe, reference):
                     self._compiled = compiled
                     self.path = "compiled"
+                    if self._agrees(self._rows_of(compiled), probe, reference):
+                        self._row = compiled
         self.prediction_bounds: tuple[float, ...] = ()
         if self.classes is None:
             self.prediction_bounds = self._regression_bounds()
@@ -254,6 +305,19 @@ class Predictor:
             and proba is not None
             and _close(ours.proba, proba)
         )
+
+    def _rows_of(self, compiled: _Compiled) -> Any:
+        """The single-row path of ``compiled`` as a batch function, to verify it like the others."""
+
+        def batch(x: FloatArray, want_proba: bool) -> Prediction:
+            rows = [compiled.row(r, want_proba) for r in x.tolist()]
+            predict = np.array([r.label for r in rows]) if rows else np.empty(0)
+            if compiled.classes is not None:
+                predict = compiled.classes[np.array([r.class_index for r in rows], dtype=np.intp)]
+            proba = np.array([r.proba for r in rows], dtype=np.float64) if want_proba else None
+            return Prediction(predict, proba, None)
+
+        return batch
 
     def _regression_bounds(self) -> tuple[float, ...]:
         try:
@@ -308,6 +372,16 @@ class Predictor:
         predicted = np.asarray(self.model.predict(frame))
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64) if want_proba else None
         return Prediction(predicted, proba, self._class_index(predicted))
+
+    @property
+    def has_row_path(self) -> bool:
+        """Whether :meth:`predict_row` can be used (a compiled model whose row path was verified at load)."""
+        return self._row is not None
+
+    def predict_row(self, row: list[float], want_proba: bool) -> RowPrediction:
+        """Predict one row of numeric features in signature order; only when :attr:`has_row_path`."""
+        assert self._row is not None
+        return self._row.row(row, want_proba)
 
     def predict(self, decoded: Decoded) -> Prediction:
         return self.predict_batch(decoded.numeric, decoded.categorical, "predict_proba" in decoded.outputs)
