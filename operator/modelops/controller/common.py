@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -29,22 +30,28 @@ TRAINER_IMAGE = os.environ.get("MODELOPS_IMAGE", "ghcr.io/modelops/modelops-oper
 # Where runs without spec.artifactStore write their artifacts, e.g. pvc://modelops-artifacts.
 ARTIFACT_STORE = os.environ.get("MODELOPS_ARTIFACT_STORE") or None
 _kube: Kube | None = None
+_kube_loop: asyncio.AbstractEventLoop | None = None
 
 
 def kube() -> Kube:
-    """One client per operator run, made on first use inside the operator's event loop."""
-    global _kube  # a lazily made client shared by the handlers
-    if _kube is None:
-        _kube = Kube(credentials.load())
+    """One client per operator run, made on first use inside the operator's event loop.
+
+    A client belongs to the loop it was made in: a call from another loop (the next operator
+    run in the same process, as in the tests) gets a fresh one.
+    """
+    global _kube, _kube_loop  # a lazily made client shared by the handlers
+    loop = asyncio.get_running_loop()
+    if _kube is None or _kube_loop is not loop:
+        _kube, _kube_loop = Kube(credentials.load()), loop
     return _kube
 
 
 async def close_client(**_: Any) -> None:
     # Several operator runs in one process (tests) must not share a client of an old server.
-    global _kube
-    if _kube is not None:
+    global _kube, _kube_loop
+    if _kube is not None and _kube_loop is asyncio.get_running_loop():
         await _kube.close()
-        _kube = None
+    _kube, _kube_loop = None, None
 
 
 async def ensure(obj: dict[str, Any]) -> dict[str, Any]:

@@ -116,9 +116,14 @@ def register(registry: kopf.OperatorRegistry, info: KindInfo, reconcile: Reconci
             kopf.event(body, type=event_type, reason=summary.reason, message=summary.message)
         for event_type, reason, message in outcome.events:
             kopf.event(body, type=event_type, reason=reason, message=message)
+        # Another look later, without holding back changes meanwhile (see controller/requeue.py).
+        from modelops.controller import requeue
+
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         if outcome.requeue_after is not None:
-            # Kopf still applies the status patch; the handler runs again after the delay.
-            raise kopf.TemporaryError(outcome.summary.message, delay=outcome.requeue_after)
+            requeue.schedule(info.kind, namespace, name, outcome.requeue_after)
+        else:
+            requeue.cancel(info.kind, namespace, name)
 
     handler.__name__ = f"reconcile_{info.singular}"
     handler.__qualname__ = handler.__name__

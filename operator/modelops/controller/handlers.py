@@ -17,6 +17,7 @@ from modelops.controller import (
     driftpolicies,
     modeldeployments,
     modelversions,
+    requeue,
     settings,
     trainingruns,
     webhooks,
@@ -35,7 +36,8 @@ def registry(
     governance = policy if policy is not None else policies.load(os.environ.get("MODELOPS_POLICY_FILE"))
     result = kopf.OperatorRegistry()
     settings.register(result)
-    kopf.on.cleanup(registry=result)(common.close_client)
+    kopf.on.cleanup(registry=result, id="cancel-requeues")(requeue.cancel_all)
+    kopf.on.cleanup(registry=result, id="close-client")(common.close_client)
     for module in (trainingruns, modeldeployments, driftpolicies):
         module.setup(result)
     modelversions.setup(result, policy=governance)
