@@ -37,6 +37,7 @@ from promkit import Prometheus, free_port
 from rollout.kit import DeploymentController
 
 ROOT = Path(__file__).resolve().parents[2]
+PVC_ROOT = "/mnt/pvc"  # where a pod mounts its claims (logic.serving.PVC_ROOT)
 
 
 @dataclass
@@ -73,8 +74,18 @@ class Pod:
 class PodRunner:
     """Runs the pods of one ModelDeployment's server Deployments; see the module docstring."""
 
-    def __init__(self, kube: KubeClient, prometheus: Prometheus, namespace: str, owner: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        prometheus: Prometheus,
+        namespace: str,
+        owner: str,
+        workdir: Path,
+        *,
+        pvc_root: Path | None = None,
+    ) -> None:
         self.kube = kube
+        self.pvc_root = pvc_root
         self.prometheus = prometheus
         self.namespace = namespace
         self.owner = owner
@@ -162,9 +173,13 @@ class PodRunner:
         mounts: dict[str, Path] = {}
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
+            source = volumes.get(mount["name"], {})
+            claim = (source.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and self.pvc_root is not None:
+                mounts[mount["mountPath"]] = self.pvc_root / claim
+                continue
             local = root / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
-            source = volumes.get(mount["name"], {})
             if "configMap" in source:
                 try:
                     config = self.kube.get("v1", "ConfigMap", self.namespace, source["configMap"]["name"])
@@ -189,7 +204,7 @@ class PodRunner:
                 args[i + 1] = str(mounts[value])
         if "--workers" not in args:
             args += ["--workers", "1"]
-        env = {**os.environ, **{e["name"]: e.get("value", "") for e in container.get("env", [])}}
+        env = {**os.environ, **{e["name"]: self._map_env(e.get("value", "")) for e in container.get("env", [])}}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT / "tests")])
         log = root / "server.log"
         with log.open("ab") as out:
@@ -197,6 +212,12 @@ class PodRunner:
                 [sys.executable, "-m", "modelops", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root
             )
         return Pod(name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log)
+
+    def _map_env(self, value: str) -> str:
+        """An env value naming a path under the pods' ``/mnt/pvc``, mapped to ``pvc_root`` when given."""
+        if self.pvc_root is not None and (value == PVC_ROOT or value.startswith(PVC_ROOT + "/")):
+            return str(self.pvc_root) + value.removeprefix(PVC_ROOT)
+        return value
 
     def urls(self) -> list[str]:
         with self.lock:

@@ -12,7 +12,9 @@ Rules:
 - otherwise the canary walks the steps: ``setWeight`` sets its traffic share, ``pause`` waits
   (a duration from ``stepStartedAt``, or until promoted), ``analysis`` and ``shadow`` measure every
   ``analysis.interval`` and end at the first successful measurement once their duration (default
-  one interval) has passed; an inconclusive measurement holds the step;
+  one interval) has passed; an inconclusive measurement holds the step; until a step's first
+  measurement its clock (``stepStartedAt``) starts only once the canary is available, so the first
+  window holds the canary's traffic at the step's weight;
 - a failed analysis or an ``abort`` rolls back: canary weight 0 and scaled to 0, stable untouched,
   phase RolledBack, ``Degraded=True`` and ``Stalled=True`` (reason RolledBack) kept while the
   rolled-back version is still the one wanted, until ``retry`` or a new version;
@@ -497,8 +499,19 @@ class _Machine:
             last = parse_time(self.st.get("lastMeasuredAt"))
             if last is not None and last < started:
                 last = None
-            due = (last or started) + datetime.timedelta(seconds=interval)
             kind = "shadow" if step.shadow is not None else "analysis"
+            if last is None:
+                # Until its first measurement, the step's clock runs only while the canary serves: a window
+                # that ends as the canary becomes available holds none of its traffic (always inconclusive),
+                # and the step's duration would count time the canary did not serve at its weight.
+                held = self.canary_problem()
+                if held is not None:
+                    self.st["stepStartedAt"] = None
+                    return self.hold(f"{kind} at {where} not measured", held)
+                if self.st.get("stepStartedAt") is None:
+                    self.start_step(index)
+                    started = self.now
+            due = (last or started) + datetime.timedelta(seconds=interval)
             if self.now < due:
                 holding = last is not None and any(
                     isinstance(r, Mapping) and r.get("phase") != "Successful" for r in self.st.get("analysis") or []

@@ -1,0 +1,123 @@
+"""Fixtures of the whole-loop tier: every real part at once, no mocks.
+
+``loop``: a real Prometheus (tests/promkit.py) and the real operator (Kopf in a thread) with the
+governance policy of the governance tier and its admission webhooks on TLS, with
+``MODELOPS_PROMETHEUS_URL`` pointing at that Prometheus; the five webhook configurations the
+chart renders stored in the emulator (so it calls them with each caller's ``userInfo``); the
+modelops-approver ClusterRole bound to alice and bob; token clients of alice and bob; the kubelet
+of training pods (tests/kubelet.py) and the pod runner of the server Deployments
+(tests/analysis/podrunner.py), which serves the ``pvc://`` artifacts the training pods wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from analysis.podrunner import PodRunner
+from governance.admissionkit import GROUP, NAMESPACE, POLICY, VERSION, Webhooks, free_port, running_operator
+from kubeemu import Emulator
+from kubeemu.client import KubeClient
+from kubeemu.tls import make_ca_and_cert
+from kubelet import Kubelet
+from promkit import Prometheus
+
+MODEL = "iris"
+DEPLOYMENT = "iris"
+
+# Every webhook of docs/governance.md's table (the chart's five), as (type, resource, operations).
+WEBHOOKS = {
+    "mutate-modelversion": ("Mutating", "modelversions", ["CREATE", "UPDATE"]),
+    "mutate-trainingrun": ("Mutating", "trainingruns", ["CREATE", "UPDATE"]),
+    "validate-modelversion": ("Validating", "modelversions", ["CREATE", "UPDATE"]),
+    "validate-modelversion-status": ("Validating", "modelversions/status", ["UPDATE"]),
+    "validate-modeldeployment": ("Validating", "modeldeployments", ["CREATE", "UPDATE"]),
+}
+
+
+def register_webhooks(kube: KubeClient, webhooks: Webhooks) -> None:
+    """Store the chart's webhook configurations in the emulator, pointing at the operator's server."""
+    bundle = base64.b64encode(webhooks.ca_pem).decode()
+    for type_ in ("Mutating", "Validating"):
+        hooks = [
+            {
+                "name": f"{path}.modelops.io",
+                "clientConfig": {"url": f"{webhooks.url}/{path}", "caBundle": bundle},
+                "rules": [{"apiGroups": [GROUP], "apiVersions": [VERSION], "operations": operations,
+                           "resources": [resource], "scope": "Namespaced"}],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "timeoutSeconds": 10,
+                "admissionReviewVersions": ["v1"],
+            }
+            for path, (hook_type, resource, operations) in WEBHOOKS.items()
+            if hook_type == type_
+        ]  # fmt: skip
+        kube.create({"apiVersion": "admissionregistration.k8s.io/v1", "kind": f"{type_}WebhookConfiguration",
+                     "metadata": {"name": "modelops-operator"}, "webhooks": hooks})  # fmt: skip
+
+
+def grant_approvers(kube: KubeClient, *names: str) -> None:
+    """The modelops-approver ClusterRole (as the chart ships it), bound to ``names`` in the namespace."""
+    kube.create({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "modelops-approver"},
+        "rules": [{"apiGroups": [GROUP], "resources": ["modelversions"], "verbs": ["get", "list", "approve"]}],
+    })  # fmt: skip
+    kube.create({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "approvers", "namespace": NAMESPACE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelops-approver"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name} for name in names],
+    })  # fmt: skip
+
+
+@dataclass
+class Loop:
+    """Everything the loop test drives or watches."""
+
+    kube: KubeClient  # system:admin, the operator's identity on the emulator
+    alice: KubeClient
+    bob: KubeClient
+    prometheus: Prometheus
+    webhooks: Webhooks
+    kubelet: Kubelet
+    pods: PodRunner
+
+
+@pytest.fixture
+def loop(
+    emulator: Emulator,
+    cluster: KubeClient,
+    operator_env: dict[str, str],
+    prometheus: Prometheus,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[Loop]:
+    # The operator's defaults for canary analysis and drift evaluation: no address in the specs.
+    monkeypatch.setenv("MODELOPS_PROMETHEUS_URL", prometheus.url)
+    ca_pem, cert_path, _ = make_ca_and_cert(tmp_path / "certs", ["127.0.0.1", "localhost"])
+    ca_path = tmp_path / "ca.crt"
+    ca_path.write_bytes(ca_pem)
+    grant_approvers(cluster, "alice", "bob")
+    clients = {}
+    for name in ("alice", "bob"):
+        emulator.add_user(f"token-{name}", name, uid=f"uid-{name}")
+        clients[name] = emulator.client(f"token-{name}")
+    kubelet = Kubelet(cluster, tmp_path / "kubelet")
+    with running_operator(POLICY, cert_path.parent, ca_pem, ca_path, free_port()) as webhooks:
+        register_webhooks(cluster, webhooks)
+        pods = PodRunner(cluster, prometheus, NAMESPACE, DEPLOYMENT, tmp_path / "pods", pvc_root=kubelet.pvc_root)
+        pods.start()
+        try:
+            yield Loop(cluster, clients["alice"], clients["bob"], prometheus, webhooks, kubelet, pods)
+        finally:
+            pods.close()
+        assert pods.errors == [], pods.errors
+    output = webhooks.runner.output
+    for line in output.splitlines():  # Kopf logs every failed API call; none is expected
+        assert "APIServerError" not in line, line
