@@ -24,6 +24,7 @@ from modelops.controller import common
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import governance
+from modelops.logic.driftloop import FROM_VERSION_ANNOTATION
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import Policy
 
@@ -106,8 +107,18 @@ async def may_approve(userinfo: Mapping[str, Any], namespace: str, name: str | N
     )
 
 
-async def trainingrun_creators(version: Mapping[str, Any]) -> list[str]:
-    """Who created the version's TrainingRun (its created-by annotation), if it is known."""
+# A retrain's run is created by the operator; four eyes follows it back to the people behind it.
+RETRAINED_FROM = FROM_VERSION_ANNOTATION
+MAX_RETRAIN_DEPTH = 5
+
+
+async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> list[str]:
+    """Who created the version's TrainingRun (its created-by annotation), if it is known.
+
+    A run the operator created to retrain (annotated ``modelops.io/retrained-from: <version>``)
+    also brings the creators behind that version, its own creator and its run's, so nobody
+    approves the retrain of a model they trained themselves.
+    """
     ref = ((version.get("spec") or {}).get("lineage") or {}).get("trainingRun") or {}
     if not ref.get("name"):
         return []
@@ -118,7 +129,18 @@ async def trainingrun_creators(version: Mapping[str, Any]) -> list[str]:
         log.warning("cannot read TrainingRun %s/%s for four eyes: %s", namespace, ref["name"], error)
         return []
     creator, _ = governance.parse_creator(_annotations(run).get(governance.CREATED_BY))
-    return [creator] if creator else []
+    creators = [creator] if creator else []
+    origin = _annotations(run).get(RETRAINED_FROM)
+    if origin and depth < MAX_RETRAIN_DEPTH:
+        try:
+            earlier = await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
+        except KubeError as error:
+            log.warning("cannot read ModelVersion %s/%s for four eyes: %s", namespace, origin, error)
+            earlier = None
+        if earlier is not None:
+            own, _ = governance.parse_creator(_annotations(earlier).get(governance.CREATED_BY))
+            creators += ([own] if own else []) + await trainingrun_creators(earlier, depth + 1)
+    return list(dict.fromkeys(creators))
 
 
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOptions) -> None:
