@@ -63,6 +63,22 @@ class VersionServer(Server):
         self.stderr = ""
 
 
+def interleaved_by_class(rows: list[list[float]], labels: list[Any]) -> list[list[float]]:
+    """The rows in round-robin order of their classes, so that any run of consecutive requests
+    has nearly the training mix: two healthy servers answering at different rates over a short
+    window still see the same class distribution (prediction shift near 0, not sampling noise)."""
+    by_class: dict[Any, list[list[float]]] = {}
+    for row, label in zip(rows, labels, strict=True):
+        by_class.setdefault(label, []).append(row)
+    queues = [list(group) for _, group in sorted(by_class.items())]
+    ordered: list[list[float]] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
 class Load:
     """One thread per server posting one-row v2 infer requests from the iris test split."""
 
@@ -162,8 +178,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         )
         prometheus.start()
         data = load_iris(as_frame=True)
-        _, test_x, _, _ = modelkit._split(data.data, data.target)
-        load = Load(servers, test_x.to_numpy().tolist())
+        _, test_x, _, test_y = modelkit._split(data.data, data.target)
+        load = Load(servers, interleaved_by_class(test_x.to_numpy().tolist(), test_y.tolist()))
         prometheus.wait_scraped(len(servers))
         yield Fleet(servers, load, prometheus)
     finally:

@@ -9,6 +9,7 @@ back a child that someone deletes or edits.
 from __future__ import annotations
 
 import json
+import time
 
 from kopf.testing import KopfRunner
 
@@ -115,4 +116,8 @@ def test_a_child_deleted_or_edited_by_hand_is_put_back(cluster: KubeClient, oper
     cluster.delete("monitoring.coreos.com/v1", "PrometheusRule", NAMESPACE, "iris")
     assert cluster.wait_for("monitoring.coreos.com/v1", "PrometheusRule", NAMESPACE, "iris",
                             lambda o: o is not None, timeout=30)
-    assert "ChildRepaired" in {e["reason"] for e in events_for(cluster, "iris")}
+    # Events are posted asynchronously: wait for it, with a deadline.
+    deadline = time.monotonic() + 15
+    while "ChildRepaired" not in {e["reason"] for e in events_for(cluster, "iris")}:
+        assert time.monotonic() < deadline, f"no ChildRepaired event: {events_for(cluster, 'iris')}"
+        time.sleep(0.1)

@@ -384,27 +384,31 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
             decision = rollout.decide(rollout.Inputs(**{**inputs.__dict__, "verdict": verdict}))
         owner = _owner(fresh)
         new_status = {**decision.status, "url": serving.service_url(owner, spec.model)}
-        if any(status.get(k) != v for k, v in new_status.items()):
+        moved = any(status.get(k) != v for k, v in new_status.items())
+        if moved:
             await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
                                subresource="status")  # fmt: skip
         if decision.rejection is not None:
             await _reject(ctx.namespace, ctx.name, decision.rejection.version, decision.rejection, cond.now_iso(now))
         problem = None
+        events = list(decision.events)
         if decision.traffic is not None:
-            _, problem = await converge(spec, fresh, decision.traffic)
+            put_back, problem = await converge(spec, fresh, decision.traffic)
+            if put_back and not moved:  # the rollout stood still, yet children differed: a repair
+                events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
     if problem is not None:
         return Outcome(
             summary=cond.Summary(ready=False, reason="ChildrenFailed", message=problem, reconciling=True),
             status=new_status,
             conditions=decision.conditions,
-            events=decision.events,
+            events=events,
             requeue_after=wait_retry_seconds(),
         )
     return Outcome(
         summary=decision.summary,
         status=new_status,
         conditions=decision.conditions,
-        events=decision.events,
+        events=events,
         requeue_after=decision.requeue_after,
     )
 
