@@ -34,6 +34,7 @@ from typing import Any
 from modelops.api.common import API_VERSION
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic.names import child_name
+from modelops.logic.pods import scheduling
 
 JsonDict = dict[str, Any]
 
@@ -382,13 +383,7 @@ def _deployment(
             *pvc_volumes,
         ],
     }
-    if pod:
-        if pod.node_selector:
-            pod_spec["nodeSelector"] = dict(pod.node_selector)
-        if pod.tolerations:
-            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
-        if pod.service_account_name:
-            pod_spec["serviceAccountName"] = pod.service_account_name
+    pod_spec.update(scheduling(pod))
     deployment_spec: JsonDict = {
         "selector": {"matchLabels": selector},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},

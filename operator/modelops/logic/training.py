@@ -22,6 +22,7 @@ from typing import Any
 from modelops.api.common import API_VERSION
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.logic.names import child_name
+from modelops.logic.pods import scheduling
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
 from modelops.train.sweep import SweepError, best_trial, expand_sweep
@@ -246,13 +247,7 @@ def desired_children(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if pod_options:
-        if pod_options.node_selector:
-            pod_spec["nodeSelector"] = dict(pod_options.node_selector)
-        if pod_options.tolerations:
-            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod_options.tolerations]
-        if pod_options.service_account_name:
-            pod_spec["serviceAccountName"] = pod_options.service_account_name
+    pod_spec.update(scheduling(pod_options))
     job_spec: JsonDict = {
         "backoffLimit": spec.backoff_limit,
         "template": {"metadata": {"labels": labels(ref, spec)}, "spec": pod_spec},
