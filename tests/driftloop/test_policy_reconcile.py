@@ -61,7 +61,8 @@ def test_waits_for_a_serving_version_then_keeps_its_rule_in_place(
             "spec": {"model": "iris", "track": "Production"},
         }
     )
-    cluster.create(policy())
+    # Evaluated hourly: only the watches on its rule and its deployment can make it act sooner.
+    cluster.create(policy(interval="1h"))
     waiting = cluster.wait_for(
         API, "DriftPolicy", NAMESPACE, "p", lambda o: "serves no version" in ready(o).get("message", ""), timeout=30
     )
@@ -81,12 +82,18 @@ def test_waits_for_a_serving_version_then_keeps_its_rule_in_place(
     assert rule["metadata"]["labels"]["release"] == "kps"
     assert 'version="iris-v1"' in rule["spec"]["groups"][0]["rules"][0]["expr"]
 
-    # Deleted by someone: put back at the next evaluation.
+    # Deleted by someone: put back at once (the watch on the policy's rules), not in an hour.
     cluster.delete(RULES, "PrometheusRule", NAMESPACE, "p-drift")
     back = cluster.wait_for(RULES, "PrometheusRule", NAMESPACE, "p-drift", lambda o: o is not None, timeout=30)
     assert back is not None
 
-    # A new serving version rewrites the rule for it.
+    # Edited by someone: put back at once too.
+    cluster.patch(RULES, "PrometheusRule", NAMESPACE, "p-drift", {"spec": {"groups": []}})
+    restored = cluster.wait_for(RULES, "PrometheusRule", NAMESPACE, "p-drift",
+                                lambda o: o is not None and o["spec"]["groups"], timeout=30)  # fmt: skip
+    assert restored is not None
+
+    # A new serving version rewrites the rule for it (the watch on the deployment).
     cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v2"}})
     moved = cluster.wait_for(
         RULES,

@@ -28,6 +28,7 @@ import kopf
 from modelops.api import kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.controller import prometheus as prom
+from modelops.controller import requeue
 from modelops.controller.common import API, kube, lookup, poll_seconds, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -257,6 +258,37 @@ async def _create_retrain(
     return (loop.RETRAIN_TRIGGERED, True, "RetrainStarted", f"TrainingRun {name} created: {reason}"), created
 
 
+async def on_rule_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A policy's PrometheusRule was edited or deleted by hand: let the policy put it back now."""
+    meta = body.get("metadata") or {}
+    policy, namespace = (meta.get("labels") or {}).get(rules.POLICY_LABEL), meta.get("namespace")
+    owned = any(ref.get("kind") == "DriftPolicy" for ref in meta.get("ownerReferences") or [])
+    if policy and namespace and owned and event.get("type") in ("MODIFIED", "DELETED"):
+        requeue.schedule("DriftPolicy", str(namespace), str(policy), 0)
+
+
+async def on_deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A deployment now serves another version: its policies re-target their rule at once."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    serving = status.get("servingVersion") or status.get("stableVersion")
+    if not namespace or not name or not serving or event.get("type") not in (None, "ADDED", "MODIFIED"):
+        return
+    for item in await kube().list(API, "DriftPolicy", str(namespace)):
+        if (item.get("spec") or {}).get("deployment") != name:
+            continue
+        if (item.get("status") or {}).get("modelVersion") != serving:
+            requeue.schedule("DriftPolicy", str(namespace), str(item["metadata"]["name"]), 0)
+
+
 def setup(registry: kopf.OperatorRegistry) -> None:
-    """Add this kind's handlers to an operator's registry."""
+    """Add this kind's handlers to an operator's registry: the reconcile, and watches on its rules and
+    on the deployments it follows."""
     register(registry, kind_info("DriftPolicy"), reconcile_driftpolicy)
+    kopf.on.event(
+        "monitoring.coreos.com", "v1", "prometheusrules", id="restore-drift-rules", registry=registry,
+        labels={rules.POLICY_LABEL: kopf.PRESENT},
+    )(on_rule_event)  # fmt: skip
+    kopf.on.event("modelops.io", "v1alpha1", "modeldeployments", id="follow-serving-version", registry=registry)(
+        on_deployment_event
+    )
