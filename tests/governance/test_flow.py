@@ -104,7 +104,9 @@ def test_none_staging_production_with_gates_approvals_and_archive(
     bob.patch(API, "ModelVersion", NAMESPACE, "iris-v2", approve)
     v2 = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v2", stage_is("Production"), timeout=30)
     assert v2 is not None
-    assert transitions(v2) == [("None", "Staging", gov.OPERATOR_IDENTITY), ("Staging", "Production", "bob")]
+    # Staging needed no approval: the history names alice, who asked for it (recorded by the webhook).
+    assert transitions(v2) == [("None", "Staging", "alice"), ("Staging", "Production", "bob")]
+    assert "asked by alice" in v2["status"]["history"][1]["reason"]
     [record] = v2["status"]["approvals"]
     assert (record["user"], record["stage"]) == ("bob", "Production")
     assert condition(v2, "Ready")["status"] == "True"

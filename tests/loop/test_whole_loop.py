@@ -272,7 +272,9 @@ def test_train_govern_serve_drift_retrain_govern_canary_promote(loop: Loop) -> N
                      "iris-v2 granted Staging (promoteTo)")  # fmt: skip
         assert v2["spec"]["stage"] == "Staging"
         assert created_by(v2) == OPERATOR
-        assert history(v2) == [("None", "Staging", gov.OPERATOR_IDENTITY)], status(v2)
+        # The policy asked for Staging, through the operator's own identity; no approval was needed.
+        assert history(v2) == [("None", "Staging", OPERATOR)], status(v2)
+        assert "asked by system:admin" in status(v2)["history"][0]["reason"]
         record = waiting(kube, "DriftPolicy", POLICY,
                          lambda o: (status(o).get("retrains") or [{}])[0].get("stageRequested") == "Staging",
                          30, "the policy recorded its Staging request")["status"]["retrains"][0]  # fmt: skip

@@ -423,3 +423,41 @@ def test_the_creator_of_the_trainingrun_cannot_approve_its_version() -> None:
     with pytest.raises(DeniedError, match="alice created the TrainingRun"):
         gov.mutate_version("UPDATE", old, new, ALICE, STRICT, NOW, ["alice"])
     assert gov.mutate_version("UPDATE", old, new, BOB, STRICT, NOW, ["alice"])[gov.APPROVALS]
+
+
+# --- who asked for a stage ------------------------------------------------------------------------
+
+
+def test_asking_for_a_stage_is_recorded_from_the_authenticated_identity() -> None:
+    created = gov.mutate_version("CREATE", {}, {}, ALICE, STRICT, NOW, stages=(None, "Staging"))
+    assert json.loads(created[gov.STAGE_REQUESTED_BY]) == {"user": "alice", "stage": "Staging", "at": NOW}
+    old = {gov.CREATED_BY: '{"user":"alice"}', gov.STAGE_REQUESTED_BY: created[gov.STAGE_REQUESTED_BY]}
+    moved = gov.mutate_version("UPDATE", old, dict(old), BOB, STRICT, NOW, stages=("Staging", "Production"))
+    assert json.loads(moved[gov.STAGE_REQUESTED_BY])["user"] == "bob"
+    # Another edit that leaves spec.stage alone records nobody new.
+    assert gov.STAGE_REQUESTED_BY not in gov.mutate_version(
+        "UPDATE", old, dict(old), BOB, STRICT, NOW, stages=("Staging", "Staging")
+    )
+    assert gov.STAGE_REQUESTED_BY not in gov.mutate_version("CREATE", {}, {}, ALICE, STRICT, NOW, stages=(None, "None"))
+
+
+def test_the_stage_request_record_cannot_be_forged() -> None:
+    forged = {gov.STAGE_REQUESTED_BY: '{"user":"ceo","stage":"Production","at":"2026-01-01T00:00:00Z"}'}
+    with pytest.raises(gov.DeniedError, match="written by the modelops admission webhook only"):
+        gov.mutate_version("CREATE", {}, forged, ALICE, STRICT, NOW, stages=(None, "Production"))
+
+
+def test_a_grant_without_approval_is_by_whoever_asked() -> None:
+    asked = decide(desired="Staging", granted="None", requested_by="alice")
+    assert asked.transition is not None
+    assert asked.transition["by"] == "alice"
+    assert "asked by alice" in asked.transition["reason"]
+    unknown = decide(desired="Staging", granted="None")
+    assert unknown.transition is not None
+    assert unknown.transition["by"] == gov.OPERATOR_IDENTITY
+    approved = decide(records=[record("Production", "bob", at=NOW)], requested_by="alice")
+    assert approved.transition is not None
+    assert approved.transition["by"] == "bob"  # the approver answers for a governed grant
+    assert "asked by alice" in approved.transition["reason"]
+    assert gov.parse_requester('{"user":"alice","stage":"Staging"}', "Production") is None  # another stage's ask
+    assert gov.parse_requester("not json", "Staging") is None

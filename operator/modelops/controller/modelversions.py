@@ -95,6 +95,7 @@ def make_reconcile(policy: Policy) -> Any:
             rejected=ctx.status.get("rejected"),
             sha256=spec.artifact.sha256,
             now=now,
+            requested_by=governance.parse_requester(annotations.get(governance.STAGE_REQUESTED_BY), spec.stage),
         )
         status: dict[str, Any] = {
             "stage": decision.stage,

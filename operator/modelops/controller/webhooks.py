@@ -167,7 +167,11 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
                 raise _deny(DeniedError(problem))
         upstream = await trainingrun_creators(body)
         try:
-            changes = governance.mutate_version(op, old_ann, new_ann, identity, policy, cond.now_iso(), upstream)
+            old_body: Mapping[str, Any] = kwargs.get("old") or {}
+            stages = ((old_body.get("spec") or {}).get("stage"), (body.get("spec") or {}).get("stage"))
+            changes = governance.mutate_version(
+                op, old_ann, new_ann, identity, policy, cond.now_iso(), upstream, stages=stages
+            )
         except DeniedError as error:
             raise _deny(error) from None
         for key, value in changes.items():

@@ -27,7 +27,9 @@ APPROVE = "modelops.io/approve"
 REVIEWER = "modelops.io/reviewer"
 APPROVALS = "modelops.io/approvals"
 CREATED_BY = "modelops.io/created-by"
-PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY)
+# Who asked for the current spec.stage, and when: {"user", "stage", "at"}, written by the webhook.
+STAGE_REQUESTED_BY = "modelops.io/stage-requested-by"
+PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY, STAGE_REQUESTED_BY)
 IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage")
 GOVERNED_STATUS = ("stage", "approvals", "history", "rejected")
 STAGES = ("None", "Staging", "Production", "Archived")
@@ -100,6 +102,19 @@ def parse_records(text: str | None) -> tuple[list[Record], list[str]]:
     return records, problems
 
 
+def parse_requester(text: str | None, stage: str) -> str | None:
+    """Who asked for ``stage`` (from ``modelops.io/stage-requested-by``); None if unknown or another stage."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("stage") != stage or not isinstance(data.get("user"), str):
+        return None
+    return str(data["user"])
+
+
 def parse_creator(text: str | None) -> tuple[str | None, str | None]:
     """The creator's username from ``modelops.io/created-by``, and a problem if it is malformed."""
     if not text:
@@ -147,12 +162,14 @@ def mutate_version(
     policy: Policy,
     now: str,
     upstream_creators: Sequence[str] = (),
+    stages: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, str]:
     """The annotations the mutating webhook sets; raises :class:`DeniedError` for a forbidden request.
 
     ``old`` and ``new`` are the annotations before and as sent; ``upstream_creators`` who created
-    the version's TrainingRun. The caller has already checked (by SubjectAccessReview) that the
-    user may approve when :func:`requested_approval` says so.
+    the version's TrainingRun; ``stages`` the old and new ``spec.stage`` (a change, or a stage
+    asked for on CREATE, records who asked). The caller has already checked (by
+    SubjectAccessReview) that the user may approve when :func:`requested_approval` says so.
     """
     result: dict[str, str] = {}
     for key in PROTECTED_ANNOTATIONS:
@@ -166,6 +183,9 @@ def mutate_version(
             )
     if operation == "CREATE":
         result[CREATED_BY] = dumps(identity.as_json())
+    old_stage, new_stage = stages
+    if new_stage is not None and new_stage != "None" and (operation == "CREATE" or new_stage != old_stage):
+        result[STAGE_REQUESTED_BY] = dumps({"user": identity.user, "stage": new_stage, "at": now})
     trusted = identity.user in policy.trusted_appliers
     reviewer = new.get(REVIEWER)
     if reviewer is not None and (operation == "CREATE" or reviewer != old.get(REVIEWER)) and not trusted:
@@ -427,8 +447,13 @@ def decide(
     rejected: Mapping[str, Any] | None,
     sha256: str,
     now: str,
+    requested_by: str | None = None,
 ) -> Decision:
-    """Grant the desired stage when its gates pass and its approvals suffice; else say what is missing."""
+    """Grant the desired stage when its gates pass and its approvals suffice; else say what is missing.
+
+    ``requested_by`` is who asked for the desired stage (recorded by the webhook): a grant that
+    needs no approval is theirs in the history, and every grant's reason names them.
+    """
     integrity = (
         "IntegrityVerified",
         True,
@@ -471,14 +496,15 @@ def decide(
         missing = validated[3] if failing else approved[3]
         message = f"stage {granted} held, {desired} not granted: {missing}"
         return Decision(granted, None, False, reason, message, gates, conditions)
+    asked = f" (asked by {requested_by})" if requested_by else ""
     if governed:
         evidence = [f"{len(gates)} gate(s) passed" if gates else "no gates"]
         evidence.append(f"approved by {names}" if counted and need else "no approval needed")
-        why = f"{desired} granted: " + ", ".join(evidence)
-        by = names if counted and need else OPERATOR_IDENTITY
+        why = f"{desired} granted{asked}: " + ", ".join(evidence)
+        by = names if counted and need else (requested_by or OPERATOR_IDENTITY)
     else:
-        why = f"spec.stage asks for {desired}"
-        by = OPERATOR_IDENTITY
+        why = f"spec.stage asks for {desired}{asked}"
+        by = requested_by or OPERATOR_IDENTITY
     transition = {"from": granted, "to": desired, "by": by, "at": now, "reason": why}
     return Decision(desired, transition, True, "Reconciled", f"stage {desired} granted", gates, conditions)
 
