@@ -93,6 +93,7 @@ class DeploymentController:
         self.kube = kube
         self.namespace = namespace
         self.held: set[str] = set()
+        self.gave_up: set[str] = set()
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.errors: list[str] = []
@@ -118,8 +119,14 @@ class DeploymentController:
                 self.errors.append(f"{type(error).__name__}: {error}")
             self.stop_event.wait(0.05)  # a controller's resync period, not a synchronisation
 
+    def give_up(self, *names: str) -> None:
+        """Held Deployments whose progress deadline passed: ``Progressing=False``, ProgressDeadlineExceeded."""
+        with self.lock:
+            self.held.update(names)
+            self.gave_up.update(names)
+
     @staticmethod
-    def status_for(deployment: dict[str, Any], *, ready: bool) -> dict[str, Any]:
+    def status_for(deployment: dict[str, Any], *, ready: bool, gave_up: bool = False) -> dict[str, Any]:
         replicas = deployment["spec"].get("replicas")
         replicas = 1 if replicas is None else int(replicas)
         available = replicas if ready else 0
@@ -140,6 +147,8 @@ class DeploymentController:
                 cond("Available", complete, "MinimumReplicasAvailable" if complete else "MinimumReplicasUnavailable",
                      "Deployment has minimum availability." if complete
                      else "Deployment does not have minimum availability."),
+                cond("Progressing", False, "ProgressDeadlineExceeded",
+                     f'ReplicaSet "{name}" has timed out progressing.') if gave_up and not complete else
                 cond("Progressing", True, "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
                      f'ReplicaSet "{name}" has successfully progressed.' if complete
                      else f'ReplicaSet "{name}" is progressing.'),
@@ -148,10 +157,10 @@ class DeploymentController:
 
     def sync(self) -> None:
         with self.lock:
-            held = set(self.held)
+            held, gave_up = set(self.held), set(self.gave_up)
         for deployment in self.kube.list("apps/v1", "Deployment", self.namespace):
             name = deployment["metadata"]["name"]
-            wanted = self.status_for(deployment, ready=name not in held)
+            wanted = self.status_for(deployment, ready=name not in held, gave_up=name in gave_up)
             current = deployment.get("status") or {}
             if all(current.get(key) == value for key, value in wanted.items()):
                 continue

@@ -133,3 +133,27 @@ def test_a_canary_that_never_becomes_available_holds_the_rollout(
     assert done is not None
     assert done["status"]["analysis"]  # measured once the canary was available
     assert done["status"]["history"][0]["result"] == "Promoted"
+
+
+def test_a_canary_past_its_progress_deadline_is_rolled_back(
+    cluster: KubeClient, operator: KopfRunner, deployments: DeploymentController
+) -> None:
+    cluster.create(model_version(1))
+    cluster.create(model_version(2))
+    cluster.create(deployment(modelVersion="iris-v1", rollout={"steps": [{"setWeight": 50}, {"analysis": {}}]}))
+    cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="Healthy"), timeout=30)
+    deployments.hold("iris-canary")
+    cluster.patch(API, "ModelDeployment", NAMESPACE, "iris", {"spec": {"modelVersion": "iris-v2"}})
+    cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", ready_is("False", "CanaryUnavailable"), timeout=30)
+    deployments.give_up("iris-canary")  # the deployment controller's progress deadline passes
+    failed = cluster.wait_for(
+        API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="RolledBack", failedVersion="iris-v2"), timeout=30
+    )
+    assert failed is not None
+    assert failed["status"]["stableVersion"] == "iris-v1"
+    assert condition(failed, "Stalled")["reason"] == "RolledBack"
+    rejected = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v2",
+                                lambda o: bool((o.get("status") or {}).get("rejected")), timeout=30)  # fmt: skip
+    assert rejected is not None
+    assert rejected["status"]["rejected"]["metric"] == "availability"
+

@@ -160,6 +160,20 @@ def test_an_unavailable_canary_holds_the_analysis_the_pause_and_the_promotion() 
     assert forced.status["stableVersion"] == "iris-v2"
 
 
+def test_a_canary_past_its_progress_deadline_is_rolled_back_not_held_for_ever() -> None:
+    gave_up = down("iris-canary", 0, 1, stalled=True)
+    analysing = {**CANARY, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}
+    failed = decide(analysing, now=10, canary=gave_up)
+    assert (failed.status["phase"], failed.status["stableVersion"], failed.status["failedVersion"]) == (
+        "RolledBack", "iris-v1", "iris-v2")  # fmt: skip
+    assert failed.status["canaryWeight"] == 0
+    assert failed.rejection is not None
+    assert (failed.rejection.metric, failed.rejection.value) == ("availability", 0.0)
+    assert "never became available" in failed.rejection.message
+    # Still within the deadline: held, as before.
+    assert decide(analysing, now=10, canary=down("iris-canary", 0, 1)).status["phase"] == "Progressing"
+
+
 def test_recreate_swaps_at_once() -> None:
     decision = decide(STABLE, s=spec(rollout={"strategy": "Recreate"}))
     assert (decision.status["phase"], decision.status["stableVersion"]) == ("Progressing", "iris-v2")

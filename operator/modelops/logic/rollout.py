@@ -72,6 +72,8 @@ REASON_UNAVAILABLE: Final = "Unavailable"
 REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
 REASON_DEADLINE: Final = "ProgressDeadlineExceeded"
 REASON_CANARY_UNAVAILABLE: Final = "CanaryUnavailable"
+# The "metric" of a canary whose pods never became available (its Deployment's progress deadline passed).
+AVAILABILITY: Final = "availability"
 
 STATUS_KEYS: Final = (
     "phase", "message", "desiredVersion", "servingVersion", "stableVersion", "canaryVersion", "canaryWeight",
@@ -325,6 +327,12 @@ class _Machine:
         return None if found.available else found.message
 
     def hold(self, what: str, why: str) -> Decision:
+        found = self.inputs.canary
+        if found is not None and found.stalled and not self._moved("canaryVersion", "canaryWeight"):
+            # The deployment controller gave up on the canary's pods (its progress deadline): a hold
+            # would last for ever, so the canary fails, with the evidence, as a failed analysis does.
+            detail = f"{found.message}; the canary never became available"
+            return self.rollback(REASON_ANALYSIS_FAILED, (AVAILABILITY, float(found.ready), detail))
         canary, weight = self.st.get("canaryVersion"), self.st.get("canaryWeight") or 0
         return self.finish(
             "Progressing", f"canary {canary} at {weight}%: {what}, holding until the canary is available: {why}",
