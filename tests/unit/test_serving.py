@@ -50,7 +50,7 @@ def test_children_with_gateway_routing_and_shadow_are_valid() -> None:
         "server": {"workers": 2, "image": "example/serve:1"},
     })
     traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=30, canary_active=True, mirror_percent=20)
-    children = serving.desired_children(spec, OWNER, traffic, VERSIONS, image="default:1", rule_label_text="a=b")
+    children = serving.desired_children(spec, OWNER, traffic, VERSIONS, image="default:1", rule_labels={"a": "b"})
     kinds = sorted((c["kind"], c["metadata"]["name"]) for c in children.keep)
     assert ("HTTPRoute", "iris") in kinds
     assert ("Service", "iris-stable") in kinds
@@ -95,9 +95,13 @@ def test_repair_detects_hand_edits_but_not_server_defaults() -> None:
     assert serving.needs_repair(desired, {"kind": "Service", "spec": {"selector": {"a": "2"}, "ports": []}})
 
 
-def test_rule_labels() -> None:
-    assert serving.rule_labels(" release = prom , bad, team=ml,") == {"release": "prom", "team": "ml"}
-    assert serving.rule_labels(None) == {}
+def test_rule_labels_are_parsed_once_for_every_kind() -> None:
+    from modelops.logic.rules import rule_labels
+
+    assert rule_labels(" release = prom , team=ml,") == {"release": "prom", "team": "ml"}
+    assert rule_labels(None) == {}
+    with pytest.raises(ValueError, match="'bad' is not a label key=value pair"):
+        rule_labels("release=prom, bad")
 
 
 def test_long_names_stay_dns_labels() -> None:

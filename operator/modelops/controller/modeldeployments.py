@@ -48,6 +48,7 @@ from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import conditions as cond
 from modelops.logic import rollout, serving
+from modelops.logic.rules import rule_labels
 from modelops.logic.validation import parse
 
 TRACKED_ANNOTATION = "modelops.io/tracked-version"
@@ -195,11 +196,11 @@ async def converge(
         replicas = (current_stable.get("spec") or {}).get("replicas")
         stable_now = replicas if isinstance(replicas, int) else None
     try:
+        labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
         children = serving.desired_children(
-            spec, owner, traffic, versions, image=image(),
-            rule_label_text=os.environ.get("MODELOPS_RULE_LABELS"), stable_replicas_now=stable_now,
+            spec, owner, traffic, versions, image=image(), rule_labels=labels, stable_replicas_now=stable_now,
         )  # fmt: skip
-    except serving.InvalidVersionError as error:
+    except (serving.InvalidVersionError, ValueError) as error:
         return [], str(error)
     changed: list[str] = []
     for obj in children.keep:

@@ -199,16 +199,6 @@ def availability(
     return Availability(name, False, ready, required, message, stalled=stalled)
 
 
-def rule_labels(text: str | None) -> dict[str, str]:
-    """``k=v,k2=v2`` (MODELOPS_RULE_LABELS) as a dict; blanks and malformed parts are skipped."""
-    labels: dict[str, str] = {}
-    for part in (text or "").split(","):
-        key, sep, value = part.strip().partition("=")
-        if sep and key.strip():
-            labels[key.strip()] = value.strip()
-    return labels
-
-
 def model_result(version: Mapping[str, Any]) -> JsonDict:
     """The ``result.json`` (docs/contracts.md) that ``modelops serve`` reads, from a ModelVersion."""
     meta = version.get("metadata") or {}
@@ -569,7 +559,7 @@ def desired_children(
     versions: Mapping[str, Mapping[str, Any]],
     *,
     image: str,
-    rule_label_text: str | None = None,
+    rule_labels: Mapping[str, str] | None = None,
     stable_replicas_now: int | None = None,
 ) -> Children:
     """Every child of a ModelDeployment for the given traffic.
@@ -597,7 +587,7 @@ def desired_children(
     keep.append(_deployment(spec, owner, versions[canary_version], role="canary", replicas=canary_count, image=image))
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))
-    keep.append(_prometheus_rule(spec, owner, rule_labels(rule_label_text)))
+    keep.append(_prometheus_rule(spec, owner, dict(rule_labels or {})))
     remove: list[tuple[str, str, str]] = []
     optional: dict[tuple[str, str, str], JsonDict | None] = {
         ("autoscaling/v2", "HorizontalPodAutoscaler", ""): _hpa(spec, owner) if spec.autoscaling else None,
