@@ -168,3 +168,14 @@ def test_expected_replicas_match_the_children() -> None:
         {"model": "iris", "modelVersion": "iris-v2", "autoscaling": {"minReplicas": 2, "maxReplicas": 8}})
     assert serving.expected_replicas(scaled, traffic, stable_replicas_now=8) == (None, 2)
     assert serving.expected_replicas(scaled, traffic) == (None, 1)
+
+
+def test_a_mirror_filter_left_on_the_route_is_a_difference_and_the_patch_removes_it() -> None:
+    desired = {"kind": "HTTPRoute", "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}]}]}}
+    mirrored = {"kind": "HTTPRoute", "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 100}],
+                                                         "filters": [{"type": "RequestMirror"}]}]}}  # fmt: skip
+    assert serving.needs_repair(desired, mirrored)
+    assert not serving.needs_repair(desired, desired)
+    assert not serving.needs_repair(mirrored, mirrored)
+    patch = serving.repair_patch(desired, mirrored)
+    assert "filters" not in patch["spec"]["rules"][0]  # a merge patch replaces the list: the filter goes

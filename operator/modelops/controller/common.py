@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from typing import Any
 
 from modelops.controller import credentials
@@ -31,6 +32,12 @@ TRAINER_IMAGE = os.environ.get("MODELOPS_IMAGE", "ghcr.io/modelops/modelops-oper
 ARTIFACT_STORE = os.environ.get("MODELOPS_ARTIFACT_STORE") or None
 _kube: Kube | None = None
 _kube_loop: asyncio.AbstractEventLoop | None = None
+# Loops whose operator has shut its client: a timer or watch that still fires there gets no new one.
+_closed_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+class ShuttingDownError(RuntimeError):
+    """The operator closed its API client: nothing more is sent from this event loop."""
 
 
 def kube() -> Kube:
@@ -41,6 +48,8 @@ def kube() -> Kube:
     """
     global _kube, _kube_loop  # a lazily made client shared by the handlers
     loop = asyncio.get_running_loop()
+    if loop in _closed_loops:
+        raise ShuttingDownError("the operator is shutting down: its Kubernetes API client is closed")
     if _kube is None or _kube_loop is not loop:
         _kube, _kube_loop = Kube(credentials.load()), loop
     return _kube
@@ -49,7 +58,9 @@ def kube() -> Kube:
 async def close_client(**_: Any) -> None:
     # Several operator runs in one process (tests) must not share a client of an old server.
     global _kube, _kube_loop
-    if _kube is not None and _kube_loop is asyncio.get_running_loop():
+    loop = asyncio.get_running_loop()
+    _closed_loops.add(loop)
+    if _kube is not None and _kube_loop is loop:
         await _kube.close()
     _kube, _kube_loop = None, None
 

@@ -646,10 +646,35 @@ def _at(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
     return node
 
 
+# Optional fields the operator sets only sometimes: present but not desired is a difference too
+# ("*" walks every item of a list). A shadow step's RequestMirror must go when the step ends.
+OWNED_OPTIONAL: dict[str, tuple[tuple[str, ...], ...]] = {
+    "HTTPRoute": (("spec", "rules", "*", "filters"),),
+}
+
+
+def _present(obj: Any, path: Sequence[str]) -> list[tuple[int, ...]]:
+    """The list indexes at which ``path`` exists in ``obj`` (``*`` steps through list items)."""
+    if not path:
+        return [()]
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if not isinstance(obj, list):
+            return []
+        return [(i, *found) for i, item in enumerate(obj) for found in _present(item, rest)]
+    if not isinstance(obj, Mapping) or head not in obj:
+        return []
+    return _present(obj[head], rest)
+
+
 def needs_repair(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
-    """Whether a child differs from what is desired, counting keys added to its exact maps."""
+    """Whether a child differs from what is desired, counting keys added to its exact maps and
+    optional fields it should not have."""
     if differs(desired, actual):
         return True
+    for path in OWNED_OPTIONAL.get(str(desired.get("kind")), ()):
+        if set(_present(actual, path)) - set(_present(desired, path)):
+            return True
     for path in EXACT_MAPS.get(str(desired.get("kind")), ()):
         wanted, found = _at(desired, path), _at(actual, path)
         if isinstance(found, Mapping) and isinstance(wanted, Mapping) and set(found) - set(wanted):
