@@ -143,6 +143,13 @@ async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> li
     return list(dict.fromkeys(creators))
 
 
+def _annotate(patch: kopf.Patch, sent: Mapping[str, str], changes: Mapping[str, str]) -> None:
+    """Add to the admission patch the annotations whose value differs from what the request sent."""
+    for key, value in changes.items():
+        if sent.get(key) != value:
+            patch.metadata.annotations[key] = value
+
+
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOptions) -> None:
     """Add the admission handlers and the webhook server's settings to a registry."""
 
@@ -174,9 +181,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             )
         except DeniedError as error:
             raise _deny(error) from None
-        for key, value in changes.items():
-            if new_ann.get(key) != value:
-                patch.metadata.annotations[key] = value
+        _annotate(patch, new_ann, changes)
 
     @kopf.on.mutate(
         GROUP, VERSION, "trainingruns", id="mutate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
@@ -189,9 +194,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             )
         except DeniedError as error:
             raise _deny(error) from None
-        for key, value in changes.items():
-            if new_ann.get(key) != value:
-                patch.metadata.annotations[key] = value
+        _annotate(patch, new_ann, changes)
 
     @kopf.on.validate(
         GROUP, VERSION, "modelversions", id="validate-modelversion", operations=["CREATE", "UPDATE"], registry=registry

@@ -1,8 +1,11 @@
-"""Names of the objects the operator creates for a resource."""
+"""Names and ownership of the objects the operator creates for a resource."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+from modelops.api.common import API_VERSION
 
 DNS_LABEL_MAX = 63
 
@@ -16,3 +19,15 @@ def child_name(owner: str, suffix: str) -> str:
     digest = hashlib.sha256(owner.encode()).hexdigest()[:8]
     keep = max(DNS_LABEL_MAX - len(suffix) - len(digest) - 2, 1)
     return f"{owner[:keep].rstrip('-')}-{digest}-{suffix}"[:DNS_LABEL_MAX].rstrip("-")
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """The controller ownerReference of a child: deleted with its owner, which waits for it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

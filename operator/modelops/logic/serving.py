@@ -31,9 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelops.api.common import API_VERSION
 from modelops.api.modeldeployment import ModelDeploymentSpec
-from modelops.logic.names import child_name
+from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import scheduling
 
 JsonDict = dict[str, Any]
@@ -244,23 +243,12 @@ def _labels(owner: Owner, model: str) -> dict[str, str]:
     }
 
 
-def owner_reference(owner: Owner) -> JsonDict:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ModelDeployment",
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def _meta(owner: Owner, name: str, labels: Mapping[str, str]) -> JsonDict:
     return {
         "name": name,
         "namespace": owner.namespace,
         "labels": dict(labels),
-        "ownerReferences": [owner_reference(owner)],
+        "ownerReferences": [owner_reference("ModelDeployment", owner.name, owner.uid)],
     }
 
 

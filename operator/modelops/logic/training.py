@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelops.api.common import API_VERSION
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.logic.names import child_name
+from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import scheduling
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
@@ -89,17 +88,6 @@ def labels(ref: RunRef, spec: TrainingRunSpec) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "modelops-operator",
         RUN_LABEL: ref.name,
         MODEL_LABEL: spec.model,
-    }
-
-
-def owner_reference(ref: RunRef) -> JsonDict:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "TrainingRun",
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -190,7 +178,11 @@ def desired_children(
     check(spec)
     claim, output_dir, artifact_uri = artifact_location(spec, ref, default_store)
     trials = trials_of(spec)
-    common = {"namespace": ref.namespace, "labels": labels(ref, spec), "ownerReferences": [owner_reference(ref)]}
+    common = {
+        "namespace": ref.namespace,
+        "labels": labels(ref, spec),
+        "ownerReferences": [owner_reference("TrainingRun", ref.name, ref.uid)],
+    }
     config = run_config(spec, ref, artifact_uri, spec.image or image)
     configmap: JsonDict = {
         "apiVersion": "v1",
