@@ -144,3 +144,28 @@ def test_recorder_batches_and_flushes_exactly() -> None:
     np.testing.assert_allclose(batched, direct)
     rec.flush()  # idempotent when nothing is pending
     np.testing.assert_allclose(batched, direct)
+
+
+def test_dropped_connections_have_their_own_slots_summed_across_workers(tmp_path: Path) -> None:
+    lay = layout()
+    a = metrics.Store(lay, tmp_path, slot=0)
+    b = metrics.Store(lay, tmp_path, slot=1)
+    rec_a, rec_b = metrics.Recorder(lay, a.values), metrics.Recorder(lay, b.values)
+    rec_a.dropped("header_timeout")
+    rec_a.dropped("header_timeout")
+    rec_b.dropped("over_limit")
+    rec_b.request(431, 0.0001)
+    rec_a.flush()
+    rec_b.flush()
+    samples = {
+        (s.name, s.labels.get("reason"), s.labels.get("code")): s.value
+        for f in metrics.families(lay, a.snapshot())
+        for s in f.samples
+    }
+    assert samples[("modelops_connections_dropped_total", "header_timeout", None)] == 2
+    assert samples[("modelops_connections_dropped_total", "over_limit", None)] == 1
+    for reason in ("reclaimed", "body_timeout", "send_timeout"):
+        assert samples[("modelops_connections_dropped_total", reason, None)] == 0
+    # A dropped connection is not a request: only the 431 was counted as one.
+    assert sum(v for (n, _, _), v in samples.items() if n == "modelops_requests_total") == 1
+    assert samples[("modelops_requests_total", None, "431")] == 1

@@ -38,7 +38,11 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 #: Every status code the server can answer with; each has its own ``modelops_requests_total`` slot.
-STATUS_CODES: tuple[int, ...] = (200, 400, 404, 405, 413, 500, 503)
+STATUS_CODES: tuple[int, ...] = (200, 400, 404, 405, 413, 414, 431, 500, 503)
+#: Why the HTTP layer closed a connection on its own (``modelops_connections_dropped_total{reason}``):
+#: refused past the connection limit (answered 503), reclaimed to make room at the limit, or cut
+#: at a deadline (request head, request body, a response the client does not read).
+DROP_REASONS: tuple[str, ...] = ("over_limit", "reclaimed", "header_timeout", "body_timeout", "send_timeout")
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -91,12 +95,15 @@ class Layout:
     numeric_base: IntArray = field(compare=False, hash=False, repr=False)
     numeric_sums: IntArray = field(compare=False, hash=False, repr=False)
     numeric_span: tuple[int, int] = (0, 0)
+    drop_reasons: tuple[str, ...] = DROP_REASONS
+    drop_offset: int = 0
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the layout, so that stale files are never summed."""
         parts: list[Any] = [
             self.model, self.version, self.codes, self.latency_bounds, self.classes, self.prediction_bounds,
             [(s.name, s.interior) for s in self.numeric], [(s.name, s.categories) for s in self.categorical],
+            self.drop_reasons,
         ]  # fmt: skip
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -151,6 +158,8 @@ def build_layout(
         index = {c: i for i, c in enumerate(labels)}
         categorical_slots.append(CategoricalFeatureSlot(name, column, labels, pos, index))
         pos += len(labels)
+    drop_offset = pos
+    pos += len(DROP_REASONS)
 
     return Layout(
         model=model,
@@ -172,6 +181,8 @@ def build_layout(
         numeric_base=np.array([s.offset - numeric_start for s in with_sums], dtype=np.intp),
         numeric_sums=np.array([s.sum_offset for s in with_sums], dtype=np.intp),
         numeric_span=(numeric_start, numeric_end),
+        drop_reasons=DROP_REASONS,
+        drop_offset=drop_offset,
     )
 
 
@@ -331,6 +342,11 @@ class Recorder:
         else:
             observe_classes(self.layout, self.values, class_index)
 
+    def dropped(self, reason: str) -> None:
+        """One connection the HTTP layer closed on its own, for one of :data:`DROP_REASONS`."""
+        self.pending[self.layout.drop_offset + self.layout.drop_reasons.index(reason)] += 1
+        self.dirty = True
+
     def flush(self) -> None:
         if self.buffered:
             observe_features(self.layout, self.values, self.buffer[: self.buffered])
@@ -451,6 +467,16 @@ def families(layout: Layout, values: FloatArray) -> list[Metric]:
         for i, label in enumerate(cslot.categories):
             category.add_metric([*ids, cslot.name, label], float(values[cslot.offset + i]))
     out.append(category)
+
+    dropped = CounterMetricFamily(
+        "modelops_connections_dropped_total",
+        "Connections the server closed on its own: over_limit (refused with 503), reclaimed (closed to make "
+        "room at the limit), header_timeout, body_timeout, send_timeout.",
+        labels=[*base, "reason"],
+    )
+    for i, reason in enumerate(layout.drop_reasons):
+        dropped.add_metric([*ids, reason], float(values[layout.drop_offset + i]))
+    out.append(dropped)
     return out
 
 
