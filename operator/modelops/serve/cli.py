@@ -24,31 +24,90 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+#: Exit code of a usage error (as argparse's own): a bad flag, before anything is loaded.
+EXIT_USAGE = 2
+#: The options every worker gets from the supervisor as they were given.
+_FORWARDED = ("max_body_bytes", "keepalive", "graceful_timeout")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="modelops serve", description="Serve a model with the Open Inference Protocol v2 REST API."
+class _UsageError(Exception):
+    """argparse's complaint, raised instead of printing the usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _number(
+    kind: type[int] | type[float], low: float, high: float | None = None, hint: str = ""
+) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` in [low, high], with one line saying what is wrong."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or value < low or (high is not None and value > high):  # NaN too
+            bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}{hint}")
+        return value
+
+    return parse
+
+
+#: (flag, type, default, help) of the limits; ``[status]`` is what a client past one gets.
+_LIMITS: tuple[tuple[str, Callable[[str], Any], float, str], ...] = (
+    ("--max-body-bytes", _number(int, 1), DEFAULT_MAX_BODY, "largest request body [413]"),
+    ("--keepalive", _number(float, 0.001), 75.0, "seconds an idle connection stays open"),
+)  # fmt: skip
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="modelops serve",
+        description="Serve a model with the Open Inference Protocol v2 REST API.",
+        epilog="Exit status: 0 after a clean shutdown, 1 when the model cannot be served, 2 for a usage error.",
     )
-    p.add_argument("--model-dir", required=True, type=Path, help="directory with result.json and the artifact")
-    p.add_argument("--port", required=True, type=int, help="TCP port to listen on")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per usable core)")
+    p.add_argument(
+        "--model-dir", required=True, type=Path, help="directory with result.json and the artifact (required)"
+    )
+    p.add_argument(
+        "--port",
+        required=True,
+        type=_number(int, 0, 65535),
+        help="TCP port to listen on, 0 for any free one (required)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    workers = _number(int, 1, 1024, hint=" (leave --workers out for one per usable core)")
+    p.add_argument("--workers", type=workers, help="worker processes (default: one per usable core)")
     p.add_argument("--name", help="model name in the API (default: result.json's model)")
-    p.add_argument("--version", default="1", help="model version in the API (default: 1)")
+    p.add_argument("--version", default="1", help="model version in the API (default: %(default)s)")
     p.add_argument("--sha256", help="trusted sha256 of the artifact (default: result.json's artifact.sha256)")
-    p.add_argument("--artifact-uri", help="fetch the artifact from file://, pvc://, https:// or s3:// first")
+    p.add_argument("--artifact-uri", help="fetch the artifact from file://, pvc://, https:// or s3:// (default: none)")
     p.add_argument("--cache-dir", type=Path, help="where a fetched artifact is kept (default: the model dir)")
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY, help="largest request body (413 above)")
-    p.add_argument("--keepalive", type=float, default=75.0, help="seconds an idle connection stays open")
-    p.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds to drain on SIGTERM")
+    group = p.add_argument_group("limits, per worker")
+    for flag, kind, default, text in _LIMITS:
+        group.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+    p.add_argument(
+        "--graceful-timeout",
+        type=_number(float, 0),
+        default=30.0,
+        help="seconds to drain on SIGTERM (default: %(default)s)",
+    )
     # Internal: how the supervisor starts a worker.
     p.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--worker-slot", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--metrics-dir", type=Path, help=argparse.SUPPRESS)
     return p
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    return _parser().parse_args(argv)
 
 
 def _stop_before_serving(signum: int, frame: object) -> None:
@@ -95,7 +154,9 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        # create_server's wording repeats the address ("(while attempting to bind on address …)").
+        reason = (exc.strerror or str(exc)).split(" (while attempting", 1)[0]
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -140,14 +201,16 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
 
 def main(argv: list[str]) -> int:
     """Entry point of ``modelops serve``."""
+    try:
+        args = _parse(argv)
+    except _UsageError as exc:
+        print(f"modelops serve: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     from modelops.serve import artifact, predictor, supervisor
 
-    args = _parser().parse_args(argv)
     # Until the server installs its own handlers, SIGTERM/SIGINT mean "stop before serving": exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_serving)
-    if args.max_body_bytes <= 0:
-        return _fail("--max-body-bytes must be positive")
     if args.worker_fd is not None:
         supervisor.unblock_signals()
         fd = args.worker_fd
@@ -168,9 +231,10 @@ def main(argv: list[str]) -> int:
         return _fail(str(exc))
     worker_args = [
         "--model-dir", str(model_dir), "--port", str(args.port), "--host", args.host, "--version", args.version,
-        "--sha256", trusted, "--max-body-bytes", str(args.max_body_bytes), "--keepalive", str(args.keepalive),
-        "--graceful-timeout", str(args.graceful_timeout),
+        "--sha256", trusted,
     ]  # fmt: skip
+    for option in _FORWARDED:
+        worker_args += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     if args.name:
         worker_args += ["--name", args.name]
     metrics_dir = Path(tempfile.mkdtemp(prefix="modelops-serve-metrics-"))
