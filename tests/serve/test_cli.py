@@ -21,7 +21,9 @@ from serve.conftest import ROOT
         (["--port", "8080", "--workers", "-3"], "argument --workers: -3 is out of range: must be from 1 to 1024"),
         (["--port", "8080", "--workers", "0"], "argument --workers: 0 is out of range"),
         (["--port", "http"], "argument --port: 'http' is not an integer"),
-        (["--port", "1", "--keepalive", "0"], "argument --keepalive: 0 is out of range"),
+        (["--port", "1", "--header-timeout", "0"], "argument --header-timeout: 0 is out of range"),
+        (["--port", "1", "--max-url-bytes", "9000", "--max-header-bytes", "4096"],
+         "--max-url-bytes 9000 is over --max-header-bytes 4096"),
         ([], "the following arguments are required: --port"),
     ],
 )  # fmt: skip
@@ -51,10 +53,10 @@ def test_help_shows_every_default() -> None:
             options.append(line.strip())
         elif line.startswith("   ") and options:
             options[-1] += " " + line.strip()
-    assert len(options) >= 12
+    assert len(options) >= 18
     for line in options:
         assert "(default: " in line or "(required)" in line, line
-    assert any(line.startswith("--max-body-bytes") and "(default: 16777216)" in line for line in options)
+    assert any(line.startswith("--max-header-bytes") and "(default: 32768)" in line for line in options)
 
 
 def test_an_address_in_use_is_one_line_and_exit_1(models: dict[str, modelkit.ModelDir]) -> None:

@@ -27,10 +27,16 @@ from pathlib import Path  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_HEADER = 32 * 1024
+DEFAULT_MAX_URL = 8 * 1024
+DEFAULT_MAX_CONNECTIONS = 1024
 #: Exit code of a usage error (as argparse's own): a bad flag, before anything is loaded.
 EXIT_USAGE = 2
 #: The options every worker gets from the supervisor as they were given.
-_FORWARDED = ("max_body_bytes", "keepalive", "graceful_timeout")
+_FORWARDED = (
+    "max_body_bytes", "max_header_bytes", "max_url_bytes", "max_connections", "keepalive", "header_timeout",
+    "body_timeout", "send_timeout", "graceful_timeout",
+)  # fmt: skip
 
 
 class _UsageError(Exception):
@@ -63,6 +69,13 @@ def _number(
 #: (flag, type, default, help) of the limits; ``[status]`` is what a client past one gets.
 _LIMITS: tuple[tuple[str, Callable[[str], Any], float, str], ...] = (
     ("--max-body-bytes", _number(int, 1), DEFAULT_MAX_BODY, "largest request body [413]"),
+    ("--max-header-bytes", _number(int, 256), DEFAULT_MAX_HEADER, "largest request head (line and headers) [431]"),
+    ("--max-url-bytes", _number(int, 16), DEFAULT_MAX_URL, "longest request target, within the head [414]"),
+    ("--max-connections", _number(int, 1), DEFAULT_MAX_CONNECTIONS,
+     "open connections; idle and slow ones are reclaimed first [503]"),
+    ("--header-timeout", _number(float, 0.001), 10.0, "seconds for a request head, from connect or first byte [408]"),
+    ("--body-timeout", _number(float, 0.001), 60.0, "seconds for a request body, from the end of its head [408]"),
+    ("--send-timeout", _number(float, 0.001), 60.0, "seconds a response may wait on a client that does not read it"),
     ("--keepalive", _number(float, 0.001), 75.0, "seconds an idle connection stays open"),
 )  # fmt: skip
 
@@ -71,7 +84,8 @@ def _parser() -> _Parser:
     p = _Parser(
         prog="modelops serve",
         description="Serve a model with the Open Inference Protocol v2 REST API.",
-        epilog="Exit status: 0 after a clean shutdown, 1 when the model cannot be served, 2 for a usage error.",
+        epilog="Limits and timeouts are per worker; docs/serve-limits.md explains each. "
+        "Exit status: 0 after a clean shutdown, 1 when the model cannot be served, 2 for a usage error.",
     )
     p.add_argument(
         "--model-dir", required=True, type=Path, help="directory with result.json and the artifact (required)"
@@ -107,7 +121,13 @@ def _parser() -> _Parser:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    return _parser().parse_args(argv)
+    args = _parser().parse_args(argv)
+    if args.max_url_bytes > args.max_header_bytes:
+        raise _UsageError(
+            f"--max-url-bytes {args.max_url_bytes} is over --max-header-bytes {args.max_header_bytes}: "
+            "the request target is part of the head"
+        )
+    return args
 
 
 def _stop_before_serving(signum: int, frame: object) -> None:
@@ -192,10 +212,12 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
         file=sys.stderr,
         flush=True,
     )
-    server.run(
-        application, sock, max_body=args.max_body_bytes, keepalive=args.keepalive,
-        graceful_timeout=args.graceful_timeout,
+    limits = server.Limits(
+        max_body=args.max_body_bytes, max_header=args.max_header_bytes, max_url=args.max_url_bytes,
+        max_connections=args.max_connections, keepalive=args.keepalive, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, send_timeout=args.send_timeout,
     )  # fmt: skip
+    server.run(application, sock, limits=limits, graceful_timeout=args.graceful_timeout)
     return 0
 
 
