@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,7 +37,7 @@ def free_port() -> int:
 class Server:
     """One ``modelops serve`` process."""
 
-    def __init__(self, model_dir: Path, *extra: str, port: int | None = None) -> None:
+    def __init__(self, model_dir: Path, *extra: str, port: int | None = None, nofile: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
@@ -46,10 +47,15 @@ class Server:
         ]  # fmt: skip
         if "--workers" not in extra:
             self.command += ["--workers", "1"]
+
+        def limit_descriptors() -> None:  # ``nofile``: the server's descriptor limit, soft and hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         # Its own process group, so that close() also ends the workers of a supervisor it kills.
         self.proc = subprocess.Popen(
-            self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
-        )
+            self.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True,
+            preexec_fn=limit_descriptors if nofile is not None else None,
+        )  # fmt: skip
         self.session = requests.Session()
         self.stderr = ""
 
