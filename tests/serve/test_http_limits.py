@@ -91,8 +91,7 @@ def test_request_target_over_the_limit_is_414_and_not_echoed(small: Server) -> N
 
 
 def test_request_head_limit_is_exact_and_431_past_it(small: Server) -> None:
-    def head_of(size: int) -> bytes:
-        start = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+    def head_of(size: int, start: bytes = b"GET /v2/health/live HTTP/1.1\r\nConnection: close\r\nX-Pad: ") -> bytes:
         return start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
 
     assert len(head_of(2048)) == 2048
@@ -100,6 +99,12 @@ def test_request_head_limit_is_exact_and_431_past_it(small: Server) -> None:
     answer = raw(small, head_of(2049))
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b"request head over the limit of 2048 bytes" in answer
+    # The same with a body in the same write, and after blank lines (which count as head bytes).
+    assert raw(small, head_of(2049) + b"x" * 3000).startswith(b"HTTP/1.1 431 ")
+    assert raw(small, b"\r\n\r\n" + head_of(2046) + b"x" * 3000).startswith(b"HTTP/1.1 431 ")
+    post = head_of(2048, b"POST /v2/models/iris/infer HTTP/1.1\r\nContent-Length: 3000\r\nConnection: close\r\nX: ")
+    assert len(post) == 2048
+    assert raw(small, post + b"[" * 3000).startswith(b"HTTP/1.1 400 "), "a head within the limit, its body read"
     # Many small headers count the same as one large one; so do bytes that trickle in.
     many = b"GET /v2/health/live HTTP/1.1\r\n" + b"X-A: b\r\n" * 400 + b"\r\n"
     assert raw(small, many).startswith(b"HTTP/1.1 431 ")

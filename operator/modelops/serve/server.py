@@ -239,8 +239,12 @@ class HttpProtocol(asyncio.Protocol):
         room = self.head_room
         size = len(data)
         if size > room:
-            self._feed_head(data, room)
-            return
+            if data[0] in (10, 13) or data.find(b"\r\n\r\n", 0, room) < 0:
+                self._feed_head(data, room)
+                return
+            # The head ends within its budget (at its first blank line; blank lines before a request
+            # went the exact way above): a head and its body in one read are parsed in one go.
+            room = size
         self.head_room = room - size
         self._feed(data)
 
