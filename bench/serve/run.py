@@ -161,6 +161,18 @@ def wrk(
     }  # fmt: skip
 
 
+def stop(procs: list[subprocess.Popen[bytes]], work: Path) -> None:
+    """Stop the servers (SIGTERM, then SIGKILL after 15 s) and remove the work dir."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=int, default=12, help="seconds per measurement (default 12)")
@@ -330,14 +342,7 @@ def main() -> int:
         print(f"\nwrote {args.out}")
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(procs, work)
 
 
 if __name__ == "__main__":
