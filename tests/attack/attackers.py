@@ -189,7 +189,10 @@ class Trickle(Attack):
 
 
 class Unread(Attack):
-    """``count`` connections pipelining ``request`` as fast as the server takes it, never reading a byte."""
+    """``count`` connections pipelining ``request`` as fast as the server takes it, never reading a byte.
+
+    A connection the server aborts is counted in ``aborted`` and replaced until ``seconds`` pass.
+    """
 
     def __init__(self, port: int, seconds: float, request: bytes, count: int = 6) -> None:
         super().__init__(port, seconds)
@@ -197,33 +200,37 @@ class Unread(Attack):
         self.count = count
         self.aborted = 0
 
+    def _open(self) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's answers back up soon
+        s.connect(("127.0.0.1", self.port))
+        s.setblocking(False)
+        return s
+
+    def _fill(self, s: socket.socket) -> bool:
+        """Send until the server stops taking; False once it has aborted the connection."""
+        try:
+            while True:
+                s.send(self.request)
+        except BlockingIOError:
+            return s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        except OSError:
+            return False
+
     def attack(self) -> None:
         started = time.monotonic()
-        socks = []
-        for _ in range(self.count):
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's answers back up soon
-            s.connect(("127.0.0.1", self.port))
-            s.setblocking(False)
-            socks.append(s)
+        live = [self._open() for _ in range(self.count)]
         self.engaged.set()
-        live = set(socks)
         try:
-            while live and not self.over(started):
-                for s in list(live):
-                    try:
-                        while True:
-                            s.send(self.request)
-                    except BlockingIOError:
-                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                            continue
-                    except OSError:
-                        pass
-                    live.discard(s)
-                    self.aborted += 1
+            while not self.over(started):
+                for i, s in enumerate(live):
+                    if not self._fill(s):
+                        s.close()
+                        self.aborted += 1
+                        live[i] = self._open()
                 time.sleep(0.05)  # pacing between rounds of filling, not synchronisation
         finally:
-            for s in socks:
+            for s in live:
                 s.close()
 
 

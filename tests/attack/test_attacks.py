@@ -78,7 +78,7 @@ def test_huge_heads(start: Start) -> None:
     """Six clients at once, each sending a 32 MiB header: 431 at the limit, nothing buffered past it."""
     server, probe = start("--max-header-bytes", "16384")
     attack = Streams(
-        server.port, 6.0, head=b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ", filler=b"a" * 65536,
+        server.port, 8.0, head=b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ", filler=b"a" * 65536,
         total=32 * MiB,
     )  # fmt: skip
     under_attack(attack, probe)
@@ -93,7 +93,7 @@ def test_huge_heads(start: Start) -> None:
 def test_huge_request_targets(start: Start) -> None:
     """Six clients at once, each sending a 32 MiB URL: 414, and the URL is never echoed."""
     server, probe = start("--max-url-bytes", "4096")
-    attack = Streams(server.port, 6.0, head=b"GET /v2/models/", filler=b"a" * 65536, total=32 * MiB)
+    attack = Streams(server.port, 8.0, head=b"GET /v2/models/", filler=b"a" * 65536, total=32 * MiB)
     under_attack(attack, probe)
     assert attack.seen["414"] > 0, attack.seen
     assert set(attack.seen) <= {"414", "closed"}, attack.seen
@@ -145,7 +145,7 @@ def test_endless_chunked_bodies(start: Start) -> None:
     server, probe = start("--max-body-bytes", "65536")
     chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
     head = b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    attack = Streams(server.port, 6.0, head=head, filler=chunk, total=64 * MiB)
+    attack = Streams(server.port, 8.0, head=head, filler=chunk, total=64 * MiB)
     under_attack(attack, probe)
     assert attack.seen["413"] > 0, attack.seen
     assert set(attack.seen) <= {"413", "closed"}, attack.seen
@@ -157,7 +157,7 @@ def test_clients_that_never_read(start: Start, iris: modelkit.ModelDir) -> None:
     server, probe = start("--send-timeout", "2")
     body = json.dumps(matrix_request(iris.test_x.to_numpy(), outputs=[{"name": "predict_proba"}])).encode()
     request = b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    attack = Unread(server.port, 60.0, request=request)
+    attack = Unread(server.port, 8.0, request=request)
     under_attack(attack, probe)
-    assert attack.aborted == 6, "every connection that stops reading is cut at the send deadline"
-    assert dropped(server, "send_timeout") >= 6
+    assert attack.aborted >= 6, "every connection that stops reading is cut at the send deadline"
+    assert dropped(server, "send_timeout") >= attack.aborted
