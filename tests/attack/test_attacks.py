@@ -109,7 +109,7 @@ SLOW_DRIP = b"X-Slow: loris\r\n"
 
 def test_slowloris(start: Start) -> None:
     """200 connections sending header bytes slowly, against 64 connections per worker."""
-    server, probe = start("--header-timeout", "2", "--max-connections", "64")
+    server, probe = start("--header-timeout", "3", "--max-connections", "64")
     attack = Trickle(server.port, 8.0, opening=SLOW_HEAD, drip=SLOW_DRIP, count=200)
     under_attack(attack, probe)
     assert attack.cut > 0, "the server should close slow heads"
@@ -119,7 +119,7 @@ def test_slowloris(start: Start) -> None:
 
 def test_slowloris_with_few_descriptors(start: Start) -> None:
     """The same with a descriptor limit of 128: the connection limit comes down to fit, and holds."""
-    server, probe = start("--header-timeout", "2", nofile=128)
+    server, probe = start("--header-timeout", "3", nofile=128)
     attack = Trickle(server.port, 8.0, opening=SLOW_HEAD, drip=SLOW_DRIP, count=200)
     under_attack(attack, probe)
     assert attack.cut > 0
@@ -131,7 +131,7 @@ def test_slowloris_with_few_descriptors(start: Start) -> None:
 
 def test_slow_bodies(start: Start) -> None:
     """40 connections sending request bodies one byte at a time."""
-    server, probe = start("--body-timeout", "2", "--max-connections", "64")
+    server, probe = start("--body-timeout", "3", "--max-connections", "64")
     opening = b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
     attack = Trickle(server.port, 8.0, opening=opening, drip=b"[", count=40)
     under_attack(attack, probe)
