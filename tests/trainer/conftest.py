@@ -69,7 +69,7 @@ def run_trainer(
          "--termination-log", str(termination), *extra_args],
         capture_output=True,
         text=True,
-        env=trainer_env(env),
+        env=trainer_env({"MODELOPS_FILE_ROOTS": str(tmp_path), **(env or {})}),
         timeout=240,
         check=False,
     )
@@ -158,8 +158,11 @@ def run_in_process(
     output = work / "out"
     termination = work / "termination-log"
     capsys.readouterr()
-    code = cli.main(["--config", str(config_path), "--output", str(output),
-                     "--termination-log", str(termination), *extra_args])
+    with pytest.MonkeyPatch.context() as patch:
+        # The test's own directory is where its data files are; the trainer reads nowhere else.
+        patch.setenv("MODELOPS_FILE_ROOTS", str(tmp_path))
+        code = cli.main(["--config", str(config_path), "--output", str(output),
+                         "--termination-log", str(termination), *extra_args])
     captured = capsys.readouterr()
     raw = termination.read_text() if termination.exists() else None
     return Run(code, captured.out, captured.err, output, decode_termination(raw) if raw else None, raw)

@@ -158,7 +158,10 @@ def test_digits_termination_message_fits(tmp_path: Path) -> None:
     assert run.termination["referenceStats"] == result["referenceStats"]
     assert "truncated" not in run.termination
     pixel = next(f for f in result["referenceStats"]["features"] if f["name"] == "pixel_0_0")
-    assert pixel == {"name": "pixel_0_0", "kind": "numeric", "edges": [0, 0], "counts": [1347]}
+    # A constant column gets the bins x < 0, x == 0, x > 0, strictly increasing as the server requires.
+    below = float(np.nextafter(0.0, -1.0))
+    assert pixel == {"name": "pixel_0_0", "kind": "numeric", "edges": [2 * below, below, 0, -below],
+                     "counts": [0, 1347, 0]}  # fmt: skip
     assert result["signature"]["inputs"][0]["datatype"] == "FP64"
 
 

@@ -44,14 +44,20 @@ def test_numeric_bins_follow_the_le_convention() -> None:
     assert len(skewed["edges"]) < 11
     assert len(skewed["edges"]) == len(skewed["counts"]) + 1
     assert sum(skewed["counts"]) == 9
-    assert refstats.numeric_bins([5, 5, 5]) == {"edges": [5, 5], "counts": [3]}
-    assert refstats.numeric_bins([np.nan]) == {"edges": [], "counts": []}
+    # A constant column: x < 5, x == 5, x > 5 (strictly increasing edges, as the server requires).
+    assert refstats.numeric_bins([5, 5, 5]) == {
+        "edges": [float(np.nextafter(np.nextafter(5.0, 0), 0)), float(np.nextafter(5.0, 0)), 5,
+                  float(np.nextafter(5.0, 6))],
+        "counts": [0, 3, 0],
+    }  # fmt: skip
+    assert refstats.numeric_bins([np.nan, np.inf]) is None
 
 
 def test_categorical_counts_top_and_other() -> None:
     values = ["b"] * 5 + ["a"] * 5 + ["c"] * 2 + [None]
+    # Missing values are not counted (as for numeric features, and in modelops drift).
     assert refstats.categorical_counts(values, top=2) == {
-        "categories": ["a", "b", "__other__"], "counts": [5, 5, 3],
+        "categories": ["a", "b", "__other__"], "counts": [5, 5, 2],
     }
     many = [f"v{i:03d}" for i in range(60)] * 2 + ["v000"]
     stats = refstats.categorical_counts(many)

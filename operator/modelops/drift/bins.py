@@ -194,7 +194,11 @@ def quantile_edges(sorted_rows: FloatArray, bins: int) -> list[FloatArray]:
     high = np.minimum(low + 1, n - 1)
     fraction = position - low
     below, above = sorted_rows[:, low], sorted_rows[:, high]
-    quantiles = below + (above - below) * fraction
+    with np.errstate(over="ignore", invalid="ignore"):
+        quantiles = below + (above - below) * fraction
+    overflowed = ~np.isfinite(quantiles)
+    if bool(overflowed.any()):  # values near the float limits: interpolate without the difference
+        quantiles = np.where(overflowed, below * (1.0 - fraction) + above * fraction, quantiles)
     result = []
     for row, row_quantiles in zip(sorted_rows, quantiles, strict=True):
         result.append(_edges(float(row[0]), float(row[-1]), row_quantiles[1:-1]))
@@ -202,15 +206,32 @@ def quantile_edges(sorted_rows: FloatArray, bins: int) -> list[FloatArray]:
 
 
 def _edges(minimum: float, maximum: float, interior_quantiles: FloatArray) -> FloatArray:
+    """Strictly increasing finite edges (see the module doc); at the float limits a bin is given up
+    rather than an edge made infinite."""
+    with np.errstate(over="ignore"):  # nextafter past the largest float is inf, handled below
+        return _edges_unchecked(minimum, maximum, interior_quantiles)
+
+
+def _edges_unchecked(minimum: float, maximum: float, interior_quantiles: FloatArray) -> FloatArray:
     if minimum == maximum:
         below = np.nextafter(minimum, -np.inf)
-        return np.array([np.nextafter(below, -np.inf), below, minimum, np.nextafter(maximum, np.inf)])
+        edges = np.array([np.nextafter(below, -np.inf), below, minimum, np.nextafter(maximum, np.inf)])
+        finite: FloatArray = edges[np.isfinite(edges)]
+        if finite.size >= 3:
+            return finite
+        above = np.nextafter(minimum, np.inf)
+        return np.array([minimum, above, np.nextafter(above, np.inf)], dtype=np.float64)
     interior = np.unique(interior_quantiles)
+    interior = interior[(interior >= minimum) & (interior <= maximum)]
     low, high = minimum, maximum
     if interior.size and interior[0] <= low:
         low = float(np.nextafter(interior[0], -np.inf))
+        if not np.isfinite(low):  # the minimum is the lowest float: its mass shares bin 0
+            low, interior = float(interior[0]), interior[1:]
     if interior.size and interior[-1] >= high:
         high = float(np.nextafter(interior[-1], np.inf))
+        if not np.isfinite(high):
+            high, interior = float(interior[-1]), interior[:-1]
     return np.concatenate([[low], interior, [high]])
 
 

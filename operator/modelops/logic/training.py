@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import scheduling
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
+from modelops.train.output import RESULT_LOG_PREFIX
 from modelops.train.sweep import SweepError, best_trial, expand_sweep
 
 JsonDict = dict[str, Any]
@@ -298,6 +300,73 @@ def decode_termination(text: str) -> Any:
         except (OSError, EOFError, binascii.Error, zlib.error) as error:
             raise ValueError(f"a compressed termination message that does not decode: {error}") from None
     return parsed
+
+
+# --- the whole result, when the termination message had to leave parts out ---------------------
+
+#: The fields of a success message that registration needs from the whole result.
+RESULT_FIELDS = ("signature", "referenceStats", "columns", "params", "task", "framework", "rows", "metrics")
+
+
+def needs_whole_result(message: Mapping[str, Any]) -> bool:
+    """Whether a success message left out fields that registration needs (a wide table's statistics)."""
+    return bool(message.get("truncated")) or any(
+        message.get(key) is None for key in ("signature", "referenceStats")
+    )
+
+
+def verified_result(data: bytes, expected_sha256: str | None) -> JsonDict:
+    """A ``result.json``'s bytes, parsed, if their sha256 is the one the termination message names."""
+    if not expected_sha256:
+        raise ValueError("the termination message names no resultSha256 to check the whole result against")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise ValueError(f"the whole result's sha256 is {actual}, not the {expected_sha256} the trainer reported")
+    document = json.loads(data)
+    if not isinstance(document, dict):
+        raise ValueError("the whole result is not a JSON object")
+    return document
+
+
+def result_from_log(log: str, expected_sha256: str | None) -> JsonDict:
+    """The whole ``result.json`` a truncated run printed as the last ``modelops-result`` line of its log."""
+    lines = [line for line in log.splitlines() if line.startswith(RESULT_LOG_PREFIX)]
+    if not lines:
+        raise ValueError("the training pod's log has no modelops-result line")
+    try:
+        data = gzip.decompress(base64.b64decode(lines[-1][len(RESULT_LOG_PREFIX) :].strip(), validate=True))
+    except (OSError, EOFError, binascii.Error, zlib.error) as error:
+        raise ValueError(f"the modelops-result line of the log does not decode: {error}") from None
+    return verified_result(data, expected_sha256)
+
+
+def completed_message(message: Mapping[str, Any], result: Mapping[str, Any]) -> JsonDict:
+    """A truncated success message with what registration needs filled in from the whole result."""
+    whole: JsonDict = dict(message)
+    whole.pop("truncated", None)
+    dataset = result.get("dataset") or {}
+    estimator = result.get("estimator") or {}
+    fill = {
+        "signature": result.get("signature"),
+        "referenceStats": result.get("referenceStats"),
+        "columns": (result.get("preprocessing") or {}).get("columns"),
+        "params": estimator.get("params"),
+        "task": result.get("task"),
+        "framework": result.get("framework"),
+        "rows": dataset.get("rows"),
+        "metrics": result.get("metrics"),
+        "model": result.get("model"),
+    }
+    for key, value in fill.items():
+        if whole.get(key) is None and value is not None:
+            whole[key] = value
+    if isinstance(result.get("artifact"), Mapping):
+        artifact = {k: v for k, v in result["artifact"].items() if k in ("uri", "sha256", "sizeBytes")}
+        whole["artifact"] = {**artifact, **(whole.get("artifact") or {})}
+    if isinstance(dataset, Mapping):
+        known = {k: dataset[k] for k in ("uri", "sha256") if k in dataset}
+        whole["dataset"] = {**known, **(whole.get("dataset") or {})}
+    return whole
 
 
 def _termination(pod: Mapping[str, Any]) -> JsonDict | None:

@@ -24,6 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train an allow-listed scikit-learn model from a run config (docs/contracts.md).",
+        epilog=(
+            "environment: MODELOPS_FILE_ROOTS (':'-separated directories file:// datasets may be read from; "
+            "default: $MODELOPS_PVC_ROOT and the working directory), MODELOPS_PVC_ROOT (where pvc://<claim> is "
+            "mounted; default /mnt/pvc), MODELOPS_S3_ENDPOINTS (allowed S3 endpoint origins, comma-separated; "
+            "default: any https endpoint, http only to loopback), MODELOPS_PROGRESS_SECONDS (seconds between "
+            "'still fitting' lines; default 30), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3:// credentials)"
+        ),
     )
     parser.add_argument("--config", required=True, metavar="RUN.json", help="the run config (JSON)")
     parser.add_argument("--output", required=True, metavar="DIR", help="where model.joblib and result.json go")
@@ -31,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
         "--trial-index",
         type=int,
         metavar="N",
-        help="the sweep trial to run (default: $JOB_COMPLETION_INDEX); writes to DIR/trial-N/",
+        help=(
+            "the sweep trial to run (default: $JOB_COMPLETION_INDEX); writes to DIR/trial-N/. Without either, "
+            "every trial of the sweep runs here in turn and a summary table is printed"
+        ),
     )
     parser.add_argument(
         "--termination-log",
@@ -86,8 +96,16 @@ def main(argv: list[str]) -> int:
         if os.environ.get("MODELOPS_DEBUG"):
             raise
         return _fail(f"{type(exc).__name__}: {one_line(str(exc), 500)}", args)
+    text = output.termination_message(message)
+    if output.is_truncated(text):
+        # The message lost fields to fit in 4 KiB: the whole result goes to the log, where the
+        # operator can read it (checked against the message's resultSha256).
+        trial = message.get("trial")
+        directory = Path(args.output) / f"trial-{trial['index']}" if isinstance(trial, dict) else Path(args.output)
+        with contextlib.suppress(OSError):
+            print(output.result_log_line(directory / output.RESULT_FILE), flush=True)
     try:
-        output.write_termination_log(args.termination_log, output.termination_message(message))
+        output.write_termination_log(args.termination_log, text)
     except OSError as exc:
         print(f"{PROG}: warning: cannot write the termination log: {exc}", file=sys.stderr)
     return 0

@@ -4,7 +4,12 @@
 :class:`~modelops.train.errors.ConfigError` whose message starts with the field path
 (``config dataset.testSize: …``). Unknown keys are refused, so a typo never passes silently.
 Defaults: ``format`` ``auto``, ``testSize`` 0.2, ``seed`` 42, ``preprocessing.scaleNumeric``
-false, ``preprocessing.oneHotCategorical`` true, ``model`` ``"model"``.
+false, ``preprocessing.oneHotCategorical`` true, ``preprocessing.maxCategories`` 50,
+``preprocessing.impute`` ``{"numeric": "auto", "categorical": "none", "fillValue": 0,
+"fillCategory": "missing", "indicators": false}``, ``model`` ``"model"``.
+
+S3 options are checked here too (:mod:`modelops.train.locations`): a region of AWS's form, an
+endpoint the endpoint rule allows (with the allow-list of ``MODELOPS_S3_ENDPOINTS``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelops.train import estimators, sweep
+from modelops.train import estimators, locations, sweep
 from modelops.train.errors import ConfigError
 
 FORMATS = ("auto", "csv", "parquet")
@@ -39,10 +44,35 @@ class DatasetConfig:
     s3: S3Options = field(default_factory=S3Options)
 
 
+NUMERIC_IMPUTE = ("auto", "none", "mean", "median", "most_frequent", "constant")
+CATEGORICAL_IMPUTE = ("none", "most_frequent", "constant")
+COLUMN_IMPUTE = ("none", "mean", "median", "most_frequent", "constant")
+DEFAULT_MAX_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class Imputation:
+    """How missing values are filled, per kind of column and per named column.
+
+    ``numeric`` ``auto``: the median, for columns with missing values in the training split,
+    when the estimator cannot take NaN itself; nothing otherwise. ``categorical`` ``none``: a
+    missing value is a category of its own (one-hot encoded like the others).
+    """
+
+    numeric: str = "auto"
+    categorical: str = "none"
+    fill_value: float = 0.0
+    fill_category: str = "missing"
+    columns: tuple[tuple[str, str], ...] = ()
+    indicators: bool = False
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     scale_numeric: bool = False
     one_hot_categorical: bool = True
+    max_categories: int = DEFAULT_MAX_CATEGORIES
+    impute: Imputation = field(default_factory=Imputation)
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,25 @@ def _bool(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
     return value
 
 
+def _s3_options(raw: Any, path: str) -> S3Options:
+    if raw is None:
+        return S3Options()
+    obj = _obj(raw, path)
+    _keys(obj, path, {"endpointUrl", "region"})
+    endpoint, region = _opt_str(obj, "endpointUrl", path), _opt_str(obj, "region", path)
+    try:
+        if endpoint is not None:
+            locations.check_endpoint(endpoint, locations.allowed_endpoints(), "")
+    except locations.LocationError as exc:
+        raise ConfigError(f"{path}.endpointUrl", str(exc).strip()) from None
+    try:
+        if region is not None:
+            locations.check_region(region, "")
+    except locations.LocationError as exc:
+        raise ConfigError(f"{path}.region", str(exc).strip()) from None
+    return S3Options(endpoint, region)
+
+
 def _dataset(raw: Any) -> DatasetConfig:
     obj = _obj(raw, "dataset")
     _keys(obj, "dataset", {"uri", "format", "target", "features", "categoricalFeatures", "testSize", "seed", "s3"})
@@ -147,11 +196,7 @@ def _dataset(raw: Any) -> DatasetConfig:
         seed = 42
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ConfigError("dataset.seed", f"must be an integer in [0, 2**32), got {seed!r}")
-    s3 = S3Options()
-    if obj.get("s3") is not None:
-        s3obj = _obj(obj["s3"], "dataset.s3")
-        _keys(s3obj, "dataset.s3", {"endpointUrl", "region"})
-        s3 = S3Options(_opt_str(s3obj, "endpointUrl", "dataset.s3"), _opt_str(s3obj, "region", "dataset.s3"))
+    s3 = _s3_options(obj.get("s3"), "dataset.s3")
     features = _names(obj, "features", "dataset")
     categorical = _names(obj, "categoricalFeatures", "dataset")
     target = _str(obj, "target", "dataset")
@@ -182,13 +227,62 @@ def _estimator(raw: Any) -> EstimatorConfig:
     params = dict(_obj(params, "estimator.params"))
     pre = Preprocessing()
     if obj.get("preprocessing") is not None:
-        pobj = _obj(obj["preprocessing"], "estimator.preprocessing")
-        _keys(pobj, "estimator.preprocessing", {"scaleNumeric", "oneHotCategorical"})
+        path = "estimator.preprocessing"
+        pobj = _obj(obj["preprocessing"], path)
+        _keys(pobj, path, {"scaleNumeric", "oneHotCategorical", "maxCategories", "impute"})
+        max_categories = pobj.get("maxCategories", DEFAULT_MAX_CATEGORIES)
+        if max_categories is None:
+            max_categories = DEFAULT_MAX_CATEGORIES
+        if not isinstance(max_categories, int) or isinstance(max_categories, bool) or not 2 <= max_categories <= 1000:
+            raise ConfigError(f"{path}.maxCategories", f"must be an integer in [2, 1000], got {max_categories!r}")
         pre = Preprocessing(
-            scale_numeric=_bool(pobj, "scaleNumeric", "estimator.preprocessing", False),
-            one_hot_categorical=_bool(pobj, "oneHotCategorical", "estimator.preprocessing", True),
+            scale_numeric=_bool(pobj, "scaleNumeric", path, False),
+            one_hot_categorical=_bool(pobj, "oneHotCategorical", path, True),
+            max_categories=max_categories,
+            impute=_imputation(pobj.get("impute"), f"{path}.impute"),
         )
     return EstimatorConfig(class_name=class_name, params=params, preprocessing=pre)
+
+
+def _choice(obj: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str) -> str:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if value not in choices:
+        raise ConfigError(f"{path}.{key}", f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _imputation(raw: Any, path: str) -> Imputation:
+    if raw is None:
+        return Imputation()
+    obj = _obj(raw, path)
+    _keys(obj, path, {"numeric", "categorical", "fillValue", "fillCategory", "columns", "indicators"})
+    fill = obj.get("fillValue", 0)
+    if fill is None:
+        fill = 0
+    if not isinstance(fill, int | float) or isinstance(fill, bool) or not math.isfinite(fill):
+        raise ConfigError(f"{path}.fillValue", f"must be a finite number, got {fill!r}")
+    category = obj.get("fillCategory", "missing")
+    if category is None:
+        category = "missing"
+    if not isinstance(category, str) or not category:
+        raise ConfigError(f"{path}.fillCategory", f"must be a non-empty string, got {category!r}")
+    columns_raw = obj.get("columns") or {}
+    columns = _obj(columns_raw, f"{path}.columns")
+    for name, strategy in columns.items():
+        if strategy not in COLUMN_IMPUTE:
+            raise ConfigError(
+                f"{path}.columns.{name}", f"must be one of {', '.join(COLUMN_IMPUTE)}, got {strategy!r}"
+            )
+    return Imputation(
+        numeric=_choice(obj, "numeric", path, NUMERIC_IMPUTE, "auto"),
+        categorical=_choice(obj, "categorical", path, CATEGORICAL_IMPUTE, "none"),
+        fill_value=float(fill),
+        fill_category=category,
+        columns=tuple(sorted((str(k), str(v)) for k, v in columns.items())),
+        indicators=_bool(obj, "indicators", path, False),
+    )
 
 
 def _sweep(raw: Any) -> SweepConfig:
@@ -235,12 +329,7 @@ def parse_config(raw: Any) -> RunConfig:
     if obj.get("artifactStore") is not None:
         store = _obj(obj["artifactStore"], "artifactStore")
         _keys(store, "artifactStore", {"s3"})
-        if store.get("s3") is not None:
-            s3obj = _obj(store["s3"], "artifactStore.s3")
-            _keys(s3obj, "artifactStore.s3", {"endpointUrl", "region"})
-            artifact_s3 = S3Options(
-                _opt_str(s3obj, "endpointUrl", "artifactStore.s3"), _opt_str(s3obj, "region", "artifactStore.s3")
-            )
+        artifact_s3 = _s3_options(store.get("s3"), "artifactStore.s3")
     sweep_cfg = _sweep(obj["sweep"]) if obj.get("sweep") is not None else None
     return RunConfig(
         model=model,

@@ -7,11 +7,16 @@ Schemes (see ``docs/contracts.md``):
   serialisation: ``frame.to_csv(index=False, lineterminator="\\n")`` in UTF-8 (features then
   target, scikit-learn's column names), so the same table written as such a CSV and read
   through ``file://`` has the same hash.
-- ``file:///abs/path`` and ``pvc://<claim>/<path>`` (``$MODELOPS_PVC_ROOT``, default
-  ``/mnt/pvc``, ``/<claim>/<path>``): read in place.
+- ``file:///abs/path``, a plain ``/abs/path``, and ``pvc://<claim>/<path>`` (``$MODELOPS_PVC_ROOT``,
+  default ``/mnt/pvc``, ``/<claim>/<path>``): read in place, and only inside the trainer's file
+  roots (files) or the claim's directory (pvc), symlinks followed; see
+  :mod:`modelops.train.locations`. A relative path or ``file://relative`` URI is refused.
 - ``https://`` and ``http://`` (plain HTTP is accepted for in-cluster servers and tests;
   prefer HTTPS across networks): streamed with ``requests`` to a scratch file.
 - ``s3://bucket/key``: see :mod:`modelops.train.s3`; streamed to a scratch file.
+
+Errors never quote what a file holds: a URI can point at anything the pod can read (a token, a
+metadata endpoint), so parse failures say what kind of failure and where, not the text.
 
 The sha256 is always of the raw bytes as stored (before decompression or parsing), computed
 while streaming, so a file is read once for hashing and once by the parser, and never held
@@ -22,7 +27,7 @@ twice in memory. Format ``auto`` goes by extension: ``.csv``, ``.csv.gz``, ``.tx
 from __future__ import annotations
 
 import hashlib
-import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,9 +37,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from modelops.train import s3
+from modelops.train import locations, s3
 from modelops.train.config import DatasetConfig
-from modelops.train.errors import TrainError, one_line
+from modelops.train.errors import TrainError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,22 +82,42 @@ def resolve_format(uri: str, fmt: str) -> str:
 
 
 def pvc_path(uri: str, root: str | None = None) -> Path:
-    """The local path of ``pvc://<claim>/<path>`` under the PVC root (pure but for the env)."""
+    """The local path of ``pvc://<claim>/<path>`` under the PVC root, confined to the claim's directory."""
     parts = urlsplit(uri)
     claim, rel = parts.netloc, unquote(parts.path).lstrip("/")
     if not claim or not rel:
         raise TrainError(f"dataset URI {uri!r} must look like pvc://<claim>/<path>")
-    if ".." in PurePosixPath(rel).parts:
-        raise TrainError(f"dataset URI {uri!r} must not contain '..'")
-    base = root if root is not None else os.environ.get("MODELOPS_PVC_ROOT") or DEFAULT_PVC_ROOT
-    return Path(base) / claim / rel
+    try:
+        locations.check_claim(claim, f"dataset URI {uri!r}: claim")
+        locations.check_relative(rel, f"dataset URI {uri!r}: path")
+        base = Path(root) if root is not None else locations.pvc_root()
+        return locations.confine(base / claim / rel, [base / claim], f"dataset {uri}")
+    except locations.LocationError as exc:
+        raise TrainError(str(exc)) from None
 
 
-def file_path(uri: str) -> Path:
+def file_path(uri: str, roots: tuple[Path, ...] | None = None) -> Path:
+    """The local path of ``file:///abs/path`` (or a plain ``/abs/path``), confined to the file roots."""
     parts = urlsplit(uri)
-    if parts.netloc not in ("", "localhost") or not parts.path:
-        raise TrainError(f"dataset URI {uri!r} must look like file:///absolute/path")
-    return Path(unquote(parts.path))
+    if not parts.scheme:
+        if not uri.startswith("/"):
+            raise TrainError(
+                f"dataset URI {uri!r} is a relative path; give an absolute path or a file:///absolute/path URI"
+            )
+        path = uri
+    else:
+        if parts.netloc not in ("", "localhost"):
+            raise TrainError(
+                f"dataset URI {uri!r} is a relative file:// URI ({parts.netloc!r} is read as a host); "
+                "file URIs must be absolute: file:///absolute/path"
+            )
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise TrainError(f"dataset URI {uri!r} must be absolute: file:///absolute/path")
+    try:
+        return locations.confine(Path(path), roots or locations.file_roots(), f"dataset {uri}")
+    except locations.LocationError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def _hash_file(path: Path, uri: str) -> str:
@@ -119,6 +144,11 @@ def _stream_to(chunks: Iterator[bytes], target: Path) -> str:
     return digest.hexdigest()
 
 
+def _safe_reason(text: str) -> str:
+    """A server's reason phrase or S3 error code, only when it is a short plain word or phrase."""
+    return text if len(text) <= 64 and all(c.isalnum() or c in " -_." for c in text) else ""
+
+
 def _http_get(url: str, uri: str, headers: dict[str, str], target: Path, what: str) -> str:
     import requests
 
@@ -127,12 +157,12 @@ def _http_get(url: str, uri: str, headers: dict[str, str], target: Path, what: s
             if response.status_code != 200:
                 detail = response.reason or ""
                 if what == "s3":
-                    code = s3.error_code(response.text)
+                    code = s3.error_code(response.text[:4096])
                     detail = code or detail
-                raise TrainError(f"GET {uri} answered HTTP {response.status_code} {detail}".rstrip())
+                raise TrainError(f"GET {uri} answered HTTP {response.status_code} {_safe_reason(detail)}".rstrip())
             return _stream_to(response.iter_content(CHUNK), target)
     except requests.RequestException as exc:
-        raise TrainError(f"cannot fetch dataset {uri}: {one_line(str(exc), 300)}") from None
+        raise TrainError(f"cannot fetch dataset {uri}: {type(exc).__name__}") from None
 
 
 def _s3_fetch(uri: str, cfg: DatasetConfig, target: Path) -> str:
@@ -140,7 +170,10 @@ def _s3_fetch(uri: str, cfg: DatasetConfig, target: Path) -> str:
     bucket, key = parts.netloc, unquote(parts.path).lstrip("/")
     if not bucket or not key:
         raise TrainError(f"dataset URI {uri!r} must look like s3://<bucket>/<key>")
-    url, headers = s3.signed_get(bucket, key, cfg.s3.endpoint_url, cfg.s3.region)
+    try:
+        url, headers = s3.signed_get(bucket, key, cfg.s3.endpoint_url, cfg.s3.region, checked=True)
+    except locations.LocationError as exc:
+        raise TrainError(f"dataset.s3: {exc}") from None
     return _http_get(url, uri, headers, target, "s3")
 
 
@@ -165,12 +198,15 @@ def _parse(path: Path, fmt: str, uri: str) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise TrainError(f"dataset {uri} is empty") from None
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TrainError(f"cannot parse dataset {uri} as {fmt}: {one_line(str(exc), 300)}") from None
-    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid …)
-        raise TrainError(
-            f"cannot parse dataset {uri} as {fmt}: {type(exc).__name__}: {one_line(str(exc), 300)}"
-        ) from None
+    except UnicodeDecodeError as exc:
+        raise TrainError(f"cannot parse dataset {uri} as {fmt}: not UTF-8 text (byte {exc.start})") from None
+    except pd.errors.ParserError as exc:
+        # The tokenizer's own words say where ("Expected 2 fields in line 5, saw 3"), never what.
+        where = re.search(r"line \d+", str(exc))
+        detail = f" at {where.group(0)}" if where else ""
+        raise TrainError(f"cannot parse dataset {uri} as {fmt}: malformed table{detail}") from None
+    except Exception as exc:  # pyarrow raises its own types (ArrowInvalid …); their text may quote the file
+        raise TrainError(f"cannot parse dataset {uri} as {fmt} ({type(exc).__name__})") from None
 
 
 @contextmanager
@@ -191,9 +227,9 @@ def load(cfg: DatasetConfig) -> Dataset:
         frame, features = _sklearn_frame(name, uri)
         canonical = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
         dataset = Dataset(uri, frame, hashlib.sha256(canonical).hexdigest(), features)
-    elif scheme in ("file", "pvc"):
+    elif scheme in ("file", "pvc", ""):
+        path = pvc_path(uri) if scheme == "pvc" else file_path(uri)
         fmt = resolve_format(uri, cfg.format)
-        path = file_path(uri) if scheme == "file" else pvc_path(uri)
         sha = _hash_file(path, uri)
         dataset = Dataset(uri, _parse(path, fmt, uri), sha)
     elif scheme in ("http", "https", "s3"):
@@ -205,7 +241,8 @@ def load(cfg: DatasetConfig) -> Dataset:
             dataset = Dataset(uri, _parse(target, fmt, uri), sha)
     else:
         raise TrainError(
-            f"unsupported dataset URI {uri!r}; use sklearn://, file://, pvc://, https://, http:// or s3://"
+            f"unsupported dataset URI {uri!r}; use sklearn://, file:// (or an absolute path), pvc://, https://, "
+            "http:// or s3://"
         )
     frame = dataset.frame
     frame.columns = [str(c) for c in frame.columns]

@@ -11,7 +11,9 @@ pass :data:`TERMINATION_LIMIT` bytes as JSON, wraps it gzip-compressed and base6
 ``{"ok": …, "encoding": "gzip+base64", "data": …}`` (reference statistics compress well, so
 wide datasets keep them); only when even that does not fit does it drop optional fields
 (reference statistics, signature, trial params, metrics, URIs …) until it fits, marking
-``"truncated": true``. The full record is always in ``result.json``.
+``"truncated": true``. The full record is always in ``result.json``; a truncated run also
+prints it, compressed, as the last line of its log (:func:`result_log_line`), where the
+operator reads it when it cannot read the artifact store (``docs/contracts.md``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def _reducers() -> list[Callable[[dict[str, Any]], None]]:
 
     return [
         drop("referenceStats"),
+        drop("columns"),
         drop("signature"),
         drop("params"),
         trial_index_only,
@@ -190,3 +193,21 @@ def atomic_output(directory: Path) -> Iterator[AtomicDir]:
         yield staged
     finally:
         staged.discard()
+
+
+#: The start of the log line that carries a whole ``result.json`` (gzip, then base64).
+RESULT_LOG_PREFIX = "modelops-result gzip+base64 "
+
+
+def result_log_line(result_file: Path) -> str:
+    """``result.json``'s exact bytes as one log line: the prefix, then gzip + base64 (mtime 0)."""
+    packed = gzip.compress(result_file.read_bytes(), compresslevel=9, mtime=0)
+    return RESULT_LOG_PREFIX + base64.b64encode(packed).decode()
+
+
+def is_truncated(text: str) -> bool:
+    """Whether a termination message (as :func:`termination_message` wrote it) lost fields."""
+    document = json.loads(text)
+    if document.get("encoding") == ENCODING:
+        document = json.loads(gzip.decompress(base64.b64decode(document["data"])))
+    return bool(document.get("truncated"))

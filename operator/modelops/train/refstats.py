@@ -1,13 +1,18 @@
 """Reference statistics and the model's v2 signature (pure: DataFrames in, dicts out).
 
 Numeric features (see ``docs/contracts.md``): ``edges`` are the 0, 10, …, 100 % quantiles of
-the training split (linear interpolation), de-duplicated, so ``k + 1 <= 11`` edges and ``k``
-counts; a constant column has ``edges [v, v]`` and one bin. The interior edges are
-Prometheus ``le`` bounds: bin 0 holds ``x <= edges[1]``, bin i ``edges[i] < x <=
-edges[i+1]``, the last ``x > edges[-2]``; missing values (NaN) are not counted.
+the training split (linear interpolation), de-duplicated, built by the drift library's own
+:func:`modelops.drift.bins.quantile_edges` so that the trainer, ``modelops drift`` and the model
+server agree on them: always strictly increasing, a constant column ``c`` getting the bins
+``x < c``, ``x == c``, ``x > c``. The interior edges are Prometheus ``le`` bounds: bin 0 holds
+``x <= edges[1]``, bin i ``edges[i] < x <= edges[i+1]``, the last ``x > edges[-2]``; missing
+values (NaN) are not counted. A column without a finite value gets no entry (the trainer
+refuses such columns before it gets here).
 
 Categorical features: the (at most) 50 most frequent values as strings, ties broken by the
-string, then ``__other__`` (always present, possibly 0) counting the rest and missing values.
+string, then ``__other__`` (always present, possibly 0) counting the rest. Missing values are
+not counted, as for numeric features and in ``modelops drift``: a gap is not a category that
+live traffic could be compared with.
 """
 
 from __future__ import annotations
@@ -30,17 +35,16 @@ def _number(value: Any) -> int | float:
     return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
-def numeric_bins(values: Any, bins: int = BINS) -> dict[str, Any]:
-    """``{"edges", "counts"}`` of one numeric column per the contract's bin convention."""
+def numeric_bins(values: Any, bins: int = BINS) -> dict[str, Any] | None:
+    """``{"edges", "counts"}`` of one numeric column per the contract's bin convention (None: no finite value)."""
+    from modelops.drift import bins as drift_bins
+
     data = np.asarray(values, dtype=np.float64)
-    data = data[~np.isnan(data)]
-    if data.size == 0:
-        return {"edges": [], "counts": []}
-    edges = np.unique(np.quantile(data, np.linspace(0.0, 1.0, bins + 1)))
-    if edges.size == 1:
-        edges = np.array([edges[0], edges[0]])
-    index = np.searchsorted(edges[1:-1], data, side="left")
-    counts = np.bincount(index, minlength=edges.size - 1)
+    ordered = np.sort(data[np.isfinite(data)])
+    if ordered.size == 0:
+        return None
+    edges = drift_bins.quantile_edges(ordered[np.newaxis, :], bins)[0]
+    counts = drift_bins.sorted_counts(ordered, edges)
     return {"edges": [_number(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -52,7 +56,7 @@ def categorical_counts(values: Any, top: int = TOP_CATEGORIES) -> dict[str, Any]
     counts = series.dropna().astype(str).value_counts(sort=False)
     ranked = sorted(((int(n), str(c)) for c, n in counts.items()), key=lambda item: (-item[0], item[1]))
     kept = [item for item in ranked[:top] if item[1] != OTHER]
-    other = len(series) - sum(n for n, _ in kept)  # the rest, missing values included
+    other = int(series.notna().sum()) - sum(n for n, _ in kept)  # the rest; missing values are not counted
     return {
         "categories": [c for _, c in kept] + [OTHER],
         "counts": [n for n, _ in kept] + [other],
@@ -67,7 +71,9 @@ def reference_stats(frame: pd.DataFrame, numeric: Sequence[str], categorical: Se
         if name in cat:
             features.append({"name": name, "kind": "categorical", **categorical_counts(frame[name])})
         elif name in numeric:
-            features.append({"name": name, "kind": "numeric", **numeric_bins(frame[name])})
+            binned = numeric_bins(frame[name])
+            if binned is not None:
+                features.append({"name": name, "kind": "numeric", **binned})
     return {"sampleSize": len(frame), "features": features}
 
 

@@ -15,12 +15,15 @@ a byte-identical ``model.joblib``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelops.train import estimators, metrics, output, refstats
+from modelops.train import columns as columns_mod
+from modelops.train import estimators, metrics, output, progress, refstats
+from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
 from modelops.train.errors import TrainError, one_line, preview
@@ -36,7 +39,8 @@ def _quiet(_: str) -> None:
 
 
 def resolve_trial(config: RunConfig, flag: int | None, env: str | None) -> int | None:
-    """The trial index to run (pure): ``--trial-index``, else ``$JOB_COMPLETION_INDEX``."""
+    """The trial index to run (pure): ``--trial-index``, else ``$JOB_COMPLETION_INDEX``; None for a
+    sweep given neither, whose trials then all run here, one after another."""
     if config.sweep is None:
         if flag is not None:
             raise TrainError("--trial-index was given but the config has no sweep")
@@ -48,9 +52,7 @@ def resolve_trial(config: RunConfig, flag: int | None, env: str | None) -> int |
         except ValueError:
             raise TrainError(f"JOB_COMPLETION_INDEX must be an integer, got {env!r}") from None
     if flag is None:
-        raise TrainError(
-            f"the config has a sweep of {count} trials; pass --trial-index 0..{count - 1} (or set JOB_COMPLETION_INDEX)"
-        )
+        return None  # every trial, one after another (train_sweep)
     if not 0 <= flag < count:
         raise TrainError(f"trial index {flag} is out of range; the sweep has {count} trials (0..{count - 1})")
     return flag
@@ -63,8 +65,9 @@ def _columns(dataset: Dataset, config: RunConfig) -> tuple[list[str], list[str],
     frame, cfg = dataset.frame, config.dataset
     columns = list(frame.columns)
     if cfg.target not in frame.columns:
+        # Counted, not listed: until the target is found, the "header" may be any file's first line.
         raise TrainError(
-            f"target column {cfg.target!r} not found in dataset {cfg.uri}; columns are: {preview(columns)}"
+            f"target column {cfg.target!r} not found among the {len(columns)} columns of dataset {cfg.uri}"
         )
     if cfg.features is not None:
         features = list(cfg.features)
@@ -134,21 +137,6 @@ def _check_target(target: pd.Series, config: RunConfig) -> None:
         raise TrainError(f"target column {name!r} has a single class; a classifier needs at least two")
 
 
-def _check_nans(frame: pd.DataFrame, numeric: list[str], estimator: Any, class_name: str) -> None:
-    from sklearn.utils import get_tags
-
-    if not numeric or get_tags(estimator).input_tags.allow_nan:
-        return
-    counts = frame[numeric].isna().sum()
-    bad = [str(c) for c, n in counts.items() if n]
-    if bad:
-        raise TrainError(
-            f"columns with missing values (NaN) that {class_name.rsplit('.', 1)[1]} cannot take: "
-            f"{preview(bad)}; impute or drop them, or use an estimator that accepts NaN "
-            "(e.g. HistGradientBoostingClassifier/Regressor, RandomForest*, DecisionTree*)"
-        )
-
-
 def _split(x: pd.DataFrame, y: pd.Series, config: RunConfig) -> tuple[Any, Any, Any, Any, bool]:
     from sklearn.model_selection import train_test_split
 
@@ -166,31 +154,6 @@ def _split(x: pd.DataFrame, y: pd.Series, config: RunConfig) -> tuple[Any, Any, 
         ) from None
 
 
-def _pipeline(estimator: Any, numeric: list[str], categorical: list[str], config: RunConfig) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    pre = config.estimator.preprocessing
-    if not categorical:
-        # All numeric: plain steps (no column selection by name), so a server can call them on a
-        # matrix in signature order without building a DataFrame per request.
-        steps: list[tuple[str, Any]] = [("scale", StandardScaler())] if pre.scale_numeric else []
-        return Pipeline([*steps, ("estimator", estimator)])
-    parts: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        parts.append(("numeric", StandardScaler() if pre.scale_numeric else "passthrough", numeric))
-    if categorical:
-        if not pre.one_hot_categorical:
-            raise TrainError(
-                f"categorical feature columns {preview(categorical, 3)} need "
-                "estimator.preprocessing.oneHotCategorical: true"
-            )
-        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical))
-    transformer = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
-    return Pipeline([("preprocess", transformer), ("estimator", estimator)])
-
-
 def _artifact_base(config: RunConfig, out_dir: Path, trial: int | None) -> str:
     if config.artifact_uri:
         return config.artifact_uri + (f"/trial-{trial}" if trial is not None else "")
@@ -206,20 +169,25 @@ def upload(path: Path, uri: str, config: RunConfig) -> None:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     body = path.read_bytes()
     digest = output.sha256_file(path)
-    url, headers = s3.signed_request(
-        "PUT", bucket, key, config.artifact_s3.endpoint_url, config.artifact_s3.region, payload_sha256=digest
-    )
+    try:
+        url, headers = s3.signed_request(
+            "PUT", bucket, key, config.artifact_s3.endpoint_url, config.artifact_s3.region, payload_sha256=digest,
+            checked=True,
+        )  # fmt: skip
+    except ValueError as exc:  # the endpoint or region rule (modelops.train.locations)
+        raise TrainError(f"artifactStore.s3: {exc}") from None
     try:
         response = requests.put(url, data=body, headers=headers, timeout=300)
     except requests.RequestException as exc:
-        raise TrainError(f"cannot upload {uri}: {one_line(str(exc), 300)}") from None
+        raise TrainError(f"cannot upload {uri}: {type(exc).__name__}") from None
     if response.status_code not in (200, 201, 204):
-        code = (
-            response.text[response.text.find("<Code>") + 6 : response.text.find("</Code>")]
-            if "<Code>" in response.text
-            else ""
-        )
-        raise TrainError(f"PUT {uri} answered HTTP {response.status_code} {code or response.reason or ''}".rstrip())
+        code = s3.error_code(response.text[:4096])
+        raise TrainError(f"PUT {uri} answered HTTP {response.status_code} {_plain_word(code)}".rstrip())
+
+
+def _plain_word(text: str) -> str:
+    """An S3 error code as it is, only when it is one (a short word), never other text of a reply."""
+    return text if len(text) <= 64 and text.isalnum() else ""
 
 
 def train(
@@ -229,16 +197,41 @@ def train(
     trial_env: str | None = None,
     log: Log = _quiet,
 ) -> dict[str, Any]:
-    """Run one training (or one sweep trial); return the termination message as a dict."""
+    """Run one training, one sweep trial, or (a sweep without a trial index) every trial in turn;
+    return the termination message as a dict."""
     started = time.monotonic()
     class_name = config.estimator.class_name
-    estimator = estimators.build_estimator(class_name, config.estimator.params)
+    estimators.build_estimator(class_name, config.estimator.params)
     if config.sweep is not None:
         # Every trial, not only this one: a bad value fails all pods at once, not 1 in N.
         for overrides in config.sweep.trials:
             estimators.check_params(class_name, overrides, "sweep.parameters")
             estimators.build_estimator(class_name, {**config.estimator.params, **overrides}, "sweep.parameters")
     trial = resolve_trial(config, trial_flag, trial_env)
+    if config.sweep is not None and trial is None:
+        return train_sweep(config, output_dir, log)
+    return _train_trial(config, output_dir, trial, log, started, _Loader(config))
+
+
+class _Loader:
+    """The dataset, loaded on first use and kept: a local sweep reads it once for every trial."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.dataset: Dataset | None = None
+
+    def __call__(self, log: Log) -> Dataset:
+        if self.dataset is None:
+            self.dataset = load(self.config.dataset)
+            log(f"loaded {self.config.dataset.uri}: {len(self.dataset.frame)} rows, sha256 {self.dataset.sha256}")
+        return self.dataset
+
+
+def _train_trial(
+    config: RunConfig, output_dir: Path, trial: int | None, log: Log, started: float, loader: _Loader
+) -> dict[str, Any]:
+    class_name = config.estimator.class_name
+    estimator = estimators.build_estimator(class_name, config.estimator.params)
     trial_params: dict[str, Any] = dict(config.sweep.trials[trial]) if config.sweep and trial is not None else {}
     params = {**config.estimator.params, **trial_params}
     if trial_params:
@@ -253,15 +246,81 @@ def train(
     except OSError as exc:
         raise TrainError(f"cannot use output directory {out_dir}: {exc.strerror or exc}") from None
     with output.atomic_output(out_dir) as staged:
-        result = _train_into(config, estimator, params, trial, trial_params, out_dir, staged, log)
+        result = _train_into(config, estimator, params, trial, trial_params, out_dir, staged, log, loader)
     if config.artifact_uri and config.artifact_uri.startswith("s3://"):
         # The model first, then result.json: a result in the store always has its model beside it.
         base = _artifact_base(config, out_dir, trial)
         for name in (output.MODEL_FILE, output.RESULT_FILE):
             upload(out_dir / name, f"{base}/{name}", config)
             log(f"uploaded {base}/{name}")
-    log(f"done in {time.monotonic() - started:.1f}s: {out_dir / output.RESULT_FILE}")
+    log(f"done in {progress.elapsed(time.monotonic() - started)}: {out_dir / output.RESULT_FILE}")
     return result
+
+
+def sweep_metric(config: RunConfig) -> tuple[str, str]:
+    """The metric and goal that pick a sweep's best trial (the task's default when none is named)."""
+    assert config.sweep is not None
+    if config.sweep.metric:
+        return config.sweep.metric, config.sweep.goal
+    return sweep_mod.DEFAULT_METRIC[config.task]
+
+
+def train_sweep(config: RunConfig, output_dir: Path, log: Log = _quiet) -> dict[str, Any]:
+    """Every trial of the sweep here, one after another (each into ``DIR/trial-<i>``); the best one's message.
+
+    A failed trial is reported and the next one runs; the message of the best trial (by the
+    sweep's metric) comes back with ``sweep`` (one row per trial) added, and a summary table is
+    logged. :class:`TrainError` when no trial succeeds.
+    """
+    assert config.sweep is not None
+    started = time.monotonic()
+    loader = _Loader(config)
+    count = len(config.sweep.trials)
+    rows: list[dict[str, Any]] = []
+    messages: list[dict[str, Any] | None] = []
+    for index, overrides in enumerate(config.sweep.trials):
+        label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+        so_far = progress.elapsed(time.monotonic() - started)
+        log(f"trial {index + 1} of {count} (index {index}): {label}; {so_far} elapsed")
+        trial_started = time.monotonic()
+        try:
+            message = _train_trial(config, output_dir, index, log, trial_started, loader)
+        except TrainError as exc:
+            log(f"trial {index + 1} of {count} failed: {exc.message}")
+            messages.append(None)
+            rows.append({"index": index, "params": overrides, "error": exc.message,
+                         "seconds": time.monotonic() - trial_started})  # fmt: skip
+            continue
+        messages.append(message)
+        rows.append({"index": index, "params": overrides, "metrics": message.get("metrics") or {},
+                     "seconds": time.monotonic() - trial_started})  # fmt: skip
+    metric, goal = sweep_metric(config)
+    best = sweep_mod.best_trial(messages, metric, goal)
+    for line in summary_table(rows, metric, best).splitlines():
+        log(line)
+    if best is None:
+        failed = [r for r in rows if "error" in r]
+        first = failed[0]["error"] if failed else f"no trial reported {metric}"
+        raise TrainError(f"no trial of the sweep succeeded ({len(failed)} of {count} failed); the first: {first}")
+    log(f"best: trial index {best} by {metric} ({goal}); {progress.elapsed(time.monotonic() - started)} in all")
+    chosen = dict(messages[best] or {})
+    chosen["sweep"] = {"metric": metric, "goal": goal, "best": best,
+                       "trials": [{k: v for k, v in r.items() if k != "seconds"} for r in rows]}  # fmt: skip
+    return chosen
+
+
+def summary_table(rows: list[dict[str, Any]], metric: str, best: int | None) -> str:
+    """One line per trial: index, params, the sweep metric, time, and which one is best (pure)."""
+    header = ("trial", "params", metric, "time", "")
+    lines: list[tuple[str, ...]] = [header]
+    for row in rows:
+        value = (row.get("metrics") or {}).get(metric)
+        shown = f"{value:.4g}" if isinstance(value, int | float) else ("failed" if "error" in row else "-")
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-"
+        mark = "best" if row["index"] == best else ""
+        lines.append((str(row["index"]), params, shown, progress.elapsed(float(row.get("seconds", 0.0))), mark))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def _train_into(
@@ -273,28 +332,39 @@ def _train_into(
     out_dir: Path,
     staged: output.AtomicDir,
     log: Log,
+    loader: _Loader,
 ) -> dict[str, Any]:
     import joblib
     import numpy as np
     import sklearn
 
     cfg = config.dataset
-    dataset = load(cfg)
-    log(f"loaded {cfg.uri}: {len(dataset.frame)} rows, sha256 {dataset.sha256}")
+    dataset = loader(log)
     features, numeric, categorical = _columns(dataset, config)
     frame, dataset_sha = dataset.frame, dataset.sha256
     x, y = frame[features], frame[cfg.target]
     _check_target(y, config)
-    _check_nans(x, numeric, estimator, config.estimator.class_name)
-    del dataset, frame  # let the full table go once the split holds its rows
+    del dataset, frame  # the split holds the rows it needs (a local sweep's loader keeps the table)
     x_train, x_test, y_train, y_test, _ = _split(x, y, config)
     del x, y
-    pipeline = _pipeline(estimator, numeric, categorical, config)
-    log(f"fitting {config.estimator.class_name} on {len(x_train)} rows, {len(features)} features")
-    try:
-        pipeline.fit(x_train, y_train)
-    except (ValueError, TypeError) as exc:
-        raise TrainError(f"fit failed: {one_line(str(exc), 500)}") from None
+    from sklearn.utils import get_tags
+
+    preprocessing = config.estimator.preprocessing
+    plans = columns_mod.plan_columns(
+        x_train, numeric, categorical, cfg.categorical_features or (), preprocessing,
+        bool(get_tags(estimator).input_tags.allow_nan), config.estimator.class_name,
+    )  # fmt: skip
+    imputed = [p.name for p in plans if p.impute != "none"]
+    if imputed:
+        log(f"imputing missing values in {len(imputed)} columns: {preview(imputed)}")
+    pipeline = columns_mod.build_pipeline(estimator, plans, preprocessing)
+    trial_label = f" (trial {trial + 1} of {len(config.sweep.trials)})" if config.sweep and trial is not None else ""
+    with progress.Heartbeat(log, f"fitting {config.estimator.class_name} on {len(x_train)} rows, "
+                                 f"{len(features)} features{trial_label}"):  # fmt: skip
+        try:
+            pipeline.fit(x_train, y_train)
+        except (ValueError, TypeError) as exc:
+            raise TrainError(f"fit failed: {one_line(str(exc), 500)}") from None
 
     y_pred = pipeline.predict(x_test)
     if config.task == "classification":
@@ -339,10 +409,12 @@ def _train_into(
         },
         "signature": refstats.signature(x_train, config.task, classes, np.asarray(y_pred).dtype),
         "referenceStats": refstats.reference_stats(x_train, numeric, categorical),
+        "preprocessing": {**_preprocessing_config(config), "columns": [p.record() for p in plans]},
         "lineage": {"run": config.run, "params": params},
     }
     result_path = staged.stage(output.RESULT_FILE)
-    result_path.write_text(output.dumps(result) + "\n", encoding="utf-8")
+    result_bytes = (output.dumps(result) + "\n").encode("utf-8")
+    result_path.write_bytes(result_bytes)
     staged.commit()
     log(f"metrics: {', '.join(f'{k}={v:.4g}' for k, v in scores.items())}; model sha256 {model_sha}")
     return {
@@ -352,6 +424,8 @@ def _train_into(
         "artifact": {"uri": result["artifact"]["uri"], "sha256": model_sha, "sizeBytes": size},
         "dataset": {"uri": dataset_uri, "sha256": dataset_sha},
         "resultFile": f"{base}/{output.RESULT_FILE}",
+        # Whoever reads the full result elsewhere (the store, the pod's log) checks it against this.
+        "resultSha256": hashlib.sha256(result_bytes).hexdigest(),
         "trial": result["trial"],
         # What the operator registers with the version; dropped first (biggest first) when the
         # message would not fit in 4 KiB, the full record staying in result.json.
@@ -360,5 +434,21 @@ def _train_into(
         "params": params,
         "rows": result["dataset"]["rows"],
         "signature": result["signature"],
+        "columns": result["preprocessing"]["columns"],
         "referenceStats": result["referenceStats"],
     }
+
+
+def _preprocessing_config(config: RunConfig) -> dict[str, Any]:
+    """The preprocessing settings the run used, defaults filled in, as the run config spells them."""
+    pre = config.estimator.preprocessing
+    impute = pre.impute
+    return {
+        "scaleNumeric": pre.scale_numeric,
+        "oneHotCategorical": pre.one_hot_categorical,
+        "maxCategories": pre.max_categories,
+        "impute": {
+            "numeric": impute.numeric, "categorical": impute.categorical, "fillValue": impute.fill_value,
+            "fillCategory": impute.fill_category, "columns": dict(impute.columns), "indicators": impute.indicators,
+        },
+    }  # fmt: skip

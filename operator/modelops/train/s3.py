@@ -10,6 +10,10 @@ e.g. MinIO) the request is path-style, ``<endpoint>/<bucket>/<key>``; without on
 AWS, virtual-hosted style, ``https://<bucket>.s3.<region>.amazonaws.com/<key>``. Credentials
 come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``); with
 none the request goes unsigned, for public buckets.
+
+A region must have AWS's form before it goes into a host name, and the trainer asks for
+``checked=True``: the endpoint must pass :func:`modelops.train.locations.check_endpoint`
+before a signed request (which carries the access key id) is sent there.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
+
+from modelops.train import locations
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -39,6 +45,7 @@ class ObjectRequest:
 def object_request(bucket: str, key: str, endpoint_url: str | None, region: str) -> ObjectRequest:
     """The URL of ``s3://bucket/key`` for an endpoint (see the module doc for the style)."""
     quoted = quote(key, safe="/~")
+    locations.check_region(region)
     if endpoint_url:
         return ObjectRequest(f"{endpoint_url.rstrip('/')}/{bucket}/{quoted}", region)
     return ObjectRequest(f"https://{bucket}.s3.{region}.amazonaws.com/{quoted}", region)
@@ -116,27 +123,34 @@ def signed_request(
     endpoint_url: str | None = None,
     region: str | None = None,
     payload_sha256: str = EMPTY_SHA256,
+    *,
+    checked: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[str, dict[str, str]]:
     """URL and headers of ``method`` on ``s3://bucket/key``, endpoint, region and credentials from the
     environment where not given (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, ``AWS_REGION``/
     ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``);
-    unsigned without credentials."""
+    unsigned without credentials. ``checked``: refuse an endpoint the endpoint rule refuses
+    (:class:`~modelops.train.locations.LocationError`), wherever it came from."""
     import datetime
     import os
 
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    env = os.environ if environ is None else environ
+    endpoint = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    if checked and endpoint:
+        locations.check_endpoint(endpoint, locations.allowed_endpoints(env))
     request = object_request(bucket, key, endpoint, region)
-    access, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    access, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     if not (access and secret):
         return request.url, {}
-    creds = Credentials(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+    creds = Credentials(access, secret, env.get("AWS_SESSION_TOKEN") or None)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     return request.url, sign_v4(method, request.url, {}, creds, request.region, now, payload_sha256=payload_sha256)
 
 
 def signed_get(
-    bucket: str, key: str, endpoint_url: str | None = None, region: str | None = None
+    bucket: str, key: str, endpoint_url: str | None = None, region: str | None = None, *, checked: bool = False
 ) -> tuple[str, dict[str, str]]:
     """URL and headers of a GET of ``s3://bucket/key`` (see :func:`signed_request`)."""
-    return signed_request("GET", bucket, key, endpoint_url, region)
+    return signed_request("GET", bucket, key, endpoint_url, region, checked=checked)
