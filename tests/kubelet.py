@@ -3,8 +3,9 @@
 No cluster runs here, so a test does their part by hand: it creates the Job's Pods, runs
 the Pod's own container command and env as a process on this machine (with the pod's
 paths mapped into a work directory), and writes back what the kubelet and the job
-controller would: pod phase, the container's termination message, Job status and
-conditions. The operator sees only the API objects, exactly as in a cluster.
+controller would: pod phase, the container's termination message (cut to 4096 bytes, as the
+kubelet cuts it), Job status and conditions, and -- given the emulator -- the container's
+output as its ``pods/log``. The operator sees only the API objects, exactly as in a cluster.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubeemu import Emulator
 from kubeemu.client import KubeClient
 
 REPO = Path(__file__).resolve().parents[1]
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+TERMINATION_LIMIT = 4096  # the kubelet keeps at most this much of a termination message
 
 
 def now() -> str:
@@ -30,9 +33,10 @@ def now() -> str:
 class Kubelet:
     """Runs the pods of Jobs in a work directory; the pods' /mnt/pvc and /etc/modelops live there."""
 
-    def __init__(self, kube: KubeClient, workdir: Path) -> None:
+    def __init__(self, kube: KubeClient, workdir: Path, emulator: Emulator | None = None) -> None:
         self.kube = kube
         self.workdir = workdir
+        self.emulator = emulator
         self.pvc_root = workdir / "pvc"
         self.pvc_root.mkdir(parents=True, exist_ok=True)
 
@@ -97,10 +101,17 @@ class Kubelet:
         assert command[0] == "modelops", command
         termination = self.workdir / f"termination-{pod['metadata']['name']}"
         args = [self._map(a, config_dir) for a in container.get("args") or []]
+        # One stream, in the order it was written, as a container runtime keeps a container's log.
         process = subprocess.run([sys.executable, "-m", "modelops", *command[1:], *args,
                                   "--termination-log", str(termination)],
-                                 env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        message = termination.read_text() if termination.exists() else process.stderr[-4096:]
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 timeout=300)  # fmt: skip
+        log = process.stdout
+        # terminationMessagePolicy FallbackToLogsOnError: the log's tail when the file is empty.
+        message = termination.read_text() if termination.exists() else log[-4096:]
+        message = message.encode()[:TERMINATION_LIMIT].decode(errors="ignore")
+        if self.emulator is not None:
+            self.emulator.set_container_log(namespace, pod["metadata"]["name"], container["name"], log)
         phase = "Succeeded" if process.returncode == 0 else "Failed"
         self.kube.patch_status("v1", "Pod", namespace, pod["metadata"]["name"], {"status": {
             "phase": phase,

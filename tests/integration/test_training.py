@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,23 +207,6 @@ def test_an_estimator_outside_the_allow_list_never_starts_a_pod(cluster: KubeCli
     assert ready["message"].startswith("spec.estimator.className: estimator 'sklearn.tree.DecisionTreeClasifier'")
     assert "allowed are e.g. sklearn.tree.DecisionTreeClassifier" in ready["message"]
     assert not cluster.exists("batch/v1", "Job", NAMESPACE, "typo-train")
-
-
-@pytest.fixture
-def s3_store() -> Iterator[str]:
-    """moto's S3 API server on 127.0.0.1 with a bucket 'models' (a real HTTP S3 implementation)."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing-secret").create_bucket(Bucket="models")  # fmt: skip
-    try:
-        yield endpoint
-    finally:
-        server.stop()
 
 
 def test_an_s3_store_gets_the_artifact_and_the_version_points_there(

@@ -40,7 +40,9 @@ finalizers and deletionTimestamp, ownerReference garbage collection
 dynamic admission control (mutating then validating webhooks over real HTTPS,
 :mod:`kubeemu.admission`), and ``SubjectAccessReview``/``LocalSubjectAccessReview``/
 ``SelfSubjectAccessReview`` answered by RBAC over the stored Roles, ClusterRoles
-(with aggregation) and bindings (:mod:`kubeemu.rbac`).
+(with aggregation) and bindings (:mod:`kubeemu.rbac`), and ``pods/log`` (GET, with
+``container``, ``tailLines`` and ``limitBytes``) serving the text a test recorded as the
+kubelet would have (``emu.set_container_log``; 400 while nothing is recorded for the pod).
 
 Deviations from the real API server (on purpose, for a test emulator):
 

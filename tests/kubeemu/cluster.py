@@ -175,6 +175,8 @@ class Cluster:
         self.compacted_rv = 0  # watch events with rv <= this are no longer available
         self.watchers: set[Watcher] = set()
         self.admission: AdmissionHook | None = None
+        # (namespace, pod, container) -> (pod uid, text): what a kubelet would serve as pods/log.
+        self.container_logs: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._controllers_scheduled = False
         self._cluster_ips = 0
         for info in resources.builtins():

@@ -120,6 +120,16 @@ class Emulator:
         """Every admission webhook call made so far, with its outcome."""
         return list(self.handler.webhooks.calls)
 
+    def set_container_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """Record what ``pods/{pod}/log?container=`` serves: a kubelet's part, played by the test.
+
+        The log belongs to the pod as it exists now (its uid): a pod re-created under the same
+        name starts without one, as on a real node."""
+        def record() -> None:
+            obj = self.cluster.get(self.cluster.find('', 'v1', 'pods'), namespace, pod)
+            self.cluster.container_logs[(namespace, pod, container)] = (obj['metadata']['uid'], text)
+        self.call(record)
+
     def compact(self) -> int:
         """Drop the watch history (like etcd compaction): older resourceVersions then get 410 Gone."""
         return self.call(self.cluster.compact)

@@ -68,6 +68,12 @@ def _builtin(group: str, version: str, plural: str, kind: str, namespaced: bool 
                         selectable_fields=frozenset(fields))
 
 
+def _with_log(info: ResourceInfo) -> ResourceInfo:
+    """Pods also serve ``pods/log`` (GET only; the text a test's kubelet stand-in recorded)."""
+    info.subresources.add('log')
+    return info
+
+
 def builtins() -> list[ResourceInfo]:
     """A fresh copy of the built-in catalogue (each emulator owns and may modify its own)."""
     return [
@@ -80,10 +86,10 @@ def builtins() -> list[ResourceInfo]:
         _builtin('', 'v1', 'configmaps', 'ConfigMap', short=['cm']),
         _builtin('', 'v1', 'secrets', 'Secret', fields=['type']),
         _builtin('', 'v1', 'services', 'Service', short=['svc'], categories=['all'], status=True),
-        _builtin('', 'v1', 'pods', 'Pod', short=['po'], categories=['all'], status=True, generation=True,
-                 fields=['spec.nodeName', 'spec.restartPolicy', 'spec.schedulerName',
-                         'spec.serviceAccountName', 'spec.hostNetwork', 'status.phase', 'status.podIP',
-                         'status.nominatedNodeName']),
+        _with_log(_builtin('', 'v1', 'pods', 'Pod', short=['po'], categories=['all'], status=True, generation=True,
+                           fields=['spec.nodeName', 'spec.restartPolicy', 'spec.schedulerName',
+                                   'spec.serviceAccountName', 'spec.hostNetwork', 'status.phase', 'status.podIP',
+                                   'status.nominatedNodeName'])),
         _builtin('', 'v1', 'serviceaccounts', 'ServiceAccount', short=['sa']),
         _builtin('', 'v1', 'persistentvolumeclaims', 'PersistentVolumeClaim', short=['pvc'], status=True),
         _builtin('events.k8s.io', 'v1', 'events', 'Event', short=['ev']),
@@ -147,8 +153,10 @@ def render_resource_list(group: str, version: str, resources: Iterable[ResourceI
             entry['categories'] = list(info.categories)
         entries.append(entry)
         for sub in sorted(info.subresources):
+            kind = info.kind if sub in ('status', 'log') else 'Scale'
+            verbs = ['get'] if sub == 'log' else list(SUBRESOURCE_VERBS)
             entries.append({'name': f'{info.plural}/{sub}', 'singularName': '', 'namespaced': info.namespaced,
-                            'kind': info.kind if sub == 'status' else 'Scale', 'verbs': list(SUBRESOURCE_VERBS)})
+                            'kind': kind, 'verbs': verbs})
     return {'kind': 'APIResourceList', 'apiVersion': 'v1',
             'groupVersion': f'{group}/{version}' if group else version, 'resources': entries}
 

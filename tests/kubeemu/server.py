@@ -308,6 +308,10 @@ class ApiHandler(kmock.RawHandler):
         method = raw.method.upper()
         dry_run = query.get('dryRun') == 'All'
         field_validation = query.get('fieldValidation')
+        if sub == 'log':
+            if method != 'GET' or name is None or ns is None:
+                raise errors.method_not_allowed(method.lower(), info.group, f'{info.plural}/log')
+            return self._pod_log(ns, name, query), 'get'
         if info.group == 'authorization.k8s.io' and info.kind in resources.REVIEW_KINDS:
             if method != 'POST' or name is not None:
                 raise errors.method_not_allowed(method.lower(), info.group, info.plural)
@@ -393,6 +397,26 @@ class ApiHandler(kmock.RawHandler):
                 dry_run=dry_run), warnings)
             return self._render(info, version, obj, warnings=warnings), 'delete'
         raise errors.method_not_allowed(method.lower(), info.group, info.plural)
+
+    def _pod_log(self, namespace: str, name: str, query: Any) -> aiohttp.web.Response:
+        """``pods/{name}/log``: the recorded text of a container, ``tailLines``/``limitBytes`` applied."""
+        pod = self.cluster.get(self.cluster.find('', 'v1', 'pods'), namespace, name)
+        containers = [c.get('name') for c in (pod.get('spec') or {}).get('containers') or []]
+        container = query.get('container') or (containers[0] if len(containers) == 1 else None)
+        if container is None:
+            raise errors.bad_request(f'a container name must be specified for pod {name}, choose one of: {containers}')
+        if container not in containers:
+            raise errors.bad_request(f'container {container} is not valid for pod {name}')
+        recorded = self.cluster.container_logs.get((namespace, name, container))
+        if recorded is None or recorded[0] != pod['metadata'].get('uid'):
+            raise errors.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        text = recorded[1]
+        if query.get('tailLines', '').isdigit():
+            lines = text.splitlines(keepends=True)
+            text = ''.join(lines[-int(query['tailLines']):]) if int(query['tailLines']) else ''
+        if query.get('limitBytes', '').isdigit():
+            text = text.encode()[: int(query['limitBytes'])].decode(errors='ignore')
+        return aiohttp.web.Response(text=text, content_type='text/plain')
 
     # --- watch -----------------------------------------------------------------------------------
 

@@ -119,3 +119,28 @@ def test_targets_take_kubectl_style_kind_prefixes(text: str, expected: tuple[str
 def test_an_unknown_prefix_is_a_usage_error() -> None:
     with pytest.raises(cli.UsageError, match="cannot tell what 'pod/iris' names"):
         cli.split_target("pod/iris", {"version": cli.VERSION_PREFIXES})
+
+
+def test_the_card_shows_what_training_did_to_each_column() -> None:
+    body = version("churn-v1", 1)
+    body["spec"] = {"model": "churn", "version": 1, "lineage": {
+        "dataset": {"uri": "pvc://data/customers.csv"},
+        "preprocessing": {"scaleNumeric": True, "impute": {"numeric": "auto", "indicators": True}},
+        "columns": [
+            {"name": "age", "kind": "numeric", "missing": 312, "distinct": 72, "impute": "median",
+             "indicator": True, "scaled": True, "encoding": "none"},
+            {"name": "balance", "kind": "numeric", "missing": 4, "distinct": 900, "impute": "constant",
+             "fillValue": "0.0", "indicator": False, "scaled": True, "encoding": "none"},
+            {"name": "city", "kind": "categorical", "missing": 0, "distinct": 400, "impute": "none",
+             "indicator": False, "scaled": False, "encoding": "one-hot, long tail bucketed", "categories": 49},
+        ],
+    }}  # fmt: skip
+    card = views.model_card(body, "ml", [], [])
+    assert [c["name"] for c in card["data"]["columns"]] == ["age", "balance", "city"]
+    data = views.card_markdown(card).split("\n## Data\n", 1)[1].split("\n## ", 1)[0]
+    assert "| column | kind | missing | imputed | missing indicator | scaled | encoding |" in data
+    assert "| age | numeric | 312 | median | yes | yes | none |" in data
+    assert "| balance | numeric | 4 | constant (0.0) | no | yes | none |" in data
+    assert "| city | categorical | 0 | no | no | no | one-hot, long tail bucketed (49 of 400 values) |" in data
+    # A version registered before columns were recorded shows no such table.
+    assert "What training did" not in views.card_markdown(views.model_card(version("old-v1", 1), "ml", [], []))

@@ -62,7 +62,8 @@ def test_sweep_is_an_indexed_job_with_bounded_parallelism() -> None:
 
 def test_job_knobs_and_secrets_reach_the_pod() -> None:
     _, job = children(
-        dataset={"uri": "s3://data/iris.csv", "target": "target", "s3": {"secretRef": "creds", "endpointUrl": "http://s3:9000"}},
+        dataset={"uri": "s3://data/iris.csv", "target": "target",
+                 "s3": {"secretRef": "creds", "endpointUrl": "https://s3:9000"}},
         backoffLimit=3, activeDeadlineSeconds=600, ttlSecondsAfterFinished=60,
         pod={"nodeSelector": {"pool": "cpu"}, "tolerations": [{"key": "ml", "operator": "Exists"}],
              "serviceAccountName": "trainer", "resources": {"limits": {"memory": "1Gi", "cpu": 2}},
@@ -208,18 +209,24 @@ def test_a_compressed_message_that_does_not_decode_is_a_trainer_error_not_a_cras
 
 
 def test_s3_store_writes_to_scratch_and_tells_the_trainer_where_to_upload() -> None:
-    store = {"uri": "s3://models/team", "s3": {"endpointUrl": "http://minio:9000", "region": "eu-1",
+    store = {"uri": "s3://models/team", "s3": {"endpointUrl": "http://minio:9000", "region": "eu-west-1",
                                                 "secretRef": "s3-creds"}}
-    configmap, job = children(artifactStore=store)
+    # Plain http to a cluster-internal MinIO: only because the operator's allow-list names it.
+    with pytest.raises(training.InvalidRunError, match="must use https"):
+        children(artifactStore=store)
+    configmap, job = training.desired_children(spec(artifactStore=store), REF, image=IMAGE, default_store=None,
+                                               allowed_endpoints=("http://minio:9000",))  # fmt: skip
     config = json.loads(configmap["data"]["run.json"])
     assert config["artifactUri"] == "s3://models/team/ml/iris-rf"
-    assert config["artifactStore"] == {"s3": {"endpointUrl": "http://minio:9000", "region": "eu-1"}}
+    assert config["artifactStore"] == {"s3": {"endpointUrl": "http://minio:9000", "region": "eu-west-1"}}
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"][-1] == training.S3_OUTPUT_DIR
     assert not any("persistentVolumeClaim" in v for v in pod["volumes"])  # no claim to mount
-    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    env = {e["name"]: e.get("valueFrom") or e.get("value") for e in container["env"]}
     assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}}
+    # The trainer applies the same allow-list to whatever endpoint it ends up signing for.
+    assert env["MODELOPS_S3_ENDPOINTS"] == "http://minio:9000"
     assert problems(job) == []
 
 
@@ -235,3 +242,94 @@ def test_child_names_are_dns_labels_that_keep_their_suffix_and_owner(length: int
         assert name[0].isalnum()
         assert name[-1].isalnum()
     assert child_name("a" * 200, "stable") != child_name("a" * 199 + "b", "stable")
+
+
+def test_the_pod_reads_files_only_from_the_claims_it_mounts() -> None:
+    _, job = children(dataset={"uri": "/mnt/pvc/datasets/iris.csv", "target": "target"})
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["MODELOPS_FILE_ROOTS"], env["MODELOPS_PVC_ROOT"]) == ("/mnt/pvc", "/mnt/pvc")
+    assert "MODELOPS_S3_ENDPOINTS" not in env
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pod": {"env": [{"name": "A", "value": "1"}, {"name": "MODELOPS_S3_ENDPOINTS", "value": "http://x"}]}},
+         "spec.pod.env[1].name: MODELOPS_S3_ENDPOINTS is set by the operator"),
+        ({"artifactStore": {"uri": "s3://m", "s3": {"endpointUrl": "http://10.0.0.7:9000"}}},
+         "spec.artifactStore.s3.endpointUrl 'http://10.0.0.7:9000' must use https"),
+    ],
+)
+def test_locations_the_trainer_would_refuse_are_refused_before_a_pod(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(training.InvalidRunError) as refused:
+        children(**changes)
+    assert str(refused.value).startswith(message)
+
+
+def test_loopback_http_and_allow_listed_endpoints_pass() -> None:
+    loopback = {"uri": "s3://m", "s3": {"endpointUrl": "http://127.0.0.1:9000"}}
+    children(artifactStore=loopback)
+    listed = {"uri": "s3://m", "s3": {"endpointUrl": "http://minio.storage.svc:9000/"}}
+    training.desired_children(spec(artifactStore=listed), REF, image=IMAGE, default_store=None,
+                              allowed_endpoints=("http://minio.storage.svc:9000",))  # fmt: skip
+    # With a list, it is the only rule: an https endpoint not on it is refused too.
+    elsewhere = {"uri": "s3://m", "s3": {"endpointUrl": "https://s3.example.com"}}
+    with pytest.raises(training.InvalidRunError, match="not among the allowed S3 endpoints"):
+        training.desired_children(spec(artifactStore=elsewhere), REF, image=IMAGE, default_store=None,
+                                  allowed_endpoints=("http://minio.storage.svc:9000",))  # fmt: skip
+
+
+def trial_pod(index: int, phase: str, start: str, finished: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "startTime": start}
+    if finished:
+        artifact = {"uri": "pvc://m/x", "sha256": "a" * 64}
+        message = json.dumps({"ok": True, "metrics": {"accuracy": 0.9}, "artifact": artifact})
+        status["containerStatuses"] = [{"name": "train", "state": {"terminated": {"message": message,
+                                                                                  "finishedAt": finished}}}]
+    return {"metadata": {"name": f"p{index}", "annotations": {training.COMPLETION_INDEX: str(index)},
+                         "creationTimestamp": start}, "status": status}  # fmt: skip
+
+
+def test_the_status_message_says_which_trial_runs_and_the_time_elapsed() -> None:
+    sweep = spec(sweep={"parameters": {"max_depth": [1, 2, 3, 4]}, "metric": "accuracy"})
+    job = {"status": {"active": 2, "startTime": "2025-01-01T10:00:00Z"}}
+    pods = [trial_pod(0, "Succeeded", "2025-01-01T10:00:05Z", "2025-01-01T10:02:00Z"),
+            trial_pod(1, "Running", "2025-01-01T10:02:01Z"), trial_pod(2, "Running", "2025-01-01T10:02:03Z")]
+    seen = training.observe(sweep, job, pods, now="2025-01-01T10:04:05Z")
+    assert seen.message == "training: trials 2 and 3 of 4 running (1 finished), 4m05s elapsed"
+    assert seen.progress == "1/4"
+    assert (seen.trials[0]["startTime"], seen.trials[0]["completionTime"]) == (
+        "2025-01-01T10:00:05Z", "2025-01-01T10:02:00Z",
+    )  # fmt: skip
+    assert seen.trials[1]["startTime"] == "2025-01-01T10:02:01Z"
+    assert "completionTime" not in seen.trials[1]
+    # Without a clock (an old caller) the message just leaves the time out.
+    assert training.observe(sweep, job, pods).message == "training: trials 2 and 3 of 4 running (1 finished)"
+
+
+def test_a_truncated_message_is_completed_from_the_whole_result_only_when_its_digest_matches() -> None:
+    import base64
+    import gzip
+    import hashlib
+
+    whole = {"model": "m", "task": "classification", "signature": {"inputs": [{"name": "x", "datatype": "FP64"}]},
+             "referenceStats": {"sampleSize": 3, "features": []}, "estimator": {"params": {"C": 1}},
+             "dataset": {"uri": "pvc://d/t.csv", "sha256": "b" * 64, "rows": 4},
+             "preprocessing": {"columns": [{"name": "x", "kind": "numeric"}]}}  # fmt: skip
+    data = json.dumps(whole).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    artifact = {"uri": "pvc://m/a", "sha256": "c" * 64}
+    message = {"ok": True, "truncated": True, "resultSha256": digest, "artifact": artifact}
+    assert training.needs_whole_result(message)
+    line = "modelops-result gzip+base64 " + base64.b64encode(gzip.compress(data)).decode()
+    log = "modelops train: done\n" + line + "\n"
+    completed = training.completed_message(message, training.result_from_log(log, digest))
+    assert not training.needs_whole_result(completed)
+    assert completed["signature"] == whole["signature"]
+    assert (completed["params"], completed["rows"]) == ({"C": 1}, 4)
+    assert completed["columns"] == [{"name": "x", "kind": "numeric"}]
+    assert completed["artifact"]["sha256"] == "c" * 64
+    with pytest.raises(ValueError, match="sha256"):
+        training.result_from_log(log, "0" * 64)
+    with pytest.raises(ValueError, match="no modelops-result line"):
+        training.result_from_log("modelops train: done\n", digest)

@@ -89,6 +89,25 @@ class DatasetLineage(ApiModel):
     seed: int | None = Field(default=None, description="Seed of the split and of the estimator.")
 
 
+class ColumnPreprocessing(ApiModel):
+    """What training did to one input column (the trainer's result.json, preprocessing.columns)."""
+
+    name: str = Field(min_length=1, description="The column.")
+    kind: Literal["numeric", "categorical"] = Field(description="numeric or categorical.")
+    missing: int | None = Field(default=None, ge=0, description="Missing values in the training split.")
+    distinct: int | None = Field(default=None, ge=0, description="Distinct values in the training split.")
+    impute: Literal["none", "mean", "median", "most_frequent", "constant"] | None = Field(
+        default=None, description="How its missing values are filled (none: left as they are)."
+    )
+    fill_value: str | None = Field(default=None, description="The constant filled in, as text.")
+    indicator: bool | None = Field(default=None, description="Whether a 0/1 'was missing' column was added.")
+    scaled: bool | None = Field(default=None, description="Whether it is standardised.")
+    encoding: str | None = Field(
+        default=None, description="none, one-hot, or one-hot with the long tail bucketed into one column."
+    )
+    categories: int | None = Field(default=None, ge=0, description="categorical: the one-hot columns kept.")
+
+
 class Lineage(ApiModel):
     """Where a version came from: enough to reproduce it."""
 
@@ -101,6 +120,9 @@ class Lineage(ApiModel):
         default=None, description="The estimator's parameters.", json_schema_extra=FREE_FORM
     )
     preprocessing: Preprocessing | None = Field(default=None, description="Scaling and encoding of columns.")
+    columns: list[ColumnPreprocessing] | None = Field(
+        default=None, description="What training did to each input column: missing values, imputation, encoding."
+    )
     trial: int | None = Field(default=None, ge=0, description="The sweep trial that was registered.")
     sklearn_version: str | None = Field(default=None, description="scikit-learn version of the training.")
     source_revision: str | None = Field(default=None, description="Revision of the training code or config.")

@@ -21,8 +21,18 @@ from modelops.api.common import (
     with_rules,
 )
 
-DATASET_URI = r"^(sklearn://[a-z0-9_]+|file:///.+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+|s3://[^/]+/.+|https?://.+)$"
+# A PersistentVolumeClaim name (a DNS-1123 subdomain) and a path whose segments never climb: a
+# segment is anything but "." or ".." (RE2, which the API server uses, has no lookahead).
+CLAIM = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)"
+CLAIM_PATH = rf"pvc://{CLAIM}/{SEGMENT}(/{SEGMENT})*"
+DATASET_URI = rf"^(sklearn://[a-z0-9_]+|file:///.+|/.+|{CLAIM_PATH}|s3://[^/]+/.+|https?://.+)$"
+STORE_URI = rf"^(pvc://{CLAIM}(/{SEGMENT})*/?|s3://[^/]+(/.*)?)$"
 ESTIMATOR_CLASS = r"^sklearn(\.[a-z_][a-z0-9_]*)+\.[A-Z][A-Za-z0-9]*$"
+#: AWS's region names (us-east-1, eu-central-2, us-gov-west-1): the same rule as modelops.train.locations.
+AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[1-9][0-9]?$"
+#: An http(s) origin and path: no user info, query or fragment (signed requests go there).
+ENDPOINT = r"^https?://[^/?#@\s]+(/[^?#\s]*)?$"
 
 Task = Literal["classification", "regression"]
 TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -33,10 +43,17 @@ class S3Options(ApiModel):
 
     endpoint_url: str | None = Field(
         default=None,
-        pattern=r"^https?://.+",
-        description="Endpoint of the S3-compatible service; empty for AWS S3 itself.",
+        max_length=2048,
+        pattern=ENDPOINT,
+        description=(
+            "Endpoint of the S3-compatible service; empty for AWS S3 itself. It receives signed requests, so it "
+            "must use https (plain http only to a loopback address), or be on the operator's allow-list of "
+            "endpoints (chart value s3.allowedEndpoints), which then is the only rule."
+        ),
     )
-    region: str | None = Field(default=None, description="Region name, e.g. us-east-1.")
+    region: str | None = Field(
+        default=None, max_length=32, pattern=AWS_REGION, description="AWS region name, e.g. us-east-1."
+    )
     secret_ref: str | None = Field(
         default=None,
         max_length=253,
@@ -57,8 +74,9 @@ class DatasetSpec(ApiModel):
         pattern=DATASET_URI,
         description=(
             "Where the data is: sklearn://<name> for the datasets bundled with scikit-learn (iris, wine, "
-            "breast_cancer, digits, diabetes), file:///path on a volume, pvc://<claim>/<path> (mounted by "
-            "the Job), s3://<bucket>/<key> (S3-compatible, see s3), or https://."
+            "breast_cancer, digits, diabetes), pvc://<claim>/<path> (mounted read-only by the Job; no '..'), "
+            "s3://<bucket>/<key> (S3-compatible, see s3), https://, or file:///path (also a plain /path) inside "
+            "the trainer's file roots, which the operator sets to the mounted claims."
         ),
     )
     format: Literal["auto", "csv", "parquet"] = Field(
@@ -77,13 +95,53 @@ class DatasetSpec(ApiModel):
     s3: S3Options | None = Field(default=None, description="Endpoint and credentials for s3:// URIs.")
 
 
+NumericImpute = Literal["auto", "none", "mean", "median", "most_frequent", "constant"]
+CategoricalImpute = Literal["none", "most_frequent", "constant"]
+ColumnImpute = Literal["none", "mean", "median", "most_frequent", "constant"]
+
+
+class Imputation(ApiModel):
+    """How missing values are filled before the estimator sees them."""
+
+    numeric: NumericImpute = Field(
+        default="auto",
+        description=(
+            "Strategy for numeric columns. auto: the median, for columns with missing values, when the estimator "
+            "cannot take NaN itself (HistGradientBoosting, RandomForest and DecisionTree can); none: leave gaps."
+        ),
+    )
+    categorical: CategoricalImpute = Field(
+        default="none", description="Strategy for categorical columns; none: a missing value is a category."
+    )
+    fill_value: float = Field(default=0, description="The number the constant strategy fills numeric gaps with.")
+    fill_category: str = Field(
+        default="missing", min_length=1, description="The category the constant strategy fills categorical gaps with."
+    )
+    columns: dict[str, ColumnImpute] | None = Field(
+        default=None, description="Strategy per column, overriding numeric/categorical (mean/median: numeric only)."
+    )
+    indicators: bool = Field(
+        default=False, description="Add a 0/1 'was missing' column for every imputed column with gaps."
+    )
+
+
 class Preprocessing(ApiModel):
-    """Column transforms placed before the estimator in one Pipeline."""
+    """Column transforms placed before the estimator in one Pipeline (docs/contracts.md, Messy tables)."""
 
     scale_numeric: bool = Field(default=False, description="Standardise numeric columns (StandardScaler).")
     one_hot_categorical: bool = Field(
         default=True, description="One-hot encode categorical columns; unseen categories are ignored."
     )
+    max_categories: int | None = Field(
+        default=None,
+        ge=2,
+        le=1000,
+        description=(
+            "One-hot columns per categorical feature at most (default 50): past it the most frequent values "
+            "keep a column each and the long tail (and unseen values) share one."
+        ),
+    )
+    impute: Imputation | None = Field(default=None, description="Filling missing values; default: numeric auto.")
 
 
 class EstimatorSpec(ApiModel):
@@ -143,8 +201,9 @@ class ArtifactStoreSpec(ApiModel):
     """Where the trained artifact is written."""
 
     uri: str = Field(
-        pattern=r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|s3://[^/]+(/.*)?)$",
-        description="pvc://<claim>/<prefix> or s3://<bucket>/<prefix>; the run's files go below it.",
+        max_length=2048,
+        pattern=STORE_URI,
+        description="pvc://<claim>/<prefix> (no '..') or s3://<bucket>/<prefix>; the run's files go below it.",
     )
     s3: S3Options | None = Field(default=None, description="Endpoint and credentials for s3://.")
 
@@ -229,6 +288,12 @@ class TrialStatus(StatusModel):
     metrics: dict[str, float] | None = Field(default=None, description="Metrics on the held-out split.")
     artifact: ArtifactRef | None = Field(default=None, description="The trial's artifact.")
     message: str | None = Field(default=None, description="Why the trial failed, if it did.")
+    start_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the trial's pod started."
+    )
+    completion_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When the trial's pod finished."
+    )
 
 
 class TrainingRunStatus(StatusModel):
@@ -239,7 +304,10 @@ class TrainingRunStatus(StatusModel):
     phase: TrainingPhase | None = Field(default=None, description="Pending, Running, Succeeded or Failed.")
     message: str | None = Field(default=None, description="A one-line summary of the state.")
     job_name: str | None = Field(default=None, description="The Job that runs the training.")
-    progress: str | None = Field(default=None, description="Finished trials out of all, e.g. 3/8.")
+    progress: str | None = Field(
+        default=None,
+        description="Finished trials out of all, e.g. 3/8; the message says which trial runs and the time elapsed.",
+    )
     start_time: str | None = Field(
         default=None, json_schema_extra={"format": "date-time"}, description="When the Job started."
     )

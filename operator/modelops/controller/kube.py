@@ -26,6 +26,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("batch/v1", "Job"): "jobs",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Pod"): "pods",
+    ("v1", "Secret"): "secrets",
     ("v1", "Service"): "services",
     ("apps/v1", "Deployment"): "deployments",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
@@ -154,6 +155,21 @@ class Kube:
         path = path_for(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         query = {"fieldManager": field_manager, "force": "true"}
         return await self.call("PATCH", path, obj, "application/apply-patch+yaml", query)
+
+    async def pod_log(self, namespace: str, name: str, container: str, tail_lines: int = 100) -> str:
+        """The last lines of a container's log (``pods/log``), as text."""
+        path = path_for("v1", "Pod", namespace, name) + "/log"
+        query = {"container": container, "tailLines": str(tail_lines)}
+        async with self._get_session().get(path, params=query, headers={"Accept": "text/plain"}) as response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    payload = json.loads(text)
+                except ValueError:
+                    payload = {"message": text[:500]}
+                raise KubeError(response.status, str(payload.get("reason", response.reason)),
+                                str(payload.get("message", text[:500])))  # fmt: skip
+            return text
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         try:

@@ -18,11 +18,21 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller.common import API, ARTIFACT_STORE, TRAINER_IMAGE, ensure, kube, poll_seconds
+from modelops.controller import results
+from modelops.controller.common import (
+    API,
+    ARTIFACT_STORE,
+    TRAINER_IMAGE,
+    ensure,
+    kube,
+    poll_seconds,
+    wait_retry_seconds,
+)
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import registration, training
+from modelops.train import locations
 
 
 async def _register(
@@ -51,7 +61,10 @@ async def _register(
 async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     ref = training.RunRef(name=ctx.name, namespace=ctx.namespace, uid=str(ctx.body["metadata"]["uid"]))
     try:
-        configmap, job = training.desired_children(spec, ref, image=TRAINER_IMAGE, default_store=ARTIFACT_STORE)
+        configmap, job = training.desired_children(
+            spec, ref, image=TRAINER_IMAGE, default_store=ARTIFACT_STORE,
+            allowed_endpoints=locations.allowed_endpoints(),
+        )  # fmt: skip
     except training.InvalidRunError as error:
         return Outcome(
             summary=cond.Summary(ready=False, reason=cond.Reason.INVALID_SPEC, message=str(error), stalled=True),
@@ -66,7 +79,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     created = await ensure(job)
     job_now = await kube().get("batch/v1", "Job", ctx.namespace, job["metadata"]["name"]) or created
     pods = await kube().list("v1", "Pod", ctx.namespace, label_selector=f"{training.RUN_LABEL}={ctx.name}")
-    seen = training.observe(spec, job_now, pods)
+    seen = training.observe(spec, job_now, pods, now=cond.now_iso())
     status: dict[str, Any] = {
         "phase": seen.phase,
         "message": seen.message,
@@ -94,6 +107,18 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
                 summary=cond.Summary(ready=False, reason="NoResult", message=message, stalled=True),
                 status={**status, "message": message},
             )
+        if training.needs_whole_result(result) and not ctx.status.get("modelVersion"):
+            try:
+                result = await results.whole_message(spec, ctx.namespace, result, pods, seen.best_trial or 0)
+            except results.ResultUnavailableError as error:
+                # Registering without the reference statistics would make a version drift cannot watch.
+                message = f"{seen.message}, but its whole result (a wide table's statistics) cannot be read: {error}"
+                return Outcome(
+                    summary=cond.Summary(ready=False, reason="ResultUnavailable", message=message, reconciling=True),
+                    status={**status, "message": message},
+                    conditions=[("Registered", False, "ResultUnavailable", str(error))],
+                    requeue_after=wait_retry_seconds(),
+                )
         name = await _register(spec, ref, result, job_now, seen.best_trial)
         message = f"{seen.message}; registered as ModelVersion {name}"
         return Outcome(

@@ -56,6 +56,7 @@ def model_version(
             if spec.estimator and spec.estimator.preprocessing else None
         ),
         "params": result.get("params"),
+        "columns": result.get("columns"),
         "trial": trial if spec.sweep is not None else None,
         "sklearnVersion": framework.get("version"),
         "sourceRevision": spec.source_revision,

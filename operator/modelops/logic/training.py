@@ -23,9 +23,11 @@ from typing import Any
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import scheduling
+from modelops.train import locations
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
 from modelops.train.output import RESULT_LOG_PREFIX
+from modelops.train.progress import elapsed
 from modelops.train.sweep import SweepError, best_trial, expand_sweep
 
 JsonDict = dict[str, Any]
@@ -48,8 +50,43 @@ class InvalidRunError(ValueError):
     """A spec the schema accepts but the trainer would refuse (names the field)."""
 
 
-def check(spec: TrainingRunSpec) -> None:
-    """Refuse before any pod starts what the trainer would refuse: estimator and sweep."""
+#: Variables the operator sets in training pods; a run's own env may not set them.
+OPERATOR_ENV = (locations.FILE_ROOTS_ENV, locations.PVC_ROOT_ENV, locations.ENDPOINTS_ENV)
+
+
+def _check_locations(spec: TrainingRunSpec, allowed_endpoints: Sequence[str]) -> None:
+    """Claim names, regions and endpoints by the rules of :mod:`modelops.train.locations`."""
+    stores = [("spec.dataset.s3", spec.dataset.s3)]
+    if spec.artifact_store is not None:
+        stores.append(("spec.artifactStore.s3", spec.artifact_store.s3))
+    try:
+        if spec.dataset.uri.startswith("pvc://"):
+            claim, path = _pvc_parts(spec.dataset.uri)
+            locations.check_claim(claim, "spec.dataset.uri: claim")
+            locations.check_relative(path, "spec.dataset.uri: path")
+        if spec.artifact_store is not None and spec.artifact_store.uri.startswith("pvc://"):
+            claim, path = _pvc_parts(spec.artifact_store.uri)
+            locations.check_claim(claim, "spec.artifactStore.uri: claim")
+            locations.check_relative(path, "spec.artifactStore.uri: path")
+        for where, options in stores:
+            if options is None:
+                continue
+            if options.endpoint_url is not None:
+                locations.check_endpoint(options.endpoint_url, allowed_endpoints, f"{where}.endpointUrl")
+            if options.region is not None:
+                locations.check_region(options.region, f"{where}.region")
+    except locations.LocationError as error:
+        raise InvalidRunError(str(error)) from None
+    for index, variable in enumerate((spec.pod.env or []) if spec.pod else []):
+        if variable.name in OPERATOR_ENV:
+            raise InvalidRunError(
+                f"spec.pod.env[{index}].name: {variable.name} is set by the operator (it confines what the trainer "
+                "reads and where it sends signed requests)"
+            )
+
+
+def check(spec: TrainingRunSpec, allowed_endpoints: Sequence[str] = ()) -> None:
+    """Refuse before any pod starts what the trainer would refuse: estimator, sweep, locations."""
     if spec.estimator is not None:
         try:
             check_class_name(spec.estimator.class_name, "spec.estimator.className")
@@ -59,6 +96,7 @@ def check(spec: TrainingRunSpec) -> None:
         trials_of(spec)
     except SweepError as error:
         raise InvalidRunError(f"spec.{error}") from None
+    _check_locations(spec, allowed_endpoints)
 
 
 @dataclass(frozen=True)
@@ -154,8 +192,14 @@ def run_config(spec: TrainingRunSpec, ref: RunRef, artifact_uri: str, image: str
     return config
 
 
-def _env(spec: TrainingRunSpec) -> list[JsonDict]:
-    env: list[JsonDict] = []
+def _env(spec: TrainingRunSpec, allowed_endpoints: Sequence[str]) -> list[JsonDict]:
+    env: list[JsonDict] = [
+        {"name": locations.PVC_ROOT_ENV, "value": PVC_ROOT},
+        # file:// datasets: only the claims the Job mounts (never the pod's own files, its token).
+        {"name": locations.FILE_ROOTS_ENV, "value": PVC_ROOT},
+    ]
+    if allowed_endpoints:
+        env.append({"name": locations.ENDPOINTS_ENV, "value": ",".join(allowed_endpoints)})
     secrets = {
         s.secret_ref
         for s in (spec.dataset.s3, spec.artifact_store.s3 if spec.artifact_store else None)
@@ -170,14 +214,19 @@ def _env(spec: TrainingRunSpec) -> list[JsonDict]:
 
 
 def desired_children(
-    spec: TrainingRunSpec, ref: RunRef, *, image: str, default_store: str | None
+    spec: TrainingRunSpec,
+    ref: RunRef,
+    *,
+    image: str,
+    default_store: str | None,
+    allowed_endpoints: Sequence[str] = (),
 ) -> tuple[JsonDict, JsonDict]:
     """The ConfigMap and the Job of a run.
 
     Raises InvalidRunError for what the trainer would refuse, UnsupportedSpecError for what
     cannot run yet.
     """
-    check(spec)
+    check(spec, allowed_endpoints)
     claim, output_dir, artifact_uri = artifact_location(spec, ref, default_store)
     trials = trials_of(spec)
     common = {
@@ -214,7 +263,7 @@ def desired_children(
         "image": spec.image or image,
         "command": spec.command if spec.image else ["modelops", "train"],
         "args": (spec.args or []) if spec.image else ["--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--output", output_dir],
-        "env": [{"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT}, *_env(spec)],
+        "env": _env(spec, allowed_endpoints),
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -369,7 +418,15 @@ def completed_message(message: Mapping[str, Any], result: Mapping[str, Any]) -> 
     return whole
 
 
-def _termination(pod: Mapping[str, Any]) -> JsonDict | None:
+def succeeded_pod(pods: Sequence[Mapping[str, Any]], trial: int) -> Mapping[str, Any] | None:
+    """The pod that ran ``trial`` (its completion index) and succeeded, if one is left."""
+    for pod in pods:
+        if _index(pod) == trial and (pod.get("status") or {}).get("phase") == "Succeeded":
+            return pod
+    return None
+
+
+def termination_of(pod: Mapping[str, Any]) -> JsonDict | None:
     """The trainer's termination message of a pod, parsed; None when there is none (yet)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         if status.get("name") != CONTAINER:
@@ -407,9 +464,16 @@ def _trials(
         phase = (pod.get("status") or {}).get("phase")
         if trial["phase"] == "Succeeded":
             continue  # a retry of an index that already succeeded changes nothing
+        started = (pod.get("status") or {}).get("startTime")
+        if started:
+            trial["startTime"] = started
+        finished = _finished_at(pod)
+        if finished:
+            trial["completionTime"] = finished
         if phase == "Running":
             trial["phase"] = "Running"
-        message = _termination(pod)
+            trial.pop("completionTime", None)
+        message = termination_of(pod)
         if phase == "Succeeded" and message and message.get("ok"):
             trial["phase"] = "Succeeded"
             trial["metrics"] = {k: float(v) for k, v in (message.get("metrics") or {}).items()}
@@ -425,8 +489,61 @@ def _trials(
     return result
 
 
-def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Observation:
-    """The run's state from its Job and Pods."""
+def _finished_at(pod: Mapping[str, Any]) -> str | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            finished = ((status.get("state") or {}).get("terminated") or {}).get("finishedAt")
+            return str(finished) if finished else None
+    return None
+
+
+def _seconds_between(start: str | None, now: str | None) -> float | None:
+    import datetime
+
+    if not start or not now:
+        return None
+    try:
+        begin = datetime.datetime.fromisoformat(start.replace("Z", "+00:00"))
+        end = datetime.datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (end - begin).total_seconds())
+
+
+def _ordinals(indices: Sequence[int]) -> str:
+    """``3``, ``2 and 3``, ``2, 3 and 5`` -- trial numbers counted from 1, as a person counts them."""
+    numbers = [str(i + 1) for i in indices]
+    return numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " and " + numbers[-1]
+
+
+def _took(start: str | None, completion: str | None) -> str:
+    seconds = _seconds_between(start, completion)
+    return f" in {elapsed(seconds)}" if seconds is not None else ""
+
+
+def running_message(trials: Sequence[Mapping[str, Any]], start: str | None, now: str | None) -> str:
+    """``training: trial 3 of 8 running (2 finished, 1 failed), 4m05s elapsed`` (pure)."""
+    running = [int(t["index"]) for t in trials if t.get("phase") == "Running"]
+    done = sum(1 for t in trials if t.get("phase") == "Succeeded")
+    failed = sum(1 for t in trials if t.get("phase") == "Failed")
+    total = len(trials)
+    if running:
+        noun = "trial" if len(running) == 1 else "trials"
+        text = f"training: {noun} {_ordinals(running)} of {total} running"
+    else:
+        text = f"training: waiting for the next of {total} trials"
+    counts = [f"{done} finished"] + ([f"{failed} failed"] if failed else [])
+    text += f" ({', '.join(counts)})"
+    seconds = _seconds_between(start, now)
+    if seconds is not None:
+        text += f", {elapsed(seconds)} elapsed"
+    return text
+
+
+def observe(
+    spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], now: str | None = None
+) -> Observation:
+    """The run's state from its Job and Pods; ``now`` (RFC 3339) puts the elapsed time in the message."""
     if job is None:
         return Observation(phase="Pending", reason="JobPending", message="the training Job is being created")
     status = job.get("status") or {}
@@ -457,7 +574,7 @@ def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence
         return Observation(
             phase="Succeeded",
             reason="Succeeded",
-            message=f"training finished: {progress} trials succeeded",
+            message=f"training finished: {progress} trials succeeded" + _took(start, completion),
             start_time=start,
             completion_time=completion,
             progress=progress,
@@ -469,7 +586,7 @@ def observe(spec: TrainingRunSpec, job: Mapping[str, Any] | None, pods: Sequence
     return Observation(
         phase="Running" if running or start else "Pending",
         reason="Running" if running else "JobPending",
-        message=f"training: {progress} trials finished" if running else "waiting for the training pods to start",
+        message=running_message(trials, start, now) if running else "waiting for the training pods to start",
         start_time=start,
         progress=progress,
         trials=trials,

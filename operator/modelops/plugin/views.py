@@ -272,6 +272,8 @@ def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable
                 for f in reference.get("features") or []
                 if isinstance(f, Mapping)
             ],
+            "preprocessing": lineage.get("preprocessing"),
+            "columns": [c for c in lineage.get("columns") or [] if isinstance(c, Mapping)],
         },
         "training": {
             key: lineage.get(key)
@@ -303,6 +305,20 @@ def _md_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> list[str]:
     return lines
 
 
+def _imputed(column: Mapping[str, Any]) -> str:
+    strategy = column.get("impute")
+    if strategy in (None, "none"):
+        return "no"
+    return f"constant ({column.get('fillValue')})" if strategy == "constant" else str(strategy)
+
+
+def _encoding(column: Mapping[str, Any]) -> str:
+    encoding = str(column.get("encoding") or "—")
+    if column.get("kind") == "categorical" and column.get("categories") is not None:
+        return f"{encoding} ({column.get('categories')} of {column.get('distinct')} values)"
+    return encoding
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The model card in Markdown: a section per topic, '_none_' where a topic has nothing yet."""
     out: list[str] = [f"# Model card: {card['name']}", ""]
@@ -329,6 +345,13 @@ def card_markdown(card: Mapping[str, Any]) -> str:
             out.append(f"- Rows: {dataset.get('rows')}")
     else:
         out.append("- Dataset: _not recorded_")
+    columns = data.get("columns") or []
+    if columns:
+        out += ["", "What training did to each column:", ""]
+        out += _md_table(["column", "kind", "missing", "imputed", "missing indicator", "scaled", "encoding"],
+                         ([c.get("name"), c.get("kind"), c.get("missing"), _imputed(c),
+                           "yes" if c.get("indicator") else "no", "yes" if c.get("scaled") else "no",
+                           _encoding(c)] for c in columns))  # fmt: skip
     features = data.get("referenceFeatures") or []
     if features:
         out += ["", f"Reference statistics ({data.get('referenceSampleSize')} rows):", ""]
