@@ -4,6 +4,7 @@ S3 signing, config and estimator validation."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 from typing import Any
@@ -233,3 +234,18 @@ def test_parse_config_defaults_and_paths() -> None:
         with pytest.raises(TrainError) as raised:
             parse_config(raw)
         assert str(raised.value) == message
+
+
+def test_a_local_sweeps_trial_list_goes_first_when_the_message_must_shrink() -> None:
+    from modelops.train import output
+
+    message = {"ok": True, "resultSha256": "a" * 64, "referenceStats": {"features": [{"name": "x"}]},
+               "sweep": {"trials": [{"index": i, "params": {"p": hashlib.sha256(str(i).encode()).hexdigest()}}
+                                    for i in range(400)]}}  # fmt: skip
+    text = output.termination_message(message)
+    assert len(text.encode()) <= output.TERMINATION_LIMIT
+    assert output.is_truncated(text)
+    kept = json.loads(text)
+    assert "sweep" not in kept
+    assert kept["referenceStats"] == message["referenceStats"]
+    assert kept["resultSha256"] == "a" * 64

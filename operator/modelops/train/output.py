@@ -59,6 +59,7 @@ def _reducers() -> list[Callable[[dict[str, Any]], None]]:
         return reducer
 
     return [
+        drop("sweep"),
         drop("referenceStats"),
         drop("columns"),
         drop("signature"),
