@@ -246,3 +246,31 @@ def test_the_schema_refuses_climbing_claims_and_odd_regions(
         cluster.create(wide_run("odd", **changes))
     assert refused.value.status == 422
     assert field in str(refused.value)
+
+
+def test_the_time_elapsed_in_a_long_fits_status_stays_current(
+    cluster: KubeClient, operator_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing changes in the Job or its pod while one long fit runs: the status still keeps time."""
+    from modelops.controller import handlers
+
+    monkeypatch.setenv("MODELOPS_PROGRESS_TICK_SECONDS", "1")
+    monkeypatch.setenv("MODELOPS_POLL_SECONDS", "600")
+    args = ["run", "--standalone", "--all-namespaces", "--verbose"]
+    with KopfRunner(args, registry=handlers.registry(), timeout=60) as runner:
+        cluster.create(wide_run("long-fit", dataset={"uri": "sklearn://iris", "target": "target"}))
+        job = job_of(cluster, "long-fit")
+        Kubelet(cluster, tmp_path).start_pod(job, 0)  # running, and never finishing in this test
+        first = cluster.wait_for(API, "TrainingRun", NAMESPACE, "long-fit",
+                                 lambda o: "elapsed" in ((o or {}).get("status") or {}).get("message", ""),
+                                 timeout=30)  # fmt: skip
+        assert first is not None
+        before = first["status"]["message"]
+        assert before.startswith("training: trial 1 of 1 running (0 finished), ")
+        later = cluster.wait_for(API, "TrainingRun", NAMESPACE, "long-fit",
+                                 lambda o: (o or {}).get("status", {}).get("message", before) != before,
+                                 timeout=30)  # fmt: skip
+        assert later is not None
+        assert later["status"]["message"].startswith("training: trial 1 of 1 running (0 finished), ")
+        assert later["status"]["message"].endswith(" elapsed")
+    assert runner.exception is None, runner.exception

@@ -4,13 +4,17 @@ The run follows its Job and pods as they change: a watch on Jobs and Pods labell
 run writes a digest of what the reconcile reads into the run's ``modelops.io/observed-job``
 annotation when it changes, which makes the run reconcile at once (a Kopf retry delay would
 hold a handler back even when news arrive). A timer on running runs re-checks every
-``MODELOPS_POLL_SECONDS`` in case a watch event was missed.
+``MODELOPS_POLL_SECONDS`` in case a watch event was missed, and, while the run is running,
+nudges it once every ``MODELOPS_PROGRESS_TICK_SECONDS`` (default 60) even when nothing changed,
+so the time elapsed in its status message stays current during a long fit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -142,9 +146,16 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
 OBSERVED_ANNOTATION = "modelops.io/observed-job"
 
 
-def job_digest(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> str:
-    """A digest of what the reconcile reads from a run's Job and pods (their status only)."""
+def progress_tick() -> float:
+    """Seconds between the status updates of a running run whose Job and pods say nothing new."""
+    return max(1.0, float(os.environ.get("MODELOPS_PROGRESS_TICK_SECONDS", "60")))
+
+
+def job_digest(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], tick: int | None = None) -> str:
+    """A digest of what the reconcile reads from a run's Job and pods (their status only), and of the
+    clock's ``tick`` while the run is running (its elapsed time is news too)."""
     seen = {
+        "tick": tick,
         "job": (job or {}).get("status") or {},
         "pods": sorted(
             ((p.get("metadata") or {}).get("name", ""), json.dumps(p.get("status") or {}, sort_keys=True)) for p in pods
@@ -160,7 +171,8 @@ async def nudge(namespace: str, name: str) -> bool:
         return False
     job = await kube().get("batch/v1", "Job", namespace, training.job_name(name))
     pods = await kube().list("v1", "Pod", namespace, label_selector=f"{training.RUN_LABEL}={name}")
-    digest = job_digest(job, pods)
+    running = ((run.get("status") or {}).get("phase")) in ("Pending", "Running")
+    digest = job_digest(job, pods, int(time.time() // progress_tick()) if running else None)
     if (run["metadata"].get("annotations") or {}).get(OBSERVED_ANNOTATION) == digest:
         return False
     try:
@@ -201,5 +213,5 @@ def setup(registry: kopf.OperatorRegistry) -> None:
         )(on_child_event)  # fmt: skip
     kopf.on.timer(
         "modelops.io", "v1alpha1", "trainingruns", id="recheck-runs", registry=registry,
-        interval=poll_seconds(), when=_running,
+        interval=min(poll_seconds(), progress_tick()), when=_running,
     )(recheck)  # fmt: skip
