@@ -194,7 +194,7 @@ def drift_check(result_file: Path, data: Path) -> int:
         return drift_cli.main(["--reference", str(result_file), "--current", str(data)])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_a_degenerate_table_is_refused_naming_the_column_or_served_and_drift_checked(
     example: tuple[pd.DataFrame, dict[str, str], str, list[str]],
