@@ -5,18 +5,26 @@ interval; targets come from a file_sd file the test rewrites with :meth:`set_tar
 model servers started later are scraped within a second or two. :meth:`stop` kills it
 (Prometheus unreachable), :meth:`start` brings it back on the same port and data.
 Without the binary the fixture skips with the reason (``.ci/run`` installs it).
+
+A ServiceMonitor's scrape, done by Prometheus itself: :func:`pod_target` gives a file_sd target
+the meta labels Kubernetes discovery gives an endpoint backed by a pod, and
+:func:`service_monitor_relabelling` the relabel_configs the Prometheus Operator generates from
+a ServiceMonitor endpoint (its target labels namespace, service and pod, then the endpoint's own
+``relabelings``), so the labels the operator's ServiceMonitor asks for are applied by real
+relabelling, not written into the targets by the tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +41,55 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _label_name(text: str) -> str:
+    """A Kubernetes label key as Prometheus' discovery spells it in a meta label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", text)
+
+
+def pod_target(address: str, *, namespace: str, service: str, pod: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """A file_sd group for one pod behind a Service, with Kubernetes discovery's meta labels."""
+    meta = {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_service_name": service,
+        "__meta_kubernetes_pod_name": pod,
+    }
+    for key, value in labels.items():
+        meta[f"__meta_kubernetes_pod_label_{_label_name(key)}"] = value
+        meta[f"__meta_kubernetes_pod_labelpresent_{_label_name(key)}"] = "true"
+    return {"targets": [address], "labels": meta}
+
+
+_RELABEL_KEYS = {"sourceLabels": "source_labels", "targetLabel": "target_label", "separator": "separator",
+                 "regex": "regex", "modulus": "modulus", "replacement": "replacement", "action": "action"}  # fmt: skip
+
+
+def service_monitor_relabelling(relabelings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The Prometheus Operator's relabel_configs for a ServiceMonitor endpoint with these ``relabelings``."""
+    configs: list[dict[str, Any]] = [
+        {"source_labels": [f"__meta_kubernetes_{source}"], "target_label": target}
+        for source, target in (("namespace", "namespace"), ("service_name", "service"), ("pod_name", "pod"))
+    ]
+    for item in relabelings:
+        unknown = set(item) - set(_RELABEL_KEYS)
+        assert not unknown, f"a relabeling field the Prometheus Operator does not have: {unknown}"
+        config = {_RELABEL_KEYS[key]: value for key, value in item.items()}
+        if "action" in config:
+            config["action"] = str(config["action"]).lower()
+        configs.append(config)
+    return configs
+
+
 class Prometheus:
     """One Prometheus process with file-based service discovery and optional rule files."""
 
-    def __init__(self, workdir: Path, *, interval: str = "1s", rule_files: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        interval: str = "1s",
+        rule_files: Sequence[Path] = (),
+        relabel_configs: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -44,6 +97,7 @@ class Prometheus:
         self.targets_file = workdir / "targets.json"
         self.config_file = workdir / "prometheus.yml"
         self.rule_files = list(rule_files)
+        self.relabel_configs = [dict(config) for config in relabel_configs]
         self.interval = interval
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
@@ -59,6 +113,7 @@ class Prometheus:
                     "scrape_interval": self.interval,
                     "scrape_timeout": self.interval,
                     "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
+                    "relabel_configs": self.relabel_configs,
                 }
             ],
         }
@@ -75,6 +130,13 @@ class Prometheus:
     def set_rule_files(self, paths: Sequence[Path]) -> None:
         """Load other rule files (a config reload through the lifecycle API)."""
         self.rule_files = list(paths)
+        self._write_config()
+        if self.process is not None:
+            requests.post(f"{self.url}/-/reload", timeout=10).raise_for_status()
+
+    def set_relabel_configs(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        """Relabel the targets with other relabel_configs (a config reload through the lifecycle API)."""
+        self.relabel_configs = [dict(config) for config in configs]
         self._write_config()
         if self.process is not None:
             requests.post(f"{self.url}/-/reload", timeout=10).raise_for_status()

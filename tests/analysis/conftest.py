@@ -5,9 +5,13 @@ five ModelVersions of the model ``iris`` in the namespace ``ml``: a stable (``ir
 healthy canary (``iris-v2``) and three bad canaries from :mod:`analysis.canary_estimators` — one
 whose predict raises (the server answers 500), one that sleeps in predict, one that always
 predicts the same class. Each is served by its own ``modelops serve`` process with
-``--version`` set to the ModelVersion's name, as the operator's Deployments do; one Prometheus
-scrapes them every second through file_sd with the target labels a ServiceMonitor adds
-(namespace, pod, service), and one thread per server keeps posting v2 infer requests.
+``--version`` set to the ModelVersion's name, as the operator's Deployments do, as a pod of the
+ModelDeployment ``iris``. A second ModelDeployment, ``iris-eu``, serves the same version
+``iris-v2`` in the same namespace, but from a broken artifact: its evidence must never count
+for ``iris``. One Prometheus scrapes every pod each second through file_sd, relabelled as the
+operator's ServiceMonitor asks (``promkit.service_monitor_relabelling``: namespace, service, pod
+and the pod's ModelDeployment as ``deployment``), and one thread per server keeps posting v2
+infer requests.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from analysis import canary_estimators
-from promkit import BINARY, Prometheus
+from modelops.logic import serving
+from promkit import BINARY, Prometheus, pod_target, service_monitor_relabelling
 from serve import modelkit
 from serve.conftest import Server, free_port
 
@@ -42,6 +47,8 @@ HEALTHY = "iris-v2"
 BROKEN = "iris-v3"
 SLOW = "iris-v4"
 CONSTANT = "iris-v5"
+OTHER = "iris-eu"  # a second ModelDeployment of the model, serving HEALTHY's version broken
+OTHER_POD = f"{OTHER}/{HEALTHY}"  # its server's key in Fleet.servers and Load.codes
 SLOW_SECONDS = 0.3
 WINDOW = "5s"
 
@@ -49,10 +56,11 @@ WINDOW = "5s"
 class VersionServer(Server):
     """``modelops serve`` for one ModelVersion, with ``tests/`` importable for the pickled test estimators."""
 
-    def __init__(self, model_dir: Path, version: str) -> None:
+    def __init__(self, model_dir: Path, version: str, deployment: str = MODEL) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.version = version
+        self.deployment = deployment
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "tests")])}
         self.command = [
             sys.executable, "-m", "modelops", "serve", "--model-dir", str(model_dir), "--port", str(self.port),
@@ -84,15 +92,15 @@ class Load:
 
     def __init__(self, servers: dict[str, VersionServer], rows: list[list[float]]) -> None:
         self.stop_event = threading.Event()
-        self.codes: dict[str, dict[int, int]] = {version: {} for version in servers}
+        self.codes: dict[str, dict[int, int]] = {key: {} for key in servers}
         self.threads = [
-            threading.Thread(target=self._run, args=(version, server.url, rows), daemon=True)
-            for version, server in servers.items()
+            threading.Thread(target=self._run, args=(key, server.url, rows), daemon=True)
+            for key, server in servers.items()
         ]
         for thread in self.threads:
             thread.start()
 
-    def _run(self, version: str, url: str, rows: list[list[float]]) -> None:
+    def _run(self, key: str, url: str, rows: list[list[float]]) -> None:
         session = requests.Session()
         i = 0
         while not self.stop_event.is_set():
@@ -103,7 +111,7 @@ class Load:
                 code = session.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=10).status_code
             except requests.RequestException:
                 code = 0
-            self.codes[version][code] = self.codes[version].get(code, 0) + 1
+            self.codes[key][code] = self.codes[key].get(code, 0) + 1
             # Pacing, not synchronisation: about 20 requests a second per server on shared cores.
             self.stop_event.wait(0.05)
         session.close()
@@ -122,16 +130,18 @@ class Fleet:
     load: Load
     prometheus: Prometheus
 
-    def wait_for_traffic(self, *versions: str, timeout: float = 30.0) -> None:
-        """Wait until Prometheus has a request rate over the analysis window for each of ``versions``."""
+    def wait_for_traffic(self, timeout: float = 30.0) -> None:
+        """Wait until Prometheus has a request rate over the analysis window for every server."""
+        wanted = {(server.deployment, server.version) for server in self.servers.values()}
 
         def seen() -> bool:
             result = self.prometheus.query(
-                f'sum by (version) (rate(modelops_requests_total{{namespace="{NAMESPACE}"}}[{WINDOW}])) > 0'
+                f"sum by (deployment, version) "
+                f'(rate(modelops_requests_total{{namespace="{NAMESPACE}"}}[{WINDOW}])) > 0'
             )
-            return {item["metric"]["version"] for item in result} >= set(versions)
+            return {(item["metric"].get("deployment"), item["metric"]["version"]) for item in result} >= wanted
 
-        self.prometheus.wait(seen, timeout=timeout, what=f"request rates of {versions} in Prometheus")
+        self.prometheus.wait(seen, timeout=timeout, what=f"request rates of {sorted(wanted)} in Prometheus")
 
 
 def _fit(final: Any) -> Pipeline:
@@ -162,18 +172,23 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         CONSTANT: _write(base / CONSTANT, canary_estimators.Constant()),
     }
     servers = {version: VersionServer(path, version) for version, path in dirs.items()}
-    prometheus = Prometheus(base / "prometheus")
+    servers[OTHER_POD] = VersionServer(dirs[BROKEN], HEALTHY, deployment=OTHER)
+    relabelling = service_monitor_relabelling(serving.SCRAPE_RELABELINGS)
+    prometheus = Prometheus(base / "prometheus", relabel_configs=relabelling)
     load: Load | None = None
     try:
         for server in servers.values():
             server.wait_ready()
         prometheus.set_targets(
             [
-                {
-                    "targets": [f"127.0.0.1:{server.port}"],
-                    "labels": {"namespace": NAMESPACE, "pod": f"{version}-0", "service": f"{MODEL}-{version}"},
-                }
-                for version, server in servers.items()
+                pod_target(
+                    f"127.0.0.1:{server.port}",
+                    namespace=NAMESPACE,
+                    service=server.deployment,
+                    pod=f"{server.deployment}-{server.version}-0",
+                    labels={serving.DEPLOYMENT_LABEL: server.deployment, serving.VERSION_LABEL: server.version},
+                )
+                for server in servers.values()
             ]
         )
         prometheus.start()

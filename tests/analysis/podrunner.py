@@ -7,8 +7,10 @@ Deployments the operator writes, and runs one pod per Deployment with replicas >
 a work directory (the ``model`` ConfigMap volume is written out as files, the cache emptyDir is a
 directory) and the pod's port replaced by a free loopback port. When a Deployment's pod template
 changes (a new version) the old process is stopped and a new one started; at 0 replicas it is
-stopped. The running pods are Prometheus' file_sd targets, labelled as the ServiceMonitor's
-scrape labels them (namespace, pod, service). The operator sees only the API objects.
+stopped. The running pods are Prometheus' file_sd targets with the meta labels Kubernetes
+discovery gives them (namespace, Service, pod name and the pod template's labels), relabelled by
+Prometheus itself with the relabel_configs the Prometheus Operator makes of the ServiceMonitor
+the operator wrote (``promkit.service_monitor_relabelling``). The operator sees only the API objects.
 
 Like the deployment controller, it writes each Deployment's status (``rollout.kit.DeploymentController.status_for``:
 observedGeneration, replicas, updated/ready/available replicas, the Available and Progressing
@@ -33,7 +35,7 @@ from typing import Any
 import requests
 
 from kubeemu.client import ApiError, KubeClient
-from promkit import Prometheus, free_port
+from promkit import Prometheus, free_port, pod_target, service_monitor_relabelling
 from rollout.kit import DeploymentController
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,7 @@ class Pod:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    labels: dict[str, str]  # the pod template's labels
 
     def ready(self) -> bool:
         """The readiness probe: the process runs and ``/v2/health/ready`` answers 200."""
@@ -94,6 +97,7 @@ class PodRunner:
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.errors: list[str] = []
+        self.relabelings: Any = None  # the ServiceMonitor endpoint's relabelings Prometheus runs with
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> PodRunner:
@@ -108,7 +112,21 @@ class PodRunner:
                 self.errors.append(f"{type(error).__name__}: {error}")
             self.stop_event.wait(0.2)  # a controller's resync period, not a synchronisation
 
+    def _follow_service_monitor(self) -> None:
+        """Configure Prometheus' relabelling as the Prometheus Operator would for the ServiceMonitor."""
+        try:
+            monitor = self.kube.get("monitoring.coreos.com/v1", "ServiceMonitor", self.namespace, self.owner)
+        except ApiError as error:
+            if error.status == 404:  # not written yet: its pods are not scraped either
+                return
+            raise
+        relabelings = monitor["spec"]["endpoints"][0].get("relabelings") or []
+        if relabelings != self.relabelings:
+            self.prometheus.set_relabel_configs(service_monitor_relabelling(relabelings))
+            self.relabelings = relabelings
+
     def sync(self) -> None:
+        self._follow_service_monitor()
         wanted: dict[str, Any] = {}
         seen: list[dict[str, Any]] = []
         for name in (f"{self.owner}-stable", f"{self.owner}-canary"):
@@ -138,13 +156,11 @@ class PodRunner:
             if changed:
                 self.prometheus.set_targets(
                     [
-                        {
-                            "targets": [f"127.0.0.1:{pod.port}"],
-                            "labels": {"namespace": self.namespace, "pod": f"{name}-0", "service": self.owner},
-                        }
+                        pod_target(f"127.0.0.1:{pod.port}", namespace=self.namespace, service=self.owner,
+                                   pod=f"{name}-0", labels=pod.labels)
                         for name, pod in self.pods.items()
                     ]
-                )
+                )  # fmt: skip
             ready = {name for name, pod in self.pods.items() if pod.ready()}
         for deployment in seen:
             self._write_status(deployment, ready=deployment["metadata"]["name"] in ready)
@@ -211,7 +227,10 @@ class PodRunner:
             process = subprocess.Popen(
                 [sys.executable, "-m", "modelops", *args], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root
             )
-        return Pod(name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log)
+        labels = dict(template["metadata"].get("labels") or {})
+        return Pod(
+            name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log, labels
+        )
 
     def _map_env(self, value: str) -> str:
         """An env value naming a path under the pods' ``/mnt/pvc``, mapped to ``pvc_root`` when given."""

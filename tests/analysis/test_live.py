@@ -12,7 +12,19 @@ from typing import Any
 
 import pytest
 
-from analysis.conftest import BROKEN, CONSTANT, HEALTHY, MODEL, NAMESPACE, SLOW, STABLE, WINDOW, Fleet
+from analysis.conftest import (
+    BROKEN,
+    CONSTANT,
+    HEALTHY,
+    MODEL,
+    NAMESPACE,
+    OTHER,
+    OTHER_POD,
+    SLOW,
+    STABLE,
+    WINDOW,
+    Fleet,
+)
 from modelops.api.modeldeployment import AnalysisSpec
 from modelops.controller.analysis import AnalysisTarget, Verdict, measure
 from promkit import free_port
@@ -22,9 +34,9 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def target(canary: str, stable: str | None = STABLE) -> AnalysisTarget:
+def target(canary: str, stable: str | None = STABLE, deployment: str = MODEL) -> AnalysisTarget:
     return AnalysisTarget(
-        namespace=NAMESPACE, deployment=MODEL, model=MODEL, stable_version=stable, canary_version=canary
+        namespace=NAMESPACE, deployment=deployment, model=MODEL, stable_version=stable, canary_version=canary
     )
 
 
@@ -40,8 +52,8 @@ def by_name(verdict: Verdict) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def live(fleet: Fleet) -> Fleet:
-    """The fleet, with every version's traffic visible in Prometheus over the analysis window."""
-    fleet.wait_for_traffic(STABLE, HEALTHY, BROKEN, SLOW, CONSTANT)
+    """The fleet, with every server's traffic visible in Prometheus over the analysis window."""
+    fleet.wait_for_traffic()
     return fleet
 
 
@@ -63,6 +75,27 @@ async def test_healthy_canary_passes_every_builtin_check(live: Fleet) -> None:
     assert 0 < results["latency-p99"]["value"] < 0.5
     assert 0 <= results["prediction-shift"]["value"] < 0.25
     assert all(r["failures"] == 0 and r["inconclusive"] == 0 for r in verdict.results)
+
+
+async def test_two_deployments_of_one_version_are_judged_each_on_its_own_evidence(live: Fleet) -> None:
+    # Both deployments serve iris-v2 in one namespace; only iris-eu's pods answer 500.
+    assert live.load.codes[OTHER_POD].get(500, 0) > 0
+    assert live.load.codes[HEALTHY].get(500, 0) == 0
+    by_deployment = live.prometheus.query(
+        f'sum by (deployment) (modelops_requests_total{{namespace="{NAMESPACE}",version="{HEALTHY}"}})'
+    )
+    assert {item["metric"]["deployment"] for item in by_deployment} == {MODEL, OTHER}  # the relabelling ran
+    analysis = spec(live, builtin={"errorRate": {"maxRatio": 0.05}, "latency": {"maxSeconds": 0.5}})
+
+    ours = await measure(analysis, target(HEALTHY), None, now=now())
+    assert ours.phase == "Successful", ours.results
+    assert by_name(ours)["error-rate"]["value"] == 0.0
+
+    theirs = await measure(analysis, target(HEALTHY, stable=None, deployment=OTHER), None, now=now())
+    assert theirs.phase == "Failed", theirs.results
+    assert theirs.failing is not None
+    assert theirs.failing[0] == "error-rate"
+    assert theirs.failing[1] == pytest.approx(1.0)
 
 
 async def test_canary_answering_500_fails_on_error_rate(live: Fleet) -> None:
@@ -116,14 +149,11 @@ async def test_canary_with_shifted_predictions_fails_on_psi(live: Fleet) -> None
 
 
 async def test_user_promql_checks_with_substitution(live: Fleet) -> None:
-    ok_share = (
-        'sum(rate(modelops_requests_total{namespace="{{namespace}}",version="{{canary}}",code="200"}[5s]))'
-        ' / sum(rate(modelops_requests_total{namespace="{{namespace}}",version="{{canary}}"}[5s]))'
-    )
-    versus_stable = (
-        'sum(rate(modelops_requests_total{version="{{canary}}"}[5s]))'
-        ' / sum(rate(modelops_requests_total{version="{{stable}}"}[5s]))'
-    )
+    # {{deployment}} keeps iris-eu's broken iris-v2 out of iris's share.
+    canary = 'modelops_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",version="{{canary}}"'
+    stable = 'modelops_requests_total{namespace="{{namespace}}",deployment="{{deployment}}",version="{{stable}}"'
+    ok_share = f'sum(rate({canary},code="200"}}[5s])) / sum(rate({canary}}}[5s]))'
+    versus_stable = f"sum(rate({canary}}}[5s])) / sum(rate({stable}}}[5s]))"
     analysis = spec(
         live,
         builtin={"errorRate": None, "latency": None},

@@ -48,21 +48,22 @@ def test_promql_range(interval: str, window: str) -> None:
 
 def test_error_rate_query() -> None:
     assert a.error_rate_query(TARGET, "iris-v2", "60s") == (
-        '(sum(rate(modelops_requests_total{namespace="ml",model="iris",version="iris-v2",code=~"5.."}[60s]))'
+        "(sum(rate(modelops_requests_total"
+        '{namespace="ml",deployment="iris",model="iris",version="iris-v2",code=~"5.."}[60s]))'
         " or vector(0))"
-        ' / sum(rate(modelops_requests_total{namespace="ml",model="iris",version="iris-v2"}[60s]))'
+        ' / sum(rate(modelops_requests_total{namespace="ml",deployment="iris",model="iris",version="iris-v2"}[60s]))'
     )
 
 
 def test_latency_query() -> None:
     assert a.latency_query(TARGET, "iris-v1", "30s") == (
         "histogram_quantile(0.99, sum by (le) (rate(modelops_request_duration_seconds_bucket"
-        '{namespace="ml",model="iris",version="iris-v1"}[30s])))'
+        '{namespace="ml",deployment="iris",model="iris",version="iris-v1"}[30s])))'
     )
 
 
 def test_distribution_queries() -> None:
-    sel = '{namespace="ml",model="iris",version="iris-v2"}'
+    sel = '{namespace="ml",deployment="iris",model="iris",version="iris-v2"}'
     assert a.class_counts_query(TARGET, "iris-v2", "5s") == (
         f"sum by (class) (increase(modelops_predictions_total{sel}[5s]))"
     )
@@ -72,13 +73,27 @@ def test_distribution_queries() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    odd = AnalysisTarget(namespace='a"b', deployment="d", model="m\\x", stable_version=None, canary_version="c")
-    assert a.selector(odd, "c") == '{namespace="a\\"b",model="m\\\\x",version="c"}'
+    odd = AnalysisTarget(namespace='a"b', deployment='d"\n', model="m\\x", stable_version=None, canary_version="c")
+    assert a.selector(odd, "c") == '{namespace="a\\"b",deployment="d\\"\\n",model="m\\\\x",version="c"}'
 
 
-def test_render_query_substitutes_versions_and_namespace() -> None:
-    query = 'x{version="{{canary}}", ns="{{ namespace }}"} / x{version="{{stable}}"}'
-    assert a.render_query(query, TARGET) == 'x{version="iris-v2", ns="ml"} / x{version="iris-v1"}'
+def test_render_query_substitutes_versions_namespace_and_deployment() -> None:
+    query = 'x{version="{{canary}}", ns="{{ namespace }}", deployment="{{deployment}}"} / x{version="{{stable}}"}'
+    assert a.render_query(query, TARGET) == 'x{version="iris-v2", ns="ml", deployment="iris"} / x{version="iris-v1"}'
+
+
+def test_two_deployments_of_one_version_select_disjoint_series() -> None:
+    # Same namespace, model and version: only the deployment tells their evidence apart.
+    other = AnalysisTarget(
+        namespace="ml", deployment="iris-eu", model="iris", stable_version="iris-v1", canary_version="iris-v2"
+    )
+    ours, theirs = a.error_rate_query(TARGET, "iris-v2", "60s"), a.error_rate_query(other, "iris-v2", "60s")
+    assert ours != theirs
+    assert 'deployment="iris"' in ours
+    assert 'deployment="iris-eu"' not in ours
+    assert 'deployment="iris-eu"' in theirs
+    for query in (a.latency_query, a.class_counts_query, a.value_buckets_query):
+        assert 'deployment="iris-eu"' in query(other, "iris-v2", "5s")
 
 
 def test_render_query_without_a_stable_refuses_stable() -> None:

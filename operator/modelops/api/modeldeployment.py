@@ -159,8 +159,8 @@ class MetricCheck(ApiModel):
     query: str = Field(
         min_length=1,
         description=(
-            "PromQL returning one value; {{canary}} and {{stable}} (the versions' names) and {{namespace}} "
-            "are substituted."
+            "PromQL returning one value; {{canary}} and {{stable}} (the versions' names), {{namespace}} and "
+            "{{deployment}} (this ModelDeployment's name: the server series' deployment label) are substituted."
         ),
     )
     success_condition: str = Field(

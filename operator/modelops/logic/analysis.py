@@ -15,8 +15,10 @@ measurement.
 Series (``docs/contracts.md``): ``modelops_requests_total{code}``, the
 ``modelops_request_duration_seconds`` histogram, ``modelops_predictions_total{class}`` for a
 classifier and the ``modelops_prediction_value`` histogram for a regressor, every one labelled
-with ``model`` and ``version`` (the ModelVersion's name); the ServiceMonitor's scrape adds
-``namespace``, so every selector pins that too.
+with ``model`` and ``version`` (the ModelVersion's name). The ServiceMonitor's scrape adds
+``namespace`` and ``deployment`` (the ModelDeployment's name, relabelled from the pod's
+``modelops.io/deployment`` label), and every selector pins both: two ModelDeployments serving
+one version in one namespace are two sets of evidence, never one.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ PREDICTION_SHIFT: Final = "prediction-shift"
 # version never predicted gives a large but finite term instead of an infinite one. The same
 # floor as the drift library's PSI (``modelops.drift.methods.PSI_EPSILON``).
 PSI_EPSILON: Final = 1e-4
+
+# The target label the ServiceMonitor's relabelling gives every series of a ModelDeployment's pods.
+DEPLOYMENT_SERIES_LABEL: Final = "deployment"
 
 NO_PROMETHEUS: Final = (
     "no Prometheus to ask: set spec.analysis.prometheus.address or the operator's MODELOPS_PROMETHEUS_URL"
@@ -121,9 +126,11 @@ def _label_value(value: str) -> str:
 
 
 def selector(target: AnalysisTarget, version: str, *extra: str) -> str:
-    """The label matchers of one version's series: namespace, model, version, plus ``extra``."""
+    """The label matchers of one version's series in one deployment: namespace, deployment, model,
+    version, plus ``extra``."""
     matchers = [
         f'namespace="{_label_value(target.namespace)}"',
+        f'{DEPLOYMENT_SERIES_LABEL}="{_label_value(target.deployment)}"',
         f'model="{_label_value(target.model)}"',
         f'version="{_label_value(version)}"',
         *extra,
@@ -163,7 +170,7 @@ def value_buckets_query(target: AnalysisTarget, version: str, window: str) -> st
 
 
 def render_query(template: str, target: AnalysisTarget) -> str:
-    """A user query with ``{{canary}}``, ``{{stable}}`` and ``{{namespace}}`` substituted.
+    """A user query with ``{{canary}}``, ``{{stable}}``, ``{{namespace}}`` and ``{{deployment}}`` substituted.
 
     Raises ValueError when the query names ``{{stable}}`` and there is no stable version.
     """
@@ -173,9 +180,12 @@ def render_query(template: str, target: AnalysisTarget) -> str:
         "canary": target.canary_version,
         "stable": target.stable_version or "",
         "namespace": target.namespace,
+        "deployment": target.deployment,
     }
     return re.sub(
-        r"\{\{\s*(canary|stable|namespace)\s*\}\}", lambda match: _label_value(values[match.group(1)]), template
+        r"\{\{\s*(canary|stable|namespace|deployment)\s*\}\}",
+        lambda match: _label_value(values[match.group(1)]),
+        template,
     )
 
 

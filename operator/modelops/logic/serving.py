@@ -25,6 +25,7 @@ weights split traffic exactly, so the stable keeps all its replicas and the cana
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,10 @@ GRACEFUL_TIMEOUT = 20
 TERMINATION_GRACE = 30  # the server's drain time plus headroom for the endpoints to drop the pod
 SERVER_UID = 10001
 ARTIFACT_FILE = "model.joblib"
+# Every scraped series gets the pod's ModelDeployment as the label ``deployment``, so canary
+# analysis and drift tell apart two deployments serving one version in one namespace.
+SCRAPE_RELABELINGS = [{"sourceLabels": ["__meta_kubernetes_pod_label_modelops_io_deployment"],
+                       "targetLabel": "deployment", "action": "replace"}]  # fmt: skip
 
 
 class InvalidVersionError(ValueError):
@@ -399,6 +404,7 @@ def _service(spec: ModelDeploymentSpec, owner: Owner, name: str, role: str | Non
 
 
 def _service_monitor(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
+    relabelings = copy.deepcopy(SCRAPE_RELABELINGS)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -407,13 +413,13 @@ def _service_monitor(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
             # The Service over both roles: one scrape target per pod, stable and canary alike.
             "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/component": "model-server"}},
             "namespaceSelector": {"matchNames": [owner.namespace]},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": relabelings}],
         },
     }
 
 
 def _prometheus_rule(spec: ModelDeploymentSpec, owner: Owner, extra_labels: Mapping[str, str]) -> JsonDict:
-    match = f'namespace="{owner.namespace}",model="{spec.model}"'
+    match = f'namespace="{owner.namespace}",deployment="{owner.name}",model="{spec.model}"'
     error = spec.analysis.builtin.error_rate
     latency = spec.analysis.builtin.latency
     max_ratio = error.max_ratio if error is not None else 0.05
