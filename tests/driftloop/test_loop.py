@@ -22,7 +22,8 @@ from kopf.testing import KopfRunner
 from driftloop.conftest import Traffic, TrainedModel
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
-from promkit import Prometheus
+from modelops.logic import serving
+from promkit import Prometheus, pod_target, service_monitor_relabelling
 from serve.conftest import Server
 
 API = "modelops.io/v1alpha1"
@@ -95,7 +96,10 @@ def test_traffic_like_training_is_quiet_and_shifted_traffic_drifts_alerts_and_re
     iris_server: Server, tmp_path: Path,
 ) -> None:  # fmt: skip
     prometheus = loop_env
-    prometheus.set_targets([{"targets": [iris_server.url.removeprefix("http://")]}])
+    # The server as a pod of ModelDeployment iris, relabelled as its ServiceMonitor asks.
+    prometheus.set_relabel_configs(service_monitor_relabelling(serving.SCRAPE_RELABELINGS))
+    prometheus.set_targets([pod_target(iris_server.url.removeprefix("http://"), namespace=NAMESPACE, service="iris",
+                                       pod="iris-stable-0", labels={serving.DEPLOYMENT_LABEL: "iris"})])  # fmt: skip
     prometheus.wait_scraped(1)
     cluster.create(version_of(iris_model))
     cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},

@@ -19,6 +19,7 @@ from kubeemu import Emulator
 from kubeemu.client import KubeClient
 
 RULES = "monitoring.coreos.com/v1"
+CRDS = "apiextensions.k8s.io/v1"
 
 
 @pytest.fixture
@@ -172,3 +173,36 @@ def test_a_retrained_version_is_asked_for_staging_once(
     assert cluster.get(API, "ModelVersion", NAMESPACE, "iris-v2")["spec"]["stage"] == "Staging"
     assert cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")["spec"].get("stage", "None") == "None"
     assert asked["status"]["retrains"][0]["phase"] == "Succeeded"
+
+
+def test_ready_follows_rule_synced_and_a_ks_policy_alerts_on_ks(
+    cluster: KubeClient, operator: KopfRunner, iris_model: TrainedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # No Prometheus Operator CRD for rules: the policy's alerting rule cannot exist.
+    monkeypatch.delenv("MODELOPS_PROMETHEUS_URL", raising=False)
+    crd = cluster.get(CRDS, "CustomResourceDefinition", None, "prometheusrules.monitoring.coreos.com")
+    cluster.delete(CRDS, "CustomResourceDefinition", None, "prometheusrules.monitoring.coreos.com")
+    cluster.create(version_of(iris_model))
+    cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},
+                    "spec": {"model": "iris", "track": "Production"}})  # fmt: skip
+    cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v1"}})
+    cluster.create(policy(method="ks", threshold=0.01))
+    unsynced = cluster.wait_for(
+        API, "DriftPolicy", NAMESPACE, "p", lambda o: condition(o, "RuleSynced").get("status") == "False", timeout=30
+    )
+    assert condition(unsynced, "RuleSynced")["reason"] == "PrometheusRuleUnavailable"
+    assert (ready(unsynced)["status"], ready(unsynced)["reason"]) == ("False", "PrometheusRuleUnavailable")
+    assert "install the Prometheus Operator CRDs" in ready(unsynced)["message"]
+
+    crd["metadata"] = {"name": crd["metadata"]["name"]}
+    crd.pop("status", None)
+    cluster.create(crd)  # the CRD arrives: the next look applies the rule
+    synced = cluster.wait_for(
+        API, "DriftPolicy", NAMESPACE, "p", lambda o: ready(o).get("status") == "True", timeout=60
+    )
+    assert condition(synced, "RuleSynced")["reason"] == "Synced"
+    rule = cluster.get(RULES, "PrometheusRule", NAMESPACE, "p-drift")
+    alerts = [r for r in rule["spec"]["groups"][0]["rules"] if "alert" in r]
+    assert [a["labels"]["method"] for a in alerts] == ["ks"]
+    assert alerts[0]["expr"].startswith('modelops_drift:feature_ks:statistic{drift_policy="ml/p"} > ')

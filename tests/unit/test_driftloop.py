@@ -101,6 +101,17 @@ def test_a_method_for_numeric_features_only_names_the_categorical_ones() -> None
     loop.check_methods(spec(method="wasserstein"), reference, ["x"])
 
 
+@pytest.mark.parametrize("method", ["ks", "chi2"])
+def test_a_test_s_threshold_must_be_a_p_value(method: str) -> None:
+    reference = binning.parse_reference_stats(REFERENCE)
+    with pytest.raises(ValueError, match=rf"spec\.threshold: {method} is a test and its threshold a p-value"):
+        loop.check_methods(spec(method=method, threshold=2.0), reference, ["x"])
+    with pytest.raises(ValueError, match=r"spec\.threshold"):
+        loop.check_methods(spec(method=method, threshold=0.0), reference, ["x"])
+    loop.check_methods(spec(method=method, threshold=0.01), reference, ["x"])
+    loop.check_methods(spec(method="psi", threshold=2.0), reference, ["x"])  # a distance: any size
+
+
 @pytest.mark.parametrize(
     ("was", "drifted", "expected"),
     [(None, True, ["DriftStarted"]), (False, True, ["DriftStarted"]), (True, True, []),
@@ -111,10 +122,10 @@ def test_events_only_when_drift_starts_or_ends(was: bool | None, drifted: bool, 
     assert [reason for _, reason, _ in loop.drift_events(was, evaluation, "m")] == expected
 
 
-def test_queries_select_the_serving_version_in_the_namespace_or_without_one() -> None:
+def test_queries_select_the_serving_version_of_the_deployment_in_the_namespace_or_without_one() -> None:
     query = loop.bucket_query(TARGET, "600s")
     assert query == (
-        'sum by (feature, le) (increase(modelops_feature_bucket{namespace=~"ml|", model="iris", '
+        'sum by (feature, le) (increase(modelops_feature_bucket{namespace=~"ml|", deployment="iris", model="iris", '
         'version="iris-v3"}[600s]))'
     )
     assert "modelops_feature_category_total" in loop.category_query(TARGET, "600s")

@@ -53,7 +53,7 @@ def policy(**changes: Any) -> DriftPolicySpec:
 
 def input_series() -> list[dict[str, str]]:
     series = []
-    base = 'model="iris", version="iris-v3"'
+    base = 'deployment="iris", model="iris", version="iris-v3"'
     reference = binning.parse_reference_stats(REFERENCE)
     for name in ("x", "big value (cm)"):
         feature = reference[name]
@@ -66,9 +66,11 @@ def input_series() -> list[dict[str, str]]:
     for category, step in PER_MINUTE["colour"].items():  # type: ignore[union-attr]
         series.append({"series": f'modelops_feature_category_total{{{base}, feature="colour", category="{category}"}}',
                        "values": f"0+{step}x20"})  # fmt: skip
-    # Another version's series must not count.
-    series.append({"series": 'modelops_feature_bucket{model="iris", version="iris-v2", feature="x", le="+Inf"}',
-                   "values": "0+1000x20"})  # fmt: skip
+    # Another version's series must not count, nor another deployment's of the same version.
+    series.append({"series": 'modelops_feature_bucket{deployment="iris", model="iris", version="iris-v2", feature="x", '
+                             'le="+Inf"}', "values": "0+1000x20"})  # fmt: skip
+    series.append({"series": 'modelops_feature_bucket{deployment="iris-eu", model="iris", version="iris-v3", '
+                             'feature="x", le="+Inf"}', "values": "0+1000x20"})  # fmt: skip
     return series
 
 
@@ -176,16 +178,23 @@ def test_too_few_samples_and_a_higher_threshold_keep_alerts_quiet(tmp_path: Path
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_non_psi_methods_record_but_do_not_alert() -> None:
+@pytest.mark.parametrize("method", ["psi", "jsd", "chi2", "ks", "wasserstein"])
+def test_every_method_records_psi_and_alerts_on_its_own_score(method: str) -> None:
     reference = binning.parse_reference_stats(REFERENCE)
-    groups = r.rule_groups(policy(method="jsd"), TARGET, reference, list(reference))
-    assert [rule.get("alert") for rule in groups[0]["rules"] if "alert" in rule] == []
+    features = ["x", "big value (cm)"] if method in {"ks", "wasserstein"} else list(reference)
+    groups = r.rule_groups(policy(method=method, threshold=None), TARGET, reference, features)
+    alerts = [rule for rule in groups[0]["rules"] if "alert" in rule]
+    assert [a["labels"]["method"] for a in alerts] == [method]
     assert any(rule.get("record") == r.PSI for rule in groups[0]["rules"])
-    note = r.alerts_note(policy(method="jsd"))
-    assert note is not None
-    assert "psi only" in note
-    assert r.alerts_note(policy()) is None
-    assert "disabled" in (r.alerts_note(policy(actions={"alert": {"enabled": False}})) or "")
+    assert r.alerts_note(policy(method=method)) is None
+
+
+def test_disabled_alerts_are_said_so() -> None:
+    reference = binning.parse_reference_stats(REFERENCE)
+    quiet = policy(actions={"alert": {"enabled": False}})
+    assert "disabled" in (r.alerts_note(quiet) or "")
+    rules = r.rule_groups(quiet, TARGET, reference, list(reference))[0]["rules"]
+    assert not [rule for rule in rules if "alert" in rule]
 
 
 def test_the_rule_object_carries_labels_owner_and_version() -> None:

@@ -86,7 +86,13 @@ class DriftPolicySpec(ApiModel):
         ),
     )
     threshold: float | None = Field(
-        default=None, ge=0, description="A score at or above this is drift; default: the method's own default."
+        default=None,
+        ge=0,
+        description=(
+            "For psi, jsd and wasserstein a distance: a score at or above it is drift. For ks and chi2 a p-value "
+            "in (0, 1]: a p-value below it is drift. Default: the method's own (psi 0.2, jsd 0.1, wasserstein "
+            "0.1, ks 0.05, chi2 0.05)."
+        ),
     )
     window: Duration = Field(default="1h", description="The window of live traffic compared with the reference.")
     interval: Duration = Field(default="5m", description="How often the operator evaluates the policy.")

@@ -8,6 +8,7 @@ requeue_after``), does in order:
 2. apply the PrometheusRule (server-side apply, owned by the policy, so an edited or deleted
    rule is put back at the next reconcile and a new serving version rewrites it) and set
    ``RuleSynced`` from what the API server returned (exists, carries MODELOPS_RULE_LABELS);
+   ``Ready`` follows it: a policy whose alerting rule is not in place is not ready;
 3. when due, evaluate through the Prometheus HTTP API: the raw bucket and category
    increases over the window, scored with the drift library (``logic.driftloop``) -- not the
    recording rules, so the evaluation works whether or not the cluster's Prometheus loaded
@@ -18,6 +19,7 @@ requeue_after``), does in order:
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 from collections.abc import Mapping
@@ -148,7 +150,9 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         conditions.append((loop.RULE_SYNCED, False, "InvalidRuleLabels", str(error)))
         wanted_labels = None
     if wanted_labels is not None:
-        rule = rules.prometheus_rule(spec, target, reference, features, wanted_labels)
+        # KS critical values come from scipy's exact distribution: seconds of CPU the first time a
+        # threshold is seen, so off the event loop.
+        rule = await asyncio.to_thread(rules.prometheus_rule, spec, target, reference, features, wanted_labels)
         synced = await _sync_rule(rule, wanted_labels)
         note = rules.alerts_note(spec)
         if synced[1] is True and note is not None:
@@ -227,8 +231,16 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         next_due = max(loop.seconds_until_due(last, spec.interval, now), 0.5)
     if pending:
         next_due = min(next_due, poll_seconds())
+    rule_synced = next(c for c in conditions if c[0] == loop.RULE_SYNCED)
+    if rule_synced[1] is not True:
+        # The alerts the policy promises are not in place: not Ready, and looked at again soon.
+        next_due = min(next_due, wait_retry_seconds())
+        summary = cond.Summary(ready=False, reason=rule_synced[2], message=f"{rule_synced[3]}; {message}",
+                               reconciling=True)  # fmt: skip
+    else:
+        summary = cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message)
     return Outcome(
-        summary=cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message),
+        summary=summary,
         status=status,
         conditions=conditions,
         events=events,

@@ -27,7 +27,7 @@ from typing import Any, Final
 from modelops.api.driftpolicy import DriftPolicySpec, RetrainAction
 from modelops.drift import bins as binning
 from modelops.drift import comparison
-from modelops.drift.methods import METHOD_KINDS
+from modelops.drift.methods import DRIFTED_WHEN, METHOD_KINDS
 from modelops.logic.analysis import parse_duration
 from modelops.logic.conditions import parse_time
 from modelops.logic.driftrules import FEATURE_BUCKET, FEATURE_CATEGORY, POLICY_LABEL, Target, series_selector
@@ -159,7 +159,13 @@ def evaluate(
 
 
 def check_methods(spec: DriftPolicySpec, reference: Mapping[str, binning.FeatureBins], features: Sequence[str]) -> None:
-    """ValueError naming spec.method when it does not apply to a watched feature's kind."""
+    """ValueError naming spec.method when it does not apply to a watched feature's kind, or spec.threshold
+    when it is no p-value for a test (ks, chi2)."""
+    if DRIFTED_WHEN[spec.method] == "<" and spec.threshold is not None and not 0 < spec.threshold <= 1:
+        raise ValueError(
+            f"spec.threshold: {spec.method} is a test and its threshold a p-value in (0, 1] (drift when p is "
+            f"below it), not {spec.threshold:g}"
+        )
     allowed = METHOD_KINDS[spec.method]
     wrong = [name for name in features if reference[name].kind not in allowed]
     if wrong:
