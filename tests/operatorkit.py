@@ -2,10 +2,14 @@
 
 ``cluster``: the emulator with our CRDs and the tests' namespace; ``operator_env``: the
 environment an operator needs to find it; ``operator``: Kopf with our registry, in a thread.
+:func:`operator_command` is ``modelops operator`` as a process: never on the default ports
+(8080, 8081, 9443), which other operators and servers on a shared machine may hold.
 """
 
 from __future__ import annotations
 
+import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +21,24 @@ from kubeemu.client import KubeClient
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "ml"  # the tests' namespace; test modules repeat the name
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def operator_command(*args: str, health_port: int | None = None, metrics_port: int | None = None) -> list[str]:
+    """``python -m modelops operator`` with its liveness and metrics on free ports and no webhook server."""
+    health = health_port if health_port is not None else free_port()
+    metrics = metrics_port if metrics_port is not None else free_port()
+    return [
+        sys.executable, "-m", "modelops", "operator",
+        "--liveness", f"http://127.0.0.1:{health}/healthz", "--metrics-port", str(metrics), "--webhook-port", "0",
+        *args,
+    ]  # fmt: skip
 
 
 @pytest.fixture

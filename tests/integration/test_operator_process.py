@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import requests
 
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
+from operatorkit import free_port, operator_command
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "ml"
@@ -28,12 +27,6 @@ MODEL_VERSION: dict[str, Any] = {
     "spec": {"model": "iris", "version": 1, "stage": "Staging",
              "artifact": {"uri": "pvc://models/iris/model.joblib", "sha256": "a" * 64}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, what: Any) -> Any:
@@ -55,11 +48,9 @@ class OperatorProcess:
         self.health_port, self.metrics_port = free_port(), free_port()
         self.log = log
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO / "operator")}
-        command = [
-            sys.executable, "-m", "modelops", "operator", "--namespace", NAMESPACE,
-            "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
-            "--metrics-port", str(self.metrics_port), *extra,
-        ]
+        command = operator_command(
+            "--namespace", NAMESPACE, *extra, health_port=self.health_port, metrics_port=self.metrics_port
+        )
         self.handle = log.open("w")
         self.process = subprocess.Popen(command, env=env, stdout=self.handle, stderr=subprocess.STDOUT)
 

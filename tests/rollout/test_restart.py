@@ -15,12 +15,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from kubeemu.client import KubeClient
+from operatorkit import operator_command
 from rollout.kit import API, NAMESPACE, available, deployment, events_for, model_version, replicas, status_is
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def operator_process(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO / "operator")}
-    command = [sys.executable, "-m", "modelops", "operator", "--namespace", NAMESPACE, "--standalone"]
+    command = operator_command("--namespace", NAMESPACE, "--standalone")
     with log.open("w") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
