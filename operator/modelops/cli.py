@@ -7,9 +7,12 @@ and ``modelops operator`` never pays for scikit-learn's.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -19,6 +22,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("modelops.serve.cli", "serve a model with the Open Inference Protocol v2 REST API"),
     "drift": ("modelops.drift.cli", "compute drift statistics between a reference and a current sample"),
 }
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, complaining in one line (``<prog>: error: <message> (see --help)``, exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _usage() -> str:
@@ -47,4 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
     entry: Callable[[list[str]], int] = module.main
-    return entry(rest)
+    try:
+        return entry(rest)
+    except BrokenPipeError:
+        # The reader went away (`modelops ... | head`): not an error of ours. Later writes (and the
+        # interpreter's final flush) go nowhere, and the status is a shell's for SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13

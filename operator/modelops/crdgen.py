@@ -14,7 +14,6 @@ files differ from what the models generate.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import difflib
 import sys
@@ -186,13 +185,19 @@ def generate() -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modelops crds", description=__doc__.splitlines()[0])
+    """Write (or ``--check``) the CRDs; 0 done, 1 stale or not writable, 2 bad usage — one line on stderr."""
+    from modelops.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="modelops crds", description=__doc__.splitlines()[0])
     parser.add_argument("--output", "-o", default="crds", help="directory to write into (default: crds)")
     parser.add_argument(
         "--check", action="store_true", help="write nothing; fail when the directory differs from the models"
     )
     args = parser.parse_args(argv)
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        print(f"modelops crds: error: --output {out} is a file, not a directory (see --help)", file=sys.stderr)
+        return 2
     files = generate()
     if args.check:
         stale = []
@@ -213,8 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
-        print(f"wrote {out / name}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text)
+            print(f"wrote {out / name}")
+    except OSError as error:
+        where = error.filename or out
+        print(f"modelops crds: error: cannot write {where}: {error.strerror or error}", file=sys.stderr)
+        return 1
     return 0

@@ -20,6 +20,7 @@ from modelops.api.common import (
     observed_generation_field,
     with_rules,
 )
+from modelops.train.estimators import ALLOWED_ESTIMATORS  # plain data: no scikit-learn is imported
 
 # A PersistentVolumeClaim name (a DNS-1123 subdomain) and a path whose segments never climb: a
 # segment is anything but "." or ".." (RE2, which the API server uses, has no lookahead).
@@ -151,8 +152,12 @@ class EstimatorSpec(ApiModel):
         max_length=200,
         pattern=ESTIMATOR_CLASS,
         description=(
-            "Class path of an allowed scikit-learn estimator, e.g. "
-            "sklearn.ensemble.RandomForestClassifier. Arbitrary imports are refused."
+            "Class path of an allowed scikit-learn estimator; arbitrary imports are refused. Allowed: "
+            + "; ".join(
+                f"{task}: {', '.join(path for path, kind in ALLOWED_ESTIMATORS.items() if kind == task)}"
+                for task in ("classification", "regression")
+            )
+            + "."
         ),
     )
     params: dict[str, Any] = Field(

@@ -82,10 +82,30 @@ def _exec_plugin(spec: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
+def kubeconfig_file(path: str | None = None) -> Path:
+    """The kubeconfig that is read: ``path``, else the first file of $KUBECONFIG, else ~/.kube/config."""
+    raw = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    return Path(raw.split(os.pathsep)[0]).expanduser()
+
+
+def explain(error: BaseException, path: str | None = None) -> str:
+    """One line for anything the loaders raise: a kubeconfig that is no YAML, or not shaped like one."""
+    if isinstance(error, CredentialsError):
+        return str(error)
+    file = kubeconfig_file(path)
+    if isinstance(error, yaml.MarkedYAMLError):
+        where = f" at line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}" if (
+            error.problem_mark) else ""  # fmt: skip
+        return f"kubeconfig {file} is not valid YAML: {error.problem or error.context}{where}"
+    if isinstance(error, OSError):
+        return f"cannot read kubeconfig {file}: {error.strerror or error}"
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return f"kubeconfig {file} is malformed ({type(error).__name__}: {detail})"
+
+
 def from_kubeconfig(path: str | None = None, context: str | None = None) -> Credentials:
     """Credentials of a kubeconfig's current (or named) context."""
-    raw = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    file = Path(raw.split(os.pathsep)[0]).expanduser()
+    file = kubeconfig_file(path)
     if not file.exists():
         raise CredentialsError(f"no kubeconfig at {file}")
     config = yaml.safe_load(file.read_text()) or {}

@@ -3,26 +3,39 @@
 Peering lets only one of several replicas act; a liveness endpoint and the operator's own
 metrics are served, and the admission webhooks over HTTPS (every replica serves those, active
 or not). The settings themselves are in ``modelops.controller.settings``.
+
+Before Kopf starts, what would otherwise fail inside it with a traceback is checked and
+reported as one line on stderr with exit status 1: no credentials (no kubeconfig, not in a
+pod) or a malformed kubeconfig, and a port of the liveness, metrics or webhook server that is
+taken. Bad usage is exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import random
+import socket
+import sys
+import urllib.parse
 from collections.abc import Sequence
 
 import kopf
 
-from modelops.controller import metrics, webhooks
+from modelops.cli import ArgumentParser
+from modelops.controller import credentials, metrics, webhooks
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
 
+LIVENESS = "http://0.0.0.0:8080/healthz"
+METRICS_PORT = 8081
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelops operator", description="Run the modelops Kopf operator.")
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="modelops operator", description="Run the modelops Kopf operator.")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace",
@@ -36,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--peering",
         default=os.environ.get("MODELOPS_PEERING", PEERING_NAME),
-        help="name of the peering object replicas coordinate through",
+        help=f"name of the peering object replicas coordinate through (default: $MODELOPS_PEERING, else "
+        f"{PEERING_NAME})",
     )
     parser.add_argument(
         "--priority",
@@ -46,42 +60,100 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--liveness",
-        default=os.environ.get("MODELOPS_LIVENESS", "http://0.0.0.0:8080/healthz"),
-        help="liveness endpoint URL to serve (empty to disable)",
+        default=os.environ.get("MODELOPS_LIVENESS", LIVENESS),
+        help=f"liveness endpoint URL to serve, empty to disable (default: $MODELOPS_LIVENESS, else {LIVENESS})",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(os.environ.get("MODELOPS_METRICS_PORT", "8081")),
-        help="port of the operator's own /metrics (0 to disable)",
+        default=os.environ.get("MODELOPS_METRICS_PORT", str(METRICS_PORT)),  # a string default goes through type=int
+        help=f"port of the operator's own /metrics, 0 to disable (default: $MODELOPS_METRICS_PORT, else "
+        f"{METRICS_PORT})",
     )
     parser.add_argument(
         "--policy",
         default=os.environ.get("MODELOPS_POLICY_FILE") or None,
-        help="governance policy file (YAML, see docs/governance.md); default: the built-in defaults",
+        help="governance policy file (YAML, see docs/governance.md) (default: $MODELOPS_POLICY_FILE, else the "
+        "built-in defaults)",
     )
     parser.add_argument(
         "--webhook-port",
         type=int,
-        default=int(os.environ.get("MODELOPS_WEBHOOK_PORT", "9443")),
-        help="HTTPS port of the admission webhooks (0 to disable)",
+        default=os.environ.get("MODELOPS_WEBHOOK_PORT", str(webhooks.WebhookOptions.port)),
+        help="HTTPS port of the admission webhooks, 0 to disable "
+        f"(default: $MODELOPS_WEBHOOK_PORT, else {webhooks.WebhookOptions.port})",
     )
     parser.add_argument(
         "--webhook-cert-dir",
         default=os.environ.get("MODELOPS_WEBHOOK_CERT_DIR", webhooks.WebhookOptions.cert_dir),
-        help="directory with the webhook server's tls.crt and tls.key",
+        help="directory with the webhook server's tls.crt and tls.key "
+        f"(default: $MODELOPS_WEBHOOK_CERT_DIR, else {webhooks.WebhookOptions.cert_dir})",
     )
     parser.add_argument(
         "--webhook-host",
         default=os.environ.get("MODELOPS_WEBHOOK_HOST", webhooks.WebhookOptions.host),
-        help="address the webhook server listens on",
+        help="address the webhook server listens on "
+        f"(default: $MODELOPS_WEBHOOK_HOST, else {webhooks.WebhookOptions.host})",
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging (default: info)")
     return parser
 
 
+class StartupError(Exception):
+    """Something the operator cannot start without; the message is one line naming it."""
+
+
+def _check_port(host: str, port: int, what: str, option: str, off: str = "0") -> None:
+    """StartupError naming the port when it cannot be bound (checked, then released for the server)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # The servers set SO_REUSEADDR too: a port in TIME_WAIT is free for them, and so for this check.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound: {error.strerror}"
+            raise StartupError(f"the {what} port {host}:{port} {reason} (set {option}; {off} disables it)") from None
+
+
+def _liveness_address(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "http" or not parsed.hostname or port is None:
+        raise StartupError(f"--liveness {url!r} is not an http://HOST:PORT/PATH URL")
+    return parsed.hostname, port
+
+
+def _preflight(args: argparse.Namespace, webhook: webhooks.WebhookOptions | None) -> None:
+    """Fail before Kopf starts, with one line, on a port that Kopf would only log a traceback about."""
+    if args.liveness:
+        host, port = _liveness_address(args.liveness)
+        _check_port(host, port, "liveness", "--liveness or MODELOPS_LIVENESS", off="''")
+    if args.metrics_port:
+        _check_port("0.0.0.0", args.metrics_port, "metrics", "--metrics-port or MODELOPS_METRICS_PORT")
+    if webhook is not None:
+        _check_port(webhook.host, webhook.port, "webhook", "--webhook-port or MODELOPS_WEBHOOK_PORT")
+
+
+def _fail(message: str) -> int:
+    print(f"modelops operator: error: {message}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help (0), or bad usage already printed by argparse (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    for name in ("metrics_port", "webhook_port"):
+        if not 0 <= getattr(args, name) <= 65535:
+            option = "--" + name.replace("_", "-")
+            print(f"modelops operator: error: {option} must be 0..65535 (see --help)", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -93,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except policies.PolicyError as error:
         logging.error("%s", error)
         return 2
+    try:
+        credentials.load()  # Kopf would retry a failed login every minute, with a traceback each time
+    except Exception as error:
+        return _fail(f"no Kubernetes credentials: {credentials.explain(error)} (set KUBECONFIG, or run in a pod)")
     webhook: webhooks.WebhookOptions | None = None
     if args.webhook_port:
         webhook = webhooks.WebhookOptions(
@@ -103,8 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The API server fails closed (failurePolicy: Fail), so running without them is visible.
             logging.warning("admission webhooks disabled: %s", problem)
             webhook = None
-    if args.metrics_port:
-        metrics.serve(args.metrics_port)
+    try:
+        _preflight(args, webhook)
+        if args.metrics_port:
+            metrics.serve(args.metrics_port)
+    except StartupError as error:
+        return _fail(str(error))
+    except OSError as error:  # taken between the check and now
+        return _fail(f"cannot serve metrics on port {args.metrics_port}: {error.strerror or error}")
     priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
     namespaces: list[str] = args.namespace
     asyncio.run(

@@ -38,8 +38,10 @@ def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kop
     """Kopf logs in with the same credentials as the operator's own client."""
     try:
         creds = credentials.load()
-    except credentials.CredentialsError as error:
-        raise kopf.LoginError(str(error)) from None
+    except Exception as error:
+        # The operator checked its credentials before starting; lost since (a kubeconfig edited, a token
+        # file gone), Kopf tries again in a minute: one line each time, not a traceback.
+        raise kopf.TemporaryError(f"cannot log in: {credentials.explain(error)}", delay=60) from None
     logger.debug("Logging in to %s", creds.server)
     return kopf.ConnectionInfo(
         server=creds.server,

@@ -112,8 +112,9 @@ class Column:
 class Table(Mapping[str, Column]):
     """A CSV or Parquet file as name -> :class:`Column`, in the file's column order."""
 
-    def __init__(self, columns: dict[str, Column]) -> None:
+    def __init__(self, columns: dict[str, Column], rows: int) -> None:
         self._columns = columns
+        self.rows = rows
 
     def __getitem__(self, name: str) -> Column:
         return self._columns[name]
@@ -138,7 +139,8 @@ def _parquet(file: Path, fail: Callable[[BaseException], InputError]) -> Table:
     def reader(name: str) -> Callable[[], Any]:
         return lambda: parquet.read(columns=[name], use_threads=False, use_pandas_metadata=False).column(0)
 
-    return Table({name: Column(reader(name), _numpy_dtype(schema.field(name).type), fail) for name in names})
+    columns = {name: Column(reader(name), _numpy_dtype(schema.field(name).type), fail) for name in names}
+    return Table(columns, parquet.metadata.num_rows)
 
 
 def _pandas_index_columns(schema: Any) -> set[str]:
@@ -170,7 +172,8 @@ def _csv(file: Path, suffix: str, fail: Callable[[BaseException], InputError]) -
         return lambda: table.column(index)
 
     types = table.schema.types
-    return Table({name: Column(reader(index), _numpy_dtype(types[index]), fail) for index, name in enumerate(names)})
+    columns = {name: Column(reader(index), _numpy_dtype(types[index]), fail) for index, name in enumerate(names)}
+    return Table(columns, table.num_rows)
 
 
 def load_table(path: str, what: str) -> Table:
@@ -192,6 +195,8 @@ def load_table(path: str, what: str) -> Table:
         raise fail(error) from None
     if len(table) == 0:
         raise InputError(f"{what} file {path} has no columns")
+    if table.rows == 0:
+        raise InputError(f"{what} file {path} has no rows (only a header)")
     return table
 
 

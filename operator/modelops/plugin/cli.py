@@ -56,10 +56,13 @@ def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "-n", "--namespace", default=default, help="namespace (default: the kubeconfig context's, else 'default')"
     )
-    parser.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)"
+    )
     parser.add_argument("--context", default=default, help="kubeconfig context (default: the current context)")
     parser.add_argument(
-        "-o", "--output", choices=OUTPUTS, default="table" if top else argparse.SUPPRESS, help="output format"
+        "-o", "--output", choices=OUTPUTS, default="table" if top else argparse.SUPPRESS,
+        help="output format (default: table)",
     )
 
 
@@ -82,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("approve", "approve a ModelVersion for a stage, as your authenticated identity")
     sub.add_argument("version", metavar="VERSION")
-    sub.add_argument("--stage", choices=APPROVABLE, default="Production", help="stage to approve (Production)")
+    sub.add_argument("--stage", choices=APPROVABLE, default="Production", help="stage to approve (default: Production)")
     sub.add_argument("--reviewer", help="reviewer to record beside you (trusted GitOps appliers only)")
 
     sub = command(
@@ -90,7 +93,9 @@ def parser() -> argparse.ArgumentParser:
         "with --stage: ask a ModelVersion for a stage; without: promote a ModelDeployment's paused canary",
     )
     sub.add_argument("target", metavar="VERSION|DEPLOYMENT", help="name, or mv/NAME, mdep/NAME")
-    sub.add_argument("--stage", choices=STAGES, help="the stage to ask for (makes the target a ModelVersion)")
+    sub.add_argument(
+        "--stage", choices=STAGES, help="the stage to ask for (makes the target a ModelVersion; default: none)"
+    )
 
     for verb, text in (("abort", "abort a ModelDeployment's rollout"), ("retry", "retry an aborted rollout")):
         sub = command(verb, text)

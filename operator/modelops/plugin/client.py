@@ -71,8 +71,8 @@ def load_credentials(kubeconfig: str | None, context: str | None) -> credentials
         if wants_file:
             return credentials.from_kubeconfig(kubeconfig, context)
         found = credentials.in_cluster()
-    except credentials.CredentialsError as error:
-        raise ConnectError(str(error)) from None
+    except Exception as error:  # a malformed kubeconfig is one line, never a traceback
+        raise ConnectError(credentials.explain(error, kubeconfig)) from None
     if found is None:
         raise ConnectError(f"no kubeconfig at {default_file} and not running in a cluster")
     return found

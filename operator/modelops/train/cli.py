@@ -20,17 +20,33 @@ from modelops.train.errors import TrainError, one_line
 PROG = "modelops train"
 
 
+_ENVIRONMENT = """environment:
+  MODELOPS_FILE_ROOTS        ':'-separated directories file:// datasets may be read from
+                             (default: $MODELOPS_PVC_ROOT and the working directory)
+  MODELOPS_PVC_ROOT          where pvc://<claim> is mounted (default /mnt/pvc)
+  MODELOPS_S3_ENDPOINTS      allowed S3 endpoint origins, comma-separated
+                             (default: any https endpoint, http only to loopback)
+  MODELOPS_PROGRESS_SECONDS  seconds between 'still fitting' lines (default 30)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  s3:// credentials"""
+
+
+def _allowed_estimators() -> str:
+    """The allow-list, for --help: estimator.className must be one of these."""
+    from modelops.train.estimators import ALLOWED_ESTIMATORS
+
+    lines = ["estimator.className, one of (nothing else is ever imported):"]
+    for task in ("classification", "regression"):
+        lines.append(f"  {task}:")
+        lines += [f"    {path}" for path, kind in ALLOWED_ESTIMATORS.items() if kind == task]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Train an allow-listed scikit-learn model from a run config (docs/contracts.md).",
-        epilog=(
-            "environment: MODELOPS_FILE_ROOTS (':'-separated directories file:// datasets may be read from; "
-            "default: $MODELOPS_PVC_ROOT and the working directory), MODELOPS_PVC_ROOT (where pvc://<claim> is "
-            "mounted; default /mnt/pvc), MODELOPS_S3_ENDPOINTS (allowed S3 endpoint origins, comma-separated; "
-            "default: any https endpoint, http only to loopback), MODELOPS_PROGRESS_SECONDS (seconds between "
-            "'still fitting' lines; default 30), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3:// credentials)"
-        ),
+        epilog=_ENVIRONMENT + "\n\n" + _allowed_estimators(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, metavar="RUN.json", help="the run config (JSON)")
     parser.add_argument("--output", required=True, metavar="DIR", help="where model.joblib and result.json go")
