@@ -43,6 +43,16 @@ def act(kube: KubeClient, value: str) -> None:
     kube.patch(API, "ModelDeployment", NAMESPACE, "iris", {"metadata": {"annotations": {"modelops.io/action": value}}})
 
 
+def scraped(kube: KubeClient) -> str:
+    """The ServiceMonitor's selector as a label selector string (its matchLabels and matchExpressions)."""
+    selector = kube.get("monitoring.coreos.com/v1", "ServiceMonitor", NAMESPACE, "iris")["spec"]["selector"]
+    terms = [f"{key}={value}" for key, value in selector.get("matchLabels", {}).items()]
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in {"Exists", "DoesNotExist"}, expression
+        terms.append(("!" if expression["operator"] == "DoesNotExist" else "") + expression["key"])
+    return ",".join(terms)
+
+
 def mirrored(route: dict[str, Any] | None) -> bool:
     return route is not None and bool(route["spec"]["rules"][0].get("filters"))
 
@@ -68,6 +78,10 @@ def test_route_weights_follow_the_steps_and_the_stable_keeps_its_replicas(
     for role in ("stable", "canary"):
         service = cluster.get("v1", "Service", NAMESPACE, f"iris-{role}")
         assert service["spec"]["selector"]["modelops.io/role"] == role
+    # The ServiceMonitor scrapes each pod once, through the Service over both roles: through the
+    # per-role ones too, every request would count twice in analysis and drift.
+    monitored = cluster.list("v1", "Service", NAMESPACE, label_selector=scraped(cluster))
+    assert [service["metadata"]["name"] for service in monitored] == ["iris"]
 
     cluster.patch(
         API, "ModelDeployment", NAMESPACE, "iris", {"metadata": {"annotations": {"modelops.io/action": "promote"}}}

@@ -410,8 +410,12 @@ def _service_monitor(spec: ModelDeploymentSpec, owner: Owner) -> JsonDict:
         "kind": "ServiceMonitor",
         "metadata": _meta(owner, owner.name, _labels(owner, spec.model)),
         "spec": {
-            # The Service over both roles: one scrape target per pod, stable and canary alike.
-            "selector": {"matchLabels": {DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/component": "model-server"}},
+            # The Service over both roles only (not the per-role ones of Gateway API routing): one scrape
+            # target per pod, stable and canary alike, so no request is counted twice.
+            "selector": {
+                "matchLabels": {DEPLOYMENT_LABEL: owner.name, "app.kubernetes.io/component": "model-server"},
+                "matchExpressions": [{"key": ROLE_LABEL, "operator": "DoesNotExist"}],
+            },
             "namespaceSelector": {"matchNames": [owner.namespace]},
             "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": relabelings}],
         },
