@@ -144,6 +144,33 @@ def _patch_sets_rv(patch: Any) -> bool:
     return False
 
 
+def _check_resource_version(info: ResourceInfo, name: str, given: Any, stored: str) -> bool:
+    """A client's resourceVersion against the stored one, as the registry's update does.
+
+    Returns whether the write is conditional (a precondition to re-check at commit). No
+    resourceVersion is an unconditional update where the strategy allows one; custom resources
+    never do (``AllowUnconditionalUpdate`` is false for them): 422. A value that is not a string
+    cannot be decoded into ObjectMeta (422), one that is not a number fails the versioner's
+    parse (a bare 500), and another number is a 409.
+    """
+    if given is None or given == '':
+        if info.custom:
+            raise errors.invalid(info.group, info.plural, name, [{
+                'reason': 'FieldValueInvalid', 'field': 'metadata.resourceVersion',
+                'message': 'Invalid value: 0: must be specified for an update'}])
+        return False
+    if not isinstance(given, str):
+        raise errors.invalid('', '', '', [{
+            'reason': 'FieldValueInvalid', 'field': 'patch',
+            'message': 'Invalid value: the patched object: json: cannot unmarshal number into Go struct field '
+                       'ObjectMeta.resourceVersion of type string'}])
+    if not given.isdigit():
+        raise errors.StatusError(500, '', f'strconv.ParseUint: parsing {json.dumps(given)}: invalid syntax')
+    if given != stored:
+        raise errors.conflict(info.group, info.plural, name)
+    return True
+
+
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
 
@@ -587,8 +614,12 @@ class Cluster:
     def update_steps(self, info: ResourceInfo, version: str, namespace: str | None, name: str, body: Any, *,
                      subresource: str | None = None, user: Identity = ADMIN, dry_run: bool = False,
                      field_validation: str | None = None, options: Obj | None = None,
-                     ) -> Steps[tuple[Obj, list[str]]]:
-        """PUT semantics as steps (also the final step of every PATCH)."""
+                     unconditional: bool = False) -> Steps[tuple[Obj, list[str]]]:
+        """PUT semantics as steps (also the final step of every PATCH).
+
+        A PUT's resourceVersion is checked by the strategy's rules (``_check_resource_version``);
+        ``unconditional`` is for a PATCH whose result kept the stored resourceVersion untouched.
+        """
         old = self.get(info, namespace, name)
         if not isinstance(body, dict):
             raise errors.bad_request('the body of the request must be a JSON object')
@@ -597,15 +628,22 @@ class Cluster:
                                      f'kind ({info.kind})')
         new_meta = body.get('metadata') if isinstance(body.get('metadata'), dict) else {}
         given_rv = new_meta.get('resourceVersion')
-        if given_rv not in (None, '') and str(given_rv) != _meta(old)['resourceVersion']:
-            raise errors.conflict(info.group, info.plural, name)
+        if unconditional:  # a patch that left the resourceVersion alone (see patch_steps)
+            given_rv = None
+        else:
+            given_rv = given_rv if _check_resource_version(info, name, given_rv, _meta(old)['resourceVersion']) \
+                else None
         if new_meta.get('name') not in (None, name):
             raise errors.bad_request(f'the name of the object ({new_meta.get("name")}) does not match the name '
                                      f'on the URL ({name})')
         if new_meta.get('uid') not in (None, '', _meta(old)['uid']):
+            # A PUT's uid is a storage precondition (rest.DefaultUpdatedObjectInfo), failed in etcd3's words.
+            key = (f'/registry/apiextensions.kubernetes.io/{info.group}/{info.plural}' if info.custom
+                   else f'/registry/{info.plural}') + (f'/{namespace}' if info.namespaced else '') + f'/{name}'
             raise errors.conflict(info.group, info.plural, name,
-                                  f'Precondition failed: UID in precondition: {_meta(old)["uid"]}, '
-                                  f'UID in object meta: {new_meta.get("uid")}')
+                                  f'StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, '
+                                  f'AdditionalErrorMsg: Precondition failed: UID in precondition: '
+                                  f'{new_meta.get("uid")}, UID in object meta: {_meta(old)["uid"]}')
         old_meta = _meta(old)
         if subresource == 'status':
             new = copy.deepcopy(old)
@@ -734,16 +772,24 @@ class Cluster:
         if not isinstance(result, dict):
             raise errors.patch_invalid('the patched object is not a JSON object')
         patched_rv = _meta(result).get('resourceVersion')
-        if patched_rv not in (None, '') and str(patched_rv) != _meta(current)['resourceVersion']:
-            raise errors.conflict(info.group, info.plural, name)
-        if not _patch_sets_rv(patch):
+        stored_rv = _meta(current)['resourceVersion']
+        if _meta(result).get('uid') not in (None, _meta(current)['uid']):
+            # A patch has no uid precondition: a changed uid is an update of an immutable field.
+            raise errors.invalid(info.group, info.kind, name, [{
+                'reason': 'FieldValueInvalid', 'field': 'metadata.uid',
+                'message': f'Invalid value: {json.dumps(_meta(result).get("uid"))}: field is immutable'}])
+        untouched = patched_rv == stored_rv and not _patch_sets_rv(patch)
+        if untouched:
             # The resourceVersion came from the stored object, not from the client: it is no
             # precondition, so a change during admission retries the patch instead of a 409.
             # (A fresh metadata dict: a patch result may share it with the stored object.)
             result = {**result, 'metadata': {k: v for k, v in _meta(result).items() if k != 'resourceVersion'}}
+        elif not _check_resource_version(info, name, patched_rv, stored_rv):
+            untouched = True  # blanked by the patch, and the strategy allows an unconditional update
         obj, warnings = yield from self.update_steps(info, version, namespace, name, result,
                                                      subresource=subresource, user=user, dry_run=dry_run,
-                                                     field_validation=field_validation, options=options)
+                                                     field_validation=field_validation, options=options,
+                                                     unconditional=untouched)
         return obj, warnings, False
 
     def delete(self, info: ResourceInfo, namespace: str | None, name: str, *,
@@ -760,15 +806,16 @@ class Cluster:
         obj = self.get(info, namespace, name)
         meta = _meta(obj)
         preconditions = preconditions or {}
+        # DeleteOptions.preconditions, worded as the registry's delete words them (on Kind.group).
         if preconditions.get('uid') not in (None, meta['uid']):
-            raise errors.conflict(info.group, info.plural, name,
-                                  f'Precondition failed: UID in precondition: {preconditions["uid"]}, '
-                                  f'UID in object meta: {meta["uid"]}')
+            raise errors.conflict(info.group, info.kind, name,
+                                  f'the UID in the precondition ({preconditions["uid"]}) does not match the UID in '
+                                  f'record ({meta["uid"]}). The object might have been deleted and then recreated')
         if preconditions.get('resourceVersion') not in (None, meta['resourceVersion']):
-            raise errors.conflict(info.group, info.plural, name,
-                                  f'Precondition failed: ResourceVersion in precondition: '
-                                  f'{preconditions["resourceVersion"]}, ResourceVersion in object meta: '
-                                  f'{meta["resourceVersion"]}')
+            raise errors.conflict(info.group, info.kind, name,
+                                  f'the ResourceVersion in the precondition ({preconditions["resourceVersion"]}) '
+                                  f'does not match the ResourceVersion in record ({meta["resourceVersion"]}). The '
+                                  f'object might have been modified')
         if propagation not in (None, 'Background', 'Foreground', 'Orphan'):
             raise errors.invalid('meta.k8s.io', 'DeleteOptions', '', [{
                 'reason': 'FieldValueNotSupported', 'field': 'propagationPolicy',

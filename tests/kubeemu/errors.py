@@ -31,6 +31,8 @@ class StatusError(Exception):
             'reason': self.reason,
             'code': self.code,
         }
+        if not self.reason:  # an error the server did not classify (StatusReasonUnknown) has none
+            del status['reason']
         if self.details is not None:
             status['details'] = self.details
         return status
@@ -98,6 +100,12 @@ def gone(requested: int, oldest: int) -> StatusError:
 
 def endpoint_not_found() -> StatusError:
     return StatusError(404, 'NotFound', 'the server could not find the requested resource', {})
+
+
+def json_patch_failed() -> StatusError:
+    """A JSON patch op that fails on the object (a ``test`` that does not hold, a ``remove`` of a missing
+    path): 422 with exactly the real server's words and empty details, whatever the op was."""
+    return StatusError(422, 'Invalid', 'the server rejected our request due to an error in our request', {})
 
 
 def patch_invalid(message: str) -> StatusError:

@@ -108,7 +108,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
         parent = _resolve(doc, tokens[:-1], pointer)
         if isinstance(parent, dict):
             if tokens[-1] not in parent:
-                raise errors.patch_invalid(f'jsonpatch: the path "{pointer}" does not exist in the object')
+                raise errors.json_patch_failed()
             return parent.pop(tokens[-1])
         if isinstance(parent, list):
             return parent.pop(_index(parent, tokens[-1], pointer, inserting=False))
@@ -137,9 +137,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
             except errors.StatusError:
                 actual = None
             if actual != op['value']:
-                raise errors.patch_invalid(f'the server rejected our request due to an error in our request: '
-                                           f'testing value {path} failed: expected {op["value"]!r}, '
-                                           f'found {actual!r}')
+                raise errors.json_patch_failed()
         else:
             raise errors.patch_invalid(f'jsonpatch: unexpected operation "{kind}"')
     return doc
