@@ -50,6 +50,7 @@ PATHS = {
     "validate-modelversion": ("Validating", "modelversions", ["CREATE", "UPDATE"]),
     "validate-modelversion-status": ("Validating", "modelversions/status", ["UPDATE"]),
     "validate-modeldeployment": ("Validating", "modeldeployments", ["CREATE", "UPDATE"]),
+    "mutate-trainingrun": ("Mutating", "trainingruns", ["CREATE", "UPDATE"]),
 }
 
 
@@ -107,7 +108,7 @@ class Webhooks:
         return response
 
     def register_configurations(self, kube: KubeClient) -> None:
-        """Store the four webhook configurations (as the chart renders them) in the emulator."""
+        """Store the webhook configurations (as the chart renders them) in the emulator."""
         bundle = base64.b64encode(self.ca_pem).decode()
         for type_ in ("Mutating", "Validating"):
             hooks = [

@@ -461,3 +461,116 @@ def test_a_grant_without_approval_is_by_whoever_asked() -> None:
     assert "asked by alice" in approved.transition["reason"]
     assert gov.parse_requester('{"user":"alice","stage":"Staging"}', "Production") is None  # another stage's ask
     assert gov.parse_requester("not json", "Staging") is None
+
+
+# --- who trained a version (spec.trainedBy) --------------------------------------------------------
+
+
+def test_trainers_are_read_defensively() -> None:
+    spec = {"trainedBy": [{"user": "alice", "via": "created TrainingRun ml/t"}, {"user": ""}, "bob", {"uid": "x"},
+                          {"user": "alice"}, {"user": "carol"}]}  # fmt: skip
+    assert gov.trainers(spec) == ["alice", "carol"]
+    assert gov.trainers({"trainedBy": "alice"}) == []
+    assert gov.trainers(None) == []
+
+
+def test_trained_by_is_recorded_at_registration_and_never_changed() -> None:
+    stored = {"spec": {"model": "iris", "version": 1, "trainedBy": [{"user": "alice"}]}}
+    for changed in ([{"user": "bob"}], [], None):
+        with pytest.raises(DeniedError, match=r"spec\.trainedBy is recorded when the version is registered"):
+            gov.validate_version("UPDATE", stored, {"spec": {**stored["spec"], "trainedBy": changed}}, ALICE, STRICT)
+    added = {"spec": {"model": "iris", "version": 1, "trainedBy": [{"user": "alice"}]}}
+    with pytest.raises(DeniedError, match="cannot be set or changed later"):
+        gov.validate_version("UPDATE", {"spec": {"model": "iris", "version": 1}}, added, Identity("operator"), STRICT)
+    gov.validate_version("UPDATE", stored, {"spec": dict(stored["spec"])}, ALICE, STRICT)
+
+
+@pytest.mark.parametrize(("who", "allowed"), [("operator", True), (ARGO, True), ("alice", False)])
+def test_only_the_operator_or_a_trusted_applier_writes_trained_by(who: str, allowed: bool) -> None:
+    new = {"spec": {"model": "iris", "version": 1, "trainedBy": [{"user": "carol"}]}, "metadata": {}}
+    if allowed:
+        gov.validate_version("CREATE", None, new, Identity(who), STRICT)
+    else:
+        with pytest.raises(DeniedError, match="alice is neither: remove it"):
+            gov.validate_version("CREATE", None, new, Identity(who), STRICT)
+
+
+def test_a_trainer_recorded_on_the_version_cannot_approve_it() -> None:
+    """The run may be gone: trainedBy on the version is enough (webhook and reconcile both)."""
+    old = {gov.CREATED_BY: '{"user":"operator"}'}
+    new = {**old, gov.APPROVE: "Production"}
+    upstream = gov.trainers({"trainedBy": [{"user": "alice"}]})
+    with pytest.raises(DeniedError, match="four eyes: alice created the TrainingRun"):
+        gov.mutate_version("UPDATE", old, new, ALICE, STRICT, NOW, upstream)
+    decision = decide(records=[record("Production", "alice")], creators=["operator", *upstream])
+    assert decision.stage == "Staging"
+    assert "alice (four eyes: created or trained the version)" in conditions(decision)["Approved"][2]
+
+
+# --- a rejection of a version in Production ---------------------------------------------------------
+
+GRANTED = [{"from": "Staging", "to": "Production", "by": "bob", "at": "2026-01-01T12:00:00Z"}]
+REJECTED = {"deployment": "ml/iris", "metric": "error_rate", "value": 0.4, "message": "5xx",
+            "at": "2026-01-01T13:00:00Z"}
+
+
+def test_a_rejection_after_the_grant_withdraws_production() -> None:
+    decision = decide(granted="Production", history=GRANTED, rejected=REJECTED,
+                      records=[record("Production", "bob", "2026-01-01T11:00:00Z")])  # fmt: skip
+    assert decision.stage == "Archived"
+    assert not decision.ready
+    assert decision.reason == "Rejected"
+    assert decision.transition is not None
+    assert (decision.transition["from"], decision.transition["to"]) == ("Production", "Archived")
+    assert decision.transition["by"] == gov.OPERATOR_IDENTITY
+    assert "a canary in ml/iris failed on error_rate = 0.4: 5xx" in decision.transition["reason"]
+    assert "approve Production again" in decision.message
+
+
+def test_after_the_withdrawal_only_a_newer_approval_brings_production_back() -> None:
+    history = [*GRANTED, {"from": "Production", "to": "Archived", "by": "op", "at": "2026-01-01T13:00:05Z"}]
+    old = record("Production", "bob", "2026-01-01T11:00:00Z")
+    held = decide(granted="Archived", history=history, rejected=REJECTED, records=[old])
+    assert held.stage == "Archived"
+    assert "given before the version was rejected or left Production" in conditions(held)["Approved"][2]
+    again = decide(granted="Archived", history=history, rejected=REJECTED,
+                   records=[old, record("Production", "carol", "2026-01-01T14:00:00Z")])  # fmt: skip
+    assert again.stage == "Production"
+    # Granted again after the rejection: that rejection is answered and withdraws nothing any more.
+    regranted = [*history, {"from": "Archived", "to": "Production", "by": "carol", "at": "2026-01-01T14:00:01Z"}]
+    kept = decide(granted="Production", history=regranted, rejected=REJECTED, records=[old])
+    assert kept.stage == "Production"
+    assert kept.transition is None
+
+
+def test_a_rejection_of_a_staging_version_only_blocks_production() -> None:
+    decision = decide(desired="Staging", granted="Staging", history=[], rejected=REJECTED)
+    assert decision.stage == "Staging"
+    assert decision.ready
+    assert gov.rejected_in_production([], None) is False
+    assert gov.rejected_in_production([], {"at": "not a time"}) is False
+
+
+# --- one Production version: the one that keeps it --------------------------------------------------
+
+
+def holder(name: str, *entered: str) -> dict[str, Any]:
+    history = [{"from": "Staging", "to": "Production", "by": "op", "at": at} for at in entered]
+    return {"metadata": {"name": name}, "status": {"stage": "Production", "history": history}}
+
+
+def test_the_version_granted_last_keeps_production() -> None:
+    assert gov.production_winner([holder("iris-v1", "2026-01-01T10:00:00Z"),
+                                  holder("iris-v2", "2026-01-01T09:00:00Z")]) == "iris-v1"  # fmt: skip
+    # The last entry counts, not the first; the same second goes to the greater name; none counts least.
+    assert gov.production_winner([holder("iris-v1", "2026-01-01T08:00:00Z", "2026-01-01T11:00:00Z"),
+                                  holder("iris-v2", "2026-01-01T10:00:00Z")]) == "iris-v1"  # fmt: skip
+    assert gov.production_winner([holder("iris-a", "2026-01-01T10:00:00Z"),
+                                  holder("iris-b", "2026-01-01T10:00:00Z")]) == "iris-b"  # fmt: skip
+    assert gov.production_winner([holder("iris-z"), holder("iris-a", "2026-01-01T10:00:00Z")]) == "iris-a"
+
+
+def test_every_replica_picks_the_same_winner_whatever_order_it_lists() -> None:
+    versions = [holder(f"iris-v{i}", f"2026-01-01T10:00:0{i % 3}Z") for i in range(1, 7)]
+    winners = {gov.production_winner(versions[i:] + versions[:i]) for i in range(len(versions))}
+    assert winners == {"iris-v5"}

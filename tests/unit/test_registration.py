@@ -76,3 +76,16 @@ def test_a_truncated_message_still_registers_what_it_has() -> None:
     assert "signature" not in mv["spec"]
     assert "referenceStats" not in mv["spec"]
     ModelVersionSpec.model_validate(mv["spec"])
+
+
+def test_the_trainers_are_recorded_on_the_version() -> None:
+    trained_by = [{"user": "alice", "uid": "u-alice", "via": "created TrainingRun ml/iris-tree"}]
+    mv = registration.model_version(SPEC, REF, RESULT, version=1, job=JOB, image="img:1", trial=None,
+                                    trained_by=trained_by)  # fmt: skip
+    spec = ModelVersionSpec.model_validate(mv["spec"])
+    assert spec.trained_by is not None
+    recorded = [(t.user, t.uid, t.via) for t in spec.trained_by]
+    assert recorded == [("alice", "u-alice", "created TrainingRun ml/iris-tree")]
+    # A run created before the webhook recorded creators has nobody to record: no empty list either.
+    unknown = registration.model_version(SPEC, REF, RESULT, version=1, job=JOB, image="img:1", trial=None)
+    assert "trainedBy" not in unknown["spec"]

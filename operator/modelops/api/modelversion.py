@@ -21,6 +21,8 @@ from modelops.api.common import (
 from modelops.api.trainingrun import ModelCard, Preprocessing, Task
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
+# The CEL rule's message, and the admission webhook's (logic/governance.py) word for word.
+TRAINED_BY_IMMUTABLE = "spec.trainedBy is recorded when the version is registered and cannot be set or changed later"
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
 Comparison = Literal[">=", ">", "<=", "<"]
 
@@ -160,6 +162,16 @@ class Gate(ApiModel):
     threshold: float = Field(description="The threshold.")
 
 
+class Trainer(ApiModel):
+    """A person (or service account) behind a version's training, recorded when it is registered."""
+
+    user: str = Field(min_length=1, description="The authenticated username that created the training.")
+    uid: str | None = Field(default=None, description="That user's UID.")
+    via: str | None = Field(
+        default=None, description="How: e.g. 'created TrainingRun ml/iris-train', or the version it retrains."
+    )
+
+
 class ModelVersionSpec(ApiModel):
     """A registered version: its artifact, evidence and desired stage."""
 
@@ -187,6 +199,14 @@ class ModelVersionSpec(ApiModel):
     gates: list[Gate] | None = Field(
         default=None, description="Extra gates for this version, on top of (never looser than) the policy's."
     )
+    trained_by: list[Trainer] | None = Field(
+        default=None,
+        description=(
+            "Who trained it: the creator of its TrainingRun and, for a retrain, the people behind the version "
+            "it retrains. Written by the operator when it registers the version (or by a trusted applier), "
+            "never changed afterwards; none of them may approve it where the policy asks for four eyes."
+        ),
+    )
 
     model_config = with_rules(
         *(
@@ -198,6 +218,16 @@ class ModelVersionSpec(ApiModel):
             }
             for field in ("artifact", "metrics", "lineage")
         ),
+        {
+            # Set at registration or never: neither added, changed nor removed afterwards.
+            "rule": (
+                "has(oldSelf.trainedBy) ? (has(self.trainedBy) && self.trainedBy == oldSelf.trainedBy) "
+                ": !has(self.trainedBy)"
+            ),
+            "message": TRAINED_BY_IMMUTABLE,
+            "fieldPath": ".trainedBy",
+            "reason": "FieldValueForbidden",
+        },
         {
             "rule": "self.model == oldSelf.model && self.version == oldSelf.version",
             "message": "spec.model and spec.version are immutable: register a new ModelVersion instead",

@@ -44,6 +44,9 @@ class Outcome:
     conditions: Sequence[tuple[str, bool | cond.Status, str, str]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None  # look again later: something outside this object may change
+    # The reconcile wrote the whole status itself (a compare-and-swap on the resourceVersion): Kopf's
+    # patch, which has no precondition, must not write it again over a newer state.
+    status_written: bool = False
 
 
 Reconcile = Callable[[Any, Context], Awaitable[Outcome]]
@@ -108,8 +111,9 @@ def register(registry: kopf.OperatorRegistry, info: KindInfo, reconcile: Reconci
                 result = "ok"
             new_status = build_status(old_status, outcome, generation, cond.now_iso())
         metrics.RECONCILES.labels(info.kind, result).inc()
-        for key, value in new_status.items():
-            patch.status[key] = value
+        if not outcome.status_written:
+            for key, value in new_status.items():
+                patch.status[key] = value
         if _ready_changed(old_status, new_status):
             summary = outcome.summary
             event_type = "Normal" if summary.ready or summary.reconciling else "Warning"

@@ -22,7 +22,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import results
+from modelops.controller import results, webhooks
 from modelops.controller.common import (
     API,
     ARTIFACT_STORE,
@@ -40,7 +40,12 @@ from modelops.train import locations
 
 
 async def _register(
-    spec: TrainingRunSpec, ref: training.RunRef, result: dict[str, Any], job: dict[str, Any], trial: int | None
+    spec: TrainingRunSpec,
+    ref: training.RunRef,
+    result: dict[str, Any],
+    job: dict[str, Any],
+    trial: int | None,
+    run: Mapping[str, Any],
 ) -> str:
     """Register the run's result once, as <model>-v<N> with N the next free number."""
     by_run = f"{registration.RUN_UID_LABEL}={ref.uid}"
@@ -49,8 +54,11 @@ async def _register(
         return str(mine[0]["metadata"]["name"])
     by_model = f"{training.MODEL_LABEL}={spec.model}"
     version = registration.next_version(await kube().list(API, "ModelVersion", ref.namespace, label_selector=by_model))
+    trained_by = await webhooks.registered_trainers(run)  # four eyes must outlive the run
     for _ in range(20):
-        body = registration.model_version(spec, ref, result, version=version, job=job, image=TRAINER_IMAGE, trial=trial)
+        body = registration.model_version(
+            spec, ref, result, version=version, job=job, image=TRAINER_IMAGE, trial=trial, trained_by=trained_by
+        )
         try:
             created = await kube().create(body)
         except KubeError as error:
@@ -123,7 +131,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
                     conditions=[("Registered", False, "ResultUnavailable", str(error))],
                     requeue_after=wait_retry_seconds(),
                 )
-        name = await _register(spec, ref, result, job_now, seen.best_trial)
+        name = await _register(spec, ref, result, job_now, seen.best_trial, ctx.body)
         message = f"{seen.message}; registered as ModelVersion {name}"
         return Outcome(
             summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),

@@ -10,6 +10,7 @@ in ``modelops.logic.governance``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -143,6 +144,43 @@ async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> li
     return list(dict.fromkeys(creators))
 
 
+async def registered_trainers(run: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``spec.trainedBy`` for the version a run registers: the run's creator and, for a retrain, the people
+    behind the version it retrains (that version's own trainedBy and creator), so the chain never depends
+    on a run that may be deleted later."""
+    meta = run.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    found: list[dict[str, str]] = []
+
+    def add(record: str | None, via: str) -> None:
+        try:
+            data = json.loads(record) if record else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("user"), str) and data["user"]:
+            found.append({"user": data["user"], **({"uid": str(data["uid"])} if data.get("uid") else {}), "via": via})
+
+    add(_annotations(run).get(governance.CREATED_BY), f"created TrainingRun {namespace}/{name}")
+    origin = _annotations(run).get(RETRAINED_FROM)
+    if origin:
+        try:
+            earlier = await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
+        except KubeError as error:
+            log.warning("cannot read ModelVersion %s/%s for spec.trainedBy: %s", namespace, origin, error)
+            earlier = None
+        if earlier is not None:
+            for entry in (earlier.get("spec") or {}).get("trainedBy") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("user"), str):
+                    found.append({k: str(v) for k, v in entry.items() if k in ("user", "uid", "via") and v})
+            add(_annotations(earlier).get(governance.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
+            for person in await trainingrun_creators(earlier):  # an earlier version registered without trainedBy
+                found.append({"user": person, "via": f"created the TrainingRun of {origin}, which this retrains"})
+    unique: dict[str, dict[str, str]] = {}
+    for entry in found:
+        unique.setdefault(entry["user"], entry)
+    return list(unique.values())
+
+
 def _annotate(patch: kopf.Patch, sent: Mapping[str, str], changes: Mapping[str, str]) -> None:
     """Add to the admission patch the annotations whose value differs from what the request sent."""
     for key, value in changes.items():
@@ -172,9 +210,11 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             problem = await may_approve(dict(userinfo), str(meta.get("namespace") or ""), meta.get("name"))
             if problem is not None:
                 raise _deny(DeniedError(problem))
-        upstream = await trainingrun_creators(body)
+        old_body: Mapping[str, Any] = kwargs.get("old") or {}
+        # spec.trainedBy of the stored object too: a request that drops it is denied by validation anyway.
+        upstream = governance.trainers(old_body.get("spec")) + governance.trainers(body.get("spec"))
+        upstream += await trainingrun_creators(body)
         try:
-            old_body: Mapping[str, Any] = kwargs.get("old") or {}
             stages = ((old_body.get("spec") or {}).get("stage"), (body.get("spec") or {}).get("stage"))
             changes = governance.mutate_version(
                 op, old_ann, new_ann, identity, policy, cond.now_iso(), upstream, stages=stages
@@ -202,7 +242,9 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     async def validate_modelversion(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         try:
             old: Mapping[str, Any] | None = kwargs.get("old")
-            governance.validate_version(str(kwargs.get("operation")), old, body, Identity.from_userinfo(userinfo))
+            governance.validate_version(
+                str(kwargs.get("operation")), old, body, Identity.from_userinfo(userinfo), policy
+            )
         except DeniedError as error:
             raise _deny(error) from None
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.api.modelversion import TRAINED_BY_IMMUTABLE
 from modelops.logic.conditions import parse_time as _parse_time
 from modelops.logic.policy import GOVERNED_STAGES, Policy
 
@@ -128,6 +129,15 @@ def parse_creator(text: str | None) -> tuple[str | None, str | None]:
     return str(data["user"]), None
 
 
+def trainers(spec: Mapping[str, Any] | None) -> list[str]:
+    """The users in a version's ``spec.trainedBy`` (recorded at registration; never raises)."""
+    entries = (spec or {}).get("trainedBy")
+    if not isinstance(entries, list):
+        return []
+    found = [str(e["user"]) for e in entries if isinstance(e, Mapping) and isinstance(e.get("user"), str) and e["user"]]
+    return list(dict.fromkeys(found))
+
+
 def approver(record: Mapping[str, Any]) -> str:
     """Who approved in substance: the asserted reviewer, else the authenticated user."""
     return str(record.get("reviewer") or record["user"])
@@ -209,8 +219,8 @@ def mutate_version(
             )
         if effective in upstream_creators:
             raise DeniedError(
-                f"four eyes: {effective} created the TrainingRun of this ModelVersion (or of a version it was "
-                f"retrained from) and cannot approve it for {stage}; another person with the approve permission must"
+                f"four eyes: {effective} created the TrainingRun of this ModelVersion or of a version it retrains "
+                f"(spec.trainedBy) and cannot approve it for {stage}; another person with the approve permission must"
             )
     records, _ = parse_records(old.get(APPROVALS))
     record: Record = {"stage": stage, **{k: v for k, v in identity.as_json().items() if v}, "at": now}
@@ -248,10 +258,19 @@ def validate_version(
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any],
     identity: Identity,
+    policy: Policy | None = None,
 ) -> None:
     """The validating webhook's checks on the object as it will be stored; raises :class:`DeniedError`."""
     old_spec = (old or {}).get("spec") or {}
     new_spec = new.get("spec") or {}
+    if operation == "UPDATE" and old_spec.get("trainedBy") != new_spec.get("trainedBy"):
+        raise DeniedError(TRAINED_BY_IMMUTABLE)
+    recorders = (*policy.operator_users, *policy.trusted_appliers) if policy is not None else ()
+    if operation == "CREATE" and new_spec.get("trainedBy") is not None and identity.user not in recorders:
+        raise DeniedError(
+            f"spec.trainedBy is written by the operator when it registers a version from a TrainingRun (or by a "
+            f"trusted applier of the governance policy); {identity.user} is neither: remove it"
+        )
     if operation == "UPDATE":
         for name in IMMUTABLE_FIELDS:
             if name in old_spec and old_spec.get(name) != new_spec.get(name):
@@ -406,7 +425,7 @@ def count_approvals(
         who = approver(record)
         at = _parse_time(record["at"])
         if four_eyes and who in creators:
-            ignored.append(f"{who} (four eyes: created the version or its TrainingRun)")
+            ignored.append(f"{who} (four eyes: created or trained the version)")
         elif record.get("reviewer") and (
             record.get("assertedBy") != record["user"] or record["user"] not in policy.trusted_appliers
         ):
@@ -419,6 +438,50 @@ def count_approvals(
             seen.add(who)
             counted.append(record)
     return counted, ignored
+
+
+def last_entry(history: Sequence[Mapping[str, Any]], stage: str) -> datetime.datetime | None:
+    """When the version last entered ``stage`` (its history), if it ever did."""
+    moments = [_parse_time(entry.get("at")) for entry in history if entry.get("to") == stage]
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
+
+
+def rejected_in_production(history: Sequence[Mapping[str, Any]], rejected: Mapping[str, Any] | None) -> bool:
+    """Whether a canary's rejection arrived after the version last entered Production.
+
+    Such evidence demotes a Production version (see :func:`decide`); an older rejection was
+    answered by the approval that granted Production again.
+    """
+    at = _parse_time((rejected or {}).get("at"))
+    if at is None:
+        return False
+    entered = last_entry(history, "Production")
+    return entered is None or at > entered
+
+
+def rejection_text(rejected: Mapping[str, Any]) -> str:
+    value = rejected.get("value")
+    shown = f" = {value:g}" if isinstance(value, (int, float)) else ""
+    detail = f": {rejected['message']}" if rejected.get("message") else ""
+    return f"a canary in {rejected.get('deployment')} failed on {rejected.get('metric')}{shown}{detail}"
+
+
+def production_winner(versions: Sequence[Mapping[str, Any]]) -> str:
+    """Of several versions of a model holding Production, the one that keeps it: the last granted.
+
+    Only two operators acting at once (a window of Kopf peering, see docs/governance.md) can leave
+    two; every replica applies this rule to what it lists, so they agree on the one to keep.
+    Ties (the same second) go to the greater name.
+    """
+    floor = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+    def key(version: Mapping[str, Any]) -> tuple[datetime.datetime, str]:
+        history = (version.get("status") or {}).get("history") or []
+        entered = last_entry([h for h in history if isinstance(h, Mapping)], "Production")
+        return entered or floor, str((version.get("metadata") or {}).get("name"))
+
+    return key(max(versions, key=key))[1]
 
 
 @dataclass(frozen=True)
@@ -489,6 +552,13 @@ def decide(
             text += "; not counted: " + ", ".join(ignored)
         approved = ("Approved", False, "AwaitingApproval", text)
     conditions = [validated, integrity, approved]
+    if granted == "Production" and rejected is not None and rejected_in_production(history, rejected):
+        # Evidence from production traffic withdraws the grant: no new deployment picks the version up,
+        # and Production comes back only with an approval given after the rejection.
+        why = f"rejected: {rejection_text(rejected)}; approve Production again to bring it back"
+        transition = {"from": "Production", "to": "Archived", "by": OPERATOR_IDENTITY, "at": now, "reason": why}
+        message = f"stage Production withdrawn: {why}"
+        return Decision("Archived", transition, False, "Rejected", message, gates, conditions)
     if desired == granted:
         return Decision(granted, None, True, "Reconciled", f"stage {granted} granted", gates, conditions)
     if failing or not approved[1]:

@@ -37,8 +37,13 @@ def model_version(
     job: Mapping[str, Any],
     image: str,
     trial: int | None,
+    trained_by: list[JsonDict] | None = None,
 ) -> JsonDict:
-    """The ModelVersion for a run's chosen result (a trainer termination message)."""
+    """The ModelVersion for a run's chosen result (a trainer termination message).
+
+    ``trained_by`` (the run's creator and, for a retrain, the people behind the version it retrains)
+    becomes ``spec.trainedBy``: four eyes then holds even once the run is deleted.
+    """
     artifact = dict(result["artifact"])
     dataset = result.get("dataset") or {}
     framework = result.get("framework") or {}
@@ -74,6 +79,7 @@ def model_version(
         "referenceStats": result.get("referenceStats"),
         "modelCard": spec.model_card.model_dump(by_alias=True, exclude_none=True) if spec.model_card else None,
         "stage": "None",
+        "trainedBy": [dict(t) for t in trained_by] if trained_by else None,
     }  # fmt: skip
     return {
         "apiVersion": API_VERSION,
