@@ -113,6 +113,25 @@ RETRAINED_FROM = FROM_VERSION_ANNOTATION
 MAX_RETRAIN_DEPTH = 5
 
 
+async def _retrained(
+    run: Mapping[str, Any] | None, namespace: str, *, strict: bool = False
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The version a run retrains (``modelops.io/retrained-from``): its name and the object, if it exists.
+
+    A read that fails is logged and treated as missing, or raised when ``strict``.
+    """
+    origin = _annotations(run).get(RETRAINED_FROM)
+    if not origin:
+        return None, None
+    try:
+        return origin, await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
+    except KubeError as error:
+        if strict:
+            raise
+        log.warning("cannot read ModelVersion %s/%s for four eyes: %s", namespace, origin, error)
+        return origin, None
+
+
 async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> list[str]:
     """Who created the version's TrainingRun (its created-by annotation), if it is known.
 
@@ -131,16 +150,10 @@ async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> li
         return []
     creator, _ = governance.parse_creator(_annotations(run).get(governance.CREATED_BY))
     creators = [creator] if creator else []
-    origin = _annotations(run).get(RETRAINED_FROM)
-    if origin and depth < MAX_RETRAIN_DEPTH:
-        try:
-            earlier = await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
-        except KubeError as error:
-            log.warning("cannot read ModelVersion %s/%s for four eyes: %s", namespace, origin, error)
-            earlier = None
-        if earlier is not None:
-            own, _ = governance.parse_creator(_annotations(earlier).get(governance.CREATED_BY))
-            creators += ([own] if own else []) + await trainingrun_creators(earlier, depth + 1)
+    origin, earlier = await _retrained(run, namespace) if depth < MAX_RETRAIN_DEPTH else (None, None)
+    if origin and earlier is not None:
+        own, _ = governance.parse_creator(_annotations(earlier).get(governance.CREATED_BY))
+        creators += ([own] if own else []) + await trainingrun_creators(earlier, depth + 1)
     return list(dict.fromkeys(creators))
 
 
@@ -161,20 +174,16 @@ async def registered_trainers(run: Mapping[str, Any]) -> list[dict[str, str]]:
             found.append({"user": data["user"], **({"uid": str(data["uid"])} if data.get("uid") else {}), "via": via})
 
     add(_annotations(run).get(governance.CREATED_BY), f"created TrainingRun {namespace}/{name}")
-    origin = _annotations(run).get(RETRAINED_FROM)
-    if origin:
-        try:
-            earlier = await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
-        except KubeError as error:
-            log.warning("cannot read ModelVersion %s/%s for spec.trainedBy: %s", namespace, origin, error)
-            earlier = None
-        if earlier is not None:
-            for entry in (earlier.get("spec") or {}).get("trainedBy") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("user"), str):
-                    found.append({k: str(v) for k, v in entry.items() if k in ("user", "uid", "via") and v})
-            add(_annotations(earlier).get(governance.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
-            for person in await trainingrun_creators(earlier):  # an earlier version registered without trainedBy
-                found.append({"user": person, "via": f"created the TrainingRun of {origin}, which this retrains"})
+    # Recorded once and for ever: a version that cannot be read now fails the registration (retried),
+    # only one that no longer exists is left out.
+    origin, earlier = await _retrained(run, namespace, strict=True)
+    if origin and earlier is not None:
+        for entry in (earlier.get("spec") or {}).get("trainedBy") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("user"), str):
+                found.append({k: str(v) for k, v in entry.items() if k in ("user", "uid", "via") and v})
+        add(_annotations(earlier).get(governance.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
+        for person in await trainingrun_creators(earlier):  # an earlier version registered without trainedBy
+            found.append({"user": person, "via": f"created the TrainingRun of {origin}, which this retrains"})
     unique: dict[str, dict[str, str]] = {}
     for entry in found:
         unique.setdefault(entry["user"], entry)
