@@ -35,7 +35,10 @@ def test_first_version_goes_straight_to_stable_with_every_child(cluster: KubeCli
     stable = cluster.get("apps/v1", "Deployment", NAMESPACE, "iris-stable")
     canary = cluster.get("apps/v1", "Deployment", NAMESPACE, "iris-canary")
     service = cluster.get("v1", "Service", NAMESPACE, "iris")
-    configmap = cluster.get("v1", "ConfigMap", NAMESPACE, "iris-model-iris-v1")
+    v1 = cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")
+    # One ConfigMap per version object: its name and its uid's start, so another iris-v1 gets another one.
+    configmap = cluster.get("v1", "ConfigMap", NAMESPACE, f"iris-model-iris-v1-{v1['metadata']['uid'][:8]}")
+    assert status["stableBinding"] == {"name": "iris-v1", "uid": v1["metadata"]["uid"], "sha256": SHA}
     monitor = cluster.get("monitoring.coreos.com/v1", "ServiceMonitor", NAMESPACE, "iris")
     rule = cluster.get("monitoring.coreos.com/v1", "PrometheusRule", NAMESPACE, "iris")
     hpa = cluster.get("autoscaling/v2", "HorizontalPodAutoscaler", NAMESPACE, "iris")

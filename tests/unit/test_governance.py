@@ -574,3 +574,53 @@ def test_every_replica_picks_the_same_winner_whatever_order_it_lists() -> None:
     versions = [holder(f"iris-v{i}", f"2026-01-01T10:00:0{i % 3}Z") for i in range(1, 7)]
     winners = {gov.production_winner(versions[i:] + versions[:i]) for i in range(len(versions))}
     assert winners == {"iris-v5"}
+
+
+# --- what a ModelDeployment serves, at every reconcile ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("production", "stage", "blocked"),
+    [
+        (True, "Production", None),
+        (True, "Staging", "namespace ml is labelled as production and iris-v2 holds stage Staging, not Production"),
+        (True, "None", "namespace ml is labelled as production and iris-v2 has no stage granted yet, not Production"),
+        (True, None, "namespace ml is labelled as production and iris-v2 has no stage granted yet, not Production"),
+        (False, "None", None),  # outside production the admission webhook's rule is the only gate
+        (False, "Archived", None),
+    ],
+)
+def test_only_production_rolls_out_in_a_production_namespace(production: bool, stage: str | None,
+                                                             blocked: str | None) -> None:
+    assert gov.rollout_blocked(production_namespace=production, namespace="ml", version="iris-v2",
+                               stage=stage) == blocked  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("serving", "expected"),
+    [
+        (gov.Serving("ml", True, "iris-v1", "Production"), (True, "Allowed", "stable iris-v1 holds stage Production")),
+        (gov.Serving("ml", False, "iris-v1", "Staging"), (True, "Allowed", "stable iris-v1 holds stage Staging")),
+        (gov.Serving("ml", True, None, None), (True, "Allowed", "nothing is served yet")),
+        (gov.Serving("ml", True, "iris-v1", "Archived"),
+         (False, "StableNotAllowed", "stable iris-v1 holds stage Archived; namespace ml is labelled as production "
+                                     "and serves only Production: it keeps serving the digest it was promoted with "
+                                     "until a version that does replaces it (scale spec.replicas to 0 or delete the "
+                                     "ModelDeployment to stop it)")),
+        (gov.Serving("ml", False, "iris-v1", "None"),
+         (False, "StableNotAllowed", "stable iris-v1 holds stage None; namespace ml serves only Staging or "
+                                     "Production: it keeps serving the digest it was promoted with until a version "
+                                     "that does replaces it (scale spec.replicas to 0 or delete the ModelDeployment "
+                                     "to stop it)")),
+        (gov.Serving("ml", True, "iris-v1", "Production", blocked="no"), (False, "VersionNotAllowed", "no")),
+        (gov.Serving("ml", True, "iris-v1", None, replaced=["the stable's version iris-v1 was deleted"],
+                     blocked="no"),
+         (False, "VersionReplaced", "the stable's version iris-v1 was deleted: it keeps serving the digest it was "
+                                    "promoted with (scale spec.replicas to 0 or delete the ModelDeployment to stop "
+                                    "it)")),
+    ],
+)
+def test_the_governed_condition_says_what_serves_and_what_may_not(
+    serving: gov.Serving, expected: tuple[bool, str, str]
+) -> None:
+    assert gov.serving_condition(serving) == expected

@@ -155,9 +155,20 @@ def test_an_unavailable_canary_holds_the_analysis_the_pause_and_the_promotion() 
     assert "pause at step 2/2 over" in over.summary.message
     promoted = decide(pausing, s=s, now=61)
     assert promoted.status["stableVersion"] == "iris-v2"
-    # An explicit promote is a person's decision: it is not held.
-    forced = decide(pausing, s=s, now=5, action="promote/1", canary=sick)
+    # An explicit promote skips the steps and their analysis (a person decided), not availability: refused,
+    # said so, and spent; the rollout holds where it was. The same person's next promote, once the canary
+    # serves, promotes.
+    refused = decide(pausing, s=s, now=5, action="promote/1", canary=sick)
+    assert (refused.status["stableVersion"], refused.status["canaryVersion"]) == ("iris-v1", "iris-v2")
+    assert refused.status["lastAction"] == "promote/1"
+    [(kind, _reason, message)] = [e for e in refused.events if e[1] == "PromoteRefused"]
+    assert kind == "Warning"
+    assert "canary iris-v2 is not available (Deployment iris-canary: 0/1" in message
+    again = decide(refused.status, s=s, now=6, action="promote/1", canary=CANARY_UP)
+    assert again.status["stableVersion"] == "iris-v1"  # the same value does not act twice
+    forced = decide(refused.status, s=s, now=6, action="promote/2", canary=CANARY_UP)
     assert forced.status["stableVersion"] == "iris-v2"
+    assert forced.status["history"][0]["result"] == "Promoted"
 
 
 def test_a_canary_past_its_progress_deadline_is_rolled_back_not_held_for_ever() -> None:
@@ -261,3 +272,97 @@ def test_shadow_needs_gateway_routing() -> None:
     decision = decide(STABLE, s=s)
     assert decision.traffic is not None
     assert (decision.traffic.mirror_percent, decision.traffic.canary_weight) == (10, 0)
+
+
+# --- versions are exact objects: name, uid and digest -----------------------------------------------
+
+V1 = {"name": "iris-v1", "uid": "uid-1", "sha256": "1" * 64}
+V2 = {"name": "iris-v2", "uid": "uid-2", "sha256": "2" * 64}
+V2_AGAIN = {"name": "iris-v2", "uid": "uid-2b", "sha256": "b" * 64}  # deleted and re-created: another object
+V1_AGAIN = {"name": "iris-v1", "uid": "uid-1b", "sha256": "b" * 64}
+
+
+def bound(status: dict[str, Any], *, desired: str = "iris-v2", binding: dict[str, str] | None = None,
+          blocked: str | None = None, **kwargs: Any) -> rollout.Decision:
+    return rollout.decide(rollout.Inputs(spec=kwargs.pop("s", None) or spec(), namespace="ml", name="iris",
+                                         status=status, desired=desired, now=at(kwargs.pop("now", 0)),
+                                         stable=UP, canary=CANARY_UP, desired_binding=binding, blocked=blocked,
+                                         **kwargs))  # fmt: skip
+
+
+def test_bindings_follow_the_versions_through_canary_promotion_and_rollback() -> None:
+    first = bound({}, desired="iris-v1", binding=V1)
+    assert first.status["stableBinding"] == V1
+    started = bound(first.status, binding=V2)
+    assert started.status["canaryBinding"] == V2
+    assert rollout.bindings_of(started.status) == (V1, V2)
+    promoted = bound(started.status, binding=V2, action="promote/1")
+    assert (promoted.status["stableBinding"], promoted.status["canaryBinding"]) == (V2, None)
+    assert promoted.status["previousStableBindings"] == [V1]
+    failed = bound({**started.status, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}, binding=V2,
+                   now=10, verdict=FAIL)  # fmt: skip
+    assert (failed.status["failedVersion"], failed.status["failedBinding"]) == ("iris-v2", V2)
+    assert rollout.bindings_of(failed.status) == (V1, V2)  # the canary Deployment keeps the failed one, at 0
+
+
+def test_another_object_under_the_stable_name_goes_through_the_canary() -> None:
+    serving = {"stableVersion": "iris-v1", "stableBinding": V1, "phase": "Healthy"}
+    again = bound(serving, desired="iris-v1", binding=V1_AGAIN)
+    assert (again.status["stableBinding"], again.status["canaryVersion"]) == (V1, "iris-v1")
+    assert again.status["canaryBinding"] == V1_AGAIN
+    assert again.traffic is not None
+    assert again.traffic.canary_active
+    assert ("Normal", "RolloutStarted", "canary iris-v1 started against stable iris-v1") in again.events
+    # The same object as bound: nothing to do.
+    assert bound(serving, desired="iris-v1", binding=V1).status["canaryVersion"] is None
+
+
+def test_a_canary_replaced_by_another_object_under_its_name_starts_again() -> None:
+    running = {"stableVersion": "iris-v1", "stableBinding": V1, "canaryVersion": "iris-v2", "canaryBinding": V2,
+               "canaryWeight": 50, "step": 3, "stepStartedAt": iso(0), "phase": "Progressing"}
+    restarted = bound(running, binding=V2_AGAIN, now=1)
+    assert restarted.status["canaryBinding"] == V2_AGAIN
+    assert restarted.status["canaryWeight"] == 20  # from step 0 again
+    assert restarted.status["history"][0]["result"] == "Cancelled"
+
+
+def test_a_rollback_does_not_hold_back_another_object_under_the_name_nor_the_window_skip_it() -> None:
+    rolled = {"stableVersion": "iris-v1", "stableBinding": V1, "failedVersion": "iris-v2", "failedBinding": V2,
+              "phase": "RolledBack", "message": "rolled back"}
+    assert bound(rolled, binding=V2).status["phase"] == "RolledBack"
+    assert bound(rolled, binding=V2_AGAIN).status["canaryBinding"] == V2_AGAIN
+    window = {"stableVersion": "iris-v1", "stableBinding": V1, "previousStableVersions": ["iris-v2"],
+              "previousStableBindings": [V2], "phase": "Healthy"}
+    assert bound(window, binding=V2).status["stableBinding"] == V2  # a return to a known-good version
+    assert bound(window, binding=V2_AGAIN).status["canaryVersion"] == "iris-v2"  # not known: analysed
+
+
+def test_a_status_from_before_bindings_binds_by_name_and_records_the_binding() -> None:
+    legacy = {"stableVersion": "iris-v1", "phase": "Healthy"}
+    adopted = bound(legacy, desired="iris-v1", binding=V1)
+    assert (adopted.status["stableBinding"], adopted.status["canaryVersion"]) == (V1, None)
+    # Without bindings on either side the name decides, as before.
+    assert bound(legacy, desired="iris-v1").status["canaryVersion"] is None
+
+
+def test_a_version_that_may_not_roll_out_starts_nothing_and_stops_its_canary() -> None:
+    why = "namespace ml is labelled as production and iris-v2 holds stage Staging, not Production"
+    serving = {"stableVersion": "iris-v1", "stableBinding": V1, "phase": "Healthy"}
+    held = bound(serving, binding=V2, blocked=why)
+    assert (held.status["phase"], held.status["canaryVersion"], held.status["stableVersion"]) == (
+        "Paused", None, "iris-v1")  # fmt: skip
+    assert (held.summary.ready, held.summary.reason, held.summary.reconciling) == (False, "VersionNotAllowed", True)
+    assert held.summary.message == f"iris-v2 is not rolled out: {why}; iris-v1 keeps serving"
+    assert held.traffic is not None
+    assert not held.traffic.canary_active
+    running = {**serving, "canaryVersion": "iris-v2", "canaryBinding": V2, "canaryWeight": 20, "step": 1,
+               "stepStartedAt": iso(0)}  # fmt: skip
+    stopped = bound(running, binding=V2, blocked=why)
+    assert stopped.status["canaryVersion"] is None
+    assert stopped.status["history"][0]["result"] == "Cancelled"
+    assert any(e[1] == "CanaryCancelled" for e in stopped.events)
+    nothing = bound({}, binding=V2, blocked=why)
+    assert nothing.traffic is None
+    assert "nothing is served yet" in nothing.summary.message
+    # The stable itself is wanted: serving it is no rollout, the block does not apply.
+    assert bound(serving, desired="iris-v1", binding=V1, blocked=why).status["phase"] == "Healthy"

@@ -50,7 +50,8 @@ def test_children_with_gateway_routing_and_shadow_are_valid() -> None:
         "server": {"workers": 2, "image": "example/serve:1"},
     })
     traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=30, canary_active=True, mirror_percent=20)
-    children = serving.desired_children(spec, OWNER, traffic, VERSIONS, image="default:1", rule_labels={"a": "b"})
+    children = serving.desired_children(spec, OWNER, traffic, stable=VERSIONS["iris-v1"], canary=VERSIONS["iris-v2"],
+                                        image="default:1", rule_labels={"a": "b"})
     kinds = sorted((c["kind"], c["metadata"]["name"]) for c in children.keep)
     assert ("HTTPRoute", "iris") in kinds
     assert ("Service", "iris-stable") in kinds
@@ -161,7 +162,8 @@ def test_expected_replicas_match_the_children() -> None:
     traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=25, canary_active=True)
     s = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2", "replicas": 4})
     assert serving.expected_replicas(s, traffic) == (3, 1)
-    children = serving.desired_children(s, OWNER, traffic, VERSIONS, image="img")
+    children = serving.desired_children(s, OWNER, traffic, stable=VERSIONS[traffic.stable_version],
+                                        canary=VERSIONS[traffic.canary_version or traffic.stable_version], image="img")
     sizes = {o["metadata"]["name"]: o["spec"]["replicas"] for o in children.keep if o["kind"] == "Deployment"}
     assert sizes == {"iris-stable": 3, "iris-canary": 1}
     scaled = ModelDeploymentSpec.model_validate(
@@ -179,3 +181,44 @@ def test_a_mirror_filter_left_on_the_route_is_a_difference_and_the_patch_removes
     assert not serving.needs_repair(mirrored, mirrored)
     patch = serving.repair_patch(desired, mirrored)
     assert "filters" not in patch["spec"]["rules"][0]  # a merge patch replaces the list: the filter goes
+
+
+def with_uid(version_obj: dict[str, Any], uid: str, sha256: str = "c" * 64) -> dict[str, Any]:
+    copy = json.loads(json.dumps(version_obj))
+    copy["metadata"]["uid"] = uid
+    copy["spec"]["artifact"]["sha256"] = sha256
+    return copy
+
+
+def test_each_version_object_gets_its_own_config_map_even_under_one_name() -> None:
+    """The stable serves iris-v1 as promoted; another iris-v1 (re-created) runs as the canary beside it."""
+    spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v1", "replicas": 2})
+    old, new = with_uid(VERSIONS["iris-v1"], "0a0a0a0a-1"), with_uid(VERSIONS["iris-v1"], "1b1b1b1b-2", "e" * 64)
+    traffic = serving.Traffic("iris-v1", "iris-v1", canary_weight=50, canary_active=True)
+    children = serving.desired_children(spec, OWNER, traffic, stable=old, canary=new, image="img")
+    configs = {c["metadata"]["name"]: json.loads(c["data"]["result.json"]) for c in children.keep
+               if c["kind"] == "ConfigMap"}  # fmt: skip
+    assert {name: r["artifact"]["sha256"] for name, r in configs.items()} == {
+        "iris-model-iris-v1-0a0a0a0a": "c" * 64, "iris-model-iris-v1-1b1b1b1b": "e" * 64}  # fmt: skip
+    deployments = {c["metadata"]["name"]: c for c in children.keep if c["kind"] == "Deployment"}
+    mounts = {"iris-stable": "iris-model-iris-v1-0a0a0a0a", "iris-canary": "iris-model-iris-v1-1b1b1b1b"}
+    for name, config in mounts.items():
+        assert serving.mounted_config_maps(deployments[name]) == {config}
+    assert children.frozen == []
+
+
+def test_a_role_whose_version_is_gone_is_left_as_it_is_with_its_config_map() -> None:
+    spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2", "replicas": 2})
+    traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=50, canary_active=True)
+    canary = with_uid(VERSIONS["iris-v2"], "2c2c2c2c-3")
+    children = serving.desired_children(spec, OWNER, traffic, stable=None, canary=canary, image="img")
+    assert children.frozen == ["iris-stable"]
+    assert sorted(c["metadata"]["name"] for c in children.keep if c["kind"] in ("Deployment", "ConfigMap")) == [
+        "iris-canary", "iris-model-iris-v2-2c2c2c2c"]  # fmt: skip
+    existing = [{"metadata": {"name": n, "labels": {serving.DEPLOYMENT_LABEL: "iris"}}}
+                for n in ("iris-model-iris-v1-0a0a0a0a", "iris-model-iris-v2-2c2c2c2c", "iris-model-iris-v0-99")]
+    frozen_mounts = {"iris-model-iris-v1-0a0a0a0a"}
+    assert serving.stale_config_maps("iris", existing, children.keep, frozen_mounts) == ["iris-model-iris-v0-99"]
+    assert serving.stale_config_maps("iris", existing, children.keep) == [
+        "iris-model-iris-v0-99", "iris-model-iris-v1-0a0a0a0a"]  # fmt: skip
+    assert serving.mounted_config_maps(None) == set()

@@ -280,6 +280,14 @@ class RolloutRecord(StatusModel):
     message: str | None = Field(default=None, description="Details, e.g. the failing metric.")
 
 
+class VersionBinding(StatusModel):
+    """The exact ModelVersion a role serves: the object (uid) and the artifact (sha256) it was admitted with."""
+
+    name: str = Field(description="The ModelVersion's name.")
+    uid: str = Field(description="Its UID: another object under the same name is another version.")
+    sha256: str = Field(description="The artifact digest the role serves.")
+
+
 class ModelDeploymentStatus(StatusModel):
     """The rollout's state: all of it, so the operator can restart at any moment."""
 
@@ -316,5 +324,17 @@ class ModelDeploymentStatus(StatusModel):
     )
     history: list[RolloutRecord] | None = Field(
         default=None, description="The latest rollouts, newest first (at most 20)."
+    )
+    stable_binding: VersionBinding | None = Field(
+        default=None, description="The exact version the stable serves (name, uid, digest), as it was promoted."
+    )
+    canary_binding: VersionBinding | None = Field(
+        default=None, description="The exact version the canary runs, as it was admitted to the canary."
+    )
+    failed_binding: VersionBinding | None = Field(
+        default=None, description="The exact version behind failedVersion."
+    )
+    previous_stable_bindings: list[VersionBinding] | None = Field(
+        default=None, description="The exact versions behind previousStableVersions, in the same order."
     )
     kopf: dict[str, Any] | None = kopf_field()

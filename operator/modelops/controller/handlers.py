@@ -38,8 +38,9 @@ def registry(
     settings.register(result)
     kopf.on.cleanup(registry=result, id="cancel-requeues")(requeue.cancel_all)
     kopf.on.cleanup(registry=result, id="close-client")(common.close_client)
-    for module in (trainingruns, modeldeployments, driftpolicies):
+    for module in (trainingruns, driftpolicies):
         module.setup(result)
+    modeldeployments.setup(result, policy=governance)
     modelversions.setup(result, policy=governance)
     if webhook is not None:
         webhooks.setup(result, policy=governance, options=webhook)

@@ -14,8 +14,17 @@ Two watchers keep things current without polling:
   from), so ``Ready`` follows the pods. The repair never touches status and the annotation is
   on the owner, so the two do not fight; a Deployment change that leaves the digest as it was
   writes nothing;
-- a ModelVersion change (e.g. a stage granted) re-triggers the ModelDeployments that track the
-  model, through the ``modelops.io/tracked-version`` annotation.
+- a ModelVersion change (e.g. a stage granted) re-triggers the ModelDeployments of the model:
+  those that track it through the ``modelops.io/tracked-version`` annotation, and every one whose
+  versions (pinned, stable, canary) changed stage, uid or digest through
+  ``modelops.io/observed-versions``.
+
+Governance at every reconcile, not only at admission: each role serves the exact version it was
+bound to (``logic.rollout``: name, uid, digest) and is rendered from nothing else; in a production
+namespace a version that does not hold Production starts no rollout; the ``Governed`` condition
+(and a Warning Event when it turns) says when what serves is no longer what governance allows
+(``logic.governance.serving_condition``). A canary's rollback is recorded on the exact version
+that failed, by compare-and-swap.
 
 ``Ready`` means serving (see ``logic.rollout``): while it waits for the stable Deployment the
 reconcile finishes without a Kopf retry delay — a delayed handler would not run on the nudge
@@ -47,11 +56,14 @@ from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import conditions as cond
-from modelops.logic import rollout, serving
+from modelops.logic import governance, rollout, serving
+from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.rules import rule_labels
 from modelops.logic.validation import parse
 
 TRACKED_ANNOTATION = "modelops.io/tracked-version"
+VERSIONS_ANNOTATION = "modelops.io/observed-versions"
+GOVERNED = "Governed"
 OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
 INVALID_VERSION = "InvalidVersion"
@@ -172,24 +184,51 @@ def _owner(body: Mapping[str, Any]) -> serving.Owner:
     return serving.Owner(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
 
 
-async def _versions_for(namespace: str, traffic: serving.Traffic) -> tuple[dict[str, dict[str, Any]], str | None]:
-    versions: dict[str, dict[str, Any]] = {}
-    for name in {traffic.stable_version, traffic.canary_version or traffic.stable_version}:
-        found, problem = await lookup(API, "ModelVersion", namespace, name)
-        if problem is not None:
-            return versions, problem
-        versions[name] = found
-    return versions, None
+def _describe(bound: Mapping[str, Any]) -> str:
+    return f"{bound.get('name')} (uid {str(bound.get('uid'))[:8]}…, sha256 {str(bound.get('sha256'))[:12]}…)"
+
+
+async def bound_versions(
+    namespace: str, traffic: serving.Traffic, status: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    """(stable, canary) ModelVersion objects the Deployments are bound to, None where that object is gone
+    (deleted, or another object under its name), and a note per role left as it is."""
+    stable_binding, canary_binding = rollout.bindings_of(status)
+    found: list[dict[str, Any] | None] = []
+    notes: list[str] = []
+    roles = (("stable", traffic.stable_version, stable_binding),
+             ("canary", traffic.canary_version or traffic.stable_version, canary_binding))  # fmt: skip
+    for role, name, bound in roles:
+        live = await kube().get(API, "ModelVersion", namespace, name)
+        if live is not None and rollout.same_version(bound, rollout.binding(live)):
+            found.append(live)
+            continue
+        found.append(None)
+        what = _describe(bound) if bound is not None else name
+        if live is None:
+            notes.append(f"the {role}'s version {what} was deleted")
+        else:
+            notes.append(f"the {role}'s version {what} was replaced by another object under its name "
+                         f"({_describe(rollout.binding(live))})")  # fmt: skip
+    return found[0], found[1], notes
+
+
+Bound = tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]
 
 
 async def converge(
-    spec: ModelDeploymentSpec, body: Mapping[str, Any], traffic: serving.Traffic
+    spec: ModelDeploymentSpec,
+    body: Mapping[str, Any],
+    traffic: serving.Traffic,
+    status: Mapping[str, Any],
+    bound: Bound | None = None,
 ) -> tuple[list[str], str | None]:
-    """Make the children match the traffic; (what was changed, the problem that stopped it)."""
+    """Make the children match the traffic; (what was changed, the problem that stopped it).
+
+    ``bound`` is what ``bound_versions`` found for this traffic, if the caller has read it already.
+    """
     owner = _owner(body)
-    versions, problem = await _versions_for(owner.namespace, traffic)
-    if problem is not None:
-        return [], problem
+    stable_version, canary_version, _ = bound or await bound_versions(owner.namespace, traffic, status)
     stable_now: int | None = None
     current_stable = await kube().get("apps/v1", "Deployment", owner.namespace, serving.stable_name(owner.name))
     if spec.autoscaling is not None and current_stable is not None:
@@ -198,11 +237,18 @@ async def converge(
     try:
         labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
         children = serving.desired_children(
-            spec, owner, traffic, versions, image=image(), rule_labels=labels, stable_replicas_now=stable_now,
+            spec, owner, traffic, stable=stable_version, canary=canary_version, image=image(), rule_labels=labels,
+            stable_replicas_now=stable_now,
         )  # fmt: skip
     except (serving.InvalidVersionError, ValueError) as error:
         return [], str(error)
     changed: list[str] = []
+    kept_mounts: set[str] = set()
+    for name in children.frozen:  # its bound version is gone: left exactly as it is, its ConfigMap too
+        current = await kube().get("apps/v1", "Deployment", owner.namespace, name)
+        if current is None:
+            return [], f"Deployment {name} cannot be put back: the version it served no longer exists"
+        kept_mounts |= serving.mounted_config_maps(current)
     for obj in children.keep:
         meta = obj["metadata"]
         current = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
@@ -234,7 +280,7 @@ async def converge(
     configmaps = await kube().list(
         "v1", "ConfigMap", owner.namespace, label_selector=f"{serving.DEPLOYMENT_LABEL}={owner.name}"
     )
-    for name in serving.stale_config_maps(owner.name, configmaps, children.keep):
+    for name in serving.stale_config_maps(owner.name, configmaps, children.keep, kept_mounts):
         await kube().delete("v1", "ConfigMap", owner.namespace, name)
     return changed, None
 
@@ -326,7 +372,10 @@ def _invalid(message: str, reason: str = cond.Reason.INVALID_SPEC) -> Outcome:
     )
 
 
-async def _reject(namespace: str, name: str, version: str, rejection: rollout.Rejection, at: str) -> None:
+async def _reject(
+    namespace: str, name: str, rejection: rollout.Rejection, bound: Mapping[str, Any] | None, at: str
+) -> None:
+    """Record the rollback on the exact version that failed (compare-and-swap; governed status)."""
     record: dict[str, Any] = {
         "deployment": f"{namespace}/{name}",
         "metric": rejection.metric,
@@ -335,16 +384,52 @@ async def _reject(namespace: str, name: str, version: str, rejection: rollout.Re
     }
     if rejection.value is not None:
         record["value"] = rejection.value
+    for _ in range(8):
+        version = await kube().get(API, "ModelVersion", namespace, rejection.version)
+        if version is None or not rollout.same_version(bound, rollout.binding(version)):
+            return  # the object that failed is gone; another under its name has no such evidence
+        precondition = {"resourceVersion": version["metadata"]["resourceVersion"]}
+        patch = {"metadata": precondition, "status": {"rejected": record}}
+        try:
+            await kube().patch(API, "ModelVersion", namespace, rejection.version, patch, subresource="status")
+            return
+        except KubeError as error:
+            if error.status not in (404, 409):
+                raise
+    raise kopf.TemporaryError(f"ModelVersion {namespace}/{rejection.version} kept changing; rejection not recorded")
+
+
+async def _is_production_namespace(policy: Policy, namespace: str) -> tuple[bool, str | None]:
+    """Whether the namespace serves only Production; unreadable counts as production (fail closed)."""
     try:
-        await kube().patch(
-            API, "ModelVersion", namespace, version, {"status": {"rejected": record}}, subresource="status"
-        )
+        found = await kube().call("GET", f"/api/v1/namespaces/{namespace}")
     except KubeError as error:
-        if error.status != 404:
-            raise
+        return True, f"cannot read namespace {namespace} ({error.message}): treated as production"
+    return policy.is_production_namespace((found.get("metadata") or {}).get("labels")), None
 
 
-async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
+def _governed_events(old: Mapping[str, Any], condition: tuple[bool, str, str]) -> list[tuple[str, str, str]]:
+    """A Warning when the Governed condition turns False or says something new; Normal when it recovers."""
+    before = cond.find(old.get("conditions"), GOVERNED) or {}
+    ok, reason, message = condition
+    if (before.get("status") == ("True" if ok else "False")) and before.get("reason") == reason and (
+        ok or before.get("message") == message
+    ):
+        return []
+    if ok:
+        return [] if not before else [("Normal", reason, message)]
+    return [("Warning", reason, message)]
+
+
+def make_reconcile(policy: Policy) -> Any:
+    async def reconcile(spec: ModelDeploymentSpec, ctx: Context) -> Outcome:
+        return await reconcile_modeldeployment(spec, ctx, policy)
+
+    reconcile.__name__ = "reconcile_modeldeployment"
+    return reconcile
+
+
+async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, policy: Policy = DEFAULT) -> Outcome:
     problem = rollout.check_spec(spec)
     if problem is not None:
         return _invalid(problem)
@@ -364,6 +449,13 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
         return _invalid(f"{source}: {error}", INVALID_VERSION)
 
     annotations = (ctx.body.get("metadata") or {}).get("annotations") or {}
+    production, unreadable = await _is_production_namespace(policy, ctx.namespace)
+    stage = (version.get("status") or {}).get("stage")
+    blocked = governance.rollout_blocked(
+        production_namespace=production, namespace=ctx.namespace, version=desired, stage=stage
+    )
+    if blocked is not None and unreadable:
+        blocked = f"{blocked} ({unreadable})"
     async with _lock(ctx.namespace, ctx.name):
         # Read the freshest status: a repair or a previous run may have moved on since the event.
         fresh = await kube().get(API, "ModelDeployment", ctx.namespace, ctx.name)
@@ -375,7 +467,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
         inputs = rollout.Inputs(
             spec=spec, namespace=ctx.namespace, name=ctx.name, status=status, desired=desired, now=now,
             desired_field=source, action=annotations.get(rollout.ACTION_ANNOTATION),
-            stable=stable_now, canary=canary_now,
+            stable=stable_now, canary=canary_now, desired_binding=rollout.binding(version), blocked=blocked,
         )  # fmt: skip
         decision = rollout.decide(inputs)
         if decision.measure is not None:
@@ -390,25 +482,38 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context) -> 
             await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
                                subresource="status")  # fmt: skip
         if decision.rejection is not None:
-            await _reject(ctx.namespace, ctx.name, decision.rejection.version, decision.rejection, cond.now_iso(now))
+            failed = decision.status.get("failedBinding")
+            await _reject(ctx.namespace, ctx.name, decision.rejection, failed, cond.now_iso(now))
         problem = None
         events = list(decision.events)
+        replaced: list[str] = []
+        stable_stage: str | None = None
         if decision.traffic is not None:
-            put_back, problem = await converge(spec, fresh, decision.traffic)
+            bound = await bound_versions(ctx.namespace, decision.traffic, decision.status)
+            stable_obj, _, replaced = bound
+            stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
+            put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
                 events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
+        stable_name = decision.status.get("stableVersion")
+        governed = governance.serving_condition(governance.Serving(
+            namespace=ctx.namespace, production_namespace=production, stable=stable_name, stable_stage=stable_stage,
+            replaced=replaced, blocked=blocked,
+        ))  # fmt: skip
+        events += _governed_events(status, governed)
+        conditions = [*decision.conditions, (GOVERNED, *governed)]
     if problem is not None:
         return Outcome(
             summary=cond.Summary(ready=False, reason="ChildrenFailed", message=problem, reconciling=True),
             status=new_status,
-            conditions=decision.conditions,
+            conditions=conditions,
             events=events,
             requeue_after=wait_retry_seconds(),
         )
     return Outcome(
         summary=decision.summary,
         status=new_status,
-        conditions=decision.conditions,
+        conditions=conditions,
         events=events,
         requeue_after=decision.requeue_after,
     )
@@ -427,10 +532,11 @@ async def repair(namespace: str, name: str, logger: Any) -> list[str]:
         if parsed.model is None or rollout.check_spec(parsed.model) is not None:
             return []
         spec: ModelDeploymentSpec = parsed.model
-        traffic = rollout.traffic_of(spec, body.get("status") or {})
+        status = body.get("status") or {}
+        traffic = rollout.traffic_of(spec, status)
         if traffic is None:
             return []
-        changed, problem = await converge(spec, body, traffic)
+        changed, problem = await converge(spec, body, traffic, status)
     if problem is not None:
         logger.warning(f"cannot repair the children of {namespace}/{name}: {problem}")
     if changed:
@@ -477,9 +583,7 @@ async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any
     if not namespace or not model:
         return
     deployments = await kube().list(API, "ModelDeployment", str(namespace))
-    watching = [
-        d for d in deployments if (d.get("spec") or {}).get("model") == model and (d.get("spec") or {}).get("track")
-    ]
+    watching = [d for d in deployments if (d.get("spec") or {}).get("model") == model]
     if not watching:
         return
     versions = await _model_versions(str(namespace), str(model))
@@ -489,11 +593,18 @@ async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any
         parsed = parse(ModelDeploymentSpec, deployment.get("spec") or {})
         if parsed.model is None:
             continue
-        wanted = tracked(parsed.model, versions) or ""
         annotations = deployment["metadata"].get("annotations") or {}
-        if annotations.get(TRACKED_ANNOTATION, "") == wanted:
+        changes: dict[str, str | None] = {}
+        if parsed.model.track:
+            wanted = tracked(parsed.model, versions) or ""
+            if annotations.get(TRACKED_ANNOTATION, "") != wanted:
+                changes[TRACKED_ANNOTATION] = wanted or None
+        seen = versions_digest(deployment, versions)
+        if annotations.get(VERSIONS_ANNOTATION) != seen:
+            changes[VERSIONS_ANNOTATION] = seen
+        if not changes:
             continue
-        patch = {"metadata": {"annotations": {TRACKED_ANNOTATION: wanted or None}}}
+        patch = {"metadata": {"annotations": changes}}
         try:
             await kube().patch(API, "ModelDeployment", str(namespace), deployment["metadata"]["name"], patch)
         except KubeError as error:
@@ -501,9 +612,22 @@ async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any
                 raise
 
 
-def setup(registry: kopf.OperatorRegistry) -> None:
+def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[str, Any]]) -> str:
+    """A short digest of the versions a deployment refers to (pinned, stable, canary): name, uid, digest, stage."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    names = {spec.get("modelVersion"), status.get("stableVersion"), status.get("canaryVersion")} - {None}
+    seen = sorted(
+        (str(v["metadata"].get("name")), str(v["metadata"].get("uid")),
+         str(((v.get("spec") or {}).get("artifact") or {}).get("sha256")), str((v.get("status") or {}).get("stage")))
+        for v in versions
+        if (v.get("metadata") or {}).get("name") in names
+    )  # fmt: skip
+    return hashlib.sha256(json.dumps([sorted(map(str, names)), seen]).encode()).hexdigest()[:16]
+
+
+def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile and the two watchers."""
-    register(registry, kind_info("ModelDeployment"), reconcile_modeldeployment)
+    register(registry, kind_info("ModelDeployment"), make_reconcile(policy))
     for api_version, _kind, group, plural in CHILD_KINDS:
         version = api_version.rsplit("/", 1)[-1]
         kopf.on.event(

@@ -335,7 +335,7 @@ def admit_deployment(
     track: str | None,
 ) -> None:
     """Which versions a namespace may serve; raises :class:`DeniedError` naming the version and its stage."""
-    allowed = ("Production",) if production_namespace else ("Staging", "Production")
+    allowed = allowed_stages(production_namespace)
     where = f"namespace {namespace} is labelled as production" if production_namespace else f"namespace {namespace}"
     if track is not None and track not in allowed:
         raise DeniedError(f"spec.track: {where} and may only track {' or '.join(allowed)}, not {track}")
@@ -348,6 +348,65 @@ def admit_deployment(
             f"spec.modelVersion: ModelVersion {version} has granted stage {version_stage}; "
             f"{where} and may only serve {' or '.join(allowed)}"
         )
+
+
+def allowed_stages(production_namespace: bool) -> tuple[str, ...]:
+    return ("Production",) if production_namespace else ("Staging", "Production")
+
+
+def rollout_blocked(*, production_namespace: bool, namespace: str, version: str, stage: str | None) -> str | None:
+    """Why ``version`` may not roll out in this namespace (a production one: only Production), or None.
+
+    Checked at every reconcile, not only at admission: a version re-created under a pinned name, or
+    one whose stage changed, is judged as it is now. Outside production namespaces the admission
+    webhook's rule stays the only gate (serving a version there ahead of its grant is how it is tried).
+    """
+    if not production_namespace or stage == "Production":
+        return None
+    held = f"holds stage {stage}" if stage not in (None, "None") else "has no stage granted yet"
+    return f"namespace {namespace} is labelled as production and {version} {held}, not Production"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a ModelDeployment serves, as governance sees it (one reconcile's reading)."""
+
+    namespace: str
+    production_namespace: bool
+    stable: str | None  # the stable version's name
+    stable_stage: str | None  # its granted stage now; None when its bound object is gone
+    replaced: Sequence[str] = ()  # roles whose bound version was deleted or replaced under its name
+    blocked: str | None = None  # why the wanted version may not roll out (rollout_blocked)
+
+
+def serving_condition(serving: Serving) -> tuple[bool, str, str]:
+    """The ``Governed`` condition of a ModelDeployment: (status, reason, message).
+
+    What keeps serving: always the stable as it was promoted (an outage is not a governance
+    decision). The condition says when that is no longer what governance allows: its version was
+    deleted or replaced under its name, left the stages the namespace serves (archived, rejected), or
+    the version wanted may not roll out here.
+    """
+    keep = "it keeps serving the digest it was promoted with"
+    stop = "scale spec.replicas to 0 or delete the ModelDeployment to stop it"
+    if serving.replaced:
+        return False, "VersionReplaced", f"{'; '.join(serving.replaced)}: {keep} ({stop})"
+    if serving.blocked is not None:
+        return False, "VersionNotAllowed", serving.blocked
+    allowed = allowed_stages(serving.production_namespace)
+    where = (
+        f"namespace {serving.namespace} is labelled as production and serves"
+        if serving.production_namespace
+        else f"namespace {serving.namespace} serves"
+    )
+    if serving.stable is not None and serving.stable_stage not in allowed:
+        return False, "StableNotAllowed", (
+            f"stable {serving.stable} holds stage {serving.stable_stage}; {where} only {' or '.join(allowed)}: "
+            f"{keep} until a version that does replaces it ({stop})"
+        )
+    if serving.stable is None:
+        return True, "Allowed", "nothing is served yet"
+    return True, "Allowed", f"stable {serving.stable} holds stage {serving.stable_stage}"
 
 
 # --- the reconcile's decision --------------------------------------------------------------------

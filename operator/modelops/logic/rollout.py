@@ -28,8 +28,20 @@ Rules:
   Degraded, reason ``ProgressDeadlineExceeded``) when the deployment controller gave up;
 - a canary that is not available is not measured, does not end a timed pause and is not
   promoted at the end of the steps: the rollout holds (reason ``CanaryUnavailable``, the counts
-  in the message) and looks again every ``analysis.interval``. An explicit ``promote`` still
-  promotes (a person decided). There is no timeout on this hold: ``abort`` ends it.
+  in the message) and looks again every ``analysis.interval``. There is no timeout on this hold:
+  ``abort`` ends it. An explicit ``promote`` skips the remaining steps and their analysis (a
+  person decided) but not availability: a promote while the canary is not available is refused
+  (a ``PromoteRefused`` Warning; the value is spent, the rollout holds as before). A ``promote``
+  with no canary running swaps the wanted version in at once, as ``Recreate`` does;
+- versions are the exact objects, not names: each role's version is bound by name, uid and
+  artifact digest (``stableBinding``, ``canaryBinding``, ``failedBinding``,
+  ``previousStableBindings``), recorded when it is admitted to the canary or promoted. Another
+  object under a bound name (deleted and re-created) is another version: it goes through the
+  canary, a rollback of the earlier one does not hold it back, and the rollback window does not
+  skip its analysis. A status from before bindings existed binds by name, then records the binding;
+- ``blocked`` (the controller's governance check: in a production namespace a version that does
+  not hold Production) starts no rollout of the wanted version and cancels a running canary; what
+  serves keeps serving (phase Paused, reason ``VersionNotAllowed``) until the version is granted.
 
 The Deployments' availability is read before deciding, for the traffic in status; when this
 decision changes a Deployment (a new stable version, other weights), what was read is stale and
@@ -72,13 +84,14 @@ REASON_UNAVAILABLE: Final = "Unavailable"
 REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
 REASON_DEADLINE: Final = "ProgressDeadlineExceeded"
 REASON_CANARY_UNAVAILABLE: Final = "CanaryUnavailable"
+REASON_NOT_ALLOWED: Final = "VersionNotAllowed"
 # The "metric" of a canary whose pods never became available (its Deployment's progress deadline passed).
 AVAILABILITY: Final = "availability"
 
 STATUS_KEYS: Final = (
     "phase", "message", "desiredVersion", "servingVersion", "stableVersion", "canaryVersion", "canaryWeight",
     "step", "stepStartedAt", "analysis", "previousStableVersions", "failedVersion", "lastMeasuredAt",
-    "lastAction", "history",
+    "lastAction", "history", "stableBinding", "canaryBinding", "failedBinding", "previousStableBindings",
 )  # fmt: skip
 
 DEFAULT_STEPS: Final = (
@@ -135,6 +148,37 @@ def traffic_of(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> Traffic 
     )
 
 
+Binding = Mapping[str, Any]  # {name, uid, sha256}: the exact version a role serves
+
+
+def binding(version: Mapping[str, Any]) -> dict[str, str]:
+    """The binding of a ModelVersion object: its name, uid and artifact digest."""
+    meta, spec = version.get("metadata") or {}, version.get("spec") or {}
+    return {"name": str(meta.get("name")), "uid": str(meta.get("uid")),
+            "sha256": str((spec.get("artifact") or {}).get("sha256"))}  # fmt: skip
+
+
+def bindings_of(status: Mapping[str, Any]) -> tuple[Binding | None, Binding | None]:
+    """The bindings of the stable and canary Deployments for the traffic in status (see ``traffic_of``)."""
+    def known(key: str) -> Binding | None:
+        value = status.get(key)
+        return value if isinstance(value, Mapping) and value.get("uid") else None
+
+    stable = known("stableBinding")
+    if status.get("canaryVersion"):
+        return stable, known("canaryBinding")
+    if status.get("failedVersion"):
+        return stable, known("failedBinding")
+    return stable, stable
+
+
+def same_version(bound: Binding | None, wanted: Binding | None) -> bool:
+    """Whether a role's binding is the wanted object; unknown on either side: the name decided already."""
+    if bound is None or wanted is None:
+        return True
+    return bound.get("uid") == wanted.get("uid") and bound.get("sha256") == wanted.get("sha256")
+
+
 @dataclass(frozen=True)
 class Inputs:
     """What one decision reads."""
@@ -152,6 +196,8 @@ class Inputs:
     # (counts as not available).
     stable: Availability | None = None
     canary: Availability | None = None
+    desired_binding: Binding | None = None  # the wanted version's name, uid and digest (None: by name only)
+    blocked: str | None = None  # why the wanted version may not be rolled out here (governance)
 
 
 @dataclass(frozen=True)
@@ -203,17 +249,47 @@ class _Machine:
         self.st["history"] = [entry, *history][:HISTORY_LIMIT]
 
     def clear_canary(self) -> None:
-        self.st.update(canaryVersion=None, canaryWeight=0, step=None, stepStartedAt=None)
+        self.st.update(canaryVersion=None, canaryWeight=0, step=None, stepStartedAt=None, canaryBinding=None)
 
-    def make_stable(self, version: str) -> None:
+    def make_stable(self, version: str, bound: Binding | None) -> None:
         old = self.st.get("stableVersion")
+        old_binding = self.bound("stableBinding")
         previous = [str(v) for v in self.st.get("previousStableVersions") or [] if v != version]
         if old and old != version:
             previous = [str(old), *[v for v in previous if v != old]]
-        self.st["previousStableVersions"] = previous[:PREVIOUS_LIMIT] or None
+        previous = previous[:PREVIOUS_LIMIT]
+        bindings = [b for b in self.st.get("previousStableBindings") or [] if isinstance(b, Mapping)]
+        if old_binding is not None and old != version:
+            bindings = [old_binding, *bindings]
+        kept = {}  # the newest binding of each name still in the window
+        for entry in bindings:
+            if entry.get("name") in previous and entry.get("name") not in kept:
+                kept[entry.get("name")] = dict(entry)
+        self.st["previousStableVersions"] = previous or None
+        self.st["previousStableBindings"] = [kept[n] for n in previous if n in kept] or None
         self.st["stableVersion"] = version
+        self.st["stableBinding"] = dict(bound) if bound is not None else None
         self.st["failedVersion"] = None
+        self.st["failedBinding"] = None
         self.clear_canary()
+
+    def bound(self, key: str) -> Binding | None:
+        value = self.st.get(key)
+        return value if isinstance(value, Mapping) and value.get("uid") else None
+
+    def is_desired(self, name_key: str, binding_key: str) -> bool:
+        """Whether the role's version is the wanted object (by name, then uid and digest where known)."""
+        if self.st.get(name_key) != self.inputs.desired:
+            return False
+        return same_version(self.bound(binding_key), self.inputs.desired_binding)
+
+    def in_window(self, desired: str) -> bool:
+        window = [str(v) for v in self.st.get("previousStableVersions") or []][: self.spec.rollout.rollback_window]
+        if desired not in window:
+            return False
+        bindings = [b for b in self.st.get("previousStableBindings") or [] if isinstance(b, Mapping)]
+        recorded = next((b for b in bindings if b.get("name") == desired), None)
+        return same_version(recorded, self.inputs.desired_binding)
 
     def start_step(self, index: int) -> None:
         self.st["step"] = index
@@ -307,7 +383,7 @@ class _Machine:
     def stable_problem(self) -> tuple[bool, str] | None:
         """(stalled, why) while the stable Deployment does not serve; None when it does."""
         name = stable_name(self.inputs.name)
-        if self._moved("stableVersion", "canaryVersion", "canaryWeight"):
+        if self._moved("stableVersion", "canaryVersion", "canaryWeight", "stableBinding", "canaryBinding"):
             return False, f"Deployment {name} is being updated to {self.st.get('stableVersion')}"
         found = self.inputs.stable
         if found is None:
@@ -319,7 +395,7 @@ class _Machine:
     def canary_problem(self) -> str | None:
         """Why the canary cannot be judged now (its Deployment not available); None when it can."""
         name = canary_name(self.inputs.name)
-        if self._moved("canaryVersion", "canaryWeight"):
+        if self._moved("canaryVersion", "canaryWeight", "canaryBinding"):
             return f"Deployment {name} is being resized for {self.st.get('canaryWeight') or 0}%"
         found = self.inputs.canary
         if found is None:
@@ -357,8 +433,10 @@ class _Machine:
         else:
             metric, value, detail = ("", None, "")
             why = f"aborted by {ACTION_ANNOTATION}"
+        failed_binding = self.bound("canaryBinding")
         self.clear_canary()
         self.st["failedVersion"] = version
+        self.st["failedBinding"] = dict(failed_binding) if failed_binding is not None else None
         self.record(version, "Aborted" if reason == REASON_ABORTED else "RolledBack", why)
         message = (
             f"canary {version} rolled back ({why}); {stable} keeps serving. Revert the commit that set "
@@ -373,7 +451,7 @@ class _Machine:
         version = str(self.st.get("canaryVersion"))
         old = self.st.get("stableVersion")
         self.record(version, "Promoted", how)
-        self.make_stable(version)
+        self.make_stable(version, self.bound("canaryBinding"))
         self.event("Normal", "Promoted", f"{version} promoted to stable ({how}); {old} retired")
         return self.finish("Healthy", f"serving {version}")
 
@@ -398,13 +476,16 @@ class _Machine:
         desired = self.inputs.desired
         self.st["desiredVersion"] = desired
         stable = self.st.get("stableVersion")
+        blocked = self.inputs.blocked
+        if blocked is not None and not (stable and self.is_desired("stableVersion", "stableBinding")):
+            return self.not_allowed(action, blocked)
         if not stable:
-            self.make_stable(desired)
+            self.make_stable(desired, self.inputs.desired_binding)
             self.record(desired, "Deployed", "first version: no canary")
             self.event("Normal", "Deployed", f"{desired} deployed as the first stable version")
             return self.finish("Healthy", f"serving {desired}")
         canary = self.st.get("canaryVersion")
-        if canary and canary != desired:
+        if canary and not self.is_desired("canaryVersion", "canaryBinding"):
             self.record(str(canary), "Cancelled", f"superseded by {desired}")
             self.event("Normal", "CanaryCancelled", f"canary {canary} stopped: {desired} is wanted now")
             self.clear_canary()
@@ -414,43 +495,67 @@ class _Machine:
         if action == "abort":
             return self.rollback(REASON_ABORTED, None)
         if action == "promote":
-            return self.promote(f"promoted by {ACTION_ANNOTATION}")
-        if action is not None:
+            held = self.canary_problem()
+            if held is None:
+                return self.promote(f"promoted by {ACTION_ANNOTATION}")
+            self.event(
+                "Warning", "PromoteRefused",
+                f"promote: canary {canary} is not available ({held}); a promote needs an available canary: "
+                "wait for it, or abort",
+            )  # fmt: skip
+        elif action is not None:
             self.event("Normal", "ActionIgnored", f"{action}: a canary of {canary} is already running")
         return self.walk()
 
+    def not_allowed(self, action: str | None, why: str) -> Decision:
+        """The wanted version may not roll out here: no canary of it, what serves keeps serving."""
+        desired, stable, canary = self.inputs.desired, self.st.get("stableVersion"), self.st.get("canaryVersion")
+        if canary:
+            self.record(str(canary), "Cancelled", f"{desired} may not roll out: {why}")
+            self.event("Warning", "CanaryCancelled", f"canary {canary} stopped: {desired} may not roll out: {why}")
+            self.clear_canary()
+        if action is not None:
+            self.event("Normal", "ActionIgnored", f"{action}: {desired} may not roll out: {why}")
+        serving = f"{stable} keeps serving" if stable else "nothing is served yet"
+        return self.finish("Paused", f"{desired} is not rolled out: {why}; {serving}", reason=REASON_NOT_ALLOWED)
+
     def steady(self, action: str | None, stable: str, desired: str) -> Decision:
-        if desired == stable:
+        if self.is_desired("stableVersion", "stableBinding"):
+            if self.bound("stableBinding") is None and self.inputs.desired_binding is not None:
+                self.st["stableBinding"] = dict(self.inputs.desired_binding)  # a status from before bindings
             if self.st.get("failedVersion"):
                 self.st["failedVersion"] = None
+                self.st["failedBinding"] = None
             if action is not None:
                 self.event("Normal", "ActionIgnored", f"{action}: {stable} is already stable, no rollout to act on")
             return self.finish("Healthy", f"serving {stable}")
-        if self.st.get("failedVersion") == desired and action not in ("retry", "promote"):
+        if self.is_desired("failedVersion", "failedBinding") and action not in ("retry", "promote"):
             if action == "abort":
                 self.event("Normal", "ActionIgnored", f"abort: {desired} is already rolled back")
             return self.finish(
                 "RolledBack", self.st.get("message") or self.rolled_back_message(),
                 reason=self._degraded_reason(),
             )  # fmt: skip
-        window = [str(v) for v in self.st.get("previousStableVersions") or []][: self.spec.rollout.rollback_window]
         how: str | None = None
         if self.spec.rollout.strategy == "Recreate":
             how = "strategy Recreate: swapped at once"
-        elif desired in window:
+        elif self.in_window(desired):
             how = f"{desired} was stable moments ago (rollbackWindow {self.spec.rollout.rollback_window}): no analysis"
         elif action == "promote":
             how = f"promoted by {ACTION_ANNOTATION} without a canary"
         if how is not None:
             self.record(desired, "Replaced", how)
-            self.make_stable(desired)
+            self.make_stable(desired, self.inputs.desired_binding)
             self.event("Normal", "Replaced", f"{desired} replaced {stable} ({how})")
             return self.finish("Healthy", f"serving {desired}")
         if action == "retry":
             self.event("Normal", "Retry", f"retrying the canary of {desired} from step 0")
         elif action is not None:
             self.event("Normal", "ActionIgnored", f"{action}: no canary is running")
-        self.st.update(failedVersion=None, canaryVersion=desired, canaryWeight=0, analysis=None, lastMeasuredAt=None)
+        self.st.update(failedVersion=None, failedBinding=None, canaryVersion=desired, canaryWeight=0, analysis=None,
+                       lastMeasuredAt=None)
+        wanted = self.inputs.desired_binding
+        self.st["canaryBinding"] = dict(wanted) if wanted is not None else None
         self.start_step(0)
         self.event("Normal", "RolloutStarted", f"canary {desired} started against stable {stable}")
         return self.walk()

@@ -3,9 +3,10 @@
 ``desired_children`` returns every object the operator keeps in the cluster for one
 ModelDeployment, whole (labels and ownerReferences included):
 
-- a ConfigMap per served version holding the ``result.json`` that ``modelops serve --model-dir``
-  reads, synthesised from the ModelVersion (model, task, artifact with its sha256, signature,
-  reference statistics);
+- a ConfigMap per served version object (named by the version and its uid, so another object
+  re-created under the same name never overwrites it) holding the ``result.json`` that
+  ``modelops serve --model-dir`` reads, synthesised from the ModelVersion (model, task, artifact
+  with its sha256, signature, reference statistics);
 - Deployments ``<name>-stable`` and ``<name>-canary`` running ``modelops serve`` on the version's
   artifact (a ``pvc://`` claim mounted read-only, other stores fetched into an emptyDir cache),
   v2 health probes, a locked-down security context and graceful shutdown;
@@ -14,6 +15,11 @@ ModelDeployment, whole (labels and ownerReferences included):
 - optionally an HPA for the stable Deployment and a PodDisruptionBudget;
 - with Gateway API routing, per-role Services and an HTTPRoute whose backend weights split the
   traffic (and whose RequestMirror filter shadows the canary).
+
+Each role is rendered only from the exact version it is bound to (``logic.rollout``: name, uid
+and digest); a role whose bound version no longer exists, or was replaced by another object under
+its name, is passed as None and left exactly as it is (``Children.frozen``): it keeps serving the
+digest it was admitted with, and its ConfigMap is kept.
 
 Traffic by replica ratio (the default) follows Argo Rollouts' basic canary
 (``utils/replicaset/canary.go``): the canary gets ``ceil(replicas * weight / 100)`` replicas (at
@@ -29,7 +35,7 @@ import copy
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modeldeployment import ModelDeploymentSpec
@@ -89,8 +95,14 @@ def canary_name(owner: str) -> str:
     return child_name(owner, "canary")
 
 
-def model_config_name(owner: str, version: str) -> str:
-    return child_name(owner, f"model-{version}")
+def model_config_name(owner: str, version: str, uid: str | None = None) -> str:
+    """The ConfigMap of one version object: its name, and its uid's start when known."""
+    return child_name(owner, f"model-{version}" + (f"-{uid[:8]}" if uid else ""))
+
+
+def _config_name(owner: Owner, version: Mapping[str, Any]) -> str:
+    meta = version.get("metadata") or {}
+    return model_config_name(owner.name, str(meta.get("name")), str(meta["uid"]) if meta.get("uid") else None)
 
 
 def service_url(owner: Owner, model: str) -> str:
@@ -263,7 +275,7 @@ def _config_map(owner: Owner, model: str, version: Mapping[str, Any]) -> JsonDic
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(owner, model_config_name(owner.name, name), labels),
+        "metadata": _meta(owner, _config_name(owner, version), labels),
         "data": {"result.json": json.dumps(model_result(version), indent=2, sort_keys=True)},
     }
 
@@ -360,7 +372,7 @@ def _deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumes": [
-            {"name": "model", "configMap": {"name": model_config_name(owner.name, version_name)}},
+            {"name": "model", "configMap": {"name": _config_name(owner, version)}},
             {"name": "cache", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
             *pvc_volumes,
@@ -534,10 +546,12 @@ def _http_route(spec: ModelDeploymentSpec, owner: Owner, traffic: Traffic) -> Js
 
 @dataclass(frozen=True)
 class Children:
-    """What to keep (applied) and what to remove (kind, apiVersion, name) for one ModelDeployment."""
+    """What to keep (applied), what to remove (kind, apiVersion, name), and which server Deployments to
+    leave exactly as they are (their bound version is gone) for one ModelDeployment."""
 
     keep: list[JsonDict]
     remove: list[tuple[str, str, str]]
+    frozen: list[str] = field(default_factory=list)
 
 
 # Optional children by (apiVersion, kind, name suffix or "" for the owner's own name).
@@ -554,35 +568,33 @@ def desired_children(
     spec: ModelDeploymentSpec,
     owner: Owner,
     traffic: Traffic,
-    versions: Mapping[str, Mapping[str, Any]],
     *,
+    stable: Mapping[str, Any] | None,
+    canary: Mapping[str, Any] | None,
     image: str,
     rule_labels: Mapping[str, str] | None = None,
     stable_replicas_now: int | None = None,
 ) -> Children:
     """Every child of a ModelDeployment for the given traffic.
 
-    ``versions`` maps the ModelVersion names in ``traffic`` to their objects. With an HPA the
-    stable Deployment's replica count is the HPA's (``spec.replicas`` omitted);
-    ``stable_replicas_now`` (the Deployment's current count) then sizes the canary. Raises
-    InvalidVersionError when a version cannot be served.
+    ``stable`` and ``canary`` are the ModelVersion objects the two Deployments are bound to (the
+    canary Deployment's is the stable's when no canary ran yet); None leaves that Deployment as it
+    is (see the module docstring). With an HPA the stable Deployment's replica count is the HPA's
+    (``spec.replicas`` omitted); ``stable_replicas_now`` (the Deployment's current count) then
+    sizes the canary. Raises InvalidVersionError when a version cannot be served.
     """
     gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
     stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
     keep: list[JsonDict] = []
-    wanted_versions = [traffic.stable_version]
-    canary_version = traffic.canary_version or traffic.stable_version
-    if canary_version not in wanted_versions:
-        wanted_versions.append(canary_version)
-    for name in wanted_versions:
-        keep.append(_config_map(owner, spec.model, versions[name]))
-    keep.append(
-        _deployment(
-            spec, owner, versions[traffic.stable_version], role="stable",
-            replicas=stable_count, image=image,
-        )
-    )  # fmt: skip
-    keep.append(_deployment(spec, owner, versions[canary_version], role="canary", replicas=canary_count, image=image))
+    frozen: list[str] = []
+    for role, version, count in (("stable", stable, stable_count), ("canary", canary, canary_count)):
+        if version is None:
+            frozen.append(stable_name(owner.name) if role == "stable" else canary_name(owner.name))
+            continue
+        config = _config_map(owner, spec.model, version)
+        if all(c["metadata"]["name"] != config["metadata"]["name"] for c in keep):
+            keep.append(config)
+        keep.append(_deployment(spec, owner, version, role=role, replicas=count, image=image))
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))
     keep.append(_prometheus_rule(spec, owner, dict(rule_labels or {})))
@@ -599,14 +611,26 @@ def desired_children(
             keep.append(obj)
         else:
             remove.append((api_version, kind, child_name(owner.name, suffix) if suffix else owner.name))
-    return Children(keep=keep, remove=remove)
+    return Children(keep=keep, remove=remove, frozen=frozen)
+
+
+def mounted_config_maps(deployment: Mapping[str, Any] | None) -> set[str]:
+    """The ConfigMaps a Deployment's pods mount (a frozen Deployment's must stay)."""
+    pod = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {
+        str(volume["configMap"]["name"])
+        for volume in pod.get("volumes") or []
+        if isinstance(volume, Mapping)
+        and isinstance(volume.get("configMap"), Mapping)
+        and volume["configMap"].get("name")
+    }
 
 
 def stale_config_maps(
-    owner: str, existing: Sequence[Mapping[str, Any]], keep: Sequence[Mapping[str, Any]]
+    owner: str, existing: Sequence[Mapping[str, Any]], keep: Sequence[Mapping[str, Any]], also: set[str] | None = None
 ) -> list[str]:
-    """Names of the owner's model ConfigMaps that no child mounts any more."""
-    wanted = {str(obj["metadata"]["name"]) for obj in keep if obj.get("kind") == "ConfigMap"}
+    """Names of the owner's model ConfigMaps that no child mounts any more (``also``: mounted by frozen ones)."""
+    wanted = {str(obj["metadata"]["name"]) for obj in keep if obj.get("kind") == "ConfigMap"} | (also or set())
     return sorted(
         str(cm["metadata"]["name"])
         for cm in existing
