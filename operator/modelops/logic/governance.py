@@ -219,8 +219,9 @@ def mutate_version(
             )
         if effective in upstream_creators:
             raise DeniedError(
-                f"four eyes: {effective} created the TrainingRun of this ModelVersion or of a version it retrains "
-                f"(spec.trainedBy) and cannot approve it for {stage}; another person with the approve permission must"
+                f"four eyes: {effective} created the TrainingRun of this ModelVersion or of a version it was "
+                f"retrained from (spec.trainedBy) and cannot approve it for {stage}; another person with the approve "
+                "permission must"
             )
     records, _ = parse_records(old.get(APPROVALS))
     record: Record = {"stage": stage, **{k: v for k, v in identity.as_json().items() if v}, "at": now}
