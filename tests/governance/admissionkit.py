@@ -51,6 +51,7 @@ PATHS = {
     "validate-modelversion-status": ("Validating", "modelversions/status", ["UPDATE"]),
     "validate-modeldeployment": ("Validating", "modeldeployments", ["CREATE", "UPDATE"]),
     "mutate-trainingrun": ("Mutating", "trainingruns", ["CREATE", "UPDATE"]),
+    "validate-trainingrun": ("Validating", "trainingruns", ["CREATE", "UPDATE"]),
 }
 
 

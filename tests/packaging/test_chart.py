@@ -568,6 +568,20 @@ def test_default_policy_is_the_documented_default_plus_the_operator(render: Rend
     assert policy.production_namespace_label == "modelops.io/environment=production"
 
 
+def test_the_operators_own_image_is_allowed_by_the_workload_rules(render: Render) -> None:
+    policy = _policy(render())
+    assert policy.workloads.enforce == "Production"
+    assert [rule.repository for rule in policy.workloads.images] == ["ghcr.io/modelops/modelops-operator"]
+    assert policy.workloads.env_names == policy_logic.DEFAULT.workloads.env_names
+    chosen = _policy(render({"image": {"repository": "registry.example/ml/modelops"}, "governance": {"workloads": {
+        "images": [{"repository": "ghcr.io/acme/server", "digests": ["sha256:" + "ab" * 32]},
+                   {"repository": "registry.example/ml/modelops"}],
+        "envSecrets": ["s3-readonly"]}}}))  # fmt: skip
+    assert [(r.repository, r.digests) for r in chosen.workloads.images] == [
+        ("ghcr.io/acme/server", ("sha256:" + "ab" * 32,)), ("registry.example/ml/modelops", ())]  # no duplicate
+    assert chosen.workloads.env_secrets == ("s3-readonly",)
+
+
 def test_policy_values_reach_the_operator(render: Render) -> None:
     objects = render(
         COMBOS["everything"]
@@ -623,6 +637,12 @@ def test_a_policy_change_rolls_the_operator(render: Render) -> None:
             {"governance": {"stages": {"Production": {"gates": [{"metric": "f1", "op": "=>", "threshold": 1}]}}}},
             "/governance/stages/Production/gates/0/op",
         ),
+        ({"governance": {"workloads": {"enforce": "Sometimes"}}}, "/governance/workloads/enforce"),
+        ({"governance": {"workloads": {"images": [{"repository": "GHCR.io/x"}]}}},
+         "/governance/workloads/images/0/repository"),
+        ({"governance": {"workloads": {"images": [{"repository": "x", "digests": ["latest"]}]}}},
+         "/governance/workloads/images/0/digests/0"),
+        ({"governance": {"workloads": {"images": [{"digests": []}]}}}, "/governance/workloads/images/0"),
     ],
 )
 def test_schema_rejects_a_wrong_value_naming_it(chart: helm_python.Chart, values: dict[str, Any], message: str) -> None:

@@ -35,7 +35,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- join "," $pairs -}}
 {{- end -}}
 
-{{/* The governance policy file: the values, with the operator's own identity in operatorUsers. */}}
+{{/* The governance policy file: the values, with the operator's own identity in operatorUsers and
+its own image repository in workloads.images (naming it explicitly is allowed wherever leaving the
+image out is). */}}
 {{- define "modelops.policy" -}}
 {{- $policy := deepCopy .Values.governance -}}
 {{- $users := $policy.operatorUsers | default list -}}
@@ -44,6 +46,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $users = append $users $self -}}
 {{- end -}}
 {{- $_ := set $policy "operatorUsers" $users -}}
+{{- $workloads := $policy.workloads | default dict -}}
+{{- $images := $workloads.images | default list -}}
+{{- $own := .Values.image.repository -}}
+{{- $listed := false -}}
+{{- range $images -}}{{- if eq .repository $own -}}{{- $listed = true -}}{{- end -}}{{- end -}}
+{{- if not $listed -}}
+{{- $images = append $images (dict "repository" $own) -}}
+{{- end -}}
+{{- $_ := set $workloads "images" $images -}}
+{{- $_ := set $policy "workloads" $workloads -}}
 {{- toYaml $policy -}}
 {{- end -}}
 
@@ -59,7 +71,7 @@ namespaceSelector:
 {{- end }}
 {{- end -}}
 
-{{/* What the four webhooks share (docs/governance.md): fail closed, no side effects, a short timeout. */}}
+{{/* What the webhooks share (docs/governance.md): fail closed, no side effects, a short timeout. */}}
 {{- define "modelops.webhookCommon" -}}
 failurePolicy: Fail
 sideEffects: None

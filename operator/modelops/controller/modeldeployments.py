@@ -56,7 +56,7 @@ from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import conditions as cond
-from modelops.logic import governance, rollout, serving
+from modelops.logic import governance, rollout, serving, workloads
 from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.rules import rule_labels
 from modelops.logic.validation import parse
@@ -67,6 +67,7 @@ GOVERNED = "Governed"
 OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
 INVALID_VERSION = "InvalidVersion"
+WORKLOAD_NOT_ALLOWED = "WorkloadNotAllowed"
 
 # (apiVersion, kind, plural group, plural) of every child kind, for watching and removal.
 CHILD_KINDS: tuple[tuple[str, str, str, str], ...] = (
@@ -433,6 +434,12 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
     problem = rollout.check_spec(spec)
     if problem is not None:
         return _invalid(problem)
+    production, unreadable = await _is_production_namespace(policy, ctx.namespace)
+    where = workloads.governed_where(policy, ctx.namespace, production)
+    problems = workloads.deployment_problems(ctx.body.get("spec") or {}, policy, where) if where else []
+    if problems:
+        # Admitted before the rule (or without the webhook): no pod of it is made; what runs is left alone.
+        return _invalid("; ".join(problems), WORKLOAD_NOT_ALLOWED)
     desired, source, problem = await resolve(spec, ctx.namespace)
     if desired is None:
         return waiting_for(source, problem or "", {"phase": "Progressing", "desiredVersion": None})
@@ -449,7 +456,6 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         return _invalid(f"{source}: {error}", INVALID_VERSION)
 
     annotations = (ctx.body.get("metadata") or {}).get("annotations") or {}
-    production, unreadable = await _is_production_namespace(policy, ctx.namespace)
     stage = (version.get("status") or {}).get("stage")
     blocked = governance.rollout_blocked(
         production_namespace=production, namespace=ctx.namespace, version=desired, stage=stage

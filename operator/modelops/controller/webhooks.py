@@ -24,7 +24,7 @@ from modelops.api import GROUP, VERSION
 from modelops.controller import common
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
-from modelops.logic import governance
+from modelops.logic import governance, workloads
 from modelops.logic.driftloop import FROM_VERSION_ANNOTATION
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import Policy
@@ -246,6 +246,16 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         _annotate(patch, new_ann, changes)
 
     @kopf.on.validate(
+        GROUP, VERSION, "trainingruns", id="validate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
+    )
+    async def validate_trainingrun(body: kopf.Body, **_: Any) -> None:
+        namespace = str((body.get("metadata") or {}).get("namespace") or "")
+        where = workloads.governed_where(policy, namespace, await production_namespace(policy, namespace))
+        problems = workloads.trainingrun_problems(body.get("spec") or {}, policy, where) if where else []
+        if problems:
+            raise _deny(DeniedError("; ".join(problems)))
+
+    @kopf.on.validate(
         GROUP, VERSION, "modelversions", id="validate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
     )
     async def validate_modelversion(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
@@ -285,17 +295,18 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         namespace = str((body.get("metadata") or {}).get("namespace") or "")
         spec = body.get("spec") or {}
         version = spec.get("modelVersion")
+        production = await production_namespace(policy, namespace)
+        where = workloads.governed_where(policy, namespace, production)
+        problems = workloads.deployment_problems(spec, policy, where) if where else []
+        if problems:
+            raise _deny(DeniedError("; ".join(problems)))
         try:
-            ns = await common.kube().call("GET", f"/api/v1/namespaces/{namespace}")
-            production = policy.is_production_namespace((ns.get("metadata") or {}).get("labels"))
             stage: str | None = None
             if version:
                 found = await common.kube().get(common.API, "ModelVersion", namespace, str(version))
                 stage = None if found is None else str((found.get("status") or {}).get("stage") or "None")
         except KubeError as error:
-            raise kopf.AdmissionError(
-                f"cannot check the deployment's namespace or version: {error.message}", code=500
-            ) from None
+            raise kopf.AdmissionError(f"cannot check the deployment's version: {error.message}", code=500) from None
         try:
             governance.admit_deployment(
                 production_namespace=production,
@@ -306,6 +317,15 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             )
         except DeniedError as error:
             raise _deny(error) from None
+
+
+async def production_namespace(policy: Policy, namespace: str) -> bool:
+    """Whether a namespace is labelled as production; a failed read refuses the request (500)."""
+    try:
+        found = await common.kube().call("GET", f"/api/v1/namespaces/{namespace}")
+    except KubeError as error:
+        raise kopf.AdmissionError(f"cannot read namespace {namespace}: {error.message}", code=500) from None
+    return policy.is_production_namespace((found.get("metadata") or {}).get("labels"))
 
 
 def options_from_env() -> WebhookOptions:

@@ -8,7 +8,7 @@ one approval by someone other than the version's creator. The schema is in docs/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -51,6 +51,41 @@ class Stages(_Model):
     production: StagePolicy = Field(default_factory=_production_default, alias="Production")
 
 
+Digest = Annotated[str, Field(pattern=r"^sha256:[a-f0-9]{64}$")]
+
+
+class ImageRule(_Model):
+    """An image the policy allows: a registry/repository, and optionally only some of its digests."""
+
+    # registry/repository as in a pull (docker.io/library/python, ghcr.io/acme/server); a trailing
+    # "/*" allows every repository below the prefix.
+    repository: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._:/-]*(/\*)?$")
+    # When set, the reference must be pinned by one of these digests (repo@sha256:…): a tag can move.
+    digests: tuple[Digest, ...] = ()
+    # A TrainingRun may override this image's entrypoint and arguments (spec.command, spec.args);
+    # off, it runs as the image says.
+    command: bool = False
+
+
+def _default_env_names() -> tuple[str, ...]:
+    # Thread counts, the time zone and the locale: nothing that loads code or moves traffic.
+    return ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "TZ", "LANG", "LC_*")
+
+
+class Workloads(_Model):
+    """What may run beside a governed version: images and environment of the pods the operator makes."""
+
+    # Where the rules hold: Production (namespaces with productionNamespaceLabel), All, or None.
+    enforce: Literal["Production", "All", "None"] = "Production"
+    # Images a ModelDeployment (spec.server.image) or a TrainingRun (spec.image) may name; leaving
+    # them out runs the operator's own image, always allowed.
+    images: tuple[ImageRule, ...] = ()
+    # Names (shell-style patterns) spec.pod.env may set; the default allows no code-loading variable.
+    env_names: tuple[str, ...] = Field(default_factory=_default_env_names)
+    # Secrets spec.pod.env may read with valueFrom.secretKeyRef (by name).
+    env_secrets: tuple[str, ...] = ()
+
+
 class Policy(_Model):
     """The whole policy file."""
 
@@ -58,6 +93,7 @@ class Policy(_Model):
     trusted_appliers: tuple[str, ...] = ()
     production_namespace_label: str = "modelops.io/environment=production"
     operator_users: tuple[str, ...] = ()
+    workloads: Workloads = Field(default_factory=Workloads)
 
     def stage(self, name: str) -> StagePolicy:
         """The policy of a governed stage; None and Archived need nothing."""
@@ -78,6 +114,11 @@ class Policy(_Model):
         if key not in labels:
             return False
         return value is None or labels[key] == value
+
+    def governs_workloads(self, production_namespace: bool) -> bool:
+        """Whether the workload rules (images, env) hold in a namespace."""
+        enforce = self.workloads.enforce
+        return enforce == "All" or (enforce == "Production" and production_namespace)
 
 
 DEFAULT = Policy()
