@@ -19,6 +19,15 @@ COMBOS: dict[str, dict[str, Any]] = {
         "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}
     },
     "monitoring-off": {"monitoring": {"enabled": False}},
+    "network-policy": {
+        "networkPolicy": {
+            "apiServerCIDRs": ["172.18.0.0/16", "fd00:10::/64"],
+            "webhookFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                             "podSelector": {"matchLabels": {"k8s-app": "konnectivity-agent"}}}],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        }
+    },
+    "network-policy-off": {"networkPolicy": {"enabled": False}},
     "everything": {
         "watchNamespaces": ["ml"],
         "certManager": {"enabled": True},

@@ -311,6 +311,39 @@ def test_service_exposes_webhooks_on_443_and_metrics(render: Render) -> None:
     assert service["spec"]["selector"].items() <= labels.items()
 
 
+def test_only_the_api_server_reaches_the_webhooks(render: Render) -> None:
+    objects = render(COMBOS["network-policy"])
+    policy = one(objects, "NetworkPolicy", "modelops-operator")
+    deployment = one(objects, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    container_ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert set(rules) == container_ports == {"webhook", "metrics", "health"}  # nothing else gets in
+    assert rules["webhook"]["from"] == [
+        {"ipBlock": {"cidr": "172.18.0.0/16"}},
+        {"ipBlock": {"cidr": "fd00:10::/64"}},
+        COMBOS["network-policy"]["networkPolicy"]["webhookFrom"][0],
+    ]
+    assert rules["metrics"]["from"] == COMBOS["network-policy"]["networkPolicy"]["metricsFrom"]
+    assert "from" not in rules["health"]  # the kubelet's probes
+    assert find(render(COMBOS["network-policy-off"]), "NetworkPolicy") == []
+
+
+def test_without_the_api_servers_address_the_webhook_port_stays_open_and_the_notes_say_so(
+    chart: helm_python.Chart, render: Render
+) -> None:
+    policy = one(render(), "NetworkPolicy", "modelops-operator")
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    assert "from" not in rules["webhook"]
+    notes_file = "modelops-operator/templates/NOTES.txt"
+    notes = chart.render({}, name="modelops", namespace=NAMESPACE, is_install=True)[notes_file]
+    assert "networkPolicy.apiServerCIDRs is empty, so the admission webhooks stay reachable" in notes
+    configured = chart.render(COMBOS["network-policy"], name="modelops", namespace=NAMESPACE, is_install=True)
+    assert "apiServerCIDRs is empty" not in configured[notes_file]
+
+
 def test_service_monitor_follows_monitoring_enabled(render: Render) -> None:
     monitor = one(render(), "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
@@ -638,6 +671,8 @@ def test_a_policy_change_rolls_the_operator(render: Render) -> None:
             "/governance/stages/Production/gates/0/op",
         ),
         ({"governance": {"workloads": {"enforce": "Sometimes"}}}, "/governance/workloads/enforce"),
+        ({"networkPolicy": {"apiServerCIDRs": ["172.18.0.1"]}}, "/networkPolicy/apiServerCIDRs/0"),
+        ({"networkPolicy": {"enabled": "yes"}}, "/networkPolicy/enabled"),
         ({"governance": {"workloads": {"images": [{"repository": "GHCR.io/x"}]}}},
          "/governance/workloads/images/0/repository"),
         ({"governance": {"workloads": {"images": [{"repository": "x", "digests": ["latest"]}]}}},
