@@ -160,3 +160,38 @@ def test_a_pinned_version_that_leaves_production_keeps_serving_and_is_reported(
     assert condition(reported, "Ready")["status"] == "True"  # still serving: an outage is not governance
     assert digest_served(cluster, "iris-stable") == SHA
     warned(cluster, "StableNotAllowed", "stable iris-v1 holds stage Archived")
+
+
+def test_a_rejected_production_version_loses_production_and_the_stable_keeps_serving(
+    cluster: KubeClient, operator: KopfRunner
+) -> None:
+    """A canary of the registry's Production version fails: the rejection lands on that exact version,
+    withdraws its Production grant, and the deployment tracking Production keeps serving its stable."""
+    cluster.create(version_again(1, SHA, stage="Production", **approved_by("bob")))
+    cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1",
+                     lambda o: (o.get("status") or {}).get("stage") == "Production", timeout=30)  # fmt: skip
+    cluster.create(deployment(track="Production",
+                              analysis={"interval": "1s", "inconclusivePolicy": "Fail", "failureLimit": 1}))
+    cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="Healthy", stableVersion="iris-v1"),
+                     timeout=30)  # fmt: skip
+    second = cluster.create(version_again(2, OTHER, stage="Production", **approved_by("bob")))
+
+    withdrawn = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v2",
+                                 lambda o: (o.get("status") or {}).get("stage") == "Archived", timeout=60)  # fmt: skip
+    assert withdrawn is not None
+    assert withdrawn["metadata"]["uid"] == second["metadata"]["uid"]
+    assert withdrawn["status"]["rejected"]["deployment"] == f"{NAMESPACE}/iris"
+    last = withdrawn["status"]["history"][-1]
+    assert (last["from"], last["to"]) == ("Production", "Archived")
+    assert last["reason"].startswith(f"rejected: a canary in {NAMESPACE}/iris failed on ")
+    assert condition(withdrawn, "Ready")["reason"] == "Rejected"
+    # iris-v1 was archived by the grant of iris-v2 and does not come back by itself: nothing holds
+    # Production, the deployment says so, and its stable keeps serving iris-v1 as it was.
+    assert cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")["status"]["stage"] == "Archived"
+    waiting = cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris",
+                               lambda o: "no ModelVersion of iris has been granted stage Production"
+                               in condition(o, "Ready").get("message", ""), timeout=30)  # fmt: skip
+    assert waiting is not None
+    assert (waiting["status"]["failedVersion"], waiting["status"]["stableVersion"]) == ("iris-v2", "iris-v1")
+    assert waiting["status"]["history"][0]["result"] == "RolledBack"
+    assert digest_served(cluster, "iris-stable") == SHA

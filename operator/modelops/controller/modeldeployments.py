@@ -51,6 +51,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
+from modelops.controller import requeue
 from modelops.controller.common import API, kube, lookup, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -393,10 +394,14 @@ async def _reject(
         patch = {"metadata": precondition, "status": {"rejected": record}}
         try:
             await kube().patch(API, "ModelVersion", namespace, rejection.version, patch, subresource="status")
-            return
         except KubeError as error:
             if error.status not in (404, 409):
                 raise
+            continue
+        # A status write does not make the version reconcile: ask it to look now (the rejection may
+        # withdraw its Production grant).
+        requeue.schedule("ModelVersion", namespace, rejection.version, 0)
+        return
     raise kopf.TemporaryError(f"ModelVersion {namespace}/{rejection.version} kept changing; rejection not recorded")
 
 
