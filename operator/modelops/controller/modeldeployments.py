@@ -507,9 +507,12 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
                 events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
         stable_name = decision.status.get("stableVersion")
+        serving_desired = stable_name == desired and rollout.same_version(
+            decision.status.get("stableBinding"), rollout.binding(version)
+        )  # then the question is whether the stable may go on serving, not whether a rollout may start
         governed = governance.serving_condition(governance.Serving(
             namespace=ctx.namespace, production_namespace=production, stable=stable_name, stable_stage=stable_stage,
-            replaced=replaced, blocked=blocked,
+            replaced=replaced, blocked=None if serving_desired else blocked,
         ))  # fmt: skip
         events += _governed_events(status, governed)
         conditions = [*decision.conditions, (GOVERNED, *governed)]
