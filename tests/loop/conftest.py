@@ -119,5 +119,10 @@ def loop(
             pods.close()
         assert pods.errors == [], pods.errors
     output = webhooks.runner.output
-    for line in output.splitlines():  # Kopf logs every failed API call; none is expected
+    # Kopf logs every failed API call; none is expected while the operator runs. Once it is told to
+    # stop, its webhook server goes first, and a write still in flight (e.g. Kopf dropping the
+    # finalizer of the recheck timer as the deployment turns Ready) is refused by the fail-closed
+    # webhook: that is the harness stopping it, not a failure of the loop.
+    running, _, _ = output.partition("Stop-flag is set to True")
+    for line in running.splitlines():
         assert "APIServerError" not in line, line
