@@ -59,7 +59,7 @@ class Server:
         self.session = requests.Session()
         self.stderr = ""
 
-    def wait_ready(self, deadline_s: float = 30.0) -> Server:
+    def wait_ready(self, deadline_s: float = 120.0) -> Server:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
