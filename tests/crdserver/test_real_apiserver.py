@@ -93,6 +93,24 @@ def test_examples_are_stored_as_written(real_server: RealServer, namespace: str,
     assert stored["metadata"]["generation"] == 1
 
 
+def test_signature_inputs_keep_typed_categories_and_nulls(real_server: RealServer, namespace: str) -> None:
+    """What the model server reads to convert request values: categories of any JSON type, null for gaps."""
+    obj = copy.deepcopy(_example("ModelVersion"))
+    obj["metadata"]["name"] = "typed-signature"
+    obj["spec"]["signature"]["inputs"] = [
+        {"name": "num_products", "datatype": "INT64", "categorical": True, "categories": [1, 2, 3],
+         "acceptsMissing": False},
+        {"name": "plan", "datatype": "BYTES", "categorical": True, "categories": ["basic", "pro", None],
+         "acceptsMissing": True},
+        {"name": "flag", "datatype": "BYTES", "categorical": True, "categories": [False, True, 2.5, "x", None]},
+        {"name": "income", "datatype": "FP64", "acceptsMissing": True},
+    ]  # fmt: skip
+    response = _create(real_server, obj, namespace)
+    assert response.status_code == 201, response.text
+    stored = real_server.request("GET", _path("ModelVersion", namespace, "typed-signature")).json()
+    assert stored["spec"]["signature"]["inputs"] == obj["spec"]["signature"]["inputs"]
+
+
 def test_defaults_fill_in_what_the_user_left_out(real_server: RealServer, namespace: str) -> None:
     obj = {
         "apiVersion": "modelops.io/v1alpha1",

@@ -89,7 +89,8 @@ def test_iris_random_forest(iris_run: Run) -> None:
     assert result["dataset"]["testRows"] == 38
     assert result["signature"]["classes"] == [0, 1, 2]
     assert result["signature"]["outputs"] == [{"name": "predict", "datatype": "INT64"}]
-    assert result["signature"]["inputs"][0] == {"name": "sepal length (cm)", "datatype": "FP64"}
+    # A random forest takes missing values (scikit-learn >= 1.4): the trainer asked the fitted model.
+    assert result["signature"]["inputs"][0] == {"name": "sepal length (cm)", "datatype": "FP64", "acceptsMissing": True}
     assert result["estimator"]["params"] == {"n_estimators": 15, "random_state": 7}
     assert result["lineage"] == {"run": {"name": "iris-rf", "namespace": "ml"}, "params": result["estimator"]["params"]}
     assert result["trial"] is None
@@ -178,10 +179,12 @@ def make_table(rows: int = 240, seed: int = 3) -> pd.DataFrame:
 
 
 def check_table_result(result: dict[str, Any]) -> None:
+    # LogisticRegression refuses NaN; the one-hot encoder has room for a missing colour.
     assert result["signature"]["inputs"] == [
-        {"name": "x1", "datatype": "FP64"},
-        {"name": "count", "datatype": "INT64"},
-        {"name": "colour", "datatype": "BYTES"},
+        {"name": "x1", "datatype": "FP64", "acceptsMissing": False},
+        {"name": "count", "datatype": "INT64", "acceptsMissing": False},
+        {"name": "colour", "datatype": "BYTES", "categorical": True, "categories": ["blue", "green", "red"],
+         "acceptsMissing": True},
     ]
     assert result["signature"]["classes"] == ["no", "yes"]
     assert result["signature"]["outputs"] == [{"name": "predict", "datatype": "BYTES"}]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from modelops.logic import training
-from modelops.train import estimators, metrics, output, refstats, s3
+from modelops.train import estimators, metrics, output, refstats, s3, signature
 from modelops.train.config import parse_config
 from modelops.train.errors import ConfigError, TrainError
 
@@ -249,3 +249,74 @@ def test_a_local_sweeps_trial_list_goes_first_when_the_message_must_shrink() -> 
     assert "sweep" not in kept
     assert kept["referenceStats"] == message["referenceStats"]
     assert kept["resultSha256"] == "a" * 64
+
+
+# -- what the signature records for the model server (modelops.train.signature) -----------------------
+
+
+def test_known_categories_keep_their_type_and_mark_gaps() -> None:
+    assert signature.known_categories(pd.Series([3, 1, 2, 1])) == [1, 2, 3]
+    assert signature.known_categories(pd.Series([0.5, None, 1.5])) == [0.5, 1.5, None]
+    assert signature.known_categories(pd.Series(["b", "a", None], dtype=object)) == ["a", "b", None]
+    assert signature.known_categories(pd.Series([True, False, None], dtype=object)) == [False, True, None]
+    assert signature.known_categories(pd.Series(range(signature.MAX_CATEGORIES + 1))) is None
+    assert signature.known_categories(pd.Series([b"raw", "text"], dtype=object)) is None
+
+
+class _RefusesNaNIn:
+    """A model that refuses NaN in some columns of a matrix, and counts the rows it was asked about."""
+
+    def __init__(self, *columns: int) -> None:
+        self.columns = list(columns)
+        self.asked: list[int] = []
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.asked.append(len(x))
+        if np.isnan(x[:, self.columns]).any():
+            raise ValueError("Input X contains NaN.")
+        return np.zeros(len(x))
+
+
+def test_columns_taking_asks_once_when_all_take_it() -> None:
+    probes = np.array([[np.nan, 0, 0], [0, np.nan, 0], [0, 0, np.nan]])
+    model = _RefusesNaNIn(1)
+    assert signature.columns_taking(model, probes, ["a", "b", "c"]) == {"a", "c"}
+    assert model.asked == [3, 1, 1, 1]
+    model = _RefusesNaNIn()
+    assert signature.columns_taking(model, probes, ["a", "b", "c"]) == {"a", "b", "c"}
+    assert model.asked == [3]
+    assert signature.columns_taking(_RefusesNaNIn(0), probes[:1], ["a"]) == set()
+    frame = pd.DataFrame(probes, columns=["a", "b", "c"])
+    assert signature.columns_taking(_FrameModel(_RefusesNaNIn(2)), frame, ["a", "b", "c"]) == {"a", "b"}
+
+
+class _FrameModel:
+    def __init__(self, inner: _RefusesNaNIn) -> None:
+        self.inner = inner
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        return self.inner.predict(x.to_numpy())
+
+
+def test_annotate_asks_the_fitted_pipeline_column_by_column() -> None:
+    """An imputer on one column (as a preprocessing step might add) makes that column, and only it, take gaps."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"a": [1.0, None, 3.0, 4.0] * 5, "b": [1, 2, 3, 4] * 5, "c": ["x", "y", "x", "y"] * 5})
+    pipeline = Pipeline([
+        ("pre", ColumnTransformer([("a", SimpleImputer(), ["a"]), ("b", "passthrough", ["b"]),
+                                   ("c", OneHotEncoder(handle_unknown="ignore"), ["c"])])),
+        ("model", LogisticRegression()),
+    ]).fit(frame, [0, 1] * 10)  # fmt: skip
+    types = (("a", "FP64"), ("b", "INT64"), ("c", "BYTES"))
+    inputs: list[dict[str, Any]] = [{"name": n, "datatype": d} for n, d in types]
+    signature.annotate(inputs, frame, ["c"], pipeline)
+    assert inputs == [
+        {"name": "a", "datatype": "FP64", "acceptsMissing": True},
+        {"name": "b", "datatype": "INT64", "acceptsMissing": False},
+        {"name": "c", "datatype": "BYTES", "categorical": True, "categories": ["x", "y"], "acceptsMissing": True},
+    ]

@@ -29,8 +29,10 @@ RESULT: dict[str, Any] = {
     "artifact": {"uri": "pvc://models/ml/iris-tree/model.joblib", "sha256": "c" * 64, "sizeBytes": 1234},
     "dataset": {"uri": "sklearn://iris", "sha256": "d" * 64}, "rows": 150,
     "framework": {"name": "scikit-learn", "version": "1.9.1"}, "params": {"max_depth": 3},
-    "signature": {"inputs": [{"name": "a", "datatype": "FP64"}], "outputs": [{"name": "predict", "datatype": "INT64"}],
-                  "classes": [0, 1, 2]},
+    "signature": {"inputs": [{"name": "a", "datatype": "FP64", "acceptsMissing": False},
+                             {"name": "n", "datatype": "INT64", "categorical": True, "categories": [1, 2, None],
+                              "acceptsMissing": True}],
+                  "outputs": [{"name": "predict", "datatype": "INT64"}], "classes": [0, 1, 2]},
     "referenceStats": {"sampleSize": 120, "features": [{"name": "a", "kind": "numeric", "edges": [0, 1, 2],
                                                         "counts": [60, 60]}]},
 }  # fmt: skip
@@ -61,6 +63,10 @@ def test_model_version_carries_evidence_and_lineage() -> None:
     assert spec.lineage.dataset.seed == SPEC.dataset.seed
     assert spec.model_card is not None
     assert spec.reference_stats is not None
+    # What the model server needs to convert request values travels with the version.
+    assert spec.signature is not None
+    assert spec.signature.inputs[1].categories == [1, 2, None]
+    assert spec.signature.inputs[1].accepts_missing is True
 
 
 def test_model_version_validates_against_the_crd() -> None:

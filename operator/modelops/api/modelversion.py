@@ -53,6 +53,28 @@ class TensorSpec(ApiModel):
 
     name: str = Field(min_length=1, description="Name of the feature or output.")
     datatype: Datatype = Field(description="FP64, FP32, INT64, INT32, BOOL or BYTES (text).")
+    categorical: bool | None = Field(
+        default=None,
+        description=(
+            "Input: the model encodes it as categories, not as a number (an INT64 column can be categorical). "
+            "Absent: categorical when the datatype is BYTES or its referenceStats are categorical."
+        ),
+    )
+    categories: list[Any] | None = Field(
+        default=None,
+        description=(
+            "Categorical input: the values seen in training, in the type the model saw them (numbers stay "
+            "numbers; null when values were missing). The server converts each request value to this type."
+        ),
+        json_schema_extra={"items": {**FREE_FORM, "nullable": True}},
+    )
+    accepts_missing: bool | None = Field(
+        default=None,
+        description=(
+            "Input: whether the model takes a missing value (JSON null) here; when false the server answers "
+            "400. Absent: the server asks the loaded model."
+        ),
+    )
 
 
 class Signature(ApiModel):

@@ -14,6 +14,7 @@ Module map, pure pieces first:
 - :mod:`modelops.train.columns`    -- what is done to each column of a messy table, and the Pipeline (pure);
 - :mod:`modelops.train.refstats`   -- reference statistics and the v2 signature (pure);
 - :mod:`modelops.train.progress`   -- start, heartbeat and end lines of long fits;
+- :mod:`modelops.train.signature`  -- what each input takes: categories, missing values (asks the model);
 - :mod:`modelops.train.s3`         -- S3 Signature V4 (pure) and an object GET (I/O);
 - :mod:`modelops.train.datasets`   -- fetching and parsing datasets by URI (I/O);
 - :mod:`modelops.train.output`     -- atomic files and the termination message (I/O);

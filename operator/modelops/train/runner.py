@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.train import columns as columns_mod
-from modelops.train import estimators, metrics, output, progress, refstats
+from modelops.train import estimators, metrics, output, progress, refstats, signature
 from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
@@ -385,6 +385,8 @@ def _train_into(
 
     base = _artifact_base(config, out_dir, trial)
     dataset_uri = cfg.uri
+    model_signature = refstats.signature(x_train, config.task, classes, np.asarray(y_pred).dtype)
+    signature.annotate(model_signature["inputs"], x_train, categorical, pipeline)
     result: dict[str, Any] = {
         "resultVersion": 1,
         "model": config.model,
@@ -407,7 +409,7 @@ def _train_into(
             "trainRows": len(x_train),
             "testRows": len(x_test),
         },
-        "signature": refstats.signature(x_train, config.task, classes, np.asarray(y_pred).dtype),
+        "signature": model_signature,
         "referenceStats": refstats.reference_stats(x_train, numeric, categorical),
         "preprocessing": {**_preprocessing_config(config), "columns": [p.record() for p in plans]},
         "lineage": {"run": config.run, "params": params},
