@@ -43,6 +43,21 @@ def test_bins_agree_with_the_reference_helper() -> None:
     assert v[slot.sum_offset] == pytest.approx(values.sum())
 
 
+def test_missing_values_are_not_counted_and_infinities_not_summed() -> None:
+    """As the reference bins: a gap is in no bin; an infinity is in the first or last bin, never in the sum."""
+    lay = layout()
+    v = np.zeros(lay.size)
+    metrics.observe_features(lay, v, np.array([[np.nan, 0, 20], [2.5, 0, np.inf], [np.inf, 0, -np.inf]]))
+    a, b = lay.numeric
+    assert v[a.offset : a.offset + 4].tolist() == [0, 0, 1, 1]
+    assert v[b.offset : b.offset + 2].tolist() == [1, 2]
+    assert v[a.sum_offset] == 2.5
+    assert v[b.sum_offset] == 20
+    metrics.observe_categories(lay, v, [np.array(["red", np.nan, None], dtype=object)])
+    c = lay.categorical[0]
+    assert v[c.offset : c.offset + 3].tolist() == [1, 0, 2]
+
+
 def test_observe_everything_and_render() -> None:
     lay = layout()
     v = np.zeros(lay.size)

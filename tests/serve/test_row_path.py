@@ -9,23 +9,14 @@ import numpy as np
 import orjson
 import pytest
 
-from modelops.serve import app, codec, metrics, predictor
+from modelops.serve import app, predictor
 from serve import modelkit
 
 
 def make_app(m: modelkit.ModelDir, *, row_path: bool) -> app.App:
     contract = predictor.load_contract(m.path)
     model = predictor.load(m.path, contract, m.sha256)
-    plan = codec.make_plan(contract)
-    layout = metrics.build_layout(
-        model=m.name,
-        version="1",
-        classes=model.class_labels,
-        prediction_bounds=model.prediction_bounds,
-        numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
-        categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
-    )
-    application = app.App(model, plan, metrics.Store(layout), name=m.name, version="1", server_version="test")
+    application = app.build(model, name=m.name, version="1", server_version="test")
     if not row_path:
         application._row_path = False  # the full path, as the reference
     return application
@@ -90,6 +81,8 @@ def test_unusual_or_bad_single_rows_get_the_full_path_s_answer(models: dict[str,
         tensor(data=[*row[:-1], None]),  # a null
         tensor(data=[*row[:-1], "abc"]),  # not a number
         tensor(data=[*row[:-1], "1.5"]),  # a numeric string: accepted by both
+        tensor(data=[*row[:-1], "nan"]),  # missing: this model cannot take it
+        tensor(data=[*row[:-1], "inf"]),  # infinite: nor that
         tensor(shape=[1.0, width]),  # shape values must be integers
         tensor(shape=[True, width]),
         tensor(shape=[1, width + 1]),
@@ -108,6 +101,7 @@ def test_unusual_or_bad_single_rows_get_the_full_path_s_answer(models: dict[str,
         got, expected = infer(fast, doc), infer(full, doc)
         assert got == expected, doc
         statuses.append(got[0])
-    # Accepted: the numeric string, the nested data and the empty outputs list (it means "predict").
-    assert [i for i, status in enumerate(statuses) if status == 200] == [2, 7, 13]
-    assert statuses[0] == statuses[1] == statuses[3] == statuses[5] == 400
+    # Accepted: the numeric string, the nested data, numbers in a BYTES tensor and the empty outputs
+    # list (it means "predict").
+    assert [i for i, status in enumerate(statuses) if status == 200] == [2, 9, 10, 15]
+    assert statuses[0] == statuses[1] == statuses[3] == statuses[4] == statuses[5] == statuses[7] == 400

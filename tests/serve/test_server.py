@@ -121,6 +121,35 @@ def test_triton_client_infer_matrix_and_columns(bc_server: Server, models: dict[
         client.close()
 
 
+def test_triton_client_defaults_binary_in_and_out(bc_server: Server, models: dict[str, modelkit.ModelDir]) -> None:
+    """What tritonclient sends without being told otherwise: binary tensors, binary outputs."""
+    m = models["breast_cancer"]
+    x = m.test_x.to_numpy(dtype=np.float64)
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{bc_server.port}")
+    try:
+        assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+        tensor = triton.InferInput("input-0", list(x.shape), "FP64")
+        tensor.set_data_from_numpy(x)
+        result = client.infer(m.name, [tensor])  # no outputs: binary_data_output
+        response = result.get_response()
+        assert response["outputs"][0]["parameters"] == {"binary_data_size": 8 * len(x)}
+        assert "data" not in response["outputs"][0]
+        np.testing.assert_array_equal(result.as_numpy("predict"), m.pipeline.predict(m.test_x))
+        outputs = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+        columns = []
+        for j, name in enumerate(m.features):
+            column = triton.InferInput(name, [len(x), 1], "FP32")
+            column.set_data_from_numpy(x[:, j : j + 1].astype(np.float32))
+            columns.append(column)
+        result = client.infer(m.name, columns, outputs=outputs)
+        rounded = m.test_x.astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(result.as_numpy("predict"), m.pipeline.predict(rounded))
+        np.testing.assert_allclose(result.as_numpy("predict_proba"), m.pipeline.predict_proba(rounded), rtol=1e-12)
+        assert result.as_numpy("predict_proba").shape == (len(x), 2)
+    finally:
+        client.close()
+
+
 def test_mlserver_and_kserve_payload_shapes(bc_server: Server, models: dict[str, modelkit.ModelDir]) -> None:
     m = models["breast_cancer"]
     x = m.test_x.to_numpy()[:3]
@@ -210,7 +239,10 @@ def test_regression_and_mixed_models(models: dict[str, modelkit.ModelDir]) -> No
         (json.dumps({"inputs": [{"name": "x", "shape": [1, 29], "datatype": "FP64", "data": [0] * 29}]}),
          "input 'x' has shape [1, 29]; expected [N, 30]"),
         (json.dumps({"inputs": [{"name": "x", "shape": [1, 30], "datatype": "BYTES", "data": ["a"] * 30}]}),
-         "input 'x' has datatype BYTES"),
+         "input 'x', row 0, column 0 (feature 'mean radius'): the string 'a' is not a number"),
+        (json.dumps({"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64", "data": [None] * 30}]}),
+         "input 'x', row 0, column 0 (feature 'mean radius'): missing value; the model does not take missing "
+         "values in 'mean radius'"),
         (json.dumps({"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64", "data": [0] * 31}]}),
          "input 'x': 'data' has 31 values but shape [1, 30] needs 30"),
         (json.dumps({"inputs": [{"name": "mean radius", "shape": [1], "datatype": "FP64", "data": [1.0]},
@@ -275,12 +307,12 @@ def test_expect_continue_chunked_and_pipelined(iris_server: Server, models: dict
     assert answer.endswith(b'{"live":true}')
 
 
-def test_malformed_http_and_binary_extension(iris_server: Server) -> None:
+def test_malformed_http_and_binary_framing(iris_server: Server) -> None:
     assert raw(iris_server, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     answer = raw(iris_server, b"POST /v2/models/flowers/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-                              b"Inference-Header-Content-Length: 2\r\n\r\n{}")  # fmt: skip
+                              b"Connection: close\r\nInference-Header-Content-Length: 9\r\n\r\n{}")  # fmt: skip
     assert answer.startswith(b"HTTP/1.1 400 ")
-    assert b"binary tensor extension" in answer
+    assert b"Inference-Header-Content-Length is 9 but the body has only 2 bytes" in answer
 
 
 def test_still_healthy_after_bad_requests(bc_server: Server, models: dict[str, modelkit.ModelDir]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -20,11 +21,22 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from modelops.serve import metrics
-from modelops.serve.codec import InputPlan, RequestError, decode_doc, encode_error, encode_infer, parse_body, single_row
+from modelops.serve import metrics, tensors
+from modelops.serve.codec import (
+    InputPlan,
+    Output,
+    RequestError,
+    decode_doc,
+    encode_error,
+    encode_infer,
+    make_plan,
+    parse_body,
+    single_row,
+)
 from modelops.serve.predictor import Predictor
 
 JSON = b"content-type: application/json\r\n"
+BINARY = b"content-type: application/octet-stream\r\n"
 #: (status, extra header lines including content-type, body)
 Response = tuple[int, bytes, bytes]
 
@@ -35,6 +47,30 @@ def _json(status: int, doc: Any) -> Response:
 
 def _error(status: int, message: str, extra: bytes = b"") -> Response:
     return status, JSON + extra, encode_error(message)
+
+
+def build(
+    model: Predictor,
+    *,
+    name: str,
+    version: str,
+    server_version: str,
+    metrics_dir: Path | None = None,
+    slot: int = 0,
+) -> App:
+    """The app of a loaded model: its input plan (from the contract the predictor settled) and metric layout."""
+    contract = model.contract
+    plan = make_plan(contract)
+    layout = metrics.build_layout(
+        model=name,
+        version=version,
+        classes=model.class_labels,
+        prediction_bounds=model.prediction_bounds,
+        numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
+        categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
+    )
+    store = metrics.Store(layout, metrics_dir, slot)
+    return App(model, plan, store, name=name, version=version, server_version=server_version)
 
 
 class App:
@@ -84,22 +120,30 @@ class App:
             },
         )
         self._model_ready = _json(200, {"name": name, "ready": True})
-        self._server_metadata = _json(200, {"name": "modelops", "version": server_version, "extensions": []})
+        self._server_metadata = _json(
+            200, {"name": "modelops", "version": server_version, "extensions": ["binary_tensor_data"]}
+        )
         self._live = _json(200, {"live": True})
         self._ready = _json(200, {"ready": True})
         self._not_ready = _json(503, {"ready": False})
 
     # -- entry point ------------------------------------------------------------------------------
 
-    def handle(self, method: bytes, target: bytes, body: bytes, started: float) -> Response:
-        """Answer one request; ``started`` is its ``time.perf_counter()`` arrival time."""
+    def handle(
+        self, method: bytes, target: bytes, body: bytes, started: float, header_length: bytes | None = None
+    ) -> Response:
+        """Answer one request; ``started`` is its ``time.perf_counter()`` arrival time.
+
+        ``header_length`` is the value of its ``Inference-Header-Content-Length`` header, if any
+        (the binary tensor data extension, :mod:`modelops.serve.tensors`).
+        """
         if method == b"POST" and target in self._infer_targets:
-            response = self._infer(body)
+            response = self._infer(body, header_length)
         else:
             path = target.split(b"?", 1)[0]
             if path == b"/metrics" or path.startswith(b"/v2/health/"):
                 return self._uncounted(method, path)
-            response = self._route(method, path, body)
+            response = self._route(method, path, body, header_length)
         self.recorder.request(response[0], time.perf_counter() - started)
         return response
 
@@ -125,7 +169,7 @@ class App:
             return self._ready if self.ready else self._not_ready
         return _error(404, f"no route {path.decode(errors='replace')}")
 
-    def _route(self, method: bytes, raw_path: bytes, body: bytes) -> Response:
+    def _route(self, method: bytes, raw_path: bytes, body: bytes, header_length: bytes | None) -> Response:
         path = unquote(raw_path.decode("latin-1"))
         parts = path.strip("/").split("/")
         if parts == ["v2"]:
@@ -144,7 +188,7 @@ class App:
         if version is not None and version != self.version:
             return _error(404, f"model {name!r} has no version {version!r}; this server serves {self.version!r}")
         if rest == ["infer"]:
-            return self._only(method, b"POST", lambda: self._infer(body), path)
+            return self._only(method, b"POST", lambda: self._infer(body, header_length), path)
         if rest == ["ready"]:
             return self._only(method, b"GET", lambda: self._model_ready, path)
         return self._only(method, b"GET", lambda: self._metadata, path)
@@ -156,16 +200,22 @@ class App:
         message = f"method {method.decode()} not allowed on {path}; use {allowed.decode()}"
         return _error(405, message, b"allow: " + allowed + b"\r\n")
 
-    def _infer(self, body: bytes) -> Response:
+    def _infer(self, body: bytes, header_length: bytes | None = None) -> Response:
         try:
-            doc = parse_body(body)
-            if self._row_path:
-                fast = single_row(doc, self.plan)
-                if fast is not None:
-                    return self._infer_row(*fast)
-            decoded = decode_doc(doc, self.plan)
+            if header_length is None:
+                doc = parse_body(body)
+                if self._row_path:
+                    fast = single_row(doc, self.plan)
+                    if fast is not None:
+                        return self._infer_row(*fast)
+                decoded = decode_doc(doc, self.plan)
+            else:
+                head, binary = tensors.split_body(body, header_length)
+                decoded = decode_doc(parse_body(head), self.plan, binary)
         except RequestError as exc:
             return _error(exc.status, exc.message)
+        except ValueError as exc:  # the binary framing (tensors.split_body)
+            return _error(400, str(exc))
         try:
             prediction = self.predictor.predict(decoded)
         except ValueError as exc:
@@ -173,31 +223,35 @@ class App:
             return _error(400, f"the model rejected the input: {exc}")
         except Exception as exc:  # a bug or a broken model: 500, and the server keeps serving
             return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+        # The metrics count what the model was given: the converted columns, not the request's text.
         layout, values = self.layout, self.values
         self.recorder.rows(decoded.numeric)
         if layout.categorical:
-            metrics.observe_categories(layout, values, decoded.categorical)
+            metrics.observe_categories(layout, values, decoded.labels)
         rows = decoded.rows
-        outputs: list[dict[str, Any]] = []
+        outputs: list[Output] = []
         for name in decoded.outputs:
+            as_binary = name in decoded.binary_outputs
             if name == "predict":
                 data: Any = prediction.predict
                 if data.dtype.kind in "OUS":
                     data = [str(v) for v in data.tolist()]
-                outputs.append(
-                    {"name": "predict", "datatype": self.predictor.predict_datatype, "shape": [rows], "data": data}
-                )
+                outputs.append(Output("predict", self._predict_datatype, [rows], data, as_binary))
             else:
                 proba = prediction.proba
                 assert proba is not None  # decode_infer only offers predict_proba to classifiers
-                outputs.append(
-                    {"name": "predict_proba", "datatype": "FP64", "shape": list(proba.shape), "data": proba.ravel()}
-                )
+                outputs.append(Output("predict_proba", "FP64", list(proba.shape), proba.ravel(), as_binary))
         if prediction.class_index is not None:
             self.recorder.classes(prediction.class_index)
         else:
             metrics.observe_predictions(layout, values, np.asarray(prediction.predict, dtype=np.float64))
-        return 200, JSON, encode_infer(self.name, self.version, decoded.request_id, outputs)
+        return self._answer(decoded.request_id, outputs)
+
+    def _answer(self, request_id: str | None, outputs: list[Output]) -> Response:
+        payload, head = encode_infer(self.name, self.version, request_id, outputs)
+        if head is None:
+            return 200, JSON, payload
+        return 200, BINARY + b"inference-header-content-length: %d\r\n" % head, payload
 
     def _infer_row(self, row: list[float], wanted: tuple[str, ...], request_id: str | None) -> Response:
         """One numeric row, without numpy (see ``codec.single_row``): the same answer and metrics as :meth:`_infer`."""
@@ -210,14 +264,12 @@ class App:
             recorder.prediction(prediction.label)
         else:  # where a NaN goes is numpy's call (searchsorted), as in _infer
             metrics.observe_predictions(self.layout, self.values, np.array([prediction.label], dtype=np.float64))
-        outputs: list[dict[str, Any]] = []
+        outputs: list[Output] = []
         for name in wanted:
             if name == "predict":
-                outputs.append(
-                    {"name": "predict", "datatype": self._predict_datatype, "shape": [1], "data": [prediction.label]}
-                )
+                outputs.append(Output("predict", self._predict_datatype, [1], [prediction.label]))
             else:
                 proba = prediction.proba
                 assert proba is not None  # single_row only offers predict_proba to classifiers
-                outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [1, len(proba)], "data": proba})
-        return 200, JSON, encode_infer(self.name, self.version, request_id, outputs)
+                outputs.append(Output("predict_proba", "FP64", [1, len(proba)], proba))
+        return self._answer(request_id, outputs)

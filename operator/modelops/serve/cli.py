@@ -185,24 +185,17 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
     import logging
 
     from modelops import __version__
-    from modelops.serve import app, codec, metrics, predictor, server
+    from modelops.serve import app, predictor, server
 
     logging.basicConfig(level=logging.WARNING, format="modelops serve: %(levelname)s %(name)s: %(message)s")
 
     contract = predictor.load_contract(model_dir)
     model = predictor.load(model_dir, contract, trusted)
-    plan = codec.make_plan(contract)
     name = args.name or contract.model
-    layout = metrics.build_layout(
-        model=name,
-        version=args.version,
-        classes=model.class_labels,
-        prediction_bounds=model.prediction_bounds,
-        numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
-        categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
-    )
-    store = metrics.Store(layout, args.metrics_dir, args.worker_slot)
-    application = app.App(model, plan, store, name=name, version=args.version, server_version=__version__)
+    application = app.build(
+        model, name=name, version=args.version, server_version=__version__, metrics_dir=args.metrics_dir,
+        slot=args.worker_slot,
+    )  # fmt: skip
     # Listen only now (a single worker binds here): a probe never waits on a model still loading.
     sock = listen()
     host, port = sock.getsockname()[:2]

@@ -25,13 +25,53 @@ class ContractError(ValueError):
     """``result.json`` does not follow the contract; the message names the field."""
 
 
+#: How the model saw an input's values, hence what a request value is converted to (``docs/inference.md``):
+#: ``number`` a numeric feature (float64); categorical ``int``, ``float``, ``bool`` or ``string`` values;
+#: ``mixed`` categories of several types (passed as they come).
+KINDS = ("number", "int", "float", "bool", "string", "mixed")
+
+
 @dataclass(frozen=True)
 class Feature:
-    """One signature input: its name, its v2 datatype, and whether it is categorical."""
+    """One signature input: its name, its v2 datatype, and how the model saw its values.
+
+    ``categories`` are the recorded training values (JSON types; ``None`` for missing), if recorded.
+    ``accepts_missing`` is the record's word (``None``: not recorded); the server's
+    :class:`~modelops.serve.predictor.Predictor` settles it, and ``accepts_infinite``, by asking the model.
+    """
 
     name: str
     datatype: str
     categorical: bool
+    kind: str = "number"
+    categories: tuple[Any, ...] | None = None
+    accepts_missing: bool | None = None
+    accepts_infinite: bool = False
+
+
+def kind_of(datatype: str, categorical: bool, categories: Sequence[Any] | None) -> str:
+    """The value kind of an input from its record: the recorded categories' types, else its datatype."""
+    if not categorical:
+        return "number"
+    if categories:
+        present = [c for c in categories if c is not None]
+        if present and all(isinstance(c, bool) for c in present):
+            return "bool"
+        if present and all(isinstance(c, int) and not isinstance(c, bool) for c in present):
+            return "int"
+        if present and all(isinstance(c, int | float) and not isinstance(c, bool) for c in present):
+            return "float"
+        if present and all(isinstance(c, str) for c in present):
+            return "string"
+        if present:
+            return "mixed"
+    if datatype == "BOOL":
+        return "bool"
+    if datatype.startswith(("INT", "UINT")):
+        return "int"
+    if datatype.startswith("FP"):
+        return "float"
+    return "string"
 
 
 @dataclass(frozen=True)
@@ -108,8 +148,33 @@ def _parse_features(signature: Mapping[str, Any], categorical_names: set[str]) -
         if name in seen:
             raise ContractError(f"result.json: signature.inputs has {name!r} twice")
         seen.add(name)
-        categorical = datatype == "BYTES" or name in categorical_names
-        features.append(Feature(name=name, datatype=datatype, categorical=categorical))
+        flag = item.get("categorical")
+        if flag is not None and not isinstance(flag, bool):
+            raise ContractError(f"result.json: signature.inputs[{i}].categorical is not a boolean")
+        # Records from before the flag: BYTES, or categorical reference statistics, mean categorical.
+        categorical = flag if flag is not None else (datatype == "BYTES" or name in categorical_names)
+        categories = item.get("categories")
+        if categories is not None and not (
+            isinstance(categories, list) and all(c is None or isinstance(c, str | int | float) for c in categories)
+        ):
+            raise ContractError(
+                f"result.json: signature.inputs[{i}].categories is not a list of strings, numbers, booleans or nulls"
+            )
+        missing = item.get("acceptsMissing")
+        if missing is not None and not isinstance(missing, bool):
+            raise ContractError(f"result.json: signature.inputs[{i}].acceptsMissing is not a boolean")
+        if datatype == "BYTES" and not categorical:
+            raise ContractError(f"result.json: signature.inputs[{i}] is BYTES but not categorical")
+        features.append(
+            Feature(
+                name=name,
+                datatype=datatype,
+                categorical=categorical,
+                kind=kind_of(datatype, categorical, categories),
+                categories=tuple(categories) if categorical and categories is not None else None,
+                accepts_missing=missing,
+            )
+        )
     return tuple(features)
 
 
@@ -169,6 +234,9 @@ def parse_result(doc: Any) -> ModelContract:
     for n in numeric:
         if feature_by_name[n.name].categorical:
             raise ContractError(f"result.json: feature {n.name!r} is categorical but has numeric referenceStats")
+    for c in categorical:
+        if not feature_by_name[c.name].categorical:
+            raise ContractError(f"result.json: feature {c.name!r} is numeric but has categorical referenceStats")
 
     raw_classes = signature.get("classes")
     if raw_classes is not None and (not isinstance(raw_classes, list) or not raw_classes):

@@ -208,17 +208,34 @@ def feature_bins(layout: Layout, numeric: FloatArray) -> IntArray:
 
 
 def observe_features(layout: Layout, values: FloatArray, numeric: FloatArray) -> None:
-    """Add a batch of numeric rows (columns as in the layout's numeric matrix) to the feature histograms."""
+    """Add a batch of numeric rows (columns as in the layout's numeric matrix) to the feature histograms.
+
+    Missing values (NaN, where the model takes them) are not counted, as in the reference bins; an
+    infinity (where the model takes it) counts in the first or last bin but not in the sum, which
+    would otherwise stay infinite for ever.
+    """
     if not layout.numeric:
         return
     start, end = layout.numeric_span
     bins = feature_bins(layout, numeric)
-    values[start:end] += np.bincount(bins.ravel(), minlength=end - start)
-    values[layout.numeric_sums] += numeric[:, layout.numeric_columns].sum(axis=0)
+    x = numeric[:, layout.numeric_columns]
+    # Huge finite values may add up past float64; that is the sum's own overflow, not a warning to raise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = x.sum(axis=0)
+        if np.isfinite(sums).all():
+            values[start:end] += np.bincount(bins.ravel(), minlength=end - start)
+        else:
+            values[start:end] += np.bincount(bins[~np.isnan(x)], minlength=end - start)
+            sums = np.where(np.isfinite(x), x, 0.0).sum(axis=0)
+        values[layout.numeric_sums] += sums
 
 
-def observe_categories(layout: Layout, values: FloatArray, columns: Sequence[Sequence[Any]]) -> None:
-    """Count a batch of categorical values; anything not among the reference categories is ``__other__``."""
+def observe_categories(layout: Layout, values: FloatArray, columns: Sequence[Any]) -> None:
+    """Count a batch of categorical values; anything not among the reference categories is ``__other__``.
+
+    ``columns`` are sequences (or arrays) of values as the model got them; each is named by ``str()``,
+    as the trainer named the reference categories, so a missing value (None, NaN) is ``__other__``.
+    """
     for slot in layout.categorical:
         other = len(slot.categories) - 1
         index = slot.index

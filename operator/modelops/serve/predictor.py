@@ -9,17 +9,27 @@ Three paths, chosen once at load time:
   from the features' reference bins; otherwise the next path is used.
 - ``steps``: a numeric model is called step by step (each ``transform``, then the final estimator)
   on a float64 matrix in the model's column order, with scikit-learn's finiteness and parameter
-  checks switched off (the codec guarantees finite input). Also checked against ``predict`` at load.
-- ``frame``: a model with categorical inputs gets a pandas DataFrame, as it was trained.
+  checks switched off (the codec lets a missing value or an infinity through only where the model
+  takes it). Also checked against ``predict`` at load, on rows with missing values too where the
+  model takes them.
+- ``frame``: a model with categorical inputs gets a pandas DataFrame, each column in the dtype it
+  was trained on (:mod:`modelops.serve.codec` converts the values).
+
+Before choosing, the inputs are settled against the artifact itself (:func:`resolve_features`): how
+each categorical column's encoder holds its categories (integers, floats, booleans or strings), and,
+by asking the model on probe rows (:func:`modelops.train.signature.columns_taking`), in which columns it
+takes a missing value or an infinity. The codec refuses those values everywhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import operator
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +37,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelops.serve import artifact, metrics
+from modelops.serve import artifact, codec, metrics
 from modelops.serve.codec import Decoded
-from modelops.serve.contract import ModelContract, parse_result
+from modelops.serve.contract import Feature, ModelContract, kind_of, parse_result
+from modelops.train import signature
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -209,17 +222,101 @@ def _close(a: FloatArray, b: FloatArray) -> bool:
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-9, atol=1e-12))
 
 
+# -- what the artifact says about its inputs ---------------------------------------------------------
+
+
+def encoder_categories(model: Any) -> dict[str, npt.NDArray[Any]]:
+    """Column name -> the categories a fitted one-hot (or ordinal) encoder holds for it, where findable.
+
+    Looks through a Pipeline, the ColumnTransformers in it, and pipelines inside those (an imputer
+    before the encoder, say); columns selected by name only.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    found: dict[str, npt.NDArray[Any]] = {}
+
+    def visit(step: Any, columns: Sequence[str] | None) -> None:
+        if isinstance(step, Pipeline):
+            for _, inner in step.steps:
+                visit(inner, columns)
+        elif isinstance(step, ColumnTransformer):
+            for _, inner, selected in getattr(step, "transformers_", []):
+                if isinstance(selected, list | tuple) and all(isinstance(c, str) for c in selected):
+                    visit(inner, list(selected))
+        elif isinstance(step, OneHotEncoder | OrdinalEncoder):
+            names = columns if columns is not None else getattr(step, "feature_names_in_", None)
+            categories = getattr(step, "categories_", None)
+            if names is not None and categories is not None and len(names) == len(categories):
+                found.update({str(n): np.asarray(c) for n, c in zip(names, categories, strict=True)})
+
+    visit(model, None)
+    return found
+
+
+def _encoder_kind(categories: npt.NDArray[Any]) -> str:
+    """The value kind (``contract.KINDS``) of an encoder's categories."""
+    if categories.dtype.kind in "iu":
+        return "int"
+    if categories.dtype.kind == "f":
+        return "float"
+    if categories.dtype.kind == "b":
+        return "bool"
+    present = [v for v in categories.tolist() if v is not None and v == v]
+    return kind_of("BYTES", True, present) if present else "string"
+
+
+def _family(kind: str) -> str:
+    """Kinds that can stand for one another (an imputer turns integer categories into floats)."""
+    return {"int": "number", "float": "number", "number": "number"}.get(kind, kind)
+
+
+def resolve_features(contract: ModelContract, encoders: Mapping[str, npt.NDArray[Any]]) -> tuple[Feature, ...]:
+    """The contract's inputs, checked against (and, for old records, completed from) the artifact's encoders.
+
+    A record without ``categorical`` whose model one-hot encodes the column is made categorical; a
+    BYTES column recorded without ``categories`` takes its kind from the encoder (booleans, mixed);
+    a record that says strings where the encoder holds numbers (or the reverse) is a
+    :class:`LoadError`, never a silent guess.
+    """
+    stats = {s.name for s in contract.numeric_stats}
+    out: list[Feature] = []
+    for f in contract.features:
+        held = encoders.get(f.name)
+        if held is None:
+            out.append(f)
+            continue
+        kind = _encoder_kind(held)
+        if not f.categorical:
+            if f.name in stats:
+                raise LoadError(
+                    f"feature {f.name!r} has numeric referenceStats in result.json but the model encodes it "
+                    "as categories"
+                )
+            f = dataclasses.replace(f, categorical=True, kind=kind)
+        elif f.categories is None and f.datatype == "BYTES":
+            f = dataclasses.replace(f, kind=kind)
+        elif "mixed" not in (kind, f.kind) and _family(kind) != _family(f.kind):
+            raise LoadError(
+                f"feature {f.name!r}: result.json says the model was trained on {f.kind} values but its encoder "
+                f"holds {kind} categories"
+            )
+        out.append(f)
+    return tuple(out)
+
+
 class Predictor:
     """A loaded model with the fastest verified way to call it; see the module docstring."""
 
     def __init__(self, contract: ModelContract, model: Any) -> None:
         import sklearn
 
+        # Parameter and finiteness checks off: they cost on every call (a fifth of a 100-row batch on the
+        # steps path), and the codec lets NaN and infinities through only to columns where the model,
+        # asked with its checks on (signature.model_takes), took them.
         sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
-        self.contract = contract
         self.model = model
-        self.numeric_names = tuple(f.name for f in contract.features if not f.categorical)
-        self.categorical_names = tuple(f.name for f in contract.features if f.categorical)
         fitted_names = getattr(model, "feature_names_in_", None)
         self._fitted_with_names = fitted_names is not None
         self.model_columns: tuple[str, ...] = (
@@ -233,6 +330,11 @@ class Predictor:
         n_in = getattr(model, "n_features_in_", len(self.model_columns))
         if n_in != len(self.model_columns):
             raise LoadError(f"the model expects {n_in} features; the signature has {len(self.model_columns)}")
+        self._encoders = encoder_categories(model)
+        contract = dataclasses.replace(contract, features=resolve_features(contract, self._encoders))
+        self.contract = contract
+        self.numeric_names = tuple(f.name for f in contract.features if not f.categorical)
+        self.categorical_names = tuple(f.name for f in contract.features if f.categorical)
         classes = getattr(model, "classes_", None)
         if contract.is_classifier:
             if classes is None or not hasattr(model, "predict_proba"):
@@ -242,6 +344,7 @@ class Predictor:
             self.classes = None
         self.class_labels = tuple(str(c) for c in self.classes) if self.classes is not None else None
         self.predict_datatype = contract.predict_datatype
+        self.contract = contract = self._settle_values(contract)
         self._compiled: _Compiled | None = None
         self._row: _Compiled | None = None
         self.path = "frame"
@@ -251,13 +354,14 @@ class Predictor:
             self._identity = bool(np.all(self._order == np.arange(len(self._order))))
             self.path = "steps"
             self._steps = _steps_of(model)
-            probe = _probe(contract, self.numeric_names)
+            probe = self._with_missing(_probe(contract, self.numeric_names))
             reference = self._reference(probe)
+            finite_only = not any(f.accepts_missing or f.accepts_infinite for f in contract.features)
             if not self._agrees(self._predict_steps, probe, reference):
                 # E.g. a ColumnTransformer that selects columns by name: call the whole pipeline on a
                 # DataFrame, as it was trained (slower, always right).
                 self.path = "frame"
-            else:
+            elif finite_only:
                 compiled = _compile(model, self._order, len(self.numeric_names))
                 if compiled is not None and self._agrees(compiled, probe, reference):
                     self._compiled = compiled
@@ -268,16 +372,99 @@ class Predictor:
         if self.classes is None:
             self.prediction_bounds = self._regression_bounds()
 
+    # -- what the model takes ---------------------------------------------------------------------
+
+    def _examples(self, feature: Feature, count: int, rng: np.random.Generator) -> npt.NDArray[Any]:
+        """``count`` known values of a categorical feature, converted as a request's would be."""
+        known: list[Any] = [c for c in feature.categories or () if c is not None]
+        if not known and feature.name in self._encoders:
+            known = [v for v in self._encoders[feature.name].tolist() if v is not None and v == v]
+        if not known:
+            stats = {s.name: s.categories for s in self.contract.categorical_stats}
+            known = [c for c in stats.get(feature.name, ()) if c != "__other__"]
+        fallback = [{"int": 0, "float": 0.0, "bool": False}.get(feature.kind, "")] * count
+        picked = [known[i] for i in rng.integers(0, len(known), count)] if known else fallback
+        accepting = dataclasses.replace(feature, accepts_missing=True, accepts_infinite=True)
+        datatype = "BYTES" if feature.kind in ("string", "mixed") else feature.datatype
+        try:
+            return codec.column(picked, datatype, accepting, lambda i: "")[0]
+        except codec.RequestError:  # reference categories that do not parse as the kind: any value will do
+            return codec.column(fallback, datatype, accepting, lambda i: "")[0]
+
+    def _base_frame(self, contract: ModelContract) -> Any:
+        """One plausible row in the model's dtypes: reference midpoints and known categories."""
+        rng = np.random.default_rng(0)
+        stats = {s.name: s.edges for s in contract.numeric_stats}
+        numeric = np.array(
+            [[(stats[n][0] + stats[n][-1]) / 2 if n in stats else 0.0 for n in self.numeric_names]], dtype=np.float64
+        )
+        by_name = {f.name: f for f in contract.features}
+        categorical = [self._examples(by_name[n], 1, rng) for n in self.categorical_names]
+        return self._frame(numeric, categorical)
+
+    def _model_input(self, frame: Any) -> Any:
+        """A frame in model column order as the model was fitted: itself, or its matrix."""
+        return frame if self._fitted_with_names else frame.to_numpy(dtype=np.float64)
+
+    def _settle_values(self, contract: ModelContract) -> ModelContract:
+        """Ask the model in which columns it takes a missing value, and an infinity; record the answers.
+
+        Only what the record does not refuse is asked (refusing is always safe, and the trainer asked
+        the same question); infinities only in columns that take NaN, since every scikit-learn check
+        that lets an infinity through lets NaN through too. A wide table recorded before
+        ``acceptsMissing`` costs a model call per column, once, at start-up.
+        """
+        base = self._base_frame(contract)
+        if not signature.model_takes(self.model, self._model_input(base)):
+            log.warning("the model refuses a probe row built from result.json; missing values are refused everywhere")
+        as_input = signature.probe_input(self.model, base, numeric=not self.categorical_names)
+        refused = {f.name for f in contract.features if f.accepts_missing is False}
+        columns = [c for c in self.model_columns if c not in refused]
+
+        def taking(value: float, names: list[str]) -> set[str]:
+            return signature.columns_taking(self.model, as_input(signature.probe_frame(base, names, value)), names)
+
+        missing = taking(math.nan, columns)
+        numbers = [f.name for f in contract.features if f.kind in ("number", "float") and f.name in missing]
+        infinite = taking(math.inf, numbers)
+        features: list[Feature] = []
+        for f in contract.features:
+            takes = f.name in missing
+            if f.accepts_missing and not takes:
+                log.warning(
+                    "result.json says feature %r accepts missing values but the model refuses them; refusing them",
+                    f.name,
+                )
+            features.append(
+                dataclasses.replace(
+                    f, accepts_missing=takes and f.accepts_missing is not False, accepts_infinite=f.name in infinite
+                )
+            )
+        return dataclasses.replace(contract, features=tuple(features))
+
+    def _with_missing(self, probe: FloatArray) -> FloatArray:
+        """The probe rows plus copies with NaN in each numeric column that takes it, to verify shortcuts on."""
+        takes = [j for j, n in enumerate(self.numeric_names) if self._feature(n).accepts_missing]
+        if not takes:
+            return probe
+        gaps = probe[: len(takes) * 4].copy()
+        for i in range(gaps.shape[0]):
+            gaps[i, takes[i % len(takes)]] = np.nan
+        return np.vstack([probe, gaps])
+
+    def _feature(self, name: str) -> Feature:
+        return next(f for f in self.contract.features if f.name == name)
+
     # -- reference and verification -------------------------------------------------------------
 
-    def _frame(self, numeric: FloatArray, categorical: Sequence[Sequence[Any]]) -> Any:
+    def _frame(self, numeric: FloatArray, categorical: Sequence[Any]) -> Any:
         import pandas as pd
 
         columns: dict[str, Any] = {}
         for j, name in enumerate(self.numeric_names):
             columns[name] = numeric[:, j]
         for j, name in enumerate(self.categorical_names):
-            columns[name] = np.asarray(categorical[j], dtype=object)
+            columns[name] = categorical[j]
         return pd.DataFrame({name: columns[name] for name in self.model_columns})
 
     def _reference(self, probe: FloatArray) -> tuple[npt.NDArray[Any], FloatArray | None]:
@@ -323,11 +510,7 @@ class Predictor:
         try:
             if self.categorical_names:
                 rng = np.random.default_rng(0)
-                cats = {s.name: [c for c in s.categories if c != "__other__"] for s in self.contract.categorical_stats}
-                categorical = [
-                    list(rng.choice(cats[n], _PROBE_ROWS)) if cats.get(n) else ["__other__"] * _PROBE_ROWS
-                    for n in self.categorical_names
-                ]
+                categorical = [self._examples(self._feature(n), _PROBE_ROWS, rng) for n in self.categorical_names]
                 numeric = _probe(self.contract, self.numeric_names)
                 values = self.predict_batch(numeric, categorical, want_proba=False).predict
             else:
@@ -362,13 +545,13 @@ class Predictor:
         idx: IntArray = np.searchsorted(self.classes, predicted).astype(np.intp)
         return idx
 
-    def predict_batch(self, numeric: FloatArray, categorical: Sequence[Sequence[Any]], want_proba: bool) -> Prediction:
-        """Predict one batch (numeric columns in signature order, categorical columns as lists)."""
+    def predict_batch(self, numeric: FloatArray, categorical: Sequence[Any], want_proba: bool) -> Prediction:
+        """Predict one batch: numeric columns in signature order, categorical columns as the codec makes them."""
         if self._compiled is not None:
             return self._compiled(numeric, want_proba)
         if self.path == "steps":
             return self._predict_steps(numeric, want_proba)
-        frame = self._frame(numeric, categorical)
+        frame = self._model_input(self._frame(numeric, categorical))
         predicted = np.asarray(self.model.predict(frame))
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64) if want_proba else None
         return Prediction(predicted, proba, self._class_index(predicted))

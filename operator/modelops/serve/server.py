@@ -160,6 +160,7 @@ class HttpProtocol(asyncio.Protocol):
         "discard",
         "discarded",
         "head_room",
+        "header_length",
         "headers_expect",
         "last_active",
         "limited",
@@ -187,6 +188,7 @@ class HttpProtocol(asyncio.Protocol):
         self.content_length: int | None = None
         self.chunked = False
         self.headers_expect = False
+        self.header_length: bytes | None = None
         self.upgrade = False
         self.phase = _IDLE
         self.served = False  # answered a request: idle now means keep-alive, not a silent client
@@ -309,6 +311,7 @@ class HttpProtocol(asyncio.Protocol):
         self.content_length = None
         self.chunked = False
         self.headers_expect = False
+        self.header_length = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -328,7 +331,7 @@ class HttpProtocol(asyncio.Protocol):
         elif size == 17 and name.lower() == b"transfer-encoding":
             self.chunked = True
         elif size == 31 and name.lower() == b"inference-header-content-length":
-            self._reject(400, "the binary tensor extension is not supported; send JSON tensors")
+            self.header_length = value  # the binary tensor data extension: the app splits the body
 
     def on_headers_complete(self) -> None:
         if self.discard:
@@ -373,7 +376,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         method = self.parser.get_method()
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        status, headers, payload = self.state.app.handle(method, self.url, body, self.started)
+        status, headers, payload = self.state.app.handle(method, self.url, body, self.started, self.header_length)
         keep_alive = (
             self.parser.should_keep_alive() and not self.state.draining and not self.limited and not self.upgrade
         )
