@@ -177,6 +177,23 @@ TYPED = parse_result({
 TYPED_PLAN = make_plan(TYPED)
 
 
+def test_python_json_nan_and_infinity_are_values_not_malformed_json() -> None:
+    """requests' json=, tritonclient's JSON tensors and MLServer's codecs write a float gap as NaN."""
+    body = b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, NaN, 3]}]}'
+    assert bad(body) == (
+        "input 'x', row 0, column 1 (feature 'b'): missing value; the model does not take missing values in 'b'"
+    )
+    for token in (b"Infinity", b"-Infinity", b"1e400"):
+        body = b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, %s]}]}' % token
+        assert "column 2 (feature 'c'): infinite value (" in bad(body)
+    d = decode_infer(b'{"inputs": [{"name": "f", "shape": [1], "datatype": "FP64", "data": [NaN]},'
+                     b'{"name": "n", "shape": [1], "datatype": "INT64", "data": [2]},'
+                     b'{"name": "b", "shape": [1], "datatype": "BOOL", "data": [true]},'
+                     b'{"name": "s", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}', TYPED_PLAN)  # fmt: skip
+    assert np.isnan(d.categorical[1][0])
+    assert "malformed JSON" in bad(b'{"inputs": [NaN')
+
+
 def test_kinds_from_the_record() -> None:
     assert [f.kind for f in TYPED.features] == ["int", "float", "bool", "string"]
     assert [f.kind for f in MIXED.features] == ["string", "number"]

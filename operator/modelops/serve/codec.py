@@ -24,6 +24,7 @@ the row and the column. Everything that can be decided before the first request 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -492,6 +493,14 @@ def parse_body(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # Python's json (behind requests' json= and tritonclient's JSON tensors) writes a float gap as
+        # NaN and an overflow as Infinity, which are not JSON; read them as the values they stand for
+        # (1e400 too), and let the feature's rules decide. Only then: no second parse of other garbage.
+        if b"NaN" in body or b"Infinity" in body or "infinity" in str(exc):
+            try:
+                return json.loads(body)
+            except (ValueError, RecursionError):
+                pass
         if b'"binary_data_size"' in body:
             raise _bad(
                 "the body is JSON followed by binary tensor data, but the request has no "
