@@ -29,6 +29,7 @@ from modelops.serve.codec import (
     decode_doc,
     encode_error,
     encode_infer,
+    encode_json,
     make_plan,
     parse_body,
     single_row,
@@ -264,12 +265,14 @@ class App:
             recorder.prediction(prediction.label)
         else:  # where a NaN goes is numpy's call (searchsorted), as in _infer
             metrics.observe_predictions(self.layout, self.values, np.array([prediction.label], dtype=np.float64))
-        outputs: list[Output] = []
+        outputs: list[dict[str, Any]] = []
         for name in wanted:
             if name == "predict":
-                outputs.append(Output("predict", self._predict_datatype, [1], [prediction.label]))
+                outputs.append(
+                    {"name": "predict", "datatype": self._predict_datatype, "shape": [1], "data": [prediction.label]}
+                )
             else:
                 proba = prediction.proba
                 assert proba is not None  # single_row only offers predict_proba to classifiers
-                outputs.append(Output("predict_proba", "FP64", [1, len(proba)], proba))
-        return self._answer(request_id, outputs)
+                outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [1, len(proba)], "data": proba})
+        return 200, JSON, encode_json(self.name, self.version, request_id, outputs)

@@ -627,8 +627,7 @@ def _decode_matrix(t: _Tensor, plan: InputPlan) -> Decoded:
     if rows == 0:
         raise _bad(f"input {name!r} has no rows")
     values = _values(t, rows * width)
-    numeric = np.empty((rows, len(plan.numeric_names)), dtype=np.float64)
-    if plan.all_numeric and all(f.kind == "number" for f in plan.features):
+    if plan.all_numeric:
         # One conversion for the whole matrix; a value it cannot take is found and named below.
         try:
             flat = _floats(values, lambda i: "")
@@ -638,6 +637,7 @@ def _decode_matrix(t: _Tensor, plan: InputPlan) -> Decoded:
             matrix = flat.reshape(rows, width)
             if np.isfinite(matrix).all():
                 return Decoded(rows, matrix, [], (), None)
+    numeric = np.empty((rows, len(plan.numeric_names)), dtype=np.float64)
     categorical: list[npt.NDArray[Any]] = [np.empty(0)] * len(plan.categorical_names)
     labels: list[Sequence[Any] | npt.NDArray[Any]] = [()] * len(plan.categorical_names)
     for j, feature in enumerate(plan.features):
@@ -729,13 +729,18 @@ def encode_infer(
         else:
             item["data"] = o.data
         items.append(item)
-    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": items}
-    if request_id is not None:
-        doc["id"] = request_id
-    head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    head = encode_json(model, version, request_id, items)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
+
+
+def encode_json(model: str, version: str, request_id: str | None, outputs: list[dict[str, Any]]) -> bytes:
+    """A v2 inference response of JSON output tensors (the single-row path builds them itself)."""
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request_id is not None:
+        doc["id"] = request_id
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def encode_error(message: str) -> bytes:
