@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import tritonclient.http as triton
 
 from modelops.train import runner
@@ -45,8 +46,9 @@ def train(tmp: Path, table: pd.DataFrame, target: str, kinds: dict[str, str], es
         "estimator": estimator,
     })  # fmt: skip
     out = tmp / "out"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
         warnings.simplefilter("ignore")  # convergence warnings of small generated tables
+        patch.setenv("MODELOPS_FILE_ROOTS", str(tmp.resolve()))  # the one directory the trainer may read
         runner.train(config, out)
     result = json.loads((out / "result.json").read_text())
     frame = pd.read_csv(csv)[list(kinds)]

@@ -26,19 +26,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelops.serve import app, predictor
+from modelops.train import signature
 from serve import tables
 from serve.conftest import Server
 
 CLASSIFIERS = {
-    "sklearn.linear_model.LogisticRegression": ({"max_iter": 300}, False),
-    "sklearn.ensemble.HistGradientBoostingClassifier": ({"max_iter": 15}, True),
-    "sklearn.tree.DecisionTreeClassifier": ({"max_depth": 4}, True),
-    "sklearn.ensemble.RandomForestClassifier": ({"n_estimators": 5, "max_depth": 4}, True),
+    "sklearn.linear_model.LogisticRegression": {"max_iter": 300},
+    "sklearn.ensemble.HistGradientBoostingClassifier": {"max_iter": 15},
+    "sklearn.tree.DecisionTreeClassifier": {"max_depth": 4},
+    "sklearn.ensemble.RandomForestClassifier": {"n_estimators": 5, "max_depth": 4},
 }
 REGRESSORS = {
-    "sklearn.linear_model.Ridge": ({}, False),
-    "sklearn.ensemble.HistGradientBoostingRegressor": ({"max_iter": 15}, True),
-    "sklearn.tree.DecisionTreeRegressor": ({"max_depth": 4}, True),
+    "sklearn.linear_model.Ridge": {},
+    "sklearn.ensemble.HistGradientBoostingRegressor": {"max_iter": 15},
+    "sklearn.tree.DecisionTreeRegressor": {"max_depth": 4},
 }
 KINDS = ("float", "int", "int_cat", "float_cat", "str_cat", "numstr_cat", "bool")
 
@@ -64,17 +65,15 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     task = draw(st.sampled_from(["classification", "regression"]))
     pool = CLASSIFIERS if task == "classification" else REGRESSORS
     class_name = draw(st.sampled_from(sorted(pool)))
-    params, takes_nan = pool[class_name]
     kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5))
     gaps = draw(st.lists(st.booleans(), min_size=len(kinds), max_size=len(kinds)))
     return {
         "task": task,
-        "estimator": {"className": class_name, "params": params,
+        "estimator": {"className": class_name, "params": pool[class_name],
                       "preprocessing": {"scaleNumeric": draw(st.booleans())}},
-        # Numeric gaps only for estimators that take NaN (the trainer refuses the others: train-messy's
-        # imputation changes that); categorical gaps always (the one-hot encoder has a category for them).
-        "columns": [(f"{k}_{i}", k, gap and (takes_nan or k not in ("float", "int"))) for i, (k, gap) in
-                    enumerate(zip(kinds, gaps, strict=True))],
+        # Gaps anywhere: estimators that cannot take NaN get the trainer's imputation where the
+        # training split had gaps, and the server must refuse them where it had none.
+        "columns": [(f"{k}_{i}", k, gap) for i, (k, gap) in enumerate(zip(kinds, gaps, strict=True))],
         "seed": draw(st.integers(0, 2**31)),
         "rows": draw(st.integers(40, 90)),
     }  # fmt: skip
@@ -128,9 +127,29 @@ def test_every_request_shape_answers_as_the_pipeline(case: dict[str, Any]) -> No
         trained = tables.train(Path(tmp), table, "target", kinds, case["estimator"])
         pipeline = joblib.load(trained.path / "model.joblib")
         application = load_app(trained)
-        rows = trained.frame.iloc[: min(24, len(trained.frame))]
+        sample = trained.frame.iloc[: min(24, len(trained.frame))]
         classifier = case["task"] == "classification"
         outputs = ["predict", "predict_proba"] if classifier else ["predict"]
+        # The pipeline's own verdict, row by row, with scikit-learn's input checks on: a row it refuses
+        # (a gap where the training split had none and nothing imputes it) must be refused by the server.
+        taken = [signature.model_takes(pipeline, sample.iloc[[i]]) for i in range(len(sample))]
+        refused = [sample.iloc[[i]] for i, ok in enumerate(taken) if not ok][:1]
+        # And a gap put where the trainer recorded that the model takes none (a numeric column without
+        # an imputer in front of an estimator that cannot take NaN): refused by the pipeline and the server.
+        for spec in trained.result["signature"]["inputs"]:
+            if spec["acceptsMissing"] is False:
+                row = sample.iloc[[0]].astype({spec["name"]: "float64"})
+                row.loc[row.index[0], spec["name"]] = math.nan
+                assert not signature.model_takes(pipeline, row)
+                refused.append(row)
+        for row in refused[:3]:
+            for request in tables.requests(trained, row, outputs):
+                status, error = answer(application, request)
+                assert status == 400, (request.shape, error)
+                assert "missing value; the model does not take missing values in" in error, (request.shape, error)
+        rows = sample[taken]
+        if rows.empty:
+            return
         expected = pipeline.predict(rows)
         proba = pipeline.predict_proba(rows) if classifier else None
         for request in tables.requests(trained, rows, outputs):

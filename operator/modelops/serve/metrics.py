@@ -234,13 +234,17 @@ def observe_categories(layout: Layout, values: FloatArray, columns: Sequence[Any
     """Count a batch of categorical values; anything not among the reference categories is ``__other__``.
 
     ``columns`` are sequences (or arrays) of values as the model got them; each is named by ``str()``,
-    as the trainer named the reference categories, so a missing value (None, NaN) is ``__other__``.
+    as the trainer named the reference categories. A missing value (None, NaN) is not counted, as in
+    the reference counts.
     """
     for slot in layout.categorical:
         other = len(slot.categories) - 1
         index = slot.index
         for v in columns[slot.column]:
-            values[slot.offset + index.get(v if isinstance(v, str) else str(v), other)] += 1
+            if isinstance(v, str):
+                values[slot.offset + index.get(v, other)] += 1
+            elif v is not None and v == v:
+                values[slot.offset + index.get(str(v), other)] += 1
 
 
 def observe_classes(layout: Layout, values: FloatArray, class_index: IntArray) -> None:
