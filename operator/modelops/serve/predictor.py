@@ -415,9 +415,9 @@ class Predictor:
         ``acceptsMissing`` costs a model call per column, once, at start-up.
         """
         base = self._base_frame(contract)
-        if not signature.model_takes(self.model, self._model_input(base)):
+        as_input, taken = signature.probe_input(self.model, base, numeric=not self.categorical_names)
+        if not taken:
             log.warning("the model refuses a probe row built from result.json; missing values are refused everywhere")
-        as_input = signature.probe_input(self.model, base, numeric=not self.categorical_names)
         refused = {f.name for f in contract.features if f.accepts_missing is False}
         columns = [c for c in self.model_columns if c not in refused]
 

@@ -42,13 +42,16 @@ def model_takes(model: Any, x: Any) -> bool:
     try:
         with warnings.catch_warnings(), sklearn.config_context(assume_finite=False):
             warnings.simplefilter("ignore")
-            outputs = [np.asarray(model.predict(x))]
+            # A classifier's probabilities go through the same input checks as its labels, and show a
+            # NaN that got through; one call per question keeps a slow model's start-up short.
             if hasattr(model, "predict_proba") and hasattr(model, "classes_"):
-                outputs.append(np.asarray(model.predict_proba(x)))
+                output = np.asarray(model.predict_proba(x))
+            else:
+                output = np.asarray(model.predict(x))
     except Exception:  # the model's own refusal, whatever its type
         return False
     # A model that lets NaN through to its output "takes" nothing: its answer is no answer.
-    return all(o.dtype.kind not in "fc" or bool(np.all(np.isfinite(o))) for o in outputs)
+    return output.dtype.kind not in "fc" or bool(np.all(np.isfinite(output)))
 
 
 def columns_taking(model: Any, probes: Any, columns: Sequence[str]) -> set[str]:
@@ -69,15 +72,16 @@ def columns_taking(model: Any, probes: Any, columns: Sequence[str]) -> set[str]:
     return {c for i, c in enumerate(columns) if model_takes(model, rows[i : i + 1])}
 
 
-def probe_input(model: Any, base: pd.DataFrame, numeric: bool) -> Callable[[pd.DataFrame], Any]:
-    """How to hand probe frames to ``model``: as they are, or, for a numeric model that takes one, as a matrix.
+def probe_input(model: Any, base: pd.DataFrame, numeric: bool) -> tuple[Callable[[pd.DataFrame], Any], bool]:
+    """How to hand probe frames to ``model``, and whether it takes the ``base`` row at all.
 
-    scikit-learn checks each column of a DataFrame on every call, which on a wide table costs more
-    than the question; a matrix in the same column order gets the same answers.
+    A numeric model that takes a matrix gets matrices: scikit-learn checks each column of a
+    DataFrame on every call, which on a wide table costs more than the question, and a matrix in
+    the same column order gets the same answers. Anything else gets the frames as they are.
     """
     if numeric and model_takes(model, base.to_numpy(dtype=np.float64)):
-        return lambda frame: frame.to_numpy(dtype=np.float64)
-    return lambda frame: frame
+        return (lambda frame: frame.to_numpy(dtype=np.float64)), True
+    return (lambda frame: frame), model_takes(model, base)
 
 
 def probe_frame(base: pd.DataFrame, columns: Sequence[str], value: float) -> pd.DataFrame:
@@ -149,7 +153,7 @@ def annotate(inputs: list[dict[str, Any]], frame: pd.DataFrame, categorical: Seq
     cat = set(categorical)
     names = [str(c) for c in frame.columns]
     base = _base_row(frame)
-    as_input = probe_input(model, base, numeric=not cat)
+    as_input, _ = probe_input(model, base, numeric=not cat)
     missing = columns_taking(model, as_input(probe_frame(base, names, math.nan)), names)
     for spec in inputs:
         name = spec["name"]
