@@ -154,7 +154,7 @@ def test_a_200_feature_table_in_the_operators_own_s3_store_is_read_from_there(
     assert done is not None
     assert condition(done, "Registered")["status"] == "True", done["status"]
     version = cluster.get(API, "ModelVersion", NAMESPACE, done["status"]["modelVersion"])
-    assert version["spec"]["artifact"]["uri"] == "s3://models/registry/ml/wide-s3/model.joblib"
+    assert version["spec"]["artifact"]["uri"] == "s3://models/registry/ml/wide-s3/model.skops"
     assert_all_200_features(version)
 
 

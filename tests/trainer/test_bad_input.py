@@ -43,7 +43,8 @@ def seed_stale_result(tmp_path: Path, name: str = "run") -> None:
     out = tmp_path / name / "out"
     out.mkdir(parents=True)
     (out / "result.json").write_text("{}")
-    (out / "model.joblib").write_bytes(b"old")
+    (out / "model.skops").write_bytes(b"old")
+    (out / "model.joblib").write_bytes(b"older")  # what a trainer before skops artifacts wrote
 
 
 CASES: dict[str, tuple[dict[str, Any], str]] = {

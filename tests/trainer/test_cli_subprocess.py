@@ -11,12 +11,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 
 from trainer.conftest import Run, config_for, run_trainer
+
+
+def load_skops(path: Path) -> Any:
+    """A skops artifact loaded by skops alone, trusting what the file names (the test wrote it)."""
+    import skops.io
+
+    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
 
 
 def sha256(path: Path) -> str:
@@ -27,15 +33,15 @@ def check_success(run: Run, task: str, trial: int | None = None) -> dict[str, An
     """The common output contract of a successful run; returns result.json."""
     assert run.returncode == 0, run.stderr
     directory = run.output / f"trial-{trial}" if trial is not None else run.output
-    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == ["model.joblib", "result.json"]
+    assert sorted(p.name for p in directory.iterdir() if p.is_file()) == ["model.skops", "result.json"]
     result = run.result(trial)
-    model = directory / "model.joblib"
+    model = directory / "model.skops"
     assert result["resultVersion"] == 1
     assert result["task"] == task
     assert result["artifact"]["sha256"] == sha256(model)
     assert result["artifact"]["sizeBytes"] == model.stat().st_size
-    assert result["artifact"]["path"] == "model.joblib"
-    assert result["artifact"]["format"] == "joblib"
+    assert result["artifact"]["path"] == "model.skops"
+    assert result["artifact"]["format"] == "skops"
     assert result["framework"]["name"] == "scikit-learn"
     assert result["dataset"]["rows"] == result["dataset"]["trainRows"] + result["dataset"]["testRows"]
     expected = {"accuracy", "precision", "recall", "f1"} if task == "classification" else {"rmse", "mae", "r2"}
@@ -55,7 +61,7 @@ def check_success(run: Run, task: str, trial: int | None = None) -> dict[str, An
     assert term is not None
     assert term["ok"] is True
     assert len(run.termination_raw or "") <= 4096
-    assert term["artifact"] == {k: result["artifact"][k] for k in ("uri", "sha256", "sizeBytes")}
+    assert term["artifact"] == {k: result["artifact"][k] for k in ("uri", "sha256", "sizeBytes", "format")}
     assert term["dataset"] == {k: result["dataset"][k] for k in ("uri", "sha256")}
     assert term["metrics"] == result["metrics"]
     assert term["resultFile"].endswith("/result.json")
@@ -65,7 +71,7 @@ def check_success(run: Run, task: str, trial: int | None = None) -> dict[str, An
 
 def predict_with_artifact(run: Run, frame: pd.DataFrame, trial: int | None = None) -> Any:
     directory = run.output / f"trial-{trial}" if trial is not None else run.output
-    return joblib.load(directory / "model.joblib").predict(frame)
+    return load_skops(directory / "model.skops").predict(frame)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +88,7 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def test_iris_random_forest(iris_run: Run) -> None:
     result = check_success(iris_run, "classification")
     assert result["model"] == "test-model"
-    assert result["artifact"]["uri"] == "pvc://models/iris/iris-rf/model.joblib"
+    assert result["artifact"]["uri"] == "pvc://models/iris/iris-rf/model.skops"
     assert iris_run.termination is not None
     assert iris_run.termination["resultFile"] == "pvc://models/iris/iris-rf/result.json"
     assert result["dataset"]["rows"] == 150
@@ -112,7 +118,7 @@ def test_deterministic_artifact(iris_run: Run, tmp_path: Path) -> None:
     again = run_trainer(config, tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.result()["artifact"]["sha256"] == iris_run.result()["artifact"]["sha256"]
-    assert (again.output / "model.joblib").read_bytes() == (iris_run.output / "model.joblib").read_bytes()
+    assert (again.output / "model.skops").read_bytes() == (iris_run.output / "model.skops").read_bytes()
     assert again.result()["metrics"] == iris_run.result()["metrics"]
 
 
@@ -264,8 +270,8 @@ def test_s3_artifact_store_gets_the_model_then_the_result(tmp_path: Path, s3_end
                         artifactStore={"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1"}})
     run = run_trainer(config, tmp_path, env=creds)
     result = check_success(run, "classification")
-    assert result["artifact"]["uri"] == "s3://models/ml/iris-rf/model.joblib"
-    stored = client.get_object(Bucket="models", Key="ml/iris-rf/model.joblib")["Body"].read()
+    assert result["artifact"]["uri"] == "s3://models/ml/iris-rf/model.skops"
+    stored = client.get_object(Bucket="models", Key="ml/iris-rf/model.skops")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == result["artifact"]["sha256"]
     uploaded = json.loads(client.get_object(Bucket="models", Key="ml/iris-rf/result.json")["Body"].read())
     assert uploaded == result
@@ -282,7 +288,7 @@ def test_s3_artifact_store_refusal_is_one_line(tmp_path: Path, s3_endpoint: str)
     assert run.returncode != 0
     assert run.termination is not None
     assert run.termination["ok"] is False
-    assert run.termination["error"].startswith("PUT s3://no-such-bucket/x/model.joblib answered HTTP 404 NoSuchBucket")
+    assert run.termination["error"].startswith("PUT s3://no-such-bucket/x/model.skops answered HTTP 404 NoSuchBucket")
 
 
 @pytest.mark.slow
@@ -315,7 +321,7 @@ def test_grid_sweep_trial_by_trial_and_best(tmp_path: Path) -> None:
         result = check_success(run, "classification", trial=index)
         assert result["trial"] == {"index": index, "params": trials[index]}
         assert result["estimator"]["params"] == {**trials[index], "random_state": 7}
-        assert result["artifact"]["uri"] == f"pvc://models/wine/trial-{index}/model.joblib"
+        assert result["artifact"]["uri"] == f"pvc://models/wine/trial-{index}/model.skops"
         assert run.termination is not None
         assert run.termination["trial"]["index"] == index
         results.append(result)

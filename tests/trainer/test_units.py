@@ -320,3 +320,44 @@ def test_annotate_asks_the_fitted_pipeline_column_by_column() -> None:
         {"name": "b", "datatype": "INT64", "acceptsMissing": False},
         {"name": "c", "datatype": "BYTES", "categorical": True, "categories": ["x", "y"], "acceptsMissing": True},
     ]
+
+
+def test_the_skops_artifact_is_canonical_and_loads_as_the_model() -> None:
+    """Two copies of one model (other ids, other clock) give the same bytes, which load as the model."""
+    import copy
+    import io
+    import zipfile
+
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_iris(return_X_y=True)
+    model = Pipeline([("scale", StandardScaler()), ("rf", RandomForestClassifier(n_estimators=5, random_state=0))])
+    model.fit(x, y)
+    twin = copy.deepcopy(model)
+    raw_a, raw_b = skops.io.dumps(model), skops.io.dumps(twin)
+    assert raw_a != raw_b  # skops names arrays after id(): the reason for the canonical form
+    assert output.model_bytes(model) == output.model_bytes(twin)
+    data = output.model_bytes(model)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        assert names[0] == "schema.json"
+        assert names[1:] == [f"{i}.npy" for i in range(1, len(names))]
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = skops.io.loads(data, trusted=skops.io.get_untrusted_types(data=data))
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert output.canonical_skops(data) == data
+
+
+def test_a_skops_archive_missing_a_data_file_is_not_canonicalised() -> None:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("schema.json", json.dumps({"__loader__": "NdArrayNode", "file": "123.npy", "protocol": 2}))
+    with pytest.raises(ValueError, match="names data files it does not hold"):
+        output.canonical_skops(out.getvalue())

@@ -1,7 +1,7 @@
 """The trainer: ``modelops train``, the training pod's entrypoint (it runs on a laptop too).
 
 It reads a run config (``docs/contracts.md``), loads a dataset by URI, fits an allow-listed
-scikit-learn estimator in a preprocessing Pipeline, and writes ``model.joblib`` and
+scikit-learn estimator in a preprocessing Pipeline, and writes ``model.skops`` and
 ``result.json`` atomically, plus the pod's termination message.
 
 Module map, pure pieces first:

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, metavar="RUN.json", help="the run config (JSON)")
-    parser.add_argument("--output", required=True, metavar="DIR", help="where model.joblib and result.json go")
+    parser.add_argument("--output", required=True, metavar="DIR", help="where model.skops and result.json go")
     parser.add_argument(
         "--trial-index",
         type=int,

@@ -1,10 +1,18 @@
-"""Atomic result files and the termination message.
+"""Atomic result files, the model artifact's bytes, and the termination message.
 
-A run writes ``model.joblib`` and ``result.json`` under temporary names in the output
+A run writes ``model.skops`` and ``result.json`` under temporary names in the output
 directory and renames them into place only at the end, the model first, so a
 ``result.json`` exists only beside a complete model. On failure the temporary files are
-removed; so are a previous run's ``model.joblib`` and ``result.json`` at the start of a run,
-so a failed run never leaves anything that looks like a result.
+removed; so are a previous run's model (``model.skops``, or a ``model.joblib`` of an older
+trainer) and ``result.json`` at the start of a run, so a failed run never leaves anything that
+looks like a result.
+
+:func:`write_model` persists the fitted pipeline with skops (a zip of JSON and ``.npy`` arrays
+that loads only trusted types, never a pickle) in a canonical form: skops names objects and
+array files after ``id()`` and stamps zip entries with the clock, so the same model would get a
+new sha256 on every run; the canonical form numbers them in order of appearance, gives every
+entry one fixed date and zeroes the padding bytes of structured arrays, so the same config and
+data give the same bytes.
 
 :func:`termination_message` is pure: it builds the contract's message and, when it would
 pass :data:`TERMINATION_LIMIT` bytes as JSON, wraps it gzip-compressed and base64-encoded in
@@ -21,8 +29,10 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +40,13 @@ from typing import Any
 
 TERMINATION_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.skops"
+MODEL_FORMAT = "skops"
 RESULT_FILE = "result.json"
+# What older trainers wrote; removed with the other results so it never outlives a new run.
+LEGACY_MODEL_FILE = "model.joblib"
+SCHEMA_FILE = "schema.json"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 
 
 def dumps(document: Any) -> str:
@@ -128,6 +143,87 @@ def write_termination_log(path: str | None, text: str) -> None:
         handle.write(text)
 
 
+def _canonical_ids(schema: Any) -> dict[str, str]:
+    """Renumber ``__id__`` values (in place) in order of appearance; return old → new data file names."""
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("__id__"), int):
+                node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+            name = node.get("file")
+            if isinstance(name, str) and "__loader__" in node:
+                suffix = name.rpartition(".")[2]
+                node["file"] = files.setdefault(name, f"{len(files) + 1}.{suffix}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return files
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops archive with ids, data file names, entry order and dates made reproducible."""
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        schema = json.loads(source.read(SCHEMA_FILE))
+        files = _canonical_ids(schema)
+        missing = sorted(set(files) - set(source.namelist()))
+        if missing:
+            raise ValueError(f"skops archive names data files it does not hold: {missing[:3]}")
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+
+            def put(name: str, content: bytes) -> None:
+                info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+                info.external_attr = 0o644 << 16
+                target.writestr(info, content)
+
+            put(SCHEMA_FILE, json.dumps(schema, indent=1).encode("utf-8"))
+            for old, new in files.items():
+                content = source.read(old)
+                put(new, _zero_padding(content) if new.endswith(".npy") else content)
+    return out.getvalue()
+
+
+def _zero_padding(npy: bytes) -> bytes:
+    """An ``.npy`` of a structured array with its padding bytes zeroed (a tree's node array has some).
+
+    The padding between fields is whatever memory the array was built in; zeroed, the same model
+    gives the same bytes. Other arrays are returned as they are.
+    """
+    import numpy as np
+
+    try:
+        array = np.load(io.BytesIO(npy), allow_pickle=False)
+    except ValueError:  # nothing skops writes, but not ours to judge: keep it as it is
+        return npy
+    fields = array.dtype.fields
+    if not fields or sum(f[0].itemsize for f in fields.values()) == array.dtype.itemsize:
+        return npy
+    clean = np.zeros(array.shape, dtype=array.dtype)
+    for name in fields:
+        clean[name] = array[name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
+    return out.getvalue()
+
+
+def model_bytes(model: Any) -> bytes:
+    """``model`` persisted with skops, canonical (see the module docstring)."""
+    import skops.io
+
+    return canonical_skops(skops.io.dumps(model))
+
+
+def write_model(model: Any, path: Path) -> None:
+    """Write ``model`` to ``path`` as a canonical skops archive."""
+    path.write_bytes(model_bytes(model))
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -176,7 +272,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def remove_results(directory: Path) -> None:
     """Remove a previous run's result from ``directory`` (``result.json`` first), if any."""
-    for stale in (RESULT_FILE, MODEL_FILE):
+    for stale in (RESULT_FILE, MODEL_FILE, LEGACY_MODEL_FILE):
         (directory / stale).unlink(missing_ok=True)
 
 

@@ -10,7 +10,7 @@ target) before fitting.
 Determinism: ``random_state`` is set to ``dataset.seed`` when the estimator has one and the
 user did not set it; the split uses the same seed (stratified for classification when every
 class has enough rows, else a plain shuffle split). The same config and data therefore give
-a byte-identical ``model.joblib``.
+a byte-identical ``model.skops`` (see :mod:`modelops.train.output`).
 """
 
 from __future__ import annotations
@@ -334,7 +334,6 @@ def _train_into(
     log: Log,
     loader: _Loader,
 ) -> dict[str, Any]:
-    import joblib
     import numpy as np
     import sklearn
 
@@ -379,7 +378,7 @@ def _train_into(
         classes = None
 
     model_path = staged.stage(output.MODEL_FILE)
-    joblib.dump(pipeline, model_path)
+    output.write_model(pipeline, model_path)
     model_sha = output.sha256_file(model_path)
     size = model_path.stat().st_size
 
@@ -396,7 +395,7 @@ def _train_into(
             "path": output.MODEL_FILE,
             "sha256": model_sha,
             "sizeBytes": size,
-            "format": "joblib",
+            "format": output.MODEL_FORMAT,
         },
         "framework": {"name": "scikit-learn", "version": sklearn.__version__},
         "estimator": {"className": config.estimator.class_name, "params": params},
@@ -423,7 +422,8 @@ def _train_into(
         "ok": True,
         "model": config.model,
         "metrics": scores,
-        "artifact": {"uri": result["artifact"]["uri"], "sha256": model_sha, "sizeBytes": size},
+        "artifact": {"uri": result["artifact"]["uri"], "sha256": model_sha, "sizeBytes": size,
+                     "format": output.MODEL_FORMAT},
         "dataset": {"uri": dataset_uri, "sha256": dataset_sha},
         "resultFile": f"{base}/{output.RESULT_FILE}",
         # Whoever reads the full result elsewhere (the store, the pod's log) checks it against this.
