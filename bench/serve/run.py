@@ -1,6 +1,7 @@
 """Benchmark ``modelops serve`` against MLServer (mlserver-sklearn) on the same model, in one run.
 
-Both serve StandardScaler + LogisticRegression on breast_cancer from the same joblib file, with
+Both serve StandardScaler + LogisticRegression on breast_cancer, the same fitted pipeline (ours as
+the skops archive it now loads by default, MLServer's as the joblib file its runtime reads), with
 the same worker count, and are driven by the same load generator (Debian's ``wrk``, one thread,
 ``post.lua``): single rows at concurrency 1 and 16, and 100-row batches at concurrency 16. Peers
 alternate within each scenario, servers are pinned to one core set and wrk to another when the
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import requests
 
@@ -68,7 +70,7 @@ def make_model(work: Path) -> tuple[Path, Any]:
     )
     mls = work / "mlserver"
     (mls / NAME).mkdir(parents=True)
-    shutil.copyfile(ours.path / "model.joblib", mls / NAME / "model.joblib")
+    joblib.dump(pipe, mls / NAME / "model.joblib")
     (mls / NAME / "model-settings.json").write_text(json.dumps({
         "name": NAME, "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": "./model.joblib", "version": "1"},

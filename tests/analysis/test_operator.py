@@ -51,6 +51,14 @@ def model_version(name: str, number: int, model_dir: Path) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def pickle_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bad canaries are pickles (see analysis.conftest._write): the operator's policy allows them here."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("allowPickle: nonProduction\n")
+    monkeypatch.setenv("MODELOPS_POLICY_FILE", str(path))
+
+
 @pytest.fixture
 def rollout(
     cluster: KubeClient, operator: KopfRunner, prometheus: Prometheus, tmp_path: Path

@@ -37,10 +37,19 @@ def free_port() -> int:
 class Server:
     """One ``modelops serve`` process."""
 
-    def __init__(self, model_dir: Path, *extra: str, port: int | None = None, nofile: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *extra: str,
+        port: int | None = None,
+        nofile: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+        extra_env = extra_env or {}
+        env = {**os.environ, **extra_env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), extra_env.get("PYTHONPATH")]))
         self.command = [
             sys.executable, "-m", "modelops", "serve", "--model-dir", str(model_dir), "--port", str(self.port),
             *extra,

@@ -1,7 +1,8 @@
 """Test models for the model server: small scikit-learn pipelines written as a trainer would.
 
 Each builder fits a pipeline on a dataset bundled with scikit-learn (or a small synthetic one for
-the categorical case) and writes ``model.joblib`` and a ``result.json`` that follows
+the categorical case) and writes ``model.skops`` (with skops itself; or ``model.joblib`` when a
+test asks for a pickle) and a ``result.json`` that follows
 ``docs/contracts.md``, with ``referenceStats`` computed by :func:`reference_stats` under the
 contract's bin convention. The real trainer is not used on purpose: the server is tested against
 the contract, not against another component's reading of it.
@@ -19,6 +20,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+import skops.io
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -85,11 +87,15 @@ def write_model_dir(
     test_x: pd.DataFrame,
     task: str,
     categorical: list[str] | None = None,
+    artifact_format: str = "skops",
 ) -> ModelDir:
     categorical = categorical or []
     path.mkdir(parents=True, exist_ok=True)
-    artifact = path / "model.joblib"
-    joblib.dump(pipeline, artifact)
+    artifact = path / f"model.{artifact_format}"
+    if artifact_format == "skops":
+        skops.io.dump(pipeline, artifact)
+    else:
+        joblib.dump(pipeline, artifact)
     data = artifact.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     classes = [c.item() if hasattr(c, "item") else c for c in pipeline.classes_] if task == "classification" else None
@@ -103,10 +109,10 @@ def write_model_dir(
         "task": task,
         "artifact": {
             "uri": f"file://{artifact}",
-            "path": "model.joblib",
+            "path": artifact.name,
             "sha256": sha,
             "sizeBytes": len(data),
-            "format": "joblib",
+            "format": artifact_format,
         },
         "framework": {"name": "scikit-learn", "version": sklearn.__version__},
         "estimator": {"className": type(pipeline[-1]).__name__, "params": {}},

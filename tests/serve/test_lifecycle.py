@@ -100,6 +100,11 @@ def test_two_workers_share_the_port_and_aggregate_metrics(models: dict[str, mode
     server = Server(m.path, "--workers", "2").wait_ready()
     try:
         _wait_for(lambda: len(_children(server.proc.pid)) == 2)
+        workers = _children(server.proc.pid)
+        cmdline = Path(f"/proc/{workers[0]}/cmdline").read_bytes().split(b"\0")
+        metrics_dir = Path(cmdline[cmdline.index(b"--metrics-dir") + 1].decode())
+        # A worker makes its metrics file once its model is loaded: send traffic when both can take it.
+        _wait_for(lambda: len(list(metrics_dir.glob("worker-*.f64"))) == 2, deadline_s=60)
         x = m.test_x.to_numpy()
 
         def one(i: int) -> int:
@@ -114,9 +119,6 @@ def test_two_workers_share_the_port_and_aggregate_metrics(models: dict[str, mode
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(one, range(120))) == {200}
 
-        workers = _children(server.proc.pid)
-        cmdline = Path(f"/proc/{workers[0]}/cmdline").read_bytes().split(b"\0")
-        metrics_dir = Path(cmdline[cmdline.index(b"--metrics-dir") + 1].decode())
         # Each worker counts its own share in its own file (within about a second: its flush tick),
         # however the 120 were spread.
         _wait_for(lambda: sum(_request_counts(metrics_dir).values()) == 120, deadline_s=10)

@@ -62,7 +62,7 @@ def test_tampered_artifact_is_refused_before_unpickling(models: dict[str, modelk
     m = models["iris"]
     d = tmp_path / "tampered"
     shutil.copytree(m.path, d)
-    with (d / "model.joblib").open("ab") as fh:
+    with (d / "model.skops").open("ab") as fh:
         fh.write(b"\0")
     with pytest.raises(artifact.ArtifactError, match="sha256 mismatch"):
         load(m, d)
@@ -82,9 +82,9 @@ def test_signature_not_matching_the_model(models: dict[str, modelkit.ModelDir], 
 
 def test_fetch_file_uri_into_cache(models: dict[str, modelkit.ModelDir], tmp_path: Path) -> None:
     m = models["iris"]
-    target = tmp_path / "cache" / "model.joblib"
-    artifact.fetch(f"file://{m.path / 'model.joblib'}", target, m.sha256)
+    target = tmp_path / "cache" / "model.skops"
+    artifact.fetch(f"file://{m.path / 'model.skops'}", target, m.sha256)
     assert artifact.sha256_of(target) == m.sha256
     with pytest.raises(artifact.ArtifactError, match="sha256 mismatch"):
-        artifact.fetch(f"file://{m.path / 'result.json'}", tmp_path / "other" / "model.joblib", m.sha256)
-    assert not (tmp_path / "other" / "model.joblib").exists()
+        artifact.fetch(f"file://{m.path / 'result.json'}", tmp_path / "other" / "model.skops", m.sha256)
+    assert not (tmp_path / "other" / "model.skops").exists()

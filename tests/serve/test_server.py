@@ -373,9 +373,9 @@ def test_metrics_after_known_requests(models: dict[str, modelkit.ModelDir]) -> N
 def test_tampered_artifact_refused(models: dict[str, modelkit.ModelDir], tmp_path: Path, workers: str) -> None:
     d = tmp_path / "tampered"
     shutil.copytree(models["iris"].path, d)
-    data = bytearray((d / "model.joblib").read_bytes())
+    data = bytearray((d / "model.skops").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (d / "model.joblib").write_bytes(bytes(data))
+    (d / "model.skops").write_bytes(bytes(data))
     server = Server(d, "--workers", workers)
     try:
         assert server.wait_exit() == 1
@@ -407,16 +407,16 @@ def test_artifact_uri_file_and_http(models: dict[str, modelkit.ModelDir], tmp_pa
     cache = tmp_path / "cache"
     cache.mkdir()
     shutil.copyfile(m.path / "result.json", cache / "result.json")
-    server = Server(cache, "--artifact-uri", f"file://{m.path / 'model.joblib'}").wait_ready()
+    server = Server(cache, "--artifact-uri", f"file://{m.path / 'model.skops'}").wait_ready()
     server.close()
-    assert (cache / "model.joblib").read_bytes() == (m.path / "model.joblib").read_bytes()
+    assert (cache / "model.skops").read_bytes() == (m.path / "model.skops").read_bytes()
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(m.path)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
         empty = tmp_path / "fresh"  # result.json comes from beside the artifact too
-        uri = f"http://127.0.0.1:{httpd.server_address[1]}/model.joblib"
+        uri = f"http://127.0.0.1:{httpd.server_address[1]}/model.skops"
         server = Server(empty, "--artifact-uri", uri, "--sha256", m.sha256).wait_ready()
         try:
             r = server.post("/v2/models/iris/infer", json=matrix_request(m.test_x.to_numpy()[:4]))
@@ -426,7 +426,7 @@ def test_artifact_uri_file_and_http(models: dict[str, modelkit.ModelDir], tmp_pa
         bad = Server(tmp_path / "bad", "--artifact-uri", uri, "--sha256", "cd" * 32)
         assert bad.wait_exit() == 1
         assert "sha256 mismatch" in bad.stderr
-        assert not (tmp_path / "bad" / "model.joblib").exists()
+        assert not (tmp_path / "bad" / "model.skops").exists()
         bad.close()
     finally:
         httpd.shutdown()

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 
 from serve.conftest import ROOT, Server
 
@@ -53,7 +53,7 @@ def test_a_trained_iris_model_is_served_with_its_own_predictions(
         })  # fmt: skip
         assert response.status_code == 200, response.text
         outputs = {o["name"]: o for o in response.json()["outputs"]}
-        model = joblib.load(out / "model.joblib")
+        model = skops.io.load(out / "model.skops", trusted=skops.io.get_untrusted_types(file=out / "model.skops"))
         frame = pd.DataFrame(rows, columns=names)
         assert outputs["predict"]["data"] == model.predict(frame).tolist()
         np.testing.assert_allclose(np.reshape(outputs["predict_proba"]["data"], (3, 3)), model.predict_proba(frame))

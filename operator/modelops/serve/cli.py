@@ -2,9 +2,10 @@
 
 Start-up order: fetch the artifact when ``--artifact-uri`` is given (into ``--cache-dir``, by
 default the model dir), verify its sha256 against ``--sha256`` (or ``result.json``'s
-``artifact.sha256``), and only then unpickle it. Any failure before serving is one line on stderr
-and exit code 1; readiness never turns true. With ``--workers`` above 1, a supervisor process
-holds the socket and runs the workers (:mod:`modelops.serve.supervisor`).
+``artifact.sha256``), and only then load it: a skops artifact with trusted types only, a joblib
+pickle only with ``--allow-pickle`` (:mod:`modelops.serve.loading`). Any failure before serving is
+one line on stderr and exit code 1; readiness never turns true. With ``--workers`` above 1, a
+supervisor process holds the socket and runs the workers (:mod:`modelops.serve.supervisor`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def _parser() -> _Parser:
     p.add_argument("--sha256", help="trusted sha256 of the artifact (default: result.json's artifact.sha256)")
     p.add_argument("--artifact-uri", help="fetch the artifact from file://, pvc://, https:// or s3:// (default: none)")
     p.add_argument("--cache-dir", type=Path, help="where a fetched artifact is kept (default: the model dir)")
+    p.add_argument(
+        "--allow-pickle", action="store_true",
+        help="load a joblib (pickle) artifact, which runs code from the file (default: off, only skops artifacts load)",
+    )  # fmt: skip
     group = p.add_argument_group("limits, per worker")
     for flag, kind, default, text in _LIMITS:
         group.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
@@ -190,7 +195,7 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
     logging.basicConfig(level=logging.WARNING, format="modelops serve: %(levelname)s %(name)s: %(message)s")
 
     contract = predictor.load_contract(model_dir)
-    model = predictor.load(model_dir, contract, trusted)
+    model = predictor.load(model_dir, contract, trusted, allow_pickle=args.allow_pickle)
     name = args.name or contract.model
     application = app.build(
         model, name=name, version=args.version, server_version=__version__, metrics_dir=args.metrics_dir,
@@ -221,7 +226,7 @@ def main(argv: list[str]) -> int:
     except _UsageError as exc:
         print(f"modelops serve: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
-    from modelops.serve import artifact, predictor, supervisor
+    from modelops.serve import artifact, loading, predictor, supervisor
 
     # Until the server installs its own handlers, SIGTERM/SIGINT mean "stop before serving": exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,9 +243,9 @@ def main(argv: list[str]) -> int:
         workers = args.workers or supervisor.default_workers()
         if workers == 1:
             return _worker(args, model_dir, trusted, lambda: _listen(args.host, args.port))
-        # Verify here too, so a tampered artifact fails once, before any worker starts.
+        # Verify here too, so a tampered or untrusted artifact fails once, before any worker starts.
         contract = predictor.load_contract(model_dir)
-        artifact.verify(model_dir / contract.artifact_path, trusted)
+        loading.audit_file(model_dir / contract.artifact_path, trusted, contract.artifact_format, args.allow_pickle)
         sock = _listen(args.host, args.port)
     except (artifact.ArtifactError, predictor.LoadError, ListenError) as exc:
         return _fail(str(exc))
@@ -252,6 +257,8 @@ def main(argv: list[str]) -> int:
         worker_args += ["--" + option.replace("_", "-"), str(getattr(args, option))]
     if args.name:
         worker_args += ["--name", args.name]
+    if args.allow_pickle:
+        worker_args.append("--allow-pickle")
     metrics_dir = Path(tempfile.mkdtemp(prefix="modelops-serve-metrics-"))
     try:
         return supervisor.Supervisor(worker_args, sock, workers, metrics_dir, args.graceful_timeout).run()

@@ -19,6 +19,7 @@ NUMERIC_DATATYPES = frozenset(
     {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 )
 DATATYPES = NUMERIC_DATATYPES | {"BYTES"}
+ARTIFACT_FORMATS = ("skops", "joblib")
 
 
 class ContractError(ValueError):
@@ -103,6 +104,7 @@ class ModelContract:
     task: str
     artifact_path: str
     sha256: str | None
+    artifact_format: str
     framework: str
     features: tuple[Feature, ...]
     predict_datatype: str
@@ -260,7 +262,16 @@ def parse_result(doc: Any) -> ModelContract:
         else:
             predict_datatype = "BYTES"
 
-    path = artifact.get("path") or "model.joblib"
+    path = artifact.get("path")
+    # Without a format, a result.json predates skops artifacts: what it names is a joblib pickle.
+    artifact_format = artifact.get("format") or (
+        "skops" if isinstance(path, str) and path.endswith(".skops") else "joblib"
+    )
+    if artifact_format not in ARTIFACT_FORMATS:
+        raise ContractError(
+            f"result.json: artifact.format {artifact_format!r} is not one of {', '.join(ARTIFACT_FORMATS)}"
+        )
+    path = path or f"model.{artifact_format}"
     if not isinstance(path, str) or path.startswith("/") or ".." in path.split("/"):
         raise ContractError("result.json: artifact.path must be a relative path inside the model dir")
     sha = artifact.get("sha256")
@@ -273,6 +284,7 @@ def parse_result(doc: Any) -> ModelContract:
         task=task,
         artifact_path=path,
         sha256=sha.lower() if sha else None,
+        artifact_format=artifact_format,
         framework=str(framework_name),
         features=features,
         predict_datatype=predict_datatype,

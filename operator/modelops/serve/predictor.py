@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelops.serve import artifact, codec, metrics
+from modelops.serve import artifact, codec, loading, metrics
 from modelops.serve.codec import Decoded
 from modelops.serve.contract import Feature, ModelContract, kind_of, parse_result
 from modelops.train import signature
@@ -585,24 +585,18 @@ def load_contract(model_dir: Path) -> ModelContract:
         raise LoadError(str(exc)) from None
 
 
-def load(model_dir: Path, contract: ModelContract, trusted_sha256: str) -> Predictor:
-    """Verify the artifact against the trusted sha256, then unpickle it and build a :class:`Predictor`.
+def load(model_dir: Path, contract: ModelContract, trusted_sha256: str, *, allow_pickle: bool = False) -> Predictor:
+    """Verify the artifact against the trusted sha256, then load it and build a :class:`Predictor`.
 
-    The check comes first on purpose: unpickling runs code from the file.
+    The check comes first on purpose, and loading follows :mod:`modelops.serve.loading`: a skops
+    archive only with trusted types, a joblib pickle only when ``allow_pickle``.
     """
-    import io
-
-    import joblib
-
     path = model_dir / contract.artifact_path
-    # Hash the very bytes that get unpickled, so the file cannot change between check and load.
+    # Hash the very bytes that get loaded, so the file cannot change between check and load.
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise artifact.ArtifactError(f"cannot read artifact {path}: {exc.strerror}") from None
     artifact.verify_bytes(data, trusted_sha256, str(path))
-    try:
-        model = joblib.load(io.BytesIO(data))
-    except Exception as exc:  # unpickling can raise anything
-        raise LoadError(f"cannot load {path}: {exc}") from None
+    model = loading.load_model(data, contract.artifact_format, str(path), allow_pickle=allow_pickle)
     return Predictor(contract, model)
