@@ -54,7 +54,8 @@ def version_of(model: TrainedModel) -> dict[str, Any]:
         "metadata": {"name": "iris-v1", "namespace": NAMESPACE},
         "spec": {
             "model": "iris", "version": 1, "task": "classification",
-            "artifact": {"uri": result["artifact"]["uri"], "sha256": result["artifact"]["sha256"], "format": "joblib"},
+            "artifact": {"uri": result["artifact"]["uri"], "sha256": result["artifact"]["sha256"],
+                         "format": result["artifact"]["format"]},
             "metrics": result["metrics"],
             "signature": result["signature"],
             "referenceStats": result["referenceStats"],

@@ -25,7 +25,7 @@ MODEL_VERSION: dict[str, Any] = {
     "kind": "ModelVersion",
     "metadata": {"name": "iris-v1", "namespace": NAMESPACE},
     "spec": {"model": "iris", "version": 1, "stage": "Staging",
-             "artifact": {"uri": "pvc://models/iris/model.joblib", "sha256": "a" * 64}},
+             "artifact": {"uri": "pvc://models/iris/model.skops", "sha256": "a" * 64}},
 }
 
 

@@ -82,9 +82,9 @@ def test_a_run_trains_for_real_and_its_status_follows_the_job(
     done = cluster.wait_for(API, "TrainingRun", NAMESPACE, "iris-tree", phase_is("Succeeded"), timeout=30)
     assert done is not None
     status = done["status"]
-    artifact_file = tmp_path / "pvc" / "models" / "registry" / "ml" / "iris-tree" / "model.joblib"
+    artifact_file = tmp_path / "pvc" / "models" / "registry" / "ml" / "iris-tree" / "model.skops"
     assert status["artifact"]["sha256"] == hashlib.sha256(artifact_file.read_bytes()).hexdigest()
-    assert status["artifact"]["uri"] == "pvc://models/registry/ml/iris-tree/model.joblib"
+    assert status["artifact"]["uri"] == "pvc://models/registry/ml/iris-tree/model.skops"
     assert 0.8 < status["metrics"]["accuracy"] <= 1.0
     assert status["trials"][0]["phase"] == "Succeeded"
     assert (status["progress"], status["bestTrial"]) == ("1/1", 0)
@@ -99,7 +99,7 @@ def test_a_run_trains_for_real_and_its_status_follows_the_job(
     assert "ownerReferences" not in mv["metadata"]
     spec = mv["spec"]
     assert (spec["model"], spec["version"], spec["stage"], spec["task"]) == ("iris", 1, "None", "classification")
-    assert spec["artifact"] == {**status["artifact"], "format": "joblib"}
+    assert spec["artifact"] == {**status["artifact"], "format": "skops"}
     assert spec["metrics"] == status["metrics"]
     assert [i["name"] for i in spec["signature"]["inputs"]][:1] == ["sepal length (cm)"]
     assert len(spec["referenceStats"]["features"]) == 4
@@ -154,7 +154,7 @@ def test_a_sweep_runs_one_index_per_trial_and_picks_the_best(
     accuracies = [t["metrics"]["accuracy"] for t in trials]
     assert accuracies[1] > accuracies[0]  # a depth-1 tree cannot separate three classes
     assert done["status"]["bestTrial"] == 1
-    assert done["status"]["artifact"]["uri"].endswith("/trial-1/model.joblib")
+    assert done["status"]["artifact"]["uri"].endswith("/trial-1/model.skops")
     mv = cluster.get(API, "ModelVersion", NAMESPACE, done["status"]["modelVersion"])
     assert mv["spec"]["lineage"]["trial"] == 1
     assert mv["spec"]["artifact"]["uri"] == done["status"]["artifact"]["uri"]
@@ -226,12 +226,12 @@ def test_an_s3_store_gets_the_artifact_and_the_version_points_there(
     assert done is not None
     version = cluster.get(API, "ModelVersion", NAMESPACE, done["status"]["modelVersion"])
     artifact = version["spec"]["artifact"]
-    assert artifact["uri"] == "s3://models/registry/ml/iris-s3/model.joblib"
+    assert artifact["uri"] == "s3://models/registry/ml/iris-s3/model.skops"
     import boto3
 
     stored = boto3.client("s3", endpoint_url=s3_store, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing-secret").get_object(
-        Bucket="models", Key="registry/ml/iris-s3/model.joblib")["Body"].read()  # fmt: skip
+        Bucket="models", Key="registry/ml/iris-s3/model.skops")["Body"].read()  # fmt: skip
     assert hashlib.sha256(stored).hexdigest() == artifact["sha256"]
     assert len(version["spec"]["referenceStats"]["features"]) == 4
 

@@ -24,7 +24,7 @@ def model_version(number: int, *, model: str = "iris", stage: str = "Staging") -
             "version": number,
             "stage": stage,
             "task": "classification",
-            "artifact": {"uri": f"pvc://models/{model}/v{number}/model.joblib", "sha256": SHA},
+            "artifact": {"uri": f"pvc://models/{model}/v{number}/model.skops", "sha256": SHA},
             "signature": {
                 "inputs": [{"name": "sepal length (cm)", "datatype": "FP64"}],
                 "outputs": [{"name": "predict", "datatype": "INT64"}],

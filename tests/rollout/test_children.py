@@ -66,7 +66,7 @@ def test_first_version_goes_straight_to_stable_with_every_child(cluster: KubeCli
     flags = dict(zip(args[1::2], args[2::2], strict=False))
     assert flags["--name"] == "iris"
     assert flags["--version"] == "iris-v1"
-    assert flags["--artifact-uri"] == "pvc://models/iris/v1/model.joblib"
+    assert flags["--artifact-uri"] == "pvc://models/iris/v1/model.skops"
     assert flags["--sha256"] == SHA
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"

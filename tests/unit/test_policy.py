@@ -19,6 +19,7 @@ def test_defaults_match_the_documented_policy() -> None:
     assert loaded.production_label() == ("modelops.io/environment", "production")
     assert loaded.trusted_appliers == ()
     assert loaded.operator_users == ()
+    assert loaded.allow_pickle == "never"
 
 
 def test_a_policy_file_is_read_with_the_documented_names(tmp_path: Path) -> None:
@@ -91,3 +92,26 @@ def test_the_operator_refuses_to_start_with_a_bad_policy(tmp_path: Path) -> None
     path = tmp_path / "policy.yaml"
     path.write_text("stages: {Production: {approvals: -1}}")
     assert run.main(["--policy", str(path), "--standalone", "--metrics-port", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "in_production", "elsewhere"),
+    [("never", False, False), ("nonProduction", False, True), ("always", True, True)],
+)
+def test_allow_pickle_by_namespace(rule: str, in_production: bool, elsewhere: bool) -> None:
+    loaded = policy.parse({"allowPickle": rule})
+    assert loaded.pickle_allowed(production=True) is in_production
+    assert loaded.pickle_allowed(production=False) is elsewhere
+    for production, allowed in ((True, in_production), (False, elsewhere)):
+        refusal = loaded.artifact_refusal("joblib", "ml", production)
+        assert (refusal is None) is allowed
+        assert loaded.artifact_refusal("skops", "ml", production) is None  # skops is never refused
+        if refusal is not None:
+            assert refusal.startswith("spec.artifact.format: joblib artifacts are pickles that run code when loaded")
+            assert f"(allowPickle: {rule})" in refusal
+            assert ("production namespace ml" in refusal) is production
+
+
+def test_an_unknown_allow_pickle_value_names_the_field() -> None:
+    with pytest.raises(policy.PolicyError, match="policy: allowPickle: "):
+        policy.parse({"allowPickle": "sometimes"})

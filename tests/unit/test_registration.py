@@ -26,7 +26,8 @@ REF = RunRef(name="iris-tree", namespace="ml", uid="u-1")
 JOB = {"metadata": {"name": "iris-tree-train", "uid": "j-1"}}
 RESULT: dict[str, Any] = {
     "ok": True, "task": "classification", "metrics": {"accuracy": 0.9, "f1": 0.89},
-    "artifact": {"uri": "pvc://models/ml/iris-tree/model.joblib", "sha256": "c" * 64, "sizeBytes": 1234},
+    "artifact": {"uri": "pvc://models/ml/iris-tree/model.skops", "sha256": "c" * 64, "sizeBytes": 1234,
+                 "format": "skops"},
     "dataset": {"uri": "sklearn://iris", "sha256": "d" * 64}, "rows": 150,
     "framework": {"name": "scikit-learn", "version": "1.9.1"}, "params": {"max_depth": 3},
     "signature": {"inputs": [{"name": "a", "datatype": "FP64", "acceptsMissing": False},
@@ -95,3 +96,11 @@ def test_the_trainers_are_recorded_on_the_version() -> None:
     # A run created before the webhook recorded creators has nobody to record: no empty list either.
     unknown = registration.model_version(SPEC, REF, RESULT, version=1, job=JOB, image="img:1", trial=None)
     assert "trainedBy" not in unknown["spec"]
+
+
+def test_the_artifact_format_is_the_trainer_s_and_a_trainer_without_one_wrote_a_pickle() -> None:
+    mv = registration.model_version(SPEC, REF, RESULT, version=1, job=JOB, image="img:1", trial=None)
+    assert mv["spec"]["artifact"]["format"] == "skops"
+    older = {**RESULT, "artifact": {k: v for k, v in RESULT["artifact"].items() if k != "format"}}
+    mv = registration.model_version(SPEC, REF, older, version=1, job=JOB, image="img:1", trial=None)
+    assert mv["spec"]["artifact"]["format"] == "joblib"

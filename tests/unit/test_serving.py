@@ -75,7 +75,46 @@ def test_children_with_gateway_routing_and_shadow_are_valid() -> None:
     stable = deployments["iris-stable"]["spec"]["template"]["spec"]
     assert not any("persistentVolumeClaim" in v for v in stable["volumes"])  # s3: fetched into the cache
     config = next(c for c in children.keep if c["metadata"]["name"] == "iris-model-iris-v2")
-    assert json.loads(config["data"]["result.json"])["artifact"]["path"] == "model.joblib"
+    # No spec.artifact.format: the CRD's default, a skops archive.
+    assert json.loads(config["data"]["result.json"])["artifact"] == {
+        "uri": "pvc://models/iris/v2/model.joblib", "path": "model.skops", "sha256": "c" * 64, "format": "skops",
+    }
+    assert "--allow-pickle" not in canary["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("formats", "allow", "flagged"),
+    [
+        (("skops", "skops"), True, set()),             # allowed, but nothing to unpickle
+        (("joblib", "skops"), False, set()),           # a pickle where the policy allows none: no flag
+        (("joblib", "skops"), True, {"iris-stable"}),  # only the pickle's server gets the flag
+        (("joblib", "joblib"), True, {"iris-stable", "iris-canary"}),
+    ],
+)
+def test_allow_pickle_reaches_only_a_pickle_s_server_and_only_when_allowed(
+    formats: tuple[str, str], allow: bool, flagged: set[str]
+) -> None:
+    versions = {
+        name: version(name, uri=f"s3://bucket/{name}/model.{fmt}", artifact={
+            "uri": f"s3://bucket/{name}/model.{fmt}", "sha256": "c" * 64, "format": fmt})
+        for name, fmt in zip(("iris-v1", "iris-v2"), formats, strict=True)
+    }  # fmt: skip
+    spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2", "replicas": 2})
+    traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=50, canary_active=True)
+    children = serving.desired_children(spec, OWNER, traffic, versions, image="i:1", allow_pickle=allow)
+    args = {
+        c["metadata"]["name"]: c["spec"]["template"]["spec"]["containers"][0]["args"]
+        for c in children.keep
+        if c["kind"] == "Deployment"
+    }
+    assert {name for name, a in args.items() if "--allow-pickle" in a} == flagged
+    results = {
+        c["metadata"]["name"]: json.loads(c["data"]["result.json"])["artifact"]
+        for c in children.keep
+        if c["kind"] == "ConfigMap"
+    }
+    assert results["iris-model-iris-v1"]["path"] == f"model.{formats[0]}"
+    assert results["iris-model-iris-v1"]["format"] == formats[0]
 
 
 def test_a_version_without_signature_cannot_be_served() -> None:

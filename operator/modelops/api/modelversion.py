@@ -25,6 +25,7 @@ Stage = Literal["None", "Staging", "Production", "Archived"]
 TRAINED_BY_IMMUTABLE = "spec.trainedBy is recorded when the version is registered and cannot be set or changed later"
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
 Comparison = Literal[">=", ">", "<=", "<"]
+ArtifactFormat = Literal["skops", "joblib"]
 
 
 class Artifact(ApiModel):
@@ -37,7 +38,14 @@ class Artifact(ApiModel):
         description="Where the artifact is: pvc://<claim>/<path>, s3://<bucket>/<key>, https:// or file:///.",
     )
     sha256: str = Field(pattern=SHA256, description="SHA-256 of the artifact; the server refuses a mismatch.")
-    format: Literal["joblib"] = Field(default="joblib", description="Serialisation of the artifact.")
+    format: ArtifactFormat = Field(
+        default="skops",
+        description=(
+            "Serialisation of the artifact: skops (loads only the types the model server trusts; the default "
+            "and what the trainer writes) or joblib (a pickle, which runs code when loaded: served only where "
+            "the governance policy's allowPickle permits)."
+        ),
+    )
     size_bytes: int | None = Field(default=None, ge=0, description="Size of the artifact in bytes.")
 
 

@@ -51,7 +51,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import requeue
+from modelops.controller import artifactpolicy, requeue
 from modelops.controller.common import API, kube, lookup, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -69,6 +69,7 @@ OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
 INVALID_VERSION = "InvalidVersion"
 WORKLOAD_NOT_ALLOWED = "WorkloadNotAllowed"
+PICKLE_NOT_ALLOWED = "PickleNotAllowed"
 
 # (apiVersion, kind, plural group, plural) of every child kind, for watching and removal.
 CHILD_KINDS: tuple[tuple[str, str, str, str], ...] = (
@@ -224,6 +225,7 @@ async def converge(
     traffic: serving.Traffic,
     status: Mapping[str, Any],
     bound: Bound | None = None,
+    policy: Policy = DEFAULT,
 ) -> tuple[list[str], str | None]:
     """Make the children match the traffic; (what was changed, the problem that stopped it).
 
@@ -231,6 +233,8 @@ async def converge(
     """
     owner = _owner(body)
     stable_version, canary_version, _ = bound or await bound_versions(owner.namespace, traffic, status)
+    present = [v for v in (stable_version, canary_version) if v is not None]
+    allow_pickle = await artifactpolicy.pickle_allowed(policy, owner.namespace, present)
     stable_now: int | None = None
     current_stable = await kube().get("apps/v1", "Deployment", owner.namespace, serving.stable_name(owner.name))
     if spec.autoscaling is not None and current_stable is not None:
@@ -241,6 +245,7 @@ async def converge(
         children = serving.desired_children(
             spec, owner, traffic, stable=stable_version, canary=canary_version, image=image(), rule_labels=labels,
             stable_replicas_now=stable_now,
+            allow_pickle=allow_pickle,
         )  # fmt: skip
     except (serving.InvalidVersionError, ValueError) as error:
         return [], str(error)
@@ -459,6 +464,9 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         serving.model_result(version)
     except serving.InvalidVersionError as error:
         return _invalid(f"{source}: {error}", INVALID_VERSION)
+    refused = policy.artifact_refusal(serving.artifact_format_of(version), ctx.namespace, production)
+    if refused is not None:
+        return _invalid(f"{source}: ModelVersion {desired}'s {refused}", PICKLE_NOT_ALLOWED)
 
     annotations = (ctx.body.get("metadata") or {}).get("annotations") or {}
     stage = (version.get("status") or {}).get("stage")
@@ -503,7 +511,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             bound = await bound_versions(ctx.namespace, decision.traffic, decision.status)
             stable_obj, _, replaced = bound
             stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
-            put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound)
+            put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound, policy)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
                 events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
         stable_name = decision.status.get("stableVersion")
@@ -536,7 +544,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
 # --- watchers ---------------------------------------------------------------------------------
 
 
-async def repair(namespace: str, name: str, logger: Any) -> list[str]:
+async def repair(namespace: str, name: str, logger: Any, policy: Policy = DEFAULT) -> list[str]:
     """Put the children of one ModelDeployment back as its status says they should be."""
     async with _lock(namespace, name):
         body = await kube().get(API, "ModelDeployment", namespace, name)
@@ -550,7 +558,7 @@ async def repair(namespace: str, name: str, logger: Any) -> list[str]:
         traffic = rollout.traffic_of(spec, status)
         if traffic is None:
             return []
-        changed, problem = await converge(spec, body, traffic, status)
+        changed, problem = await converge(spec, body, traffic, status, policy=policy)
     if problem is not None:
         logger.warning(f"cannot repair the children of {namespace}/{name}: {problem}")
     if changed:
@@ -559,7 +567,9 @@ async def repair(namespace: str, name: str, logger: Any) -> list[str]:
     return changed
 
 
-async def on_child_event(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
+async def on_child_event(
+    event: kopf.RawEvent, body: kopf.Body, logger: Any, policy: Policy = DEFAULT, **_: Any
+) -> None:
     labels = body.get("metadata", {}).get("labels") or {}
     owner = labels.get(serving.DEPLOYMENT_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
@@ -570,7 +580,7 @@ async def on_child_event(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_
     if event.get("type") == "DELETED" or (event.get("type") == "MODIFIED" and ours):
         # A MODIFIED child that is not (or no longer) ours is left alone: the repair would only
         # fight whoever took it.
-        await repair(str(namespace), str(owner), logger)
+        await repair(str(namespace), str(owner), logger, policy)
     if body.get("kind") == "Deployment" and labels.get(serving.ROLE_LABEL) in ("stable", "canary"):
         # Every event, the initial listing included: Ready follows the Deployments' status.
         await nudge(str(namespace), str(owner))
@@ -626,28 +636,19 @@ async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any
                 raise
 
 
-def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[str, Any]]) -> str:
-    """A short digest of the versions a deployment refers to (pinned, stable, canary): name, uid, digest, stage."""
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    names = {spec.get("modelVersion"), status.get("stableVersion"), status.get("canaryVersion")} - {None}
-    seen = sorted(
-        (str(v["metadata"].get("name")), str(v["metadata"].get("uid")),
-         str(((v.get("spec") or {}).get("artifact") or {}).get("sha256")), str((v.get("status") or {}).get("stage")))
-        for v in versions
-        if (v.get("metadata") or {}).get("name") in names
-    )  # fmt: skip
-    return hashlib.sha256(json.dumps([sorted(map(str, names)), seen]).encode()).hexdigest()[:16]
-
-
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile and the two watchers."""
+
+    async def on_child(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
+        await on_child_event(event, body, logger, policy)
+
     register(registry, kind_info("ModelDeployment"), make_reconcile(policy))
     for api_version, _kind, group, plural in CHILD_KINDS:
         version = api_version.rsplit("/", 1)[-1]
         kopf.on.event(
             group, version, plural, id=f"repair-{plural}", registry=registry,
             labels={serving.DEPLOYMENT_LABEL: kopf.PRESENT},
-        )(on_child_event)  # fmt: skip
+        )(on_child)  # fmt: skip
     kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )

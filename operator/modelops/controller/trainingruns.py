@@ -131,7 +131,17 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
                     conditions=[("Registered", False, "ResultUnavailable", str(error))],
                     requeue_after=wait_retry_seconds(),
                 )
-        name = await _register(spec, ref, result, job_now, seen.best_trial, ctx.body)
+        try:
+            name = await _register(spec, ref, result, job_now, seen.best_trial, ctx.body)
+        except KubeError as error:
+            if error.status not in (400, 403, 422):
+                raise
+            # Refused by the schema or an admission webhook (e.g. a pickle where the policy allows none).
+            message = f"{seen.message}, but registering the ModelVersion was refused: {error.message}"
+            return Outcome(
+                summary=cond.Summary(ready=False, reason="RegistrationRefused", message=message, stalled=True),
+                status={**status, "message": message},
+            )
         message = f"{seen.message}; registered as ModelVersion {name}"
         return Outcome(
             summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),

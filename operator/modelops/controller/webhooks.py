@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from modelops.api import GROUP, VERSION
-from modelops.controller import common
+from modelops.controller import artifactpolicy, common
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
 from modelops.logic import governance, workloads
@@ -259,6 +259,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         GROUP, VERSION, "modelversions", id="validate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
     )
     async def validate_modelversion(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        await artifactpolicy.admit_version(policy, str(kwargs.get("operation")), body)
         try:
             old: Mapping[str, Any] | None = kwargs.get("old")
             governance.validate_version(

@@ -1,5 +1,8 @@
 """The governance policy: what each stage needs, who may assert reviewers, which namespaces serve production.
 
+It also says where pickled (joblib) artifacts may be served at all (``allowPickle``): loading a
+pickle runs whatever code it holds, so by default only skops artifacts are served.
+
 The operator reads it from a YAML file (``--policy`` / ``MODELOPS_POLICY_FILE``; the chart mounts
 it from a ConfigMap). Without a file the defaults apply: Staging needs nothing, Production needs
 one approval by someone other than the version's creator. The schema is in docs/governance.md.
@@ -16,6 +19,8 @@ from pydantic.alias_generators import to_camel
 
 Comparison = Literal[">=", ">", "<=", "<"]
 GOVERNED_STAGES = ("Staging", "Production")
+PickleRule = Literal["never", "nonProduction", "always"]
+PICKLE_FORMAT = "joblib"
 
 
 class PolicyError(Exception):
@@ -94,6 +99,22 @@ class Policy(_Model):
     production_namespace_label: str = "modelops.io/environment=production"
     operator_users: tuple[str, ...] = ()
     workloads: Workloads = Field(default_factory=Workloads)
+    allow_pickle: PickleRule = "never"
+
+    def pickle_allowed(self, production: bool) -> bool:
+        """Whether a pickled artifact may be loaded in a namespace (production or not)."""
+        return self.allow_pickle == "always" or (self.allow_pickle == "nonProduction" and not production)
+
+    def artifact_refusal(self, artifact_format: str | None, namespace: str, production: bool) -> str | None:
+        """Why a version's artifact may not be served in ``namespace`` (naming the field and the rule), or None."""
+        if artifact_format != PICKLE_FORMAT or self.pickle_allowed(production):
+            return None
+        where = f"production namespace {namespace}" if production else f"namespace {namespace}"
+        return (
+            f"spec.artifact.format: {PICKLE_FORMAT} artifacts are pickles that run code when loaded, and the "
+            f"governance policy (allowPickle: {self.allow_pickle}) does not allow them in {where}; "
+            "register the model as a skops artifact"
+        )
 
     def stage(self, name: str) -> StagePolicy:
         """The policy of a governed stage; None and Archived need nothing."""

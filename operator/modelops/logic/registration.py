@@ -69,7 +69,8 @@ def model_version(
     body: JsonDict = {
         "model": spec.model,
         "version": version,
-        "artifact": {"uri": artifact["uri"], "sha256": artifact["sha256"], "format": "joblib",
+        # A trainer that reports no format predates skops artifacts and wrote a joblib pickle.
+        "artifact": {"uri": artifact["uri"], "sha256": artifact["sha256"], "format": artifact.get("format", "joblib"),
                      "sizeBytes": artifact.get("sizeBytes")},
         "framework": {"name": "scikit-learn", "version": framework.get("version")},
         "task": result.get("task") or spec.task,

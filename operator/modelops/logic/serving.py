@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.logic import policy
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import scheduling
 
@@ -56,7 +57,8 @@ SERVICE_PORT = 80
 GRACEFUL_TIMEOUT = 20
 TERMINATION_GRACE = 30  # the server's drain time plus headroom for the endpoints to drop the pod
 SERVER_UID = 10001
-ARTIFACT_FILE = "model.joblib"
+DEFAULT_FORMAT = "skops"  # the CRD's default for spec.artifact.format
+PICKLE_FORMAT = policy.PICKLE_FORMAT
 # Every scraped series gets the pod's ModelDeployment as the label ``deployment``, so canary
 # analysis and drift tell apart two deployments serving one version in one namespace.
 SCRAPE_RELABELINGS = [{"sourceLabels": ["__meta_kubernetes_pod_label_modelops_io_deployment"],
@@ -215,6 +217,12 @@ def availability(
     return Availability(name, False, ready, required, message, stalled=stalled)
 
 
+def artifact_format_of(version: Mapping[str, Any]) -> str:
+    """A ModelVersion's ``spec.artifact.format`` (the CRD's default when absent)."""
+    artifact = (version.get("spec") or {}).get("artifact") or {}
+    return str(artifact.get("format") or DEFAULT_FORMAT)
+
+
 def model_result(version: Mapping[str, Any]) -> JsonDict:
     """The ``result.json`` (docs/contracts.md) that ``modelops serve`` reads, from a ModelVersion."""
     meta = version.get("metadata") or {}
@@ -228,15 +236,16 @@ def model_result(version: Mapping[str, Any]) -> JsonDict:
         raise InvalidVersionError(
             f"ModelVersion {name}: spec.signature.inputs is empty; the model server needs the model's inputs"
         )
+    artifact_format = artifact_format_of(version)
     result: JsonDict = {
         "resultVersion": 1,
         "model": spec.get("model"),
         "version": name,
         "artifact": {
             "uri": artifact["uri"],
-            "path": ARTIFACT_FILE,
+            "path": f"model.{artifact_format}",
             "sha256": artifact["sha256"],
-            "format": artifact.get("format", "joblib"),
+            "format": artifact_format,
         },
         "signature": signature,
         "framework": spec.get("framework") or {"name": "scikit-learn"},
@@ -299,6 +308,7 @@ def _deployment(
     role: str,
     replicas: int | None,
     image: str,
+    allow_pickle: bool = False,
 ) -> JsonDict:
     version_name = str((version.get("metadata") or {}).get("name"))
     artifact = (version.get("spec") or {}).get("artifact") or {}
@@ -320,6 +330,8 @@ def _deployment(
     ]  # fmt: skip
     if spec.server.workers is not None:
         args += ["--workers", str(spec.server.workers)]
+    if allow_pickle and artifact_format_of(version) == PICKLE_FORMAT:
+        args.append("--allow-pickle")  # only for a pickle, and only where the governance policy allows them
     pvc_volumes, pvc_mounts = _artifact_volume(str(artifact.get("uri")))
     env: list[JsonDict] = [{"name": "MODELOPS_PVC_ROOT", "value": PVC_ROOT}]
     pod = spec.pod
@@ -574,6 +586,7 @@ def desired_children(
     image: str,
     rule_labels: Mapping[str, str] | None = None,
     stable_replicas_now: int | None = None,
+    allow_pickle: bool = False,
 ) -> Children:
     """Every child of a ModelDeployment for the given traffic.
 
@@ -581,7 +594,8 @@ def desired_children(
     canary Deployment's is the stable's when no canary ran yet); None leaves that Deployment as it
     is (see the module docstring). With an HPA the stable Deployment's replica count is the HPA's
     (``spec.replicas`` omitted); ``stable_replicas_now`` (the Deployment's current count) then
-    sizes the canary. Raises InvalidVersionError when a version cannot be served.
+    sizes the canary. ``allow_pickle`` (the governance policy's verdict for the namespace) lets a
+    joblib version's server load it. Raises InvalidVersionError when a version cannot be served.
     """
     gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
     stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
@@ -594,7 +608,9 @@ def desired_children(
         config = _config_map(owner, spec.model, version)
         if all(c["metadata"]["name"] != config["metadata"]["name"] for c in keep):
             keep.append(config)
-        keep.append(_deployment(spec, owner, version, role=role, replicas=count, image=image))
+        keep.append(
+            _deployment(spec, owner, version, role=role, replicas=count, image=image, allow_pickle=allow_pickle)
+        )
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))
     keep.append(_prometheus_rule(spec, owner, dict(rule_labels or {})))
