@@ -54,6 +54,7 @@ def training_run(name: str, model: str, status: dict[str, Any] | None) -> dict[s
 
 
 def model_version(name: str, model: str, number: int, stage: str, metrics: dict[str, float]) -> dict[str, Any]:
+    fmt = "joblib" if number == 1 else "skops"
     return {
         "apiVersion": API,
         "kind": "ModelVersion",
@@ -62,7 +63,8 @@ def model_version(name: str, model: str, number: int, stage: str, metrics: dict[
             "model": model,
             "version": number,
             "stage": stage,
-            "artifact": {"uri": f"pvc://artifacts/{model}/{name}/model.joblib", "sha256": SHA},
+            # The first version is an older pickle; the rest are skops archives, as the trainer writes now.
+            "artifact": {"uri": f"pvc://artifacts/{model}/{name}/model.{fmt}", "sha256": SHA, "format": fmt},
             "task": "classification",
             "metrics": metrics,
             "lineage": {

@@ -14,7 +14,7 @@ from kubeemu.cluster import Identity
 from kubeemu.errors import StatusError
 from kubeemu.resources import ResourceInfo
 from modelops.plugin import cli
-from plugin.pluginkit import API, NS, Run, Seeded
+from plugin.pluginkit import API, NS, SHA, Run, Seeded
 
 
 def rows(section: str, out: str) -> list[list[str]]:
@@ -39,10 +39,10 @@ def test_status_shows_the_whole_pipeline_of_one_model(seeded: Seeded, run: Run) 
         ["iris-retrain-1", "Running", "0/1", "-", "-"],
         ["iris-rf", "Succeeded", "3/3", "iris-v2", "accuracy=0.9667", "f1=0.9661"],
     ]
-    assert [r[:5] for r in rows("MODELVERSIONS", result.out)] == [
-        ["iris-v1", "1", "Archived", "Archived", "True"],
-        ["iris-v2", "2", "Production", "Production", "True"],
-        ["iris-v3", "3", "Production", "Staging", "False"],
+    assert [r[:6] for r in rows("MODELVERSIONS", result.out)] == [
+        ["iris-v1", "1", "Archived", "Archived", "joblib", "True"],
+        ["iris-v2", "2", "Production", "Production", "skops", "True"],
+        ["iris-v3", "3", "Production", "Staging", "skops", "False"],
     ]
     assert rows("MODELDEPLOYMENTS", result.out) == [
         ["iris", "track:Production", "iris-v3", "iris-v2", "Progressing", "iris-v3", "20%", "1"]
@@ -399,6 +399,8 @@ def test_the_card_of_a_model_describes_its_production_version(seeded: Seeded, ru
     assert "- Dataset: `sklearn://iris`" in data
     assert "- SHA-256: `2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae`" in data
     assert "- Rows: 150" in data
+    artifact = f"- Artifact: `pvc://artifacts/iris/iris-v2/model.skops` (skops, sha256 `{SHA}`)"
+    assert artifact in section(card, "Training")
     assert "| petal_length | numeric | 4 |" in data
     assert "| roc_auc | 0.998 |" in section(card, "Metrics")
     assert "| Production | f1 | >= 0.95 | 0.9661 | pass | policy |" in section(card, "Gates")

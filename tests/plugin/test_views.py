@@ -26,6 +26,7 @@ def test_views_tolerate_objects_the_operator_has_not_seen() -> None:
             "version": 1,
             "askedStage": "None",
             "grantedStage": "None",
+            "format": "skops",  # spec.artifact.format's default
             "metrics": {},
             "ready": None,
             "message": None,

@@ -179,9 +179,10 @@ def status_text(view: Mapping[str, Any], colour: bool) -> str:
     )
     lines += section(
         "MODELVERSIONS",
-        ["NAME", "VERSION", "ASKED", "GRANTED", "READY", "METRICS"],
+        ["NAME", "VERSION", "ASKED", "GRANTED", "FORMAT", "READY", "METRICS"],
         [
-            [v["name"], v["version"], v["askedStage"], v["grantedStage"], v["ready"], _metrics(v["metrics"])]
+            [v["name"], v["version"], v["askedStage"], v["grantedStage"], v["format"], v["ready"],
+             _metrics(v["metrics"])]
             for v in view["modelVersions"]
         ],
     )

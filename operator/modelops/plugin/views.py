@@ -79,6 +79,7 @@ def model_version_row(version: Mapping[str, Any]) -> Obj:
         "version": dig(version, "spec.version"),
         "askedStage": dig(version, "spec.stage", "None"),
         "grantedStage": dig(version, "status.stage", "None"),
+        "format": dig(version, "spec.artifact.format", "skops"),
         "metrics": dig(version, "spec.metrics", {}),
         "ready": condition(version, "Ready"),
         "message": dig(version, "status.message"),
@@ -362,7 +363,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     artifact = card.get("artifact") or {}
     out += ["## Training", ""]
     if artifact:
-        out.append(f"- Artifact: `{artifact.get('uri')}` (sha256 `{artifact.get('sha256')}`)")
+        kind = artifact.get("format") or "skops"
+        out.append(f"- Artifact: `{artifact.get('uri')}` ({kind}, sha256 `{artifact.get('sha256')}`)")
     run = training.get("trainingRun")
     if isinstance(run, Mapping):
         out.append(f"- TrainingRun: {run.get('name')}")
