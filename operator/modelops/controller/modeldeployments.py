@@ -636,6 +636,19 @@ async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any
                 raise
 
 
+def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[str, Any]]) -> str:
+    """A short digest of the versions a deployment refers to (pinned, stable, canary): name, uid, digest, stage."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    names = {spec.get("modelVersion"), status.get("stableVersion"), status.get("canaryVersion")} - {None}
+    seen = sorted(
+        (str(v["metadata"].get("name")), str(v["metadata"].get("uid")),
+         str(((v.get("spec") or {}).get("artifact") or {}).get("sha256")), str((v.get("status") or {}).get("stage")))
+        for v in versions
+        if (v.get("metadata") or {}).get("name") in names
+    )  # fmt: skip
+    return hashlib.sha256(json.dumps([sorted(map(str, names)), seen]).encode()).hexdigest()[:16]
+
+
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile and the two watchers."""
 
