@@ -18,7 +18,7 @@ from kopf.testing import KopfRunner
 
 from kubeemu.client import KubeClient
 from modelops.controller import handlers
-from modelops.logic import policy
+from modelops.logic import policy, serving
 from rollout.kit import API, NAMESPACE, condition, deployment, model_version, status_is
 
 PROD = "prod"
@@ -56,7 +56,8 @@ def test_a_pickle_is_served_with_the_flag_outside_production_only(
     cluster.create(deployment(modelVersion="iris-v1"))
     cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="Healthy"), timeout=60)
     assert "--allow-pickle" in server_args(cluster, NAMESPACE, "iris-stable")
-    result = cluster.get("v1", "ConfigMap", NAMESPACE, "iris-model-iris-v1")
+    uid = cluster.get(API, "ModelVersion", NAMESPACE, "iris-v1")["metadata"]["uid"]
+    result = cluster.get("v1", "ConfigMap", NAMESPACE, serving.model_config_name("iris", "iris-v1", uid))
     assert result is not None
     assert '"format": "joblib"' in result["data"]["result.json"]
     assert '"path": "model.joblib"' in result["data"]["result.json"]

@@ -101,7 +101,9 @@ def test_allow_pickle_reaches_only_a_pickle_s_server_and_only_when_allowed(
     }  # fmt: skip
     spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2", "replicas": 2})
     traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=50, canary_active=True)
-    children = serving.desired_children(spec, OWNER, traffic, versions, image="i:1", allow_pickle=allow)
+    children = serving.desired_children(
+        spec, OWNER, traffic, stable=versions["iris-v1"], canary=versions["iris-v2"], image="i:1", allow_pickle=allow
+    )
     args = {
         c["metadata"]["name"]: c["spec"]["template"]["spec"]["containers"][0]["args"]
         for c in children.keep
