@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import orjson
 import pandas as pd
@@ -25,7 +24,7 @@ import tritonclient.http as triton
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelops.serve import app, predictor
+from modelops.serve import app, loading, predictor
 from modelops.train import signature
 from serve import tables
 from serve.conftest import Server
@@ -42,6 +41,22 @@ REGRESSORS = {
     "sklearn.tree.DecisionTreeRegressor": {"max_depth": 4},
 }
 KINDS = ("float", "int", "int_cat", "float_cat", "str_cat", "numstr_cat", "bool")
+
+
+def _artifact_path(model_dir: Path) -> str:
+    return str(json.loads((model_dir / "result.json").read_text())["artifact"]["path"])
+
+
+def trained_pipeline(model_dir: Path) -> Any:
+    """The pipeline the trainer saved, loaded the server's way (skops with trusted types)."""
+    result = json.loads((model_dir / "result.json").read_text())
+    data = (model_dir / result["artifact"]["path"]).read_bytes()
+    return loading.load_model(data, result["artifact"].get("format", "skops"), str(model_dir), allow_pickle=False)
+
+
+def copy_artifact(source: Path, target: Path) -> None:
+    name = _artifact_path(source)
+    (target / name).write_bytes((source / name).read_bytes())
 
 
 def _column(kind: str, rng: np.random.Generator, n: int) -> list[Any]:
@@ -125,7 +140,7 @@ def test_every_request_shape_answers_as_the_pipeline(case: dict[str, Any]) -> No
     table, kinds = make_table(case)
     with tempfile.TemporaryDirectory() as tmp:
         trained = tables.train(Path(tmp), table, "target", kinds, case["estimator"])
-        pipeline = joblib.load(trained.path / "model.joblib")
+        pipeline = trained_pipeline(trained.path)
         application = load_app(trained)
         sample = trained.frame.iloc[: min(24, len(trained.frame))]
         classifier = case["task"] == "classification"
@@ -242,7 +257,7 @@ def test_the_signature_records_types_categories_and_missing(churn: tables.Traine
 
 def test_a_categorical_number_in_a_bytes_matrix_is_the_trained_category(churn: tables.Trained) -> None:
     application = load_app(churn)
-    pipeline = joblib.load(churn.path / "model.joblib")
+    pipeline = trained_pipeline(churn.path)
     frame = pd.DataFrame([[40.0, 100.0, 2, "basic", "south"]], columns=CHURN_COLUMNS)
     expected = pipeline.predict_proba(frame)[0]
     unseen = pipeline.predict_proba(frame.astype({"num_products": str}))[0]
@@ -296,7 +311,7 @@ def test_numbers_for_string_features_are_refused_whatever_the_datatype(churn: ta
 
 def test_missing_values_where_the_model_takes_them(churn: tables.Trained) -> None:
     application = load_app_cached(churn)
-    pipeline = joblib.load(churn.path / "model.joblib")
+    pipeline = trained_pipeline(churn.path)
     rows = [[None, None, 2, None, "south"], ["", "NaN", "3", "premium", "north"]]
     status, body = infer(application, matrix(rows))
     assert status == 200, body
@@ -311,7 +326,7 @@ def test_infinities_only_where_the_model_takes_them(churn: tables.Trained) -> No
     features = {f.name: f for f in application.predictor.contract.features}
     assert features["income"].accepts_infinite
     assert not features["num_products"].accepts_infinite
-    pipeline = joblib.load(churn.path / "model.joblib")
+    pipeline = trained_pipeline(churn.path)
     status, body = infer(application, matrix([[40, "1e400", 2, "basic", "south"]]))
     assert status == 200, body
     frame = pd.DataFrame([[40.0, math.inf, 2, "basic", "south"]], columns=CHURN_COLUMNS)
@@ -350,7 +365,7 @@ def test_an_old_record_without_the_new_fields_is_served_the_same(churn: tables.T
     """The documented fallback: categorical from referenceStats, kinds from the encoder, missing by asking the model."""
     old = tmp_path / "old"
     old.mkdir()
-    (old / "model.joblib").write_bytes((churn.path / "model.joblib").read_bytes())
+    copy_artifact(churn.path, old)
     result = json.loads((churn.path / "result.json").read_text())
     result["signature"]["inputs"] = [
         {"name": i["name"], "datatype": i["datatype"]} for i in result["signature"]["inputs"]
@@ -381,7 +396,7 @@ def test_an_old_record_without_the_new_fields_is_served_the_same(churn: tables.T
 def test_a_record_that_contradicts_the_model_is_refused_at_load(churn: tables.Trained, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "model.joblib").write_bytes((churn.path / "model.joblib").read_bytes())
+    copy_artifact(churn.path, bad)
     result = json.loads((churn.path / "result.json").read_text())
     for item in result["signature"]["inputs"]:
         if item["name"] == "num_products":
@@ -399,7 +414,7 @@ def test_a_record_that_contradicts_the_model_is_refused_at_load(churn: tables.Tr
 
 
 def test_tritonclient_defaults_on_a_messy_table_against_a_real_server(churn: tables.Trained) -> None:
-    pipeline = joblib.load(churn.path / "model.joblib")
+    pipeline = trained_pipeline(churn.path)
     rows = churn.frame.iloc[:40]  # with the gaps the table has
     assert rows.isna().any().any()
     server = Server(churn.path).wait_ready()
