@@ -6,8 +6,14 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 IMAGE ?= modelops-operator:dev
 KIND_CLUSTER ?= modelops
+# The image's base: the official python image, or one made without a registry from Debian's
+# packages (deploy/image/debian-base.sh; .ci/run does that when no registry answers).
+BASE_IMAGE ?= python:3.11.15-slim-bookworm
+# Extra CA certificates this machine trusts (a TLS-intercepting proxy's), trusted by the build's
+# downloads only, never copied into the image.
+EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
 
-.PHONY: test venv lint unit crds trusted-types install-manifests kind-up kind-down e2e clean
+.PHONY: test venv lint unit crds trusted-types install-manifests image test-image kind-up kind-down e2e clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +48,15 @@ trusted-types: venv
 install-manifests: venv
 	$(PY) tests/packaging/render_install.py
 
+# The image of the operator, the trainer and the model server (Dockerfile).
+image:
+	docker build --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
+	  --build-arg EXTRA_CA_CERTS="$$(cat /dev/null $(EXTRA_CA_CERTS))" -t $(IMAGE) .
+
+# The image tier (tests/image): the image built, then its pods run as containers (needs Docker).
+test-image: venv image
+	MODELOPS_IMAGE=$(IMAGE) MODELOPS_IMAGE_REQUIRE=1 $(PY) -m pytest tests/image
+
 # The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule) the operator writes.
 PROM_OPERATOR_VERSION ?= v0.81.0
 PROM_CRDS := https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/$(PROM_OPERATOR_VERSION)/example/prometheus-operator-crd
@@ -49,7 +64,7 @@ PROM_CRDS := https://raw.githubusercontent.com/prometheus-operator/prometheus-op
 kind-up:
 	@command -v docker >/dev/null || { echo "make kind-up needs Docker (and kind, helm, kubectl)"; exit 1; }
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --wait 120s
-	docker build -t $(IMAGE) .
+	$(MAKE) image IMAGE=$(IMAGE)
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	kubectl apply --server-side -f charts/modelops-operator/crds/
 	kubectl apply --server-side -f $(PROM_CRDS)/monitoring.coreos.com_servicemonitors.yaml \

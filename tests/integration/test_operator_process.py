@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,3 +140,20 @@ def test_only_the_highest_priority_replica_acts(
         lambda o: reconciled(o) and o["status"]["stage"] == "Archived", timeout=60,
     )
     assert mv is not None
+
+
+def test_peering_identity_is_the_pod_name_and_needs_no_user_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenShift's restricted policy runs the pod as a uid /etc/passwd does not know: Kopf's own
+    guess of the identity (getpass.getuser()) raises there; ours never asks when the pod is named."""
+    from modelops.controller import run
+
+    monkeypatch.delenv("POD_ID", raising=False)
+    monkeypatch.setenv("POD_NAME", "modelops-operator-5d8f7-x2x9q")
+    assert run.identity() == "modelops-operator-5d8f7-x2x9q"
+
+    def unknown_uid() -> str:
+        raise KeyError(f"getpwuid(): uid not found: {os.getuid()}")
+
+    monkeypatch.delenv("POD_NAME")
+    monkeypatch.setattr(getpass, "getuser", unknown_uid)
+    assert run.identity().startswith(f"uid{os.getuid()}@{socket.gethostname()}/")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import errno
+import getpass
 import logging
 import os
 import random
@@ -143,6 +145,25 @@ def _fail(message: str) -> int:
     return 1
 
 
+def identity() -> str:
+    """This replica's name among its peers: the pod's name when it is known (the chart sets
+    POD_NAME; Kopf's own POD_ID wins), else ``user@host/time/random`` as Kopf makes it.
+
+    Kopf's own guess asks ``getpass.getuser()``, which fails for a user id that /etc/passwd does
+    not know — what OpenShift's restricted policy assigns — so the user falls back to ``uid<N>``.
+    """
+    pod = os.environ.get("POD_ID") or os.environ.get("POD_NAME")
+    if pod:
+        return pod
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
+    suffix = "".join(random.choices("abcdefhijklmnopqrstuvwxyz0123456789", k=3))
+    return f"{user}@{socket.gethostname()}/{now}/{suffix}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -199,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # risking two active replicas.
             peering_name=None if args.standalone else args.peering,
             priority=priority,
+            # Kopf types this as its private NewType of str (kopf._core.engines.peering.Identity).
+            identity=identity(),  # type: ignore[arg-type]
             liveness_endpoint=args.liveness or None,
         )
     )
