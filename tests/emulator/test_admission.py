@@ -51,6 +51,8 @@ def test_mutating_webhook_patch_is_applied_and_review_is_complete(
         {'op': 'add', 'path': '/metadata/labels/stamped', 'value': r['userInfo']['username'].replace(':', '.')})
     register(kube, 'Mutating', webhook('stamp.kubeemu.dev', peer.client_config('/mutate'), resources=['configmaps']))
     emulator.add_user('alice-token', 'alice', ['team-a'], uid='u-1')
+    emulator.grant('alice', [{'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['create']}],
+                   namespace='default')
 
     created = emulator.client('alice-token').create(cm('one'))
 
@@ -285,6 +287,9 @@ def test_webhook_calling_back_into_the_emulator_does_not_deadlock(
                  'subjects': [{'kind': 'User', 'apiGroup': 'rbac.authorization.k8s.io', 'name': 'alice'}]})
     emulator.add_user('alice-token', 'alice')
     emulator.add_user('bob-token', 'bob')
+    for person in ('alice', 'bob'):  # both may create; only the webhook's access review tells them apart
+        emulator.grant(person, [{'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['create']}],
+                       namespace='default')
 
     response = emulator.client('alice-token').request('POST', kube.url('v1', 'ConfigMap', 'default'), body=cm('a'))
     assert response.status_code == 201

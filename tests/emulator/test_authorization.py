@@ -172,3 +172,49 @@ def test_review_validation_self_review_and_verbs(emulator: Emulator, kube: KubeC
     discovery = kube.request('GET', '/apis/authorization.k8s.io/v1').json()
     verbs = {r['name']: r['verbs'] for r in discovery['resources']}
     assert verbs['subjectaccessreviews'] == ['create']
+
+
+def test_every_request_is_authorized_as_the_api_server_words_it(emulator: Emulator, kube: KubeClient) -> None:
+    kube.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'ml'}})
+    kube.create(role('Role', 'cm-reader', [{'apiGroups': [''], 'resources': ['configmaps'],
+                                            'verbs': ['get', 'list', 'watch']}], namespace='ml'))
+    kube.create(binding('RoleBinding', 'ivy', 'Role', 'cm-reader', [user('ivy')], namespace='ml'))
+    kube.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'a', 'namespace': 'ml'}})
+    emulator.add_user('ivy-token', 'ivy')
+    ivy = emulator.client('ivy-token')
+
+    assert ivy.get('v1', 'ConfigMap', 'ml', 'a')['metadata']['name'] == 'a'
+    assert [c['metadata']['name'] for c in ivy.list('v1', 'ConfigMap', 'ml')] == ['a']
+    assert ivy.request('GET', '/api/v1/namespaces/ml/configmaps?watch=true&timeoutSeconds=1').status_code == 200
+    # Discovery, /version and health are every authenticated user's (system:discovery and friends).
+    assert ivy.request('GET', '/apis').status_code == 200
+    assert ivy.request('GET', '/version').status_code == 200
+
+    def refused(call: Any) -> ApiError:
+        with pytest.raises(ApiError) as error:
+            call()
+        assert error.value.status == 403
+        assert error.value.reason == 'Forbidden'
+        return error.value
+
+    denied = refused(lambda: ivy.create({'apiVersion': 'v1', 'kind': 'ConfigMap',
+                                         'metadata': {'name': 'b', 'namespace': 'ml'}}))
+    assert denied.message == ('configmaps is forbidden: User "ivy" cannot create resource "configmaps" in API '
+                              'group "" in the namespace "ml"')
+    denied = refused(lambda: ivy.patch('v1', 'ConfigMap', 'ml', 'a', {'data': {'k': 'v'}}))
+    assert denied.message.startswith('configmaps "a" is forbidden: User "ivy" cannot patch resource')
+    assert denied.body['details'] == {'name': 'a', 'kind': 'configmaps'}
+    denied = refused(lambda: ivy.list('v1', 'ConfigMap', None))
+    assert denied.message.endswith('cannot list resource "configmaps" in API group "" at the cluster scope')
+    denied = refused(lambda: ivy.get('v1', 'ConfigMap', 'default', 'kube-root-ca.crt'))
+    assert 'in the namespace "default"' in denied.message
+    denied = refused(lambda: ivy.patch_status('apps/v1', 'Deployment', 'ml', 'web', {'status': {}}))
+    assert 'cannot patch resource "deployments/status" in API group "apps"' in denied.message
+    assert kube.get('v1', 'ConfigMap', 'ml', 'a').get('data') is None  # nothing was written
+    codes = [(r.verb, r.code) for r in emulator.audit if r.user == 'ivy' and r.resource == 'configmaps']
+    assert ('create', 403) in codes
+    assert ('get', 200) in codes
+
+    # Without credentials: system:admin in system:masters, bound to cluster-admin at start.
+    assert kube.get('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', None, 'cluster-admin')['subjects'] == [
+        {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'Group', 'name': 'system:masters'}]

@@ -126,6 +126,7 @@ def test_invalid_crd_is_rejected(kube: KubeClient) -> None:
 
 def test_authentication_by_bearer_token(emulator: Emulator) -> None:
     emulator.add_user('t0ken', 'alice', ['team-a'], uid='u-1')
+    emulator.grant('alice', [{'apiGroups': [''], 'resources': ['configmaps'], 'verbs': ['create']}])
     alice = emulator.client(token='t0ken')
     alice.create({'apiVersion': 'v1', 'kind': 'ConfigMap', 'metadata': {'name': 'a'}})
     anonymous = emulator.client()

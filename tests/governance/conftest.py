@@ -1,8 +1,9 @@
 """Fixtures of the governance tier: the real operator with its admission webhooks on TLS.
 
 ``governed``: the operator (Kopf in a thread, our registry with the test policy and a webhook
-server on a free loopback port with a throw-away CA); ``approvers``: the modelops-approver
-ClusterRole bound to alice and bob; ``users``: token clients of alice, bob and carol.
+server on a free loopback port with a throw-away CA); ``approvers``: the chart's modelops-approver
+ClusterRole bound to alice and bob; ``users``: token clients of alice, bob and carol, editors by
+the chart's modelops-editor role (the emulator authorizes every request by RBAC).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from governance.admissionkit import GROUP, NAMESPACE, POLICY, Webhooks, free_port, running_operator
+import helmchart
+from governance.admissionkit import NAMESPACE, POLICY, Webhooks, free_port, running_operator
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
 from kubeemu.tls import make_ca_and_cert
@@ -45,33 +47,17 @@ def governed(
 
 @pytest.fixture
 def approvers(cluster: KubeClient) -> KubeClient:
-    """The modelops-approver ClusterRole (as the chart ships it), bound to bob and alice in the namespace."""
-    cluster.create(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "modelops-approver"},
-            "rules": [{"apiGroups": [GROUP], "resources": ["modelversions"], "verbs": ["get", "list", "approve"]}],
-        }
-    )
-    cluster.create(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "approvers", "namespace": NAMESPACE},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelops-approver"},
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name} for name in ("alice", "bob")
-            ]
-            + [{"kind": "ServiceAccount", "name": "argocd-application-controller", "namespace": "argocd"}],
-        }
-    )
+    """The chart's modelops-approver ClusterRole, bound to bob, alice and Argo CD in the namespace."""
+    helmchart.bind_user_role(cluster, "modelops-approver", ["alice", "bob"], NAMESPACE,
+                             service_accounts=[("argocd", "argocd-application-controller")])
     return cluster
 
 
 @pytest.fixture
 def users(emulator: Emulator, cluster: KubeClient) -> dict[str, KubeClient]:
-    """Clients of people with tokens: alice and bob may approve (with ``approvers``), carol may not."""
+    """Clients of people with tokens, editors of the modelops kinds by the chart's modelops-editor role:
+    alice and bob may approve too (with ``approvers``), carol may not."""
+    helmchart.bind_user_role(cluster, "modelops-editor", ["alice", "bob", "carol"], NAMESPACE)
     clients = {}
     for name in ("alice", "bob", "carol"):
         emulator.add_user(f"token-{name}", name, uid=f"uid-{name}")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from governance.admissionkit import NAMESPACE, POLICY, Webhooks, free_port, running_operator
+from kubeemu import Emulator
 from kubeemu.client import ApiError, KubeClient
 from modelops.logic import governance as gov
 
@@ -62,6 +63,7 @@ def transitions(obj: dict[str, Any] | None) -> list[tuple[str, str, str]]:
 
 
 def test_none_staging_production_with_gates_approvals_and_archive(
+    emulator: Emulator,
     governed: Webhooks, cluster: KubeClient, approvers: KubeClient, users: dict[str, KubeClient]
 ) -> None:
     governed.register_configurations(cluster)
@@ -98,6 +100,13 @@ def test_none_staging_production_with_gates_approvals_and_archive(
     with pytest.raises(ApiError) as no_verb:
         carol.patch(API, "ModelVersion", NAMESPACE, "iris-v2", approve)
     assert "'approve' verb" in no_verb.value.body["message"]
+    # An editor may not write status at all (RBAC); someone who may is still refused a stage by the webhook.
+    with pytest.raises(ApiError) as no_rbac:
+        carol.patch_status(API, "ModelVersion", NAMESPACE, "iris-v2", {"status": {"stage": "Production"}})
+    assert no_rbac.value.status == 403
+    assert 'cannot patch resource "modelversions/status"' in no_rbac.value.body["message"]
+    emulator.grant("bob", [{"apiGroups": ["modelops.io"], "resources": ["modelversions/status"],
+                            "verbs": ["patch"]}], namespace=NAMESPACE)  # fmt: skip
     with pytest.raises(ApiError) as by_hand:
         bob.patch_status(API, "ModelVersion", NAMESPACE, "iris-v2", {"status": {"stage": "Production"}})
     assert "written by the modelops operator only" in by_hand.value.body["message"]

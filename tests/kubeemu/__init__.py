@@ -11,6 +11,7 @@ Public surface::
 
     from kubeemu import Emulator                   # emu.start()/stop(), emu.url, write_kubeconfig(),
                                                    # register_crds(), register_builtin_extras(), add_user(),
+                                                   # grant(),
                                                    # webhook_services, webhook_calls
     from kubeemu.client import KubeClient, ApiError
     from kubeemu.tls import make_ca_and_cert       # (ca_pem, cert_path, key_path) for a webhook server
@@ -37,6 +38,7 @@ deletecollection, the status subresource split, label and field selectors,
 finalizers and deletionTimestamp, ownerReference garbage collection
 (Background, Foreground, Orphan), namespace termination, authentication
 (bearer token → user table; no token → ``system:admin`` in ``system:masters``),
+authorization of every request by RBAC (:mod:`kubeemu.rbac`),
 dynamic admission control (mutating then validating webhooks over real HTTPS,
 :mod:`kubeemu.admission`), and ``SubjectAccessReview``/``LocalSubjectAccessReview``/
 ``SelfSubjectAccessReview`` answered by RBAC over the stored Roles, ClusterRoles
@@ -70,9 +72,12 @@ Deviations from the real API server (on purpose, for a test emulator):
 * Watch history is bounded (``history_limit`` events) and can be compacted on
   demand (``emu.compact()``) to provoke 410 Gone; bookmarks come every
   ``bookmark_interval`` seconds of idleness.
-* Authorization is not enforced: every authenticated user may do everything.
-  Access reviews are answered by RBAC, but no request is refused by it, and there
-  are no bootstrap roles (``cluster-admin``, ``view`` …): create what a test needs.
+* Authorization is RBAC only (no Node or webhook authorizer), decided on every
+  request (403 worded as the API server's) and in access reviews. Requests without
+  credentials are ``system:admin`` in ``system:masters`` (bound to ``cluster-admin``).
+  Of the bootstrap roles only ``cluster-admin``, ``system:discovery``,
+  ``system:basic-user`` and ``system:public-info-viewer`` exist (no ``view``, ``edit``,
+  ``admin``, no controller roles): create what a test needs (``emu.grant()``).
 * Admission: only webhooks; none of the built-in admission plugins (LimitRanger,
   ServiceAccount, PodSecurity …) and no ``ValidatingAdmissionPolicy``. Webhook
   ``matchConditions`` (CEL) are not evaluated (the webhook is called). A

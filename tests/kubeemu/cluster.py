@@ -346,7 +346,12 @@ class Cluster:
         causes: list[dict[str, str]] = []
         pattern = _DNS_LABEL if info.key == ('', 'namespaces') else _DNS_SUBDOMAIN
         limit = 63 if info.key == ('', 'namespaces') else 253
-        if not pattern.match(name) or len(name) > limit:
+        if info.group == 'rbac.authorization.k8s.io':  # ValidateRBACName: any valid path segment
+            if name in ('.', '..') or '/' in name or '%' in name or not name:
+                causes.append({'reason': 'FieldValueInvalid', 'field': 'metadata.name',
+                               'message': f'Invalid value: "{name}": may not be \'.\' or \'..\' and may not '
+                                          f'contain \'/\' or \'%\''})
+        elif not pattern.match(name) or len(name) > limit:
             causes.append({'reason': 'FieldValueInvalid', 'field': 'metadata.name',
                            'message': f'Invalid value: "{name}": a lowercase RFC 1123 '
                                       f'{"label" if limit == 63 else "subdomain"} must consist of lower case '

@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 
 import yaml
 
+from kubeemu import rbac
 from kubeemu.admission import WebhookCall
 from kubeemu.client import ApiError, KubeClient
 from kubeemu.cluster import Cluster, Identity
@@ -32,6 +33,10 @@ class Emulator:
 
     def __init__(self, *, history_limit: int = 10000, bookmark_interval: float = 5.0) -> None:
         self.cluster = Cluster(history_limit=history_limit)
+        for obj in rbac.bootstrap():
+            info = self.cluster.by_kind(obj['apiVersion'], obj['kind'])
+            assert info is not None
+            self.cluster.create(info, 'v1', None, obj)
         self.handler = ApiHandler(self.cluster, bookmark_interval=bookmark_interval)
         self._server: PlainServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +114,21 @@ class Emulator:
         """Make ``Authorization: Bearer <token>`` authenticate as this user (``system:authenticated`` added)."""
         all_groups = tuple(groups) + (() if 'system:authenticated' in groups else ('system:authenticated',))
         self.handler.users[token] = Identity(username, all_groups, uid, dict(extra or {}))
+
+    def grant(self, user: str, rules: Iterable[Mapping[str, Any]], *, namespace: str | None = None,
+              name: str | None = None) -> None:
+        """Allow ``user`` what ``rules`` (RBAC PolicyRules) say: a Role and RoleBinding in ``namespace``,
+        or a ClusterRole and ClusterRoleBinding without one (named ``name``, default ``grant-<user>``)."""
+        name = name or f'grant-{user}'.replace(':', '-')
+        scope = 'Role' if namespace else 'ClusterRole'
+        meta: dict[str, Any] = {'name': name, **({'namespace': namespace} if namespace else {})}
+        client = self.client()
+        client.create({'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': scope, 'metadata': dict(meta),
+                       'rules': [dict(rule) for rule in rules]})
+        client.create({'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': f'{scope}Binding',
+                       'metadata': dict(meta),
+                       'roleRef': {'apiGroup': 'rbac.authorization.k8s.io', 'kind': scope, 'name': name},
+                       'subjects': [{'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'User', 'name': user}]})
 
     @property
     def webhook_services(self) -> dict[tuple[str, str], str]:

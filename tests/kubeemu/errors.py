@@ -20,6 +20,7 @@ class StatusError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+        self.audit: tuple[str, Any] | None = None  # (verb, target) of the failed request, for the audit trail
 
     def to_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {

@@ -1,8 +1,9 @@
 """
-RBAC evaluation for ``SubjectAccessReview`` (authorization.k8s.io/v1), over the stored RBAC objects.
+RBAC evaluation over the stored RBAC objects: every request's authorization, and ``SubjectAccessReview``.
 
-The emulator does not enforce authorization on ordinary requests; it only answers
-the access reviews, as the real RBAC authorizer would decide them: the subject
+The HTTP layer asks :meth:`Authorizer.decide` for every request (resource attributes, or the
+path of a non-resource request such as discovery) and refuses with 403 what it does not allow;
+access reviews are answered by the same decision. It decides as the real RBAC authorizer: the subject
 (user, groups) is bound by ``ClusterRoleBinding`` s anywhere and by ``RoleBinding`` s
 in the request's namespace (to a ``Role`` there or a ``ClusterRole``); a rule allows
 when its ``verbs``, ``apiGroups``, ``resources`` (``plural``, ``plural/sub``, ``*``,
@@ -13,6 +14,11 @@ non-resource requests, which only cluster roles can grant). Subjects are ``User`
 ``aggregationRule`` has the rules of the cluster roles its selectors pick (evaluated
 on the fly instead of by the aggregation controller). The groups of a review are taken
 as given: ``system:authenticated`` is not added.
+
+:func:`bootstrap` gives the roles and bindings the API server creates at start that every
+cluster has and requests depend on: ``cluster-admin`` (bound to ``system:masters``),
+``system:discovery``, ``system:basic-user`` and ``system:public-info-viewer`` (discovery,
+``/version``, health paths and self access reviews for every authenticated user).
 """
 from __future__ import annotations
 
@@ -24,6 +30,37 @@ from kubeemu.admission import selector_matches
 from kubeemu.cluster import Cluster, Identity, Obj
 
 _RBAC = 'rbac.authorization.k8s.io'
+
+
+def bootstrap() -> list[Obj]:
+    """The bootstrap ClusterRoles and ClusterRoleBindings of the RBAC authorizer (a subset)."""
+    labels = {'kubernetes.io/bootstrapping': 'rbac-defaults'}
+    annotations = {'rbac.authorization.kubernetes.io/autoupdate': 'true'}
+    discovery = ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/openapi', '/openapi/*', '/readyz',
+                 '/version', '/version/']
+    roles: dict[str, list[dict[str, Any]]] = {
+        'cluster-admin': [{'apiGroups': ['*'], 'resources': ['*'], 'verbs': ['*']},
+                          {'nonResourceURLs': ['*'], 'verbs': ['*']}],
+        'system:discovery': [{'nonResourceURLs': discovery, 'verbs': ['get']}],
+        'system:basic-user': [{'apiGroups': ['authorization.k8s.io'],
+                               'resources': ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'],
+                               'verbs': ['create']}],
+        'system:public-info-viewer': [{'nonResourceURLs': ['/healthz', '/livez', '/readyz', '/version', '/version/'],
+                                       'verbs': ['get']}],
+    }
+    bindings = {'cluster-admin': ['system:masters'], 'system:discovery': ['system:authenticated'],
+                'system:basic-user': ['system:authenticated'],
+                'system:public-info-viewer': ['system:authenticated', 'system:unauthenticated']}
+    objects: list[Obj] = []
+    for name, rules in roles.items():
+        meta = {'name': name, 'labels': dict(labels), 'annotations': dict(annotations)}
+        objects.append({'apiVersion': f'{_RBAC}/v1', 'kind': 'ClusterRole', 'metadata': meta, 'rules': rules})
+    for name, groups in bindings.items():
+        meta = {'name': name, 'labels': dict(labels), 'annotations': dict(annotations)}
+        objects.append({'apiVersion': f'{_RBAC}/v1', 'kind': 'ClusterRoleBinding', 'metadata': meta,
+                        'roleRef': {'apiGroup': _RBAC, 'kind': 'ClusterRole', 'name': name},
+                        'subjects': [{'apiGroup': _RBAC, 'kind': 'Group', 'name': g} for g in groups]})
+    return objects
 
 
 def _subject_matches(subject: Mapping[str, Any], binding_ns: str | None, user: str, groups: Sequence[str]) -> bool:

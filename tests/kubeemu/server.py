@@ -132,6 +132,8 @@ class ApiHandler(kmock.RawHandler):
             return response
         except errors.StatusError as exc:
             code = exc.code
+            if exc.audit is not None:
+                verb, target = exc.audit
             return aiohttp.web.json_response(exc.to_status(), status=exc.code)
         except asyncio.CancelledError:  # the client went away; a started stream was a 200 for it
             code = 200 if id(raw) in self._streaming else 499
@@ -162,6 +164,9 @@ class ApiHandler(kmock.RawHandler):
         path = raw.path.rstrip('/') or '/'
         parts = [p for p in path.split('/') if p]
         method = raw.method.upper()
+        resource_request = (parts[:1] == ['api'] and len(parts) > 2) or (parts[:1] == ['apis'] and len(parts) > 3)
+        if not resource_request:  # discovery, /version, health: authorized by path (system:discovery …)
+            self._authorize(user, {'verb': method.lower(), 'path': path})
         if path in ('/healthz', '/livez', '/readyz') or re.match(r'^/(healthz|livez|readyz)/', path):
             return aiohttp.web.Response(text='ok'), 'get', None
         if method == 'GET' and path == '/version':
@@ -190,8 +195,40 @@ class ApiHandler(kmock.RawHandler):
             listing = self._resource_list(parts[1], parts[2])
             return aiohttp.web.json_response(listing), 'get', None
         target = self._parse_target(parts)
-        response, verb = await self._serve(raw, target, user)
+        try:
+            response, verb = await self._serve(raw, target, user)
+        except errors.StatusError as exc:
+            exc.audit = (self._verb(method, target, raw.query), target)  # what the audit records of a failure
+            raise
         return response, verb, target
+
+    def _authorize(self, user: Identity, attrs: dict[str, Any]) -> None:
+        """Refuse with 403 what RBAC does not allow, worded as the API server's authorization filter does."""
+        allowed, _ = self.authorizer.decide(user.username, user.groups, attrs)
+        if allowed:
+            return
+        verb = attrs['verb']
+        if 'path' in attrs:
+            raise errors.forbidden(f'forbidden: User "{user.username}" cannot {verb} path "{attrs["path"]}"')
+        resource = attrs['resource'] + (f'/{attrs["subresource"]}' if attrs.get('subresource') else '')
+        group, namespace, name = attrs['group'], attrs.get('namespace'), attrs.get('name')
+        where = f'in the namespace "{namespace}"' if namespace else 'at the cluster scope'
+        why = f'User "{user.username}" cannot {verb} resource "{resource}" in API group "{group}" {where}'
+        qualified = f'{attrs["resource"]}.{group}' if group else attrs['resource']
+        subject = f'{qualified} "{name}"' if name else qualified
+        details = {'name': name or '', **({'group': group} if group else {}), 'kind': attrs['resource']}
+        raise errors.forbidden(f'{subject} is forbidden: {why}', details)
+
+    @staticmethod
+    def _verb(method: str, target: Target, query: Any) -> str:
+        """The authorization verb of a resource request (the API server's RequestInfo)."""
+        if method == 'GET':
+            if target.name is not None:
+                return 'get'
+            return 'watch' if _truthy(query.get('watch')) else 'list'
+        if method == 'DELETE':
+            return 'delete' if target.name is not None else 'deletecollection'
+        return {'POST': 'create', 'PUT': 'update', 'PATCH': 'patch'}.get(method, method.lower())
 
     def _root_paths(self) -> list[str]:
         paths = {'/api', '/api/v1', '/apis', '/version', '/healthz', '/livez', '/readyz'}
@@ -306,6 +343,9 @@ class ApiHandler(kmock.RawHandler):
         info, version, ns, name, sub = target.info, target.version, target.namespace, target.name, target.subresource
         query = raw.query
         method = raw.method.upper()
+        self._authorize(user, {'verb': self._verb(method, target, query), 'group': info.group,
+                               'resource': info.plural, 'subresource': sub or '', 'namespace': ns or '',
+                               'name': name if method != 'POST' else ''})
         dry_run = query.get('dryRun') == 'All'
         field_validation = query.get('fieldValidation')
         if sub == 'log':

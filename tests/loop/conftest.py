@@ -4,9 +4,10 @@
 governance policy of the governance tier and its admission webhooks on TLS, with
 ``MODELOPS_PROMETHEUS_URL`` pointing at that Prometheus; the five webhook configurations the
 chart renders stored in the emulator (so it calls them with each caller's ``userInfo``); the
-modelops-approver ClusterRole bound to alice and bob; token clients of alice and bob; the kubelet
-of training pods (tests/kubelet.py) and the pod runner of the server Deployments
-(tests/analysis/podrunner.py), which serves the ``pvc://`` artifacts the training pods wrote.
+chart's modelops-editor and modelops-approver ClusterRoles bound to alice and bob; token clients
+of alice and bob; the kubelet of training pods (tests/kubelet.py) and the pod runner of the server
+Deployments (tests/analysis/podrunner.py), which serves the ``pvc://`` artifacts the training pods
+wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import helmchart
 from analysis.podrunner import PodRunner
 from governance.admissionkit import GROUP, NAMESPACE, POLICY, VERSION, Webhooks, free_port, running_operator
 from kubeemu import Emulator
@@ -61,19 +63,10 @@ def register_webhooks(kube: KubeClient, webhooks: Webhooks) -> None:
                      "metadata": {"name": "modelops-operator"}, "webhooks": hooks})  # fmt: skip
 
 
-def grant_approvers(kube: KubeClient, *names: str) -> None:
-    """The modelops-approver ClusterRole (as the chart ships it), bound to ``names`` in the namespace."""
-    kube.create({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "modelops-approver"},
-        "rules": [{"apiGroups": [GROUP], "resources": ["modelversions"], "verbs": ["get", "list", "approve"]}],
-    })  # fmt: skip
-    kube.create({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "approvers", "namespace": NAMESPACE},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelops-approver"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name} for name in names],
-    })  # fmt: skip
+def grant_people(kube: KubeClient, *names: str) -> None:
+    """The chart's modelops-editor and modelops-approver ClusterRoles, bound to ``names`` in the namespace."""
+    for role in ("modelops-editor", "modelops-approver"):
+        helmchart.bind_user_role(kube, role, names, NAMESPACE)
 
 
 @dataclass
@@ -103,7 +96,7 @@ def loop(
     ca_pem, cert_path, _ = make_ca_and_cert(tmp_path / "certs", ["127.0.0.1", "localhost"])
     ca_path = tmp_path / "ca.crt"
     ca_path.write_bytes(ca_pem)
-    grant_approvers(cluster, "alice", "bob")
+    grant_people(cluster, "alice", "bob")
     clients = {}
     for name in ("alice", "bob"):
         emulator.add_user(f"token-{name}", name, uid=f"uid-{name}")

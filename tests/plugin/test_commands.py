@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+import helmchart
 from kubeemu import Emulator
 from kubeemu.cluster import Identity
 from kubeemu.errors import StatusError
@@ -138,6 +139,7 @@ def test_approve_sets_exactly_the_annotation_and_sends_no_user_name(
     seeded: Seeded, emulator: Emulator, tmp_path: Path
 ) -> None:
     emulator.add_user("tok-carol", "carol", groups=["ml-reviewers"])
+    helmchart.bind_user_role(seeded.kube, "modelops-approver", [], NS, groups=["ml-reviewers"])
     config = emulator.write_kubeconfig(tmp_path / "carol", token="tok-carol")
     seen: list[tuple[str, Any, Any, str]] = []
 

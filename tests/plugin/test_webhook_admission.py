@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import helmchart
 from emulator.webhookpeer import Review, WebhookPeer, json_patch
 from kubeemu import Emulator
 from modelops.plugin import cli
@@ -93,6 +94,9 @@ def test_approve_through_real_webhooks(
     )
     emulator.add_user("tok-carol", "carol", groups=["ml-reviewers"])
     emulator.add_user("tok-mallory", "mallory")
+    # mallory edits (the chart's modelops-editor role) but may not approve; the webhook says why.
+    helmchart.bind_user_role(kube, "modelops-editor", ["mallory"], NS)
+    helmchart.bind_user_role(kube, "modelops-approver", [], NS, groups=["ml-reviewers"])
     carol = emulator.write_kubeconfig(tmp_path / "carol", token="tok-carol")
     mallory = emulator.write_kubeconfig(tmp_path / "mallory", token="tok-mallory")
 
