@@ -35,9 +35,9 @@ import yaml
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -89,11 +89,13 @@ class Prometheus:
         interval: str = "1s",
         rule_files: Sequence[Path] = (),
         relabel_configs: Sequence[Mapping[str, Any]] = (),
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host  # where it listens: loopback, or an address containers reach
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.targets_file = workdir / "targets.json"
         self.config_file = workdir / "prometheus.yml"
         self.rule_files = list(rule_files)
@@ -148,7 +150,7 @@ class Prometheus:
                     BINARY,
                     f"--config.file={self.config_file}",
                     f"--storage.tsdb.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.listen-address={self.host}:{self.port}",
                     "--web.enable-lifecycle",
                     "--storage.tsdb.retention.time=1h",
                 ],

@@ -4,18 +4,24 @@ The test-facing :class:`Emulator`: runs the emulated API server in a background 
 The server gets its own thread and event loop, so synchronous tests, a
 ``KopfRunner`` thread and subprocesses can all talk to it over plain HTTP on
 127.0.0.1. This module also writes kubeconfigs, manages the user table
-(bearer tokens → identities) and registers CRDs through the API itself.
+(bearer tokens → identities, service account tokens) and registers CRDs through the API
+itself. ``serve_in_cluster`` adds an HTTPS listener on an address containers reach, the way
+pods reach the ``kubernetes`` Service.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import pathlib
+import secrets
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import aiohttp.test_utils
 import yaml
 
 from kubeemu import rbac
@@ -23,9 +29,20 @@ from kubeemu.admission import WebhookCall
 from kubeemu.client import ApiError, KubeClient
 from kubeemu.cluster import Cluster, Identity
 from kubeemu.server import ApiHandler, AuditRecord, PlainServer
+from kubeemu.tls import make_ca_and_cert
 
 CRDS_DIR = pathlib.Path(__file__).parent / 'crds'
 T = TypeVar('T')
+
+
+@dataclasses.dataclass(frozen=True)
+class InCluster:
+    """Where pods reach the API (the ``kubernetes`` Service) and the CA that signed its certificate."""
+    host: str
+    port: int
+    url: str
+    ca_pem: bytes
+    ca_path: pathlib.Path
 
 
 class Emulator:
@@ -43,6 +60,7 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._url: str | None = None
+        self._extra_servers: list[aiohttp.test_utils.RawTestServer] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -72,9 +90,48 @@ class Emulator:
                 raise
         asyncio.run(main())
 
+    def serve_in_cluster(self, host: str, directory: str | pathlib.Path) -> InCluster:
+        """Also serve the API over HTTPS on ``host`` (an address containers reach), as pods reach the
+        ``kubernetes`` Service: a throw-away CA and serving certificate (``ca.crt`` in ``directory``)
+        for ``host`` and the Service's DNS names. Stopped with the emulator."""
+        if self._loop is None:
+            raise RuntimeError('The emulator is not started.')
+        directory = pathlib.Path(directory)
+        ca_pem, cert, key = make_ca_and_cert(directory, [host, 'kubernetes', 'kubernetes.default',
+                                                         'kubernetes.default.svc',
+                                                         'kubernetes.default.svc.cluster.local'])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        server = aiohttp.test_utils.RawTestServer(self.handler, host=host, port=0)
+
+        async def start() -> None:
+            await server.start_server(ssl=context)
+            self._extra_servers.append(server)
+
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=30)
+        assert server.port is not None
+        return InCluster(host=host, port=server.port, url=f'https://{host}:{server.port}', ca_pem=ca_pem,
+                         ca_path=directory / 'ca.crt')
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as the ServiceAccount, with the groups the API server gives
+        service accounts (what the kubelet mounts into pods; a random string, not a signed JWT)."""
+        token = f'sa-{secrets.token_urlsafe(24)}'
+        uid = ''
+        account = self.cluster.objects.get(('', 'serviceaccounts'), {}).get((namespace, name))
+        if account is not None:
+            uid = str(account['metadata'].get('uid', ''))
+        self.handler.users[token] = Identity(
+            f'system:serviceaccount:{namespace}:{name}',
+            ('system:serviceaccounts', f'system:serviceaccounts:{namespace}', 'system:authenticated'), uid)
+        return token
+
     def stop(self) -> None:
         if self._thread is None or self._loop is None or self._stopping is None:
             return
+        for server in self._extra_servers:
+            asyncio.run_coroutine_threadsafe(server.close(), self._loop).result(timeout=30)
+        self._extra_servers.clear()
         self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout=30)
         self._thread = None
