@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from containerkubelet import docker, podspec
-from kubeemu.client import ApiError
 
 if TYPE_CHECKING:
     from containerkubelet.kubelet import Kubelet, PodWorker
@@ -30,17 +29,6 @@ class Containers:
 
     def __init__(self, kubelet: Kubelet) -> None:
         self.kubelet = kubelet
-
-    def _lookup(self, namespace: str) -> podspec.Lookup:
-        def lookup(kind: str, name: str) -> podspec.Obj | None:
-            try:
-                return self.kubelet.kube.get("v1", kind, namespace, name)
-            except ApiError as error:
-                if error.status == 404:
-                    return None
-                raise
-
-        return lookup
 
     def environment(self, worker: PodWorker) -> dict[str, str]:
         api = self.kubelet.api
@@ -56,7 +44,10 @@ class Containers:
             base = {**podspec.service_links(services), **base}
         pod = {**worker.pod, "status": {"podIP": worker.ip, "hostIP": self.kubelet.host_ip}}
         container = worker.pod["spec"]["containers"][0]
-        return podspec.environment(pod, container, self._lookup(worker.namespace), base, self.kubelet.capacity)
+        def lookup(kind: str, name: str) -> podspec.Obj | None:
+            return self.kubelet.get(kind, worker.namespace, name)
+
+        return podspec.environment(pod, container, lookup, base, self.kubelet.capacity)
 
     def run_args(self, worker: PodWorker) -> tuple[list[str], dict[str, str]]:
         """``docker run`` options (not the image and command) and the environment they carry."""

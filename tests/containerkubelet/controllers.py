@@ -111,6 +111,13 @@ class Loop:
         if text not in self.errors:
             self.errors.append(text)
 
+    def delete_pod(self, pod: Obj) -> None:
+        try:
+            self.kube.delete("v1", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        except ApiError as error:
+            if error.status != 404:  # gone already
+                raise
+
     def write_status(self, obj: Mapping[str, Any], status: Obj) -> None:
         if all((obj.get("status") or {}).get(k) == v for k, v in status.items()) and set(
             obj.get("status") or {}
@@ -184,7 +191,7 @@ class JobController(Loop):
             failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
         if failure is not None:
             for pod in active:
-                self._delete_pod(pod)
+                self.delete_pod(pod)
             reason, message = failure
             new["active"], new["ready"] = 0, 0
             new["conditions"] = [_condition("FailureTarget", reason, message), _condition("Failed", reason, message)]
@@ -232,12 +239,6 @@ class JobController(Loop):
             "spec": spec,
         })  # fmt: skip
 
-    def _delete_pod(self, pod: Obj) -> None:
-        try:
-            self.kube.delete("v1", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
-        except ApiError as error:
-            if error.status != 404:
-                raise
 
 
 def _condition(type_: str, reason: str, message: str) -> Obj:
@@ -304,7 +305,7 @@ class DeploymentController(Loop):
         min_ready = float(spec.get("minReadySeconds") or 0)
         for pod in pods:
             if _phase(pod) in ("Succeeded", "Failed"):  # the ReplicaSet replaces pods that ended
-                self._delete(pod)
+                self.delete_pod(pod)
         pods = [p for p in pods if _phase(p) not in ("Succeeded", "Failed")]
         new = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash") == template_hash]
         old = [p for p in pods if p not in new]
@@ -312,7 +313,7 @@ class DeploymentController(Loop):
         if strategy.get("type", "RollingUpdate") == "Recreate":
             if old:
                 for pod in old:
-                    self._delete(pod)
+                    self.delete_pod(pod)
             else:
                 self._scale(deployment, new, replicas, template_hash)
         else:
@@ -328,9 +329,9 @@ class DeploymentController(Loop):
             removable = len(available) - (replicas - unavailable)
             for pod in sorted(old, key=lambda p: self._available(p, min_ready)):
                 if not self._available(pod, min_ready):
-                    self._delete(pod)
+                    self.delete_pod(pod)
                 elif removable > 0:
-                    self._delete(pod)
+                    self.delete_pod(pod)
                     removable -= 1
         self._status(deployment, pods, new, old, replicas, template_hash, min_ready)
 
@@ -338,7 +339,7 @@ class DeploymentController(Loop):
         for _ in range(target - len(new)):
             self._create(deployment, template_hash)
         for pod in sorted(new, key=lambda p: _ready(p)[0])[: max(len(new) - target, 0)]:
-            self._delete(pod)
+            self.delete_pod(pod)
 
     def _create(self, deployment: Obj, template_hash: str) -> None:
         meta, template = deployment["metadata"], deployment["spec"]["template"]
@@ -352,12 +353,6 @@ class DeploymentController(Loop):
             "spec": json.loads(json.dumps(template.get("spec") or {})),
         })  # fmt: skip
 
-    def _delete(self, pod: Obj) -> None:
-        try:
-            self.kube.delete("v1", "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
-        except ApiError as error:
-            if error.status != 404:
-                raise
 
     def _status(self, deployment: Obj, pods: list[Obj], new: list[Obj], old: list[Obj], replicas: int,
                 template_hash: str, min_ready: float) -> None:  # fmt: skip

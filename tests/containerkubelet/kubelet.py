@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from containerkubelet import docker, podspec
+from containerkubelet.containers import Containers
 from containerkubelet.podspec import NotReadyError, Obj, Probe, RunAs, UnsupportedFieldError
+from containerkubelet.volumes import Volumes
 from kubeemu import Emulator
 from kubeemu.client import ApiError, KubeClient
 from kubeemu.emulator import InCluster
@@ -483,9 +485,6 @@ class Kubelet:
         self, emulator: Emulator, *, api: InCluster, namespaces: list[str], workdir: Path, pvc_root: Path,
         pause_image: str, name: str = "node-1",
     ) -> None:  # fmt: skip
-        from containerkubelet.containers import Containers
-        from containerkubelet.volumes import Volumes
-
         self.emulator = emulator
         self.kube = KubeClient(emulator.url)
         self.api = api
@@ -512,6 +511,15 @@ class Kubelet:
     def start(self) -> Kubelet:
         self.thread.start()
         return self
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """A core (v1) object of the namespace, or None when there is none."""
+        try:
+            return self.kube.get("v1", kind, namespace, name)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
 
     def fail(self, message: str) -> None:
         self.errors.append(message)

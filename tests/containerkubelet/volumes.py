@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from containerkubelet import podspec
 from containerkubelet.podspec import NotReadyError, UnsupportedFieldError
-from kubeemu.client import ApiError
 
 if TYPE_CHECKING:
     from containerkubelet.kubelet import Kubelet, PodWorker
@@ -67,14 +66,6 @@ class Volumes:
     def __init__(self, kubelet: Kubelet) -> None:
         self.kubelet = kubelet
 
-    def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.kubelet.kube.get("v1", kind, namespace, name)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
-
     def _files(self, target: Path, source: Mapping[str, Any], data: Mapping[str, bytes], what: str) -> None:
         target.mkdir(parents=True, exist_ok=True)
         default_mode = int(source.get("defaultMode", 0o644))
@@ -99,7 +90,7 @@ class Volumes:
             kind = "ConfigMap" if "configMap" in volume else "Secret"
             source = volume["configMap"] if kind == "ConfigMap" else volume["secret"]
             name = source["name"] if kind == "ConfigMap" else source["secretName"]
-            found = self._get(kind, ns, name)
+            found = self.kubelet.get(kind, ns, name)
             if found is None:
                 if not source.get("optional"):
                     raise NotReadyError("ContainerCreating", f'MountVolume.SetUp failed for volume '
@@ -127,7 +118,7 @@ class Volumes:
             _own(path, fs_group, read_only=False)
             return path, False, []
         claim = volume["persistentVolumeClaim"]
-        if self._get("PersistentVolumeClaim", ns, claim["claimName"]) is None:
+        if self.kubelet.get("PersistentVolumeClaim", ns, claim["claimName"]) is None:
             raise NotReadyError("ContainerCreating", f'persistentvolumeclaim "{claim["claimName"]}" not found')
         data = self.kubelet.pvc_root / ns / claim["claimName"]
         data.mkdir(parents=True, exist_ok=True)
@@ -138,7 +129,7 @@ class Volumes:
     def _service_account(self, worker: PodWorker) -> Path | None:
         spec = worker.pod["spec"]
         account = spec["serviceAccountName"]
-        found = self._get("ServiceAccount", worker.namespace, account)
+        found = self.kubelet.get("ServiceAccount", worker.namespace, account)
         if found is None and account != "default":  # the ServiceAccount admission plugin would have refused it
             raise NotReadyError("CreateContainerConfigError", f'serviceaccount "{account}" not found')
         automount = spec.get("automountServiceAccountToken")
