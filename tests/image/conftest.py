@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
+import helmchart
 from containerkubelet import Node, docker
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
@@ -48,6 +50,93 @@ def image() -> str:
 def node(image: str, emulator: Emulator, cluster: KubeClient, tmp_path: Path) -> Iterator[Node]:
     """A one-node cluster for the tests' namespace: its pods run as containers from ``image``."""
     running = Node(emulator, image=image, namespaces=[NAMESPACE], workdir=tmp_path / "node").start()
+    try:
+        yield running
+    finally:
+        running.close()
+    assert running.errors == [], running.errors
+
+
+# --- the operator installed from the chart -------------------------------------------------------------
+
+OPERATOR_NAMESPACE = "modelops-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:modelops-operator"
+# The governance policy of the governance tier, as chart values.
+GOVERNANCE = {
+    "stages": {
+        "Staging": {"approvals": 0, "fourEyes": False, "gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.8}]},
+        "Production": {"approvals": 1, "fourEyes": True,
+                       "gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.9}]},
+    },
+    "trustedAppliers": ["system:serviceaccount:argocd:argocd-application-controller"],
+}  # fmt: skip
+
+
+@dataclass
+class Installed:
+    """The chart installed into the emulator, its operator pods running as containers."""
+
+    objects: list[dict[str, Any]]
+    values: dict[str, Any]
+    node: Node
+    emulator: Emulator
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        return self.node.pods(OPERATOR_NAMESPACE, {"app.kubernetes.io/name": "modelops-operator"})
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        """Until every replica of the operator's Deployment is available (its readiness probe: the webhook port)."""
+        replicas = int(self.values.get("replicaCount", 2))
+
+        def available(obj: dict[str, Any] | None) -> bool:
+            status = (obj or {}).get("status") or {}
+            return int(status.get("availableReplicas") or 0) >= replicas
+
+        try:
+            self.node.kube.wait_for("apps/v1", "Deployment", OPERATOR_NAMESPACE, "modelops-operator", available,
+                                    timeout=timeout)  # fmt: skip
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.node.describe(OPERATOR_NAMESPACE)}") from None
+
+    def logs(self) -> str:
+        return "\n".join(self.node.logs(OPERATOR_NAMESPACE, p["metadata"]["name"]) for p in self.operator_pods())
+
+    def failed_calls(self) -> list[str]:
+        """Log lines of API calls the operator's replicas saw fail (Kopf logs each one), as the
+        in-process tiers check them (tests/operatorkit.py); conflicts (409) are retried and allowed."""
+        markers = ("APIClientError", "APIServerError", "APIForbiddenError", "Patching failed")
+        return [line for line in self.logs().splitlines() if any(marker in line for marker in markers)]
+
+    def refused(self) -> list[str]:
+        """Requests of the operator's service account that RBAC refused (the chart lacks a rule)."""
+        audit = self.emulator.audit
+        return [f"{r.verb} {r.path}?{r.query}" for r in audit if r.user == OPERATOR_USER and r.code == 403]
+
+
+def chart_values(image: str, **more: Any) -> dict[str, Any]:
+    repository, _, tag = image.rpartition(":")
+    return {"image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}, "governance": GOVERNANCE,
+            **more}  # fmt: skip
+
+
+def install_chart(node: Node, emulator: Emulator, values: dict[str, Any]) -> Installed:
+    """``helm install`` into the emulator: CRDs first, the templates in render order, webhooks last."""
+    emulator.register_crds(helmchart.crds())
+    kube = node.kube
+    if not kube.exists("v1", "Namespace", None, OPERATOR_NAMESPACE):
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    objects = helmchart.render(values, namespace=OPERATOR_NAMESPACE)
+    webhooks = [o for o in objects if o["kind"].endswith("WebhookConfiguration")]
+    for obj in [o for o in objects if o not in webhooks] + webhooks:
+        helmchart.create_or_keep(kube, obj)
+    return Installed(objects, values, node, emulator)
+
+
+@pytest.fixture
+def cluster_node(image: str, emulator: Emulator, cluster: KubeClient, tmp_path: Path) -> Iterator[Node]:
+    """A node for the tests' namespace and the operator's, Prometheus-less."""
+    running = Node(emulator, image=image, namespaces=[NAMESPACE, OPERATOR_NAMESPACE], workdir=tmp_path / "node")
+    running.start()
     try:
         yield running
     finally:

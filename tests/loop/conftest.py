@@ -26,10 +26,8 @@ from kubeemu import Emulator
 from kubeemu.client import KubeClient
 from kubeemu.tls import make_ca_and_cert
 from kubelet import Kubelet
+from loop.scenario import DEPLOYMENT
 from promkit import Prometheus
-
-MODEL = "iris"
-DEPLOYMENT = "iris"
 
 # Every webhook of docs/governance.md's table (the chart's five), as (type, resource, operations).
 WEBHOOKS = {
@@ -71,7 +69,7 @@ def grant_people(kube: KubeClient, *names: str) -> None:
 
 @dataclass
 class Loop:
-    """Everything the loop test drives or watches."""
+    """Everything the loop test drives or watches (the scenario's :class:`loop.scenario.Parts`)."""
 
     kube: KubeClient  # system:admin, the operator's identity on the emulator
     alice: KubeClient
@@ -80,6 +78,22 @@ class Loop:
     webhooks: Webhooks
     kubelet: Kubelet
     pods: PodRunner
+    operator: str = "system:admin"  # governance.admissionkit.OPERATOR_USER
+    patience: float = 1.0
+
+    def run_training_pods(self, run: str) -> None:
+        """The job controller and the kubelet (tests/kubelet.py) run the Job's one pod to completion."""
+        job = self.kube.wait_for("batch/v1", "Job", NAMESPACE, f"{run}-train", lambda o: o is not None, timeout=30)
+        assert job is not None
+        code = self.kubelet.run_pod(job, self.kubelet.start_pod(job, 0), 0)
+        assert code == 0, f"the training pod of {run} failed: {self.kube.list('v1', 'Pod', NAMESPACE)}"
+        self.kubelet.finish_job(job, succeeded=1, failed=0)
+
+    def server_versions(self) -> dict[str, str]:
+        return self.pods.versions()
+
+    def server_urls(self) -> list[str]:
+        return self.pods.urls()
 
 
 @pytest.fixture
