@@ -54,6 +54,7 @@ INSPECT = textwrap.dedent("""
         "namespace": open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read(),
         "memory_limit": int(open(limit).read()) if os.path.exists(limit) else None,
         "hostname": os.uname().nodename,
+        "server_workers": __import__("modelops.serve.supervisor").serve.supervisor.default_workers(),
     }
     with open("/dev/termination-log", "w") as handle:
         json.dump(report, handle)
@@ -161,6 +162,7 @@ def test_the_pod_spec_as_the_container_sees_it(node: Node, cluster: KubeClient, 
     assert seen["hostname"] == "inspect"
     if seen["memory_limit"] is not None:
         assert seen["memory_limit"] == 200 * 2**20
+    assert seen["server_workers"] == 1  # a model server would size its workers by the CPU limit (500m)
     # status as the kubelet reports it
     assert status["restartCount"] == 0
     assert status["ready"] is False

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import requests
 
+from modelops.serve import supervisor
 from serve import modelkit
 from serve.conftest import Server
 from serve.test_server import matrix_request, sample, scrape
@@ -172,3 +173,22 @@ class _Scraper:
 
     def get(self, path: str) -> requests.Response:
         return self.session.get(self.url + path, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2 with a limit
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),  # no cgroup filesystem at all
+    ],
+)
+def test_cpu_limit_from_cgroup_v2_and_v1(tmp_path: Path, files: dict[str, str], cores: float | None) -> None:
+    """A model server sizes its workers by the container's CPU limit, on either cgroup version (a v1
+    node's limit was ignored, so a pod limited to one core started one worker per node core)."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert supervisor.cpu_quota(tmp_path) == cores

@@ -24,18 +24,34 @@ _RESTART_WINDOW = 10.0
 _MAX_QUICK_RESTARTS = 5
 
 
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The container's CPU limit in cores (its CFS quota over period), or None without one.
+
+    cgroup v2 says it in ``cpu.max`` (``max 100000`` when unlimited); cgroup v1, still the default on
+    many nodes, in ``cpu/cpu.cfs_quota_us`` (``-1`` when unlimited) and ``cpu/cpu.cfs_period_us``.
+    """
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+
+
 def default_workers() -> int:
-    """One worker per usable core: the CPU affinity mask, capped by a cgroup v2 CPU quota."""
+    """One worker per usable core: the CPU affinity mask, capped by the container's CPU limit."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    quota = cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
     return max(1, cores)
 
 
