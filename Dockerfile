@@ -6,15 +6,18 @@
 #   make image BASE_IMAGE=modelops-base:bookworm  # on a base made from Debian's packages
 #                                                 # (deploy/image/debian-base.sh), no registry needed
 #
-# Multi-stage: the virtual environment is built in the first stage, trimmed to what the commands
-# import (no pip, no tests, no headers or sources of compiled extensions); the runtime stage gets
-# only that environment and runs as a non-root user. Every process works under any uid (also one
+# Multi-stage: the dependencies are installed in the first stage (keyed by pyproject.toml alone, so
+# CI caches it: .ci/run), the package is added and the environment trimmed to what the commands run
+# in the second (no pip, no tests, no headers or sources of compiled extensions, deploy/image/slim.sh);
+# the runtime stage gets only that environment and runs as a non-root user. Every process works under any uid (also one
 # that is not in /etc/passwd) with a read-only root filesystem and a writable /tmp.
 # The default base is pinned to an exact Python patch release and Debian release. Pin it by digest
 # too (python:3.11.15-slim-bookworm@sha256:…) where your registry policy asks for it.
 ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS deps
+# Build stages only: CI removes their untagged leftovers by this label.
+LABEL io.modelops.stage=build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/modelops
 WORKDIR /src
@@ -36,6 +39,7 @@ RUN set -eu; \
 # Then the package itself (offline: its build backend is already in the environment) and the
 # environment trimmed to what the commands run, their bytecode written by running them
 # (deploy/image/slim.sh says what goes and why). The entry points must work afterwards.
+FROM deps AS build
 COPY README.md ./
 COPY operator ./operator
 COPY deploy/image/slim.sh deploy/image/warm.py /usr/local/share/modelops-build/

@@ -12,6 +12,7 @@ BASE_IMAGE ?= python:3.11.15-slim-bookworm
 # Extra CA certificates this machine trusts (a TLS-intercepting proxy's), trusted by the build's
 # downloads only, never copied into the image.
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
+DOCKER_BUILD_FLAGS ?=
 
 .PHONY: test venv lint unit crds trusted-types install-manifests image test-image kind-up kind-down e2e clean
 
@@ -50,7 +51,7 @@ install-manifests: venv
 
 # The image of the operator, the trainer and the model server (Dockerfile).
 image:
-	docker build --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
 	  --build-arg EXTRA_CA_CERTS="$$(cat /dev/null $(EXTRA_CA_CERTS))" -t $(IMAGE) .
 
 # The image tier (tests/image): the image built, then its pods run as containers (needs Docker).

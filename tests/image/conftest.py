@@ -22,6 +22,7 @@ import helmchart
 from containerkubelet import Node, docker
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
+from promkit import Prometheus
 
 NAMESPACE = "ml"
 
@@ -97,6 +98,9 @@ class Installed:
                                     timeout=timeout)  # fmt: skip
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.node.describe(OPERATOR_NAMESPACE)}") from None
+        # ... and the webhook Service has a ready endpoint (the API server calls the webhooks there).
+        Prometheus.wait(lambda: (OPERATOR_NAMESPACE, "modelops-operator") in self.emulator.webhook_services,
+                        timeout=60, what="an endpoint of the webhook Service")  # fmt: skip
 
     def logs(self) -> str:
         return "\n".join(self.node.logs(OPERATOR_NAMESPACE, p["metadata"]["name"]) for p in self.operator_pods())

@@ -229,6 +229,19 @@ def test_operator_runs_locked_down(render: Render, combo: str) -> None:
     assert container(objects)["resources"]["limits"]["memory"]
 
 
+@pytest.mark.parametrize(("run_as", "expected"), [(None, {}), (1000680000, {"runAsUser": 1000680000,
+                                                  "runAsGroup": 1000680000, "fsGroup": 1000680000})])  # fmt: skip
+def test_the_user_id_can_be_left_to_the_platform(render: Render, run_as: int | None, expected: dict[str, int]) -> None:
+    """OpenShift's restricted policy refuses user ids outside the namespace's range: runAsUser=null leaves
+    the operator's pod and the pods it writes (MODELOPS_RUN_AS_USER) to the policy's choice; a large id
+    renders as an integer, not as Helm's 1.00068e+09."""
+    objects = render({"runAsUser": run_as})
+    context = one(objects, "Deployment", "modelops-operator")["spec"]["template"]["spec"]["securityContext"]
+    assert {k: v for k, v in context.items() if k in ("runAsUser", "runAsGroup", "fsGroup")} == expected
+    assert context["runAsNonRoot"] is True
+    assert env_of(objects)["MODELOPS_RUN_AS_USER"] == ("" if run_as is None else str(run_as))
+
+
 def test_two_replicas_one_active_through_peering(render: Render) -> None:
     objects = render()
     assert one(objects, "Deployment")["spec"]["replicas"] == 2

@@ -1,4 +1,4 @@
-"""The Dockerfile and the e2e workflow, read statically: no Docker engine can build or run here."""
+"""The Dockerfile, the CI script and the e2e workflow, read statically (tests/image builds and runs the image)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,18 @@ def _instructions() -> list[tuple[str, str]]:
 def test_dockerfile_is_multi_stage_on_a_pinned_slim_base() -> None:
     steps = _instructions()
     args = dict(rest.split("=", 1) for word, rest in steps if word == "ARG" and "=" in rest)
-    bases = [
-        rest.split()[0].replace("${PYTHON_IMAGE}", args.get("PYTHON_IMAGE", ""))
-        for word, rest in steps
-        if word == "FROM"
-    ]
-    assert len(bases) >= 2, "a build stage and a runtime stage"
+    stages: list[str] = []
+    bases = []
+    for word, rest in steps:
+        if word != "FROM":
+            continue
+        source, *alias = rest.split()
+        if source not in stages:  # a stage built on an earlier stage has no base of its own
+            bases.append(source.replace("${PYTHON_IMAGE}", args.get("PYTHON_IMAGE", "")))
+        if alias[:1] == ["AS"]:
+            stages.append(alias[1])
+    assert len(stages) >= 2, "build stages and a runtime stage"
+    assert len(bases) >= 2, "the build and the runtime start from the same pinned base"
     for base in bases:
         # An exact patch release and Debian release, never latest or a floating minor tag.
         assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), base
@@ -45,8 +51,8 @@ def test_image_runs_modelops_as_a_non_root_user_the_chart_agrees_with() -> None:
     uid = users[-1].split(":")[0]
     assert uid.isdigit(), "numeric, so that runAsNonRoot can verify it"
     assert int(uid) != 0
-    chart_values = (CHART_DIR / "templates" / "deployment.yaml").read_text()
-    assert f"runAsUser: {uid}" in chart_values
+    chart_values = (CHART_DIR / "values.yaml").read_text()
+    assert f"\nrunAsUser: {uid}\n" in chart_values
     assert [rest for word, rest in final if word == "ENTRYPOINT"] == ['["modelops"]']
     assert [rest for word, rest in final if word == "CMD"] == ['["operator"]']
     assert not any(word == "COPY" and "--from" not in rest for word, rest in final), "sources stay in the build stage"

@@ -263,3 +263,16 @@ def test_a_role_whose_version_is_gone_is_left_as_it_is_with_its_config_map() -> 
     assert serving.stale_config_maps("iris", existing, children.keep) == [
         "iris-model-iris-v0-99", "iris-model-iris-v1-0a0a0a0a"]  # fmt: skip
     assert serving.mounted_config_maps(None) == set()
+
+
+def test_servers_run_as_the_configured_user_or_as_the_platform_assigns() -> None:
+    spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v2"})
+    traffic = serving.Traffic("iris-v1", "iris-v2", canary_weight=30, canary_active=True)
+    for run_as, pinned in ((10001, {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}), (None, {})):
+        versions = {"stable": VERSIONS["iris-v1"], "canary": VERSIONS["iris-v2"]}
+        children = serving.desired_children(spec, OWNER, traffic, **versions, image="img", run_as=run_as)
+        for child in (c for c in children.keep if c["kind"] == "Deployment"):
+            context = child["spec"]["template"]["spec"]["securityContext"]
+            assert {k: v for k, v in context.items() if k in ("runAsUser", "runAsGroup", "fsGroup")} == pinned
+            assert context["runAsNonRoot"] is True
+            assert problems(child) == []

@@ -333,3 +333,20 @@ def test_a_truncated_message_is_completed_from_the_whole_result_only_when_its_di
         training.result_from_log(log, "0" * 64)
     with pytest.raises(ValueError, match="no modelops-result line"):
         training.result_from_log("modelops train: done\n", digest)
+
+
+@pytest.mark.parametrize(("run_as", "pinned"), [(10001, {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}),
+                                                 (1000680000, {"runAsUser": 1000680000, "runAsGroup": 1000680000,
+                                                               "fsGroup": 1000680000}),
+                                                 (None, {})])  # fmt: skip
+def test_pods_run_as_the_configured_user_or_as_the_platform_assigns(run_as: int | None, pinned: dict[str, int]) -> None:
+    """OpenShift's restricted policy refuses a user id outside the namespace's range and assigns one when
+    none is set: with run_as None the pods name no user, group or fsGroup, and stay non-root."""
+    _, job = training.desired_children(spec(), REF, image=IMAGE, default_store=None, run_as=run_as)
+    pod = job["spec"]["template"]["spec"]
+    context = pod["securityContext"]
+    assert {k: v for k, v in context.items() if k in ("runAsUser", "runAsGroup", "fsGroup")} == pinned
+    assert context["runAsNonRoot"] is True
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert problems(job) == []

@@ -11,6 +11,7 @@ from modelops.controller import credentials
 from modelops.controller.framework import Outcome
 from modelops.controller.kube import Kube, KubeError
 from modelops.logic import conditions as cond
+from modelops.logic import pods
 
 API = "modelops.io/v1alpha1"
 
@@ -30,6 +31,17 @@ def poll_seconds() -> float:
 TRAINER_IMAGE = os.environ.get("MODELOPS_IMAGE", "ghcr.io/modelops/modelops-operator:0.1.0")
 # Where runs without spec.artifactStore write their artifacts, e.g. pvc://modelops-artifacts.
 ARTIFACT_STORE = os.environ.get("MODELOPS_ARTIFACT_STORE") or None
+
+
+def run_as_user() -> int | None:
+    """The user id of the pods the operator writes (MODELOPS_RUN_AS_USER, default the image's 10001);
+    empty: none, the platform assigns one (OpenShift's restricted policy)."""
+    value = os.environ.get("MODELOPS_RUN_AS_USER", str(pods.IMAGE_UID)).strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f"MODELOPS_RUN_AS_USER={value!r}: a non-root numeric user id, or empty")
+    return int(value)
 _kube: Kube | None = None
 _kube_loop: asyncio.AbstractEventLoop | None = None
 # Loops whose operator has shut its client: a timer or watch that still fires there gets no new one.

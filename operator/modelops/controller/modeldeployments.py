@@ -52,7 +52,7 @@ import kopf
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
 from modelops.controller import artifactpolicy, requeue
-from modelops.controller.common import API, kube, lookup, wait_retry_seconds, waiting_for
+from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
@@ -244,8 +244,7 @@ async def converge(
         labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
         children = serving.desired_children(
             spec, owner, traffic, stable=stable_version, canary=canary_version, image=image(), rule_labels=labels,
-            stable_replicas_now=stable_now,
-            allow_pickle=allow_pickle,
+            stable_replicas_now=stable_now, allow_pickle=allow_pickle, run_as=run_as_user(),
         )  # fmt: skip
     except (serving.InvalidVersionError, ValueError) as error:
         return [], str(error)

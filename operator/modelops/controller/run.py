@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import kopf
 
 from modelops.cli import ArgumentParser
-from modelops.controller import credentials, metrics, webhooks
+from modelops.controller import common, credentials, metrics, webhooks
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
 
@@ -183,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         policy = policies.load(args.policy)
-    except policies.PolicyError as error:
+        common.run_as_user()  # a wrong setting stops the start, not each reconcile
+    except (policies.PolicyError, ValueError) as error:
         logging.error("%s", error)
         return 2
     try:

@@ -30,6 +30,7 @@ from modelops.controller.common import (
     ensure,
     kube,
     poll_seconds,
+    run_as_user,
     wait_retry_seconds,
 )
 from modelops.controller.framework import Context, Outcome, register
@@ -75,7 +76,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
     try:
         configmap, job = training.desired_children(
             spec, ref, image=TRAINER_IMAGE, default_store=ARTIFACT_STORE,
-            allowed_endpoints=locations.allowed_endpoints(),
+            allowed_endpoints=locations.allowed_endpoints(), run_as=run_as_user(),
         )  # fmt: skip
     except training.InvalidRunError as error:
         return Outcome(

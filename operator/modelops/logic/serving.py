@@ -41,7 +41,7 @@ from typing import Any
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic import policy
 from modelops.logic.names import child_name, owner_reference
-from modelops.logic.pods import scheduling
+from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 
 JsonDict = dict[str, Any]
 
@@ -56,7 +56,6 @@ PVC_ROOT = "/mnt/pvc"
 SERVICE_PORT = 80
 GRACEFUL_TIMEOUT = 20
 TERMINATION_GRACE = 30  # the server's drain time plus headroom for the endpoints to drop the pod
-SERVER_UID = 10001
 DEFAULT_FORMAT = "skops"  # the CRD's default for spec.artifact.format
 PICKLE_FORMAT = policy.PICKLE_FORMAT
 # Every scraped series gets the pod's ModelDeployment as the label ``deployment``, so canary
@@ -308,6 +307,7 @@ def _deployment(
     role: str,
     replicas: int | None,
     image: str,
+    run_as: int | None,
     allow_pickle: bool = False,
 ) -> JsonDict:
     version_name = str((version.get("metadata") or {}).get("name"))
@@ -362,13 +362,7 @@ def _deployment(
             {"name": "tmp", "mountPath": "/tmp"},
             *pvc_mounts,
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security(),
     }
     if pod and pod.resources:
         container["resources"] = pod.resources.model_dump(by_alias=True, exclude_none=True)
@@ -376,13 +370,7 @@ def _deployment(
         "containers": [container],
         "terminationGracePeriodSeconds": TERMINATION_GRACE,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SERVER_UID,
-            "runAsGroup": SERVER_UID,
-            "fsGroup": SERVER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(run_as),
         "volumes": [
             {"name": "model", "configMap": {"name": _config_name(owner, version)}},
             {"name": "cache", "emptyDir": {}},
@@ -587,6 +575,7 @@ def desired_children(
     rule_labels: Mapping[str, str] | None = None,
     stable_replicas_now: int | None = None,
     allow_pickle: bool = False,
+    run_as: int | None = IMAGE_UID,
 ) -> Children:
     """Every child of a ModelDeployment for the given traffic.
 
@@ -595,7 +584,8 @@ def desired_children(
     is (see the module docstring). With an HPA the stable Deployment's replica count is the HPA's
     (``spec.replicas`` omitted); ``stable_replicas_now`` (the Deployment's current count) then
     sizes the canary. ``allow_pickle`` (the governance policy's verdict for the namespace) lets a
-    joblib version's server load it. Raises InvalidVersionError when a version cannot be served.
+    joblib version's server load it. The servers run as ``run_as`` (None: as the platform assigns).
+    Raises InvalidVersionError when a version cannot be served.
     """
     gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
     stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
@@ -609,7 +599,9 @@ def desired_children(
         if all(c["metadata"]["name"] != config["metadata"]["name"] for c in keep):
             keep.append(config)
         keep.append(
-            _deployment(spec, owner, version, role=role, replicas=count, image=image, allow_pickle=allow_pickle)
+            _deployment(
+                spec, owner, version, role=role, replicas=count, image=image, run_as=run_as, allow_pickle=allow_pickle
+            )
         )
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))

@@ -22,7 +22,7 @@ from typing import Any
 
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.logic.names import child_name, owner_reference
-from modelops.logic.pods import scheduling
+from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 from modelops.train import locations
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
@@ -39,7 +39,6 @@ CONTAINER = "train"
 RUN_LABEL = "modelops.io/training-run"
 MODEL_LABEL = "modelops.io/model"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-TRAINER_UID = 10001
 
 
 class UnsupportedSpecError(ValueError):
@@ -220,8 +219,9 @@ def desired_children(
     image: str,
     default_store: str | None,
     allowed_endpoints: Sequence[str] = (),
+    run_as: int | None = IMAGE_UID,
 ) -> tuple[JsonDict, JsonDict]:
-    """The ConfigMap and the Job of a run.
+    """The ConfigMap and the Job of a run; its pods run as ``run_as`` (None: as the platform assigns).
 
     Raises InvalidRunError for what the trainer would refuse, UnsupportedSpecError for what
     cannot run yet.
@@ -267,12 +267,7 @@ def desired_children(
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security(),
     }
     if spec.image and not spec.command:
         del container["command"]
@@ -282,13 +277,7 @@ def desired_children(
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": volumes,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": TRAINER_UID,
-            "runAsGroup": TRAINER_UID,
-            "fsGroup": TRAINER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(run_as),
     }
     pod_spec.update(scheduling(pod_options))
     job_spec: JsonDict = {
