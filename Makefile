@@ -51,7 +51,7 @@ install-manifests: venv
 
 # The image of the operator, the trainer and the model server (Dockerfile).
 image:
-	docker build $(DOCKER_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
+	docker build --force-rm $(DOCKER_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
 	  --build-arg EXTRA_CA_CERTS="$$(cat /dev/null $(EXTRA_CA_CERTS))" -t $(IMAGE) .
 
 # The image tier (tests/image): the image built, then its pods run as containers (needs Docker).
