@@ -8,8 +8,9 @@ what, field by field): command and args, env and envFrom, volumes (configMap, se
 persistentVolumeClaim as a host directory per claim, and the service account's token),
 securityContext (user, group, fsGroup, read-only root, capabilities, no privilege escalation,
 seccomp), memory and CPU limits, the termination message file, startup, readiness and liveness
-probes (HTTP, TCP, exec), restarts with the kubelet's back-off, and deletion with the grace
-period. Status goes back to the API as the kubelet writes it: phase, conditions, pod IP, each
+probes (HTTP, TCP, exec), restarts with the kubelet's back-off, deletion with the grace period,
+and the container's output as ``pods/{name}/log`` (the emulator serves what the kubelet copies).
+Status goes back to the API as the kubelet writes it: phase, conditions, pod IP, each
 container's state (waiting, running, terminated with exit code, reason and message), last
 state, readiness and restart count.
 
@@ -47,6 +48,7 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 MAX_MESSAGE = 4096  # bytes of a termination message the kubelet keeps
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048  # FallbackToLogsOnError: the tail of the log
 BACKOFF_BASE, BACKOFF_MAX = 10.0, 300.0  # the kubelet's crash-loop back-off
+LOG_PERIOD = 2.0  # how often a running container's log is copied to what pods/log serves
 
 
 def now() -> str:
@@ -105,6 +107,7 @@ class PodWorker(threading.Thread):
         self.terminated: Obj | None = None  # the current container's end, while it is not restarted
         self.waiting: tuple[str, str] | None = ("ContainerCreating", "")
         self.next_start = 0.0
+        self.next_log = 0.0
         self.done = False  # terminal phase reached
         self.started_at = now()
         self.written: Obj | None = None
@@ -205,7 +208,15 @@ class PodWorker(threading.Thread):
         if info is None or not state.get("Running"):
             self._exited(info)
             return
+        if time.monotonic() >= self.next_log:
+            self._serve_log(docker.logs(self.running.id))
         self._probe()
+
+    def _serve_log(self, text: str) -> None:
+        """What ``pods/{name}/log`` answers: the current container's output (refreshed every few seconds)."""
+        self.next_log = time.monotonic() + LOG_PERIOD
+        with contextlib.suppress(Exception):  # the pod may be gone meanwhile
+            self.kubelet.emulator.set_container_log(self.namespace, self.name, self.container["name"], text)
 
     # --- starting and ending containers -------------------------------------------------------------
 
@@ -263,6 +274,7 @@ class PodWorker(threading.Thread):
         code = int(state.get("ExitCode", 137) if info is not None else 137)
         logs = docker.logs(running.id)
         (self.dir / f"{self.container['name']}-{self.restarts}.log").write_text(logs)
+        self._serve_log(logs)
         message = running.termination.read_bytes()[:MAX_MESSAGE].decode(errors="replace")
         if not message and code != 0 and self.container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             message = "\n".join(logs.splitlines()[-FALLBACK_LINES:])[-FALLBACK_BYTES:]
