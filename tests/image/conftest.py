@@ -11,7 +11,7 @@ refused a field or failed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +22,9 @@ import helmchart
 from containerkubelet import Node, docker
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
+from kubeemu.cluster import AdmissionHook, Identity
+from kubeemu.errors import StatusError
+from kubeemu.resources import ResourceInfo
 from promkit import Prometheus
 
 NAMESPACE = "ml"
@@ -117,19 +120,51 @@ class Installed:
         return [f"{r.verb} {r.path}?{r.query}" for r in audit if r.user == OPERATOR_USER and r.code == 403]
 
 
+def openshift_restricted(ranges: dict[str, int]) -> AdmissionHook:
+    """OpenShift's restricted security context constraint, as an admission step for pods: each namespace
+    has its own range of user ids; a pod naming a user or fsGroup outside it is refused, a pod naming
+    none is given the range's first."""
+    size = 10000
+
+    def admit(op: str, info: ResourceInfo, new: Any, old: Any, user: Identity, sub: str | None, dry: bool) -> Any:
+        namespace = (new or {}).get("metadata", {}).get("namespace")
+        if op != "CREATE" or info.plural != "pods" or namespace not in ranges:
+            return new
+        first = ranges[namespace]
+        context = new["spec"].setdefault("securityContext", {})
+        named = [(f"spec.securityContext.{key}", context.get(key)) for key in ("runAsUser", "fsGroup")]
+        named += [(f"spec.containers[{i}].securityContext.runAsUser", (c.get("securityContext") or {}).get("runAsUser"))
+                  for i, c in enumerate(new["spec"]["containers"])]  # fmt: skip
+        for field, value in named:
+            if value is not None and not first <= int(value) < first + size:
+                name = new["metadata"].get("name") or ""
+                raise StatusError(403, "Forbidden", f'pods "{name}" is forbidden: unable to validate against any '
+                                  f"security context constraint: [{field}: Invalid value: {value}: must be in the "
+                                  f"ranges: [{first}, {first + size - 1}]]")  # fmt: skip
+        context.setdefault("runAsUser", first)
+        context.setdefault("fsGroup", first)
+        return new
+
+    return admit
+
+
 def chart_values(image: str, **more: Any) -> dict[str, Any]:
     repository, _, tag = image.rpartition(":")
     return {"image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}, "governance": GOVERNANCE,
             **more}  # fmt: skip
 
 
-def install_chart(node: Node, emulator: Emulator, values: dict[str, Any]) -> Installed:
-    """``helm install`` into the emulator: CRDs first, the templates in render order, webhooks last."""
+def install_chart(node: Node, emulator: Emulator, values: dict[str, Any],
+                  edit: Callable[[list[dict[str, Any]]], None] | None = None) -> Installed:  # fmt: skip
+    """``helm install`` into the emulator: CRDs first, the templates in render order, webhooks last
+    (``edit`` may change the rendered objects first, as a test of what a broken chart would do)."""
     emulator.register_crds(helmchart.crds())
     kube = node.kube
     if not kube.exists("v1", "Namespace", None, OPERATOR_NAMESPACE):
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
     objects = helmchart.render(values, namespace=OPERATOR_NAMESPACE)
+    if edit is not None:
+        edit(objects)
     webhooks = [o for o in objects if o["kind"].endswith("WebhookConfiguration")]
     for obj in [o for o in objects if o not in webhooks] + webhooks:
         helmchart.create_or_keep(kube, obj)

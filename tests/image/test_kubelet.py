@@ -94,7 +94,7 @@ def test_the_pod_spec_as_the_container_sees_it(node: Node, cluster: KubeClient, 
     container = {
         "name": "inspect", "image": image, "command": ["python3", "-c", INSPECT],
         "args": ["--depth", "$(FROM_VALUE)", "$$(NOT_EXPANDED)", "$(UNDEFINED)"],
-        "envFrom": [{"configMapRef": {"name": "settings"}}],
+        "envFrom": [{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": "creds"}, "prefix": "FROM_SECRET_"}],
         "env": [
             {"name": "FROM_VALUE", "value": "3"},
             {"name": "EXPANDED", "value": "depth=$(FROM_VALUE) mode=$(CFG_MODE)"},
@@ -137,6 +137,7 @@ def test_the_pod_spec_as_the_container_sees_it(node: Node, cluster: KubeClient, 
     assert env["POD_IP"] == done["status"]["podIP"]
     assert env["POD_APP"] == "inspect"
     assert env["SECRET_PASSWORD"] == "s3cret"
+    assert env["FROM_SECRET_password"] == "s3cret"  # envFrom a Secret, with a prefix
     assert env["MEM_MI"] == "200"
     assert env["KUBERNETES_SERVICE_HOST"] == node.api.host
     assert env["KUBERNETES_SERVICE_PORT"] == str(node.api.port)

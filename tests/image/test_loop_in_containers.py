@@ -1,7 +1,10 @@
 """The whole loop with every part in a container: the scenario of tests/loop/scenario.py, unchanged.
 
-The operator runs from the chart (two replicas, its ServiceAccount authorized by the chart's RBAC,
-its webhooks called over TLS through the Service, Prometheus named in the chart's values); the
+Twice: installed cluster-wide (two replicas), and namespaced (``watchNamespaces``) on an
+"OpenShift" whose restricted policy gives every pod of a namespace a user id from the namespace's
+range (``runAsUser: null``). The operator runs from the chart (its ServiceAccount authorized by
+the chart's ClusterRoles or Roles on every request, its webhooks called over TLS through the
+Service, Prometheus named in the chart's values); the
 TrainingRuns' Job pods train in containers and write to the claim's directory; the
 ModelDeployment's stable and canary Deployments run ``modelops serve`` containers, which the real
 Prometheus scrapes as the ServiceMonitor the operator wrote selects them; canary analysis and
@@ -19,7 +22,15 @@ import pytest
 
 import helmchart
 from containerkubelet import Node
-from image.conftest import NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_USER, Installed, chart_values, install_chart
+from image.conftest import (
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    OPERATOR_USER,
+    Installed,
+    chart_values,
+    install_chart,
+    openshift_restricted,
+)
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
 from loop.scenario import DEPLOYMENT, whole_loop
@@ -59,8 +70,20 @@ class ContainerLoop:
         return self.node.ready_urls(NAMESPACE, SERVER, 8080)
 
 
-@pytest.fixture
-def container_loop(image: str, emulator: Emulator, cluster: KubeClient, tmp_path: Path) -> Iterator[ContainerLoop]:
+INSTALLS = {
+    "cluster-wide": {},
+    "namespaced-openshift": {"watchNamespaces": [NAMESPACE], "replicaCount": 1, "runAsUser": None},
+}
+RANGES = {OPERATOR_NAMESPACE: 1000680000, NAMESPACE: 1000700000}  # each namespace's user ids (OpenShift)
+
+
+@pytest.fixture(params=sorted(INSTALLS))
+def container_loop(
+    request: pytest.FixtureRequest, image: str, emulator: Emulator, cluster: KubeClient, tmp_path: Path
+) -> Iterator[ContainerLoop]:
+    install = INSTALLS[request.param]
+    if "runAsUser" in install:
+        emulator.cluster.admission = openshift_restricted(RANGES)
     if not Path(BINARY).exists():
         pytest.skip("Debian's prometheus is not installed (.ci/run installs it: apt-get install prometheus)")
     node: Node | None = None
@@ -73,7 +96,8 @@ def container_loop(image: str, emulator: Emulator, cluster: KubeClient, tmp_path
         prometheus.start()
         node = Node(emulator, image=image, namespaces=[NAMESPACE, OPERATOR_NAMESPACE], workdir=tmp_path / "node",
                     prometheus=prometheus).start()  # fmt: skip
-        installed = install_chart(node, emulator, chart_values(image, prometheus={"url": prometheus.url}))
+        values = chart_values(image, prometheus={"url": prometheus.url}, **install)
+        installed = install_chart(node, emulator, values)
         cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                         "metadata": {"name": "models", "namespace": NAMESPACE},
                         "spec": {"accessModes": ["ReadWriteMany"]}})  # fmt: skip
@@ -98,9 +122,15 @@ def container_loop(image: str, emulator: Emulator, cluster: KubeClient, tmp_path
 def test_the_whole_loop_in_containers(container_loop: ContainerLoop) -> None:
     try:
         whole_loop(container_loop)
-        # The chart's ServiceMonitor: Prometheus scrapes both operator replicas' own /metrics.
+        # The chart's ServiceMonitor: Prometheus scrapes every operator replica's own /metrics.
+        replicas = int(container_loop.installed.values.get("replicaCount", 2))
         up = container_loop.prometheus.query(f'up{{namespace="{OPERATOR_NAMESPACE}", service="modelops-operator"}}')
-        assert sorted(float(item["value"][1]) for item in up) == [1.0, 1.0], up
+        assert sorted(float(item["value"][1]) for item in up) == [1.0] * replicas, up
+        if container_loop.installed.values.get("runAsUser", 10001) is None:
+            # Every pod ran as the user id its namespace's policy gave it.
+            for namespace, first in RANGES.items():
+                users = {p["spec"]["securityContext"].get("runAsUser") for p in container_loop.node.pods(namespace)}
+                assert users == {first}, (namespace, users)
     except AssertionError as error:
         node = container_loop.node
         raise AssertionError(f"{error}\n--- pods of {NAMESPACE}:\n{node.describe(NAMESPACE)}\n--- the operator:\n"

@@ -20,12 +20,20 @@ import pytest
 
 import helmchart
 from containerkubelet import Node
-from image.conftest import NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_USER, chart_values, install_chart
+from image.conftest import (
+    NAMESPACE,
+    OPERATOR_NAMESPACE,
+    OPERATOR_USER,
+    chart_values,
+    install_chart,
+    openshift_restricted,
+)
 from kubeemu import Emulator
 from kubeemu.client import KubeClient
 from kubeemu.cluster import Identity
 from kubeemu.errors import StatusError
 from kubeemu.resources import ResourceInfo
+from promkit import Prometheus
 
 API = "modelops.io/v1alpha1"
 Obj = dict[str, Any]
@@ -97,63 +105,42 @@ def test_the_chart_s_operator_in_containers_cluster_wide(
     assert installed.failed_calls() == []
 
 
-def openshift_restricted(ranges: dict[str, int]) -> Any:
-    """OpenShift's restricted security context constraint, as an admission step for pods: each namespace
-    has its own range of user ids; a pod naming a user or fsGroup outside it is refused, a pod naming
-    none is given the range's first."""
-    size = 10000
+def test_openshift_s_restricted_policy_refuses_the_default_chart_and_assigns_ids_without_it(image: str) -> None:
+    """The chart's default pins the image's user 10001, which OpenShift's restricted policy refuses; with
+    ``runAsUser: null`` the pod names none and the policy assigns its own (the namespaced loop in
+    tests/image/test_loop_in_containers.py runs every pod that way)."""
+    admit = openshift_restricted({OPERATOR_NAMESPACE: 1000680000})
+    info = ResourceInfo("", ["v1"], "pods", "Pod", True)
 
-    def admit(op: str, info: ResourceInfo, new: Any, old: Any, user: Identity, sub: str | None, dry: bool) -> Any:
-        namespace = (new or {}).get("metadata", {}).get("namespace")
-        if op != "CREATE" or info.plural != "pods" or namespace not in ranges:
-            return new
-        first = ranges[namespace]
-        context = new["spec"].setdefault("securityContext", {})
-        named = [(f"spec.securityContext.{key}", context.get(key)) for key in ("runAsUser", "fsGroup")]
-        named += [(f"spec.containers[{i}].securityContext.runAsUser", (c.get("securityContext") or {}).get("runAsUser"))
-                  for i, c in enumerate(new["spec"]["containers"])]  # fmt: skip
-        for field, value in named:
-            if value is not None and not first <= int(value) < first + size:
-                name = new["metadata"].get("name") or ""
-                raise StatusError(403, "Forbidden", f'pods "{name}" is forbidden: unable to validate against any '
-                                  f"security context constraint: [{field}: Invalid value: {value}: must be in the "
-                                  f"ranges: [{first}, {first + size - 1}]]")  # fmt: skip
-        context.setdefault("runAsUser", first)
-        context.setdefault("fsGroup", first)
-        return new
+    def operator_pod(**values: Any) -> Obj:
+        [deployment] = [o for o in helmchart.render(chart_values(image, **values)) if o["kind"] == "Deployment"]
+        return {"metadata": {"namespace": OPERATOR_NAMESPACE}, "spec": deployment["spec"]["template"]["spec"]}
 
-    return admit
+    with pytest.raises(StatusError, match=r"spec.securityContext.runAsUser: Invalid value: 10001: must be in the "):
+        admit("CREATE", info, operator_pod(), None, Identity("system:admin"), None, False)
+    admitted = admit("CREATE", info, operator_pod(runAsUser=None), None, Identity("system:admin"), None, False)
+    assert (admitted["spec"]["securityContext"]["runAsUser"], admitted["spec"]["securityContext"]["fsGroup"]) == (
+        1000680000, 1000680000)  # fmt: skip
 
 
-def test_the_chart_s_operator_namespaced_under_the_user_id_openshift_assigns(
+def test_a_rule_missing_from_the_chart_is_refused_as_on_a_cluster(
     image: str, emulator: Emulator, cluster: KubeClient, cluster_node: Node
 ) -> None:
-    """As on OpenShift: with ``runAsUser: null`` neither the operator's pod nor the pods it writes name a
-    user id, and the restricted policy gives each one from its namespace's range — ids the image's
-    /etc/passwd does not know."""
-    ranges = {OPERATOR_NAMESPACE: 1000680000, NAMESPACE: 1000700000}
-    admit = openshift_restricted(ranges)
-    # The chart's default pins the image's user 10001: the policy refuses such a pod.
-    [default] = [o for o in helmchart.render(chart_values(image)) if o["kind"] == "Deployment"]
-    pod = {"metadata": {"namespace": OPERATOR_NAMESPACE}, "spec": default["spec"]["template"]["spec"]}
-    with pytest.raises(StatusError, match=r"spec.securityContext.runAsUser: Invalid value: 10001"):
-        admit("CREATE", emulator.cluster.by_kind("v1", "Pod"), pod, None, Identity("system:admin"), None, False)
-    emulator.cluster.admission = admit
-    values = chart_values(image, watchNamespaces=[NAMESPACE], replicaCount=1, runAsUser=None)
-    installed = install_chart(cluster_node, emulator, values)
+    """What the other tests rely on: take the rule for Jobs out of the chart's ClusterRole, and the
+    operator's container is refused (403) — its watch of Jobs first, the training Job after — and
+    the tier names what was refused."""
+
+    def without_jobs(objects: list[Obj]) -> None:
+        for obj in objects:
+            if obj["kind"] == "ClusterRole" and obj["metadata"]["name"] == "modelops-operator":
+                obj["rules"] = [r for r in obj["rules"] if "jobs" not in r.get("resources", [])]
+
+    installed = install_chart(cluster_node, emulator, chart_values(image, replicaCount=1), edit=without_jobs)
     installed.wait_ready()
     alice = people(emulator, cluster)
+    alice.create(training_run("iris-tree"))
+    Prometheus.wait(installed.refused, timeout=120, what="the operator refused by RBAC")
+    assert all("/apis/batch/v1/" in r and "jobs" in r for r in installed.refused()), installed.refused()
+    assert cluster.list("batch/v1", "Job", NAMESPACE) == []
+    assert installed.failed_calls(), "the operator's log shows the refused calls too"
 
-    train_and_register(cluster, alice, cluster_node, "iris-tree", "iris-v1")
-    [pod] = installed.operator_pods()
-    assert pod["spec"]["securityContext"]["runAsUser"] == ranges[OPERATOR_NAMESPACE]
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-    [trainer] = cluster_node.pods(NAMESPACE, {"modelops.io/training-run": "iris-tree"})
-    assert trainer["spec"]["securityContext"]["runAsUser"] == ranges[NAMESPACE]
-    written = cluster_node.pvc_root / NAMESPACE / "models" / "registry" / NAMESPACE / "iris-tree" / "model.joblib"
-    assert written.stat().st_uid == ranges[NAMESPACE]
-    kinds = {o["kind"] for o in installed.objects}
-    assert {"Role", "RoleBinding", "KopfPeering"} <= kinds  # the namespaced install's RBAC and peering
-    assert "ClusterKopfPeering" not in kinds
-    assert installed.refused() == [], "RBAC refused the operator (a rule missing from the chart)"
-    assert installed.failed_calls() == []
