@@ -103,6 +103,7 @@ class Prometheus:
         self.interval = interval
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
+        self.jobs: list[tuple[str, list[dict[str, Any]]]] = []  # (name, relabel_configs) of set_jobs
         self.set_targets([])
         self._write_config()
 
@@ -117,6 +118,16 @@ class Prometheus:
                     "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
                     "relabel_configs": self.relabel_configs,
                 }
+            ]
+            + [
+                {
+                    "job_name": name,
+                    "scrape_interval": self.interval,
+                    "scrape_timeout": self.interval,
+                    "file_sd_configs": [{"files": [str(self._job_file(i))], "refresh_interval": "1s"}],
+                    "relabel_configs": relabel_configs,
+                }
+                for i, (name, relabel_configs) in enumerate(self.jobs)
             ],
         }
         if self.rule_files:
@@ -129,16 +140,34 @@ class Prometheus:
         tmp.write_text(json.dumps(list(groups)))
         os.replace(tmp, self.targets_file)
 
+    def _job_file(self, index: int) -> Path:
+        return self.workdir / f"targets-job-{index}.json"
+
+    def set_jobs(self, jobs: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[dict[str, Any]]]]) -> None:
+        """Scrape jobs of their own besides ``modelops``, as the Prometheus Operator makes one per
+        ServiceMonitor endpoint: (name, relabel_configs, file_sd groups) each. The configuration is
+        reloaded only when the jobs' names or relabelling change; targets are file_sd files."""
+        wanted = [(name, [dict(c) for c in configs]) for name, configs, _ in jobs]
+        for i, (_, _, groups) in enumerate(jobs):
+            tmp = self._job_file(i).with_suffix(".tmp")
+            tmp.write_text(json.dumps(list(groups)))
+            os.replace(tmp, self._job_file(i))
+        if wanted != self.jobs:
+            self.jobs = wanted
+            self._reload()
+
     def set_rule_files(self, paths: Sequence[Path]) -> None:
         """Load other rule files (a config reload through the lifecycle API)."""
         self.rule_files = list(paths)
-        self._write_config()
-        if self.process is not None:
-            requests.post(f"{self.url}/-/reload", timeout=10).raise_for_status()
+        self._reload()
 
     def set_relabel_configs(self, configs: Sequence[Mapping[str, Any]]) -> None:
         """Relabel the targets with other relabel_configs (a config reload through the lifecycle API)."""
         self.relabel_configs = [dict(config) for config in configs]
+        self._reload()
+
+    def _reload(self) -> None:
+        """Write the configuration and, when running, have Prometheus read it (its lifecycle API)."""
         self._write_config()
         if self.process is not None:
             requests.post(f"{self.url}/-/reload", timeout=10).raise_for_status()

@@ -12,9 +12,10 @@
   Available and Progressing, with ProgressDeadlineExceeded after ``progressDeadlineSeconds``).
   Deviation: the Pods belong to the Deployment directly; no ReplicaSet objects are written.
 - :class:`Endpoints` — what Services and the Prometheus Operator make of ready Pods: the
-  emulator's map of webhook Services to a ready Pod's address, and Prometheus' targets from the
-  ServiceMonitors (their selectors, namespaces, ports and paths; labelled namespace, service,
-  pod, container, endpoint and job as the Prometheus Operator labels them).
+  emulator's map of webhook Services to a ready Pod's address, and Prometheus' scrape jobs from the
+  ServiceMonitors (their selectors, namespaces, ports, paths and ``relabelings``; labelled
+  namespace, service, pod, container, endpoint and job as the Prometheus Operator labels them,
+  by Prometheus' own relabelling). The scrape interval is the test Prometheus' (1 s).
 
 A field these controllers cannot honour is refused by name in :attr:`errors`, never ignored.
 """
@@ -27,19 +28,21 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from containerkubelet import podspec
 from kubeemu import Emulator
 from kubeemu.client import ApiError, KubeClient
 from kubeemu.selectors import parse_label_dict
-from promkit import Prometheus
+from promkit import Prometheus, pod_target, service_monitor_relabelling
 
 Obj = dict[str, Any]
+Job = tuple[str, list[dict[str, Any]], list[Obj]]  # a scrape job: name, relabel_configs, file_sd groups
 INDEX = "batch.kubernetes.io/job-completion-index"
 JOB_FIELDS = {"template", "completions", "parallelism", "completionMode", "backoffLimit", "activeDeadlineSeconds",
               "ttlSecondsAfterFinished", "selector", "manualSelector", "suspend", "podReplacementPolicy"}
+ENDPOINT_FIELDS = {"port", "path", "interval", "relabelings"}  # interval: the test Prometheus scrapes every 1 s
 DEPLOYMENT_FIELDS = {"template", "replicas", "selector", "strategy", "minReadySeconds", "progressDeadlineSeconds",
                      "revisionHistoryLimit", "paused"}
 
@@ -420,9 +423,8 @@ class Endpoints(Loop):
         super().__init__(kube, namespaces)
         self.emulator = emulator
         self.prometheus = prometheus
-        self.targets: list[Obj] | None = None
-        self.listeners: list[Callable[[list[Obj]], None]] = []
-        self._groups: dict[str, list[Obj]] = {}
+        self.jobs: list[Job] | None = None
+        self._jobs: dict[str, list[Job]] = {}
 
     def sync(self, namespace: str) -> None:
         pods = [p for p in self.kube.list("v1", "Pod", namespace)
@@ -430,16 +432,16 @@ class Endpoints(Loop):
         services = self.kube.list("v1", "Service", namespace)
         for service in services:
             self._webhook(service, pods)
-        groups: list[Obj] = []
+        jobs: list[Job] = []
         for monitor in self.kube.list("monitoring.coreos.com/v1", "ServiceMonitor", namespace):
-            groups += self._monitor(monitor, services, pods)
-        self._groups[namespace] = groups
+            jobs += self._monitor(monitor, services, pods)
+        self._jobs[namespace] = jobs
         if namespace == self.namespaces[-1]:
-            everything = [g for ns in self.namespaces for g in self._groups.get(ns, [])]
-            if everything != self.targets:
-                self.targets = everything
+            everything = [job for ns in self.namespaces for job in self._jobs.get(ns, [])]
+            if everything != self.jobs:
+                self.jobs = everything
                 if self.prometheus is not None:
-                    self.prometheus.set_targets(everything)
+                    self.prometheus.set_jobs(everything)
 
     @staticmethod
     def _target_port(service_port: Mapping[str, Any], pod: Mapping[str, Any]) -> int | None:
@@ -465,31 +467,47 @@ class Endpoints(Loop):
         else:
             self.emulator.webhook_services[key] = f"https://{ready[0]['status']['podIP']}:{number}"
 
-    def _monitor(self, monitor: Obj, services: list[Obj], pods: list[Obj]) -> list[Obj]:
+    def _monitor(self, monitor: Obj, services: list[Obj], pods: list[Obj]) -> list[Job]:
+        """One scrape job per endpoint of the ServiceMonitor, as the Prometheus Operator generates it: the
+        pods behind the selected Services as targets with Kubernetes discovery's meta labels, and the
+        Operator's relabelling (namespace, service, pod, container, job, endpoint), then the endpoint's own
+        ``relabelings``, done by Prometheus."""
         spec = monitor.get("spec") or {}
+        meta = monitor["metadata"]
         names = (spec.get("namespaceSelector") or {}).get("matchNames")
-        if names and monitor["metadata"]["namespace"] not in names:
+        if names and meta["namespace"] not in names:
             return []  # Services of other namespaces are another namespace's sync
-        groups: list[Obj] = []
-        for service in services:
-            if not _selected(spec.get("selector"), service["metadata"].get("labels") or {}):
+        jobs: list[Job] = []
+        for index, endpoint in enumerate(spec.get("endpoints") or []):
+            unknown = set(endpoint) - ENDPOINT_FIELDS
+            if unknown:
+                self.refuse(monitor, f"spec.endpoints[{index}].{sorted(unknown)[0]}")
                 continue
-            selector = (service.get("spec") or {}).get("selector") or {}
-            behind = [p for p in pods if selector
-                      and all(p["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]  # fmt: skip
-            for endpoint in spec.get("endpoints") or []:
+            groups: list[Obj] = []
+            for service in services:
+                if not _selected(spec.get("selector"), service["metadata"].get("labels") or {}):
+                    continue
                 port = next((p for p in service["spec"].get("ports") or [] if p.get("name") == endpoint.get("port")),
                             None)  # fmt: skip
-                if port is None:
-                    continue
-                for pod in behind:
+                selector = (service.get("spec") or {}).get("selector") or {}
+                for pod in pods:
+                    labels = pod["metadata"].get("labels") or {}
+                    if port is None or not selector or any(labels.get(k) != v for k, v in selector.items()):
+                        continue
                     number = self._target_port(port, pod)
                     if number is None:
                         continue
-                    groups.append({"targets": [f"{pod['status']['podIP']}:{number}"], "labels": {
-                        "namespace": service["metadata"]["namespace"], "service": service["metadata"]["name"],
-                        "pod": pod["metadata"]["name"], "container": pod["spec"]["containers"][0]["name"],
-                        "endpoint": str(endpoint.get("port")), "job": service["metadata"]["name"],
-                        "__metrics_path__": str(endpoint.get("path", "/metrics")),
-                    }})  # fmt: skip
-        return groups
+                    group = pod_target(f"{pod['status']['podIP']}:{number}", namespace=meta["namespace"],
+                                       service=service["metadata"]["name"], pod=pod["metadata"]["name"],
+                                       labels=labels)  # fmt: skip
+                    group["labels"]["__meta_kubernetes_pod_container_name"] = pod["spec"]["containers"][0]["name"]
+                    group["labels"]["__metrics_path__"] = str(endpoint.get("path", "/metrics"))
+                    groups.append(group)
+            operator_labels = [
+                {"sourceLabels": ["__meta_kubernetes_pod_container_name"], "targetLabel": "container"},
+                {"sourceLabels": ["__meta_kubernetes_service_name"], "targetLabel": "job"},
+                {"targetLabel": "endpoint", "replacement": str(endpoint.get("port"))},
+            ]
+            relabelling = service_monitor_relabelling(operator_labels + list(endpoint.get("relabelings") or []))
+            jobs.append((f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}", relabelling, groups))
+        return jobs
