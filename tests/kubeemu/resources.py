@@ -101,6 +101,7 @@ def builtins() -> list[ResourceInfo]:
         _builtin('policy', 'v1', 'poddisruptionbudgets', 'PodDisruptionBudget', short=['pdb'], status=True,
                  generation=True),
         _builtin('coordination.k8s.io', 'v1', 'leases', 'Lease'),
+        _builtin('networking.k8s.io', 'v1', 'networkpolicies', 'NetworkPolicy', short=['netpol'], generation=True),
         _builtin('rbac.authorization.k8s.io', 'v1', 'roles', 'Role'),
         _builtin('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding'),
         _builtin('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', False),
