@@ -230,10 +230,15 @@ class Prometheus:
         return alerts
 
     def wait_scraped(self, count: int, timeout: float = 30.0) -> None:
-        """Wait until ``count`` targets are up (scraped successfully at least once)."""
+        """Wait until ``count`` targets are up (scraped successfully at least once) and queryable.
+
+        A target's health turns "up" a moment before its scrape's samples can be queried, so both
+        are waited for: the targets API, then an ``up`` sample for each.
+        """
 
         def up() -> bool:
-            return sum(1 for t in self.active_targets() if t.get("health") == "up") >= count
+            healthy = sum(1 for t in self.active_targets() if t.get("health") == "up") >= count
+            return healthy and len(self.query("up == 1")) >= count
 
         self.wait(up, timeout=timeout, what=f"{count} targets up")
 
