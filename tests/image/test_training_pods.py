@@ -90,8 +90,9 @@ def test_a_training_pod_trains_in_a_container_and_the_version_is_registered(
     version = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", lambda o: o is not None, timeout=60)
     assert version is not None
     artifact = version["spec"]["artifact"]
-    assert artifact["uri"] == "pvc://models/registry/ml/iris-tree/model.joblib"
+    assert artifact["uri"] == "pvc://models/registry/ml/iris-tree/model.skops"
+    assert artifact.get("format") == "skops"
     # The container wrote the claim's data as the pod's user, through the claim's directory.
-    written = node.pvc_root / NAMESPACE / "models" / "registry" / "ml" / "iris-tree" / "model.joblib"
+    written = node.pvc_root / NAMESPACE / "models" / "registry" / "ml" / "iris-tree" / "model.skops"
     assert hashlib.sha256(written.read_bytes()).hexdigest() == artifact["sha256"]
     assert written.stat().st_uid == 10001
