@@ -148,11 +148,15 @@ def test_bundled_datasets(tmp_path: Path, dataset: str, class_name: str, params:
 
 
 def test_digits_termination_message_fits(tmp_path: Path) -> None:
-    """64 features and a long artifact URI: the message stays valid JSON of at most 4 KiB."""
+    """64 features and a long artifact URI: the message stays valid JSON of at most 4 KiB.
+
+    Without feature importance, which would not fit beside the statistics of 64 columns
+    (tests/trainer/test_importance.py shows what happens then)."""
     config = config_for(
         "sklearn://digits",
         estimator={"className": "sklearn.naive_bayes.GaussianNB", "params": {}},
         artifactUri="pvc://models/" + "very-long-prefix/" * 20 + "digits",
+        evaluation={"featureImportance": {"enabled": False}},
     )
     run = run_trainer(config, tmp_path)
     result = check_success(run, "classification")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -222,6 +223,173 @@ class ModelCard(ApiModel):
     owners: list[str] | None = Field(default=None, description="Who answers for the model.")
 
 
+#: At most this many sensitive features (and intersections) per run: each is a table on the version.
+MAX_SENSITIVE_FEATURES = 10
+#: Interior cut points of a numeric sensitive feature at most (so at most 21 groups).
+MAX_BINS = 20
+#: The ceiling of evaluation.maxGroups: every group is a row of the version's fairness record.
+MAX_GROUPS = 200
+
+
+def intersection_name(pair: Sequence[str]) -> str:
+    """How an intersection is named in the fairness record and in gates: ``sex&race``."""
+    return "&".join(pair)
+
+
+class SensitiveFeature(ApiModel):
+    """A column the held-out predictions are evaluated by, group by group (docs/fairness.md)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description=(
+            "The column. Its values are the groups (missing values are a group of their own), unless bins are "
+            "given. The trainer refuses a column the dataset does not have, before fitting."
+        ),
+    )
+    bins: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BINS,
+        description=(
+            "For a numeric column: interior cut points, strictly increasing; [30, 50] makes the groups <30, "
+            "[30, 50) and >=50. Without bins every distinct value is a group."
+        ),
+    )
+    labels: list[str] | None = Field(
+        default=None,
+        description="Names of the binned groups, one more than bins (default: <30, [30, 50), >=50).",
+    )
+    use_as_input: bool = Field(
+        default=True,
+        description=(
+            "false: keep the column out of the model's inputs (and its signature) while still evaluating by it. "
+            "true leaves the inputs as dataset.features says."
+        ),
+    )
+
+    model_config = with_rules(
+        {
+            "rule": "!has(self.labels) || (has(self.bins) && size(self.labels) == size(self.bins) + 1)",
+            "message": "labels needs bins, and one label more than bins (a name for every group)",
+            "fieldPath": ".labels",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _bins_and_labels(self) -> SensitiveFeature:
+        # The same rule as the CEL, plus what CEL cannot say cheaply: cut points strictly increasing.
+        if self.labels is not None and (self.bins is None or len(self.labels) != len(self.bins) + 1):
+            raise ValueError("labels: needs bins, and one label more than bins (a name for every group)")
+        if self.bins is not None and any(b <= a for a, b in zip(self.bins, self.bins[1:], strict=False)):
+            raise ValueError(f"bins: must be strictly increasing, got {self.bins}")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels: must be distinct")
+        return self
+
+
+class FeatureImportanceSpec(ApiModel):
+    """Permutation importance of each source column on the held-out split, and what bounds its cost."""
+
+    enabled: bool = Field(default=True, description="false: record no feature importance (it costs predictions).")
+    max_rows: int = Field(
+        default=1000, ge=10, le=100_000, description="Held-out rows it uses at most (a seeded sample beyond that)."
+    )
+    repeats: int = Field(default=5, ge=2, le=50, description="Permutations per column (the spread comes from them).")
+    max_permutations: int = Field(
+        default=500,
+        ge=10,
+        le=100_000,
+        description=(
+            "Columns times repeats at most: a wide table gets fewer repeats (never fewer than 2), so its cost stays "
+            "about maxPermutations predictions of maxRows rows."
+        ),
+    )
+
+
+class EvaluationSpec(ApiModel):
+    """What the trainer measures on the held-out split beyond the metrics: fairness and feature importance."""
+
+    sensitive_features: list[SensitiveFeature] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SENSITIVE_FEATURES,
+        description="Columns to measure fairness by (fairlearn): per-group metrics and gaps, recorded on the version.",
+    )
+    intersections: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SENSITIVE_FEATURES,
+        description=(
+            "Pairs of sensitive feature names to evaluate together too, e.g. [[sex, race]]: its groups are the "
+            "pairs of values (F&White, ...) and its name in gates is sex&race."
+        ),
+    )
+    min_group_size: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "A group with fewer held-out rows is reported as insufficient (never dropped); a gate on it fails as "
+            "insufficient evidence unless the policy allows it."
+        ),
+    )
+    max_groups: int = Field(
+        default=50,
+        ge=2,
+        le=MAX_GROUPS,
+        description="A sensitive feature (or intersection) with more groups is refused before fitting.",
+    )
+    positive_class: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "The class whose prediction is the 'selection' (as text, e.g. '1' or 'approved'). Default: the "
+            "greater of two sorted classes; with more classes and none named, selection rates are per class "
+            "and each gap is the worst over the classes."
+        ),
+    )
+    feature_importance: FeatureImportanceSpec | None = Field(
+        default=None, description="Permutation importance (on by default); enabled: false turns it off."
+    )
+
+    model_config = with_rules(
+        {
+            "rule": (
+                "!has(self.sensitiveFeatures) || "
+                "self.sensitiveFeatures.all(f, self.sensitiveFeatures.exists_one(g, g.name == f.name))"
+            ),
+            "message": "spec.evaluation.sensitiveFeatures: each column may be listed once",
+            "fieldPath": ".sensitiveFeatures",
+        },
+        {
+            "rule": (
+                "!has(self.intersections) || (has(self.sensitiveFeatures) && self.intersections.all(p, "
+                "p[0] != p[1] && p.all(n, self.sensitiveFeatures.exists(f, f.name == n))))"
+            ),
+            "message": "spec.evaluation.intersections: each pair names two different sensitiveFeatures",
+            "fieldPath": ".intersections",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _names(self) -> EvaluationSpec:
+        # The CEL rules again, for API servers (and emulators) that do not run CEL, naming the entry.
+        names = [f.name for f in self.sensitive_features or ()]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"sensitiveFeatures[{index}].name: {name!r} is listed twice")
+        for index, pair in enumerate(self.intersections or ()):
+            if pair[0] == pair[1]:
+                raise ValueError(f"intersections[{index}]: {pair[0]!r} twice; a pair names two different features")
+            for name in pair:
+                if name not in names:
+                    raise ValueError(f"intersections[{index}]: {name!r} is not one of sensitiveFeatures")
+            if intersection_name(pair) in names:
+                raise ValueError(f"intersections[{index}]: its name {intersection_name(pair)!r} is a feature's too")
+        return self
+
+
 class TrainingRunSpec(ApiModel):
     """The desired training: data, estimator (or own image), optional sweep, Job knobs."""
 
@@ -252,6 +420,13 @@ class TrainingRunSpec(ApiModel):
         default=None, max_length=256, description="Revision of the training code or config, e.g. a Git commit."
     )
     model_card: ModelCard | None = Field(default=None, description="Copied to the registered ModelVersion.")
+    evaluation: EvaluationSpec | None = Field(
+        default=None,
+        description=(
+            "Fairness by sensitive features and feature importance, measured on the held-out split and recorded "
+            "on the version (docs/fairness.md)."
+        ),
+    )
 
     model_config = with_rules(
         {
@@ -291,6 +466,10 @@ class TrialStatus(StatusModel):
     )
     phase: TrainingPhase = Field(default="Pending", description="Pending, Running, Succeeded or Failed.")
     metrics: dict[str, float] | None = Field(default=None, description="Metrics on the held-out split.")
+    fairness: dict[str, dict[str, float]] | None = Field(
+        default=None,
+        description="Per sensitive feature, its gaps on the held-out split (the whole record is on the version).",
+    )
     artifact: ArtifactRef | None = Field(default=None, description="The trial's artifact.")
     message: str | None = Field(default=None, description="Why the trial failed, if it did.")
     start_time: str | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -9,6 +10,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+#: "sensitiveFeatures[1].name: " at the start of a validator's message: a field path inside the model.
+_FIELD_FIRST = re.compile(r"^([A-Za-z]+(?:\[\d+\])?(?:\.[A-Za-z]+(?:\[\d+\])?)*): ")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,6 @@ def describe(error: ValidationError, root: str = "spec") -> Invalid:
     for item in error.errors(include_url=False):
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         path = field_path(loc, root)
-        fields.append(path)
         text = str(item["msg"])
         if item["type"] == "extra_forbidden":
             text = "unknown field"
@@ -54,6 +56,11 @@ def describe(error: ValidationError, root: str = "spec") -> Invalid:
             text = "required field is missing"
         elif item["type"] == "value_error":
             text = text.removeprefix("Value error, ")
+            # A model's own check may name the field inside it first ("bins: …"): it belongs in the path.
+            inner = _FIELD_FIRST.match(text)
+            if inner:
+                path, text = f"{path}.{inner[1]}".replace(".[", "["), text[inner.end() :]
+        fields.append(path)
         problems.append(f"{path}: {text}")
     first = fields[0] if fields else root
     message = problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)"

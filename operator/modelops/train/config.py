@@ -8,6 +8,11 @@ false, ``preprocessing.oneHotCategorical`` true, ``preprocessing.maxCategories``
 ``preprocessing.impute`` ``{"numeric": "auto", "categorical": "none", "fillValue": 0,
 "fillCategory": "missing", "indicators": false}``, ``model`` ``"model"``.
 
+``evaluation`` (fairness by sensitive features, feature importance) is validated by the API's own
+model, :class:`modelops.api.trainingrun.EvaluationSpec`, so a run config and a TrainingRun accept
+the same ``spec.evaluation``; what only the data can tell (does the column exist, how many groups)
+is checked by the trainer before fitting (:mod:`modelops.train.fairness`).
+
 S3 options are checked here too (:mod:`modelops.train.locations`): a region of AWS's form, an
 endpoint the endpoint rule allows (with the allow-list of ``MODELOPS_S3_ENDPOINTS``).
 """
@@ -19,6 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from modelops.api.trainingrun import EvaluationSpec
+from modelops.logic import validation
 from modelops.train import estimators, locations, sweep
 from modelops.train.errors import ConfigError
 
@@ -100,6 +109,7 @@ class RunConfig:
     sweep: SweepConfig | None = None
     artifact_uri: str | None = None
     artifact_s3: S3Options = field(default_factory=S3Options)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
 
 def _obj(value: Any, path: str) -> Mapping[str, Any]:
@@ -300,6 +310,38 @@ def _sweep(raw: Any) -> SweepConfig:
     return SweepConfig(raw=dict(obj), trials=tuple(trials), metric=metric, goal=goal)
 
 
+def _evaluation(raw: Any, dataset: DatasetConfig) -> EvaluationSpec:
+    """``evaluation`` by the TrainingRun's own rules, plus the dataset rules a config can break alone."""
+    obj = _obj(raw, "evaluation")
+    try:
+        evaluation = EvaluationSpec.model_validate(obj)
+    except ValidationError as exc:
+        invalid = validation.describe(exc, root="evaluation")
+        raise ConfigError(invalid.field, invalid.problems[0].removeprefix(f"{invalid.field}: ")) from None
+    mismatch = evaluation_problem(evaluation, dataset.target, dataset.features)
+    if mismatch is not None:
+        raise ConfigError(f"evaluation.{mismatch[0]}", mismatch[1])
+    return evaluation
+
+
+def evaluation_problem(
+    evaluation: EvaluationSpec, target: str, features: tuple[str, ...] | list[str] | None
+) -> tuple[str, str] | None:
+    """What is wrong between ``evaluation`` and the dataset's target and features (pure): (field, problem).
+
+    Shared with the operator's check before a pod starts (:func:`modelops.logic.training.check`).
+    """
+    for index, feature in enumerate(evaluation.sensitive_features or ()):
+        where = f"sensitiveFeatures[{index}].name"
+        if feature.name == target:
+            return where, f"{feature.name!r} is the target column; evaluate by another column"
+        if not feature.use_as_input and features is not None and feature.name in features:
+            return where, (
+                f"{feature.name!r} has useAsInput: false but dataset.features lists it; remove it from one of them"
+            )
+    return None
+
+
 def parse_config(raw: Any) -> RunConfig:
     """Validate a decoded ``RUN.json``; raise :class:`ConfigError` naming the field path.
 
@@ -307,7 +349,8 @@ def parse_config(raw: Any) -> RunConfig:
     when the estimator is built (:func:`modelops.train.estimators.build_estimator`).
     """
     obj = _obj(raw, "")
-    _keys(obj, "", {"run", "model", "task", "dataset", "estimator", "sweep", "artifactUri", "artifactStore"})
+    _keys(obj, "", {"run", "model", "task", "dataset", "estimator", "sweep", "artifactUri", "artifactStore",
+                    "evaluation"})  # fmt: skip
     for key in ("dataset", "estimator"):
         if obj.get(key) is None:
             raise ConfigError(key, "is required")
@@ -340,4 +383,5 @@ def parse_config(raw: Any) -> RunConfig:
         sweep=sweep_cfg,
         artifact_uri=artifact_uri.rstrip("/") if artifact_uri else None,
         artifact_s3=artifact_s3,
+        evaluation=_evaluation(obj["evaluation"], dataset) if obj.get("evaluation") is not None else EvaluationSpec(),
     )

@@ -18,7 +18,7 @@ data give the same bytes.
 pass :data:`TERMINATION_LIMIT` bytes as JSON, wraps it gzip-compressed and base64-encoded in
 ``{"ok": …, "encoding": "gzip+base64", "data": …}`` (reference statistics compress well, so
 wide datasets keep them); only when even that does not fit does it drop optional fields
-(reference statistics, signature, trial params, metrics, URIs …) until it fits, marking
+(feature importance, reference statistics, fairness, signature, trial params, metrics, URIs …) until it fits, marking
 ``"truncated": true``. The full record is always in ``result.json``; a truncated run also
 prints it, compressed, as the last line of its log (:func:`result_log_line`), where the
 operator reads it when it cannot read the artifact store (``docs/contracts.md``).
@@ -75,8 +75,10 @@ def _reducers() -> list[Callable[[dict[str, Any]], None]]:
 
     return [
         drop("sweep"),
+        drop("featureImportance"),
         drop("referenceStats"),
         drop("columns"),
+        drop("fairness"),
         drop("signature"),
         drop("params"),
         trial_index_only,

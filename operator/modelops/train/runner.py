@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelops.api.trainingrun import FeatureImportanceSpec
 from modelops.train import columns as columns_mod
-from modelops.train import estimators, metrics, output, progress, refstats, signature
+from modelops.train import estimators, fairness, importance, metrics, output, progress, refstats, signature
 from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
@@ -69,12 +70,14 @@ def _columns(dataset: Dataset, config: RunConfig) -> tuple[list[str], list[str],
         raise TrainError(
             f"target column {cfg.target!r} not found among the {len(columns)} columns of dataset {cfg.uri}"
         )
+    # Sensitive columns kept out of the inputs (useAsInput: false) are still read for evaluation.
+    held_out = {f.name for f in config.evaluation.sensitive_features or () if not f.use_as_input}
     if cfg.features is not None:
         features = list(cfg.features)
     elif dataset.default_features is not None:
-        features = [c for c in dataset.default_features if c != cfg.target]
+        features = [c for c in dataset.default_features if c != cfg.target and c not in held_out]
     else:
-        features = [c for c in columns if c != cfg.target]
+        features = [c for c in columns if c != cfg.target and c not in held_out]
     missing = [c for c in features if c not in frame.columns]
     if missing:
         plural = "s" if len(missing) > 1 else ""
@@ -338,11 +341,19 @@ def _train_into(
     import sklearn
 
     cfg = config.dataset
+    evaluation = config.evaluation
+    if evaluation.sensitive_features:
+        fairness.require()
     dataset = loader(log)
     features, numeric, categorical = _columns(dataset, config)
     frame, dataset_sha = dataset.frame, dataset.sha256
+    if not frame.index.is_unique:  # a Parquet file may carry any index; rows are matched by it below
+        frame = frame.reset_index(drop=True)
+    groups = fairness.groupings(frame, evaluation, features, cfg.uri) if evaluation.sensitive_features else []
     x, y = frame[features], frame[cfg.target]
     _check_target(y, config)
+    if groups and config.task == "classification":
+        fairness.positive_class(list(np.unique(y.to_numpy())), evaluation.positive_class)
     del dataset, frame  # the split holds the rows it needs (a local sweep's loader keeps the table)
     x_train, x_test, y_train, y_test, _ = _split(x, y, config)
     del x, y
@@ -376,6 +387,17 @@ def _train_into(
     else:
         scores = metrics.regression_metrics(y_test, y_pred)
         classes = None
+
+    fairness_record = (
+        fairness.evaluate(groups, x_test.index, y_test, y_pred, config.task, classes, evaluation) if groups else None
+    )
+    if fairness_record is not None:
+        gaps = "; ".join(
+            f"{f['name']}: " + ", ".join(f"{k}={v:.3g}" for k, v in f["metrics"].items())
+            for f in fairness_record["features"]
+        )
+        log(f"fairness on {len(x_test)} held-out rows: {gaps}")
+    importance_record = _importance(pipeline, x_test, y_test, config, log)
 
     model_path = staged.stage(output.MODEL_FILE)
     output.write_model(pipeline, model_path)
@@ -413,12 +435,16 @@ def _train_into(
         "preprocessing": {**_preprocessing_config(config), "columns": [p.record() for p in plans]},
         "lineage": {"run": config.run, "params": params},
     }
+    if fairness_record is not None:
+        result["fairness"] = fairness_record
+    if importance_record is not None:
+        result["featureImportance"] = importance_record
     result_path = staged.stage(output.RESULT_FILE)
     result_bytes = (output.dumps(result) + "\n").encode("utf-8")
     result_path.write_bytes(result_bytes)
     staged.commit()
     log(f"metrics: {', '.join(f'{k}={v:.4g}' for k, v in scores.items())}; model sha256 {model_sha}")
-    return {
+    message: dict[str, Any] = {
         "ok": True,
         "model": config.model,
         "metrics": scores,
@@ -439,6 +465,26 @@ def _train_into(
         "columns": result["preprocessing"]["columns"],
         "referenceStats": result["referenceStats"],
     }
+    for key in ("fairness", "featureImportance"):
+        if key in result:
+            message[key] = result[key]
+    return message
+
+
+def _importance(pipeline: Any, x_test: Any, y_test: Any, config: RunConfig, log: Log) -> dict[str, Any] | None:
+    """Permutation importance per source column (:mod:`modelops.train.importance`), unless turned off."""
+    settings = config.evaluation.feature_importance or FeatureImportanceSpec()
+    if not settings.enabled:
+        return None
+    started = time.monotonic()
+    record = importance.permutation(pipeline, x_test, y_test, config.task, settings, config.dataset.seed)
+    if record is None:
+        log("feature importance: not recorded (the held-out split has too few rows, or a constant target)")
+        return None
+    top = ", ".join(f"{e['feature']}={e['mean']:.3g}" for e in record["features"][:5])
+    log(f"feature importance ({record['scoring']} drop, {len(record['features'])} columns x {record['repeats']} "
+        f"repeats on {record['rows']} rows, {progress.elapsed(time.monotonic() - started)}): {top}")  # fmt: skip
+    return record
 
 
 def _preprocessing_config(config: RunConfig) -> dict[str, Any]:
