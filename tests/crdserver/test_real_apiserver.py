@@ -191,8 +191,13 @@ def test_modelversion_evidence_is_immutable(real_server: RealServer, namespace: 
     created = _create(real_server, obj, namespace)
     assert created.status_code == 201, created.text
     stored = created.json()
+    assert_immutable(real_server, namespace, stored, change, field)
+
+
+def assert_immutable(real_server: RealServer, namespace: str, stored: dict[str, Any], change: Any, field: str) -> None:
+    """A PUT of a stored ModelVersion with ``change`` made to its spec is refused naming ``spec.<field>``."""
     change(stored["spec"])
-    response = real_server.request("PUT", _path("ModelVersion", namespace, obj["metadata"]["name"]), json=stored)
+    response = real_server.request("PUT", _path("ModelVersion", namespace, stored["metadata"]["name"]), json=stored)
     assert response.status_code == 422, response.text
     body = response.json()
     assert f"spec.{field} is immutable once set" in body["message"]

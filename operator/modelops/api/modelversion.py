@@ -183,11 +183,91 @@ class ReferenceStats(ApiModel):
     features: list[FeatureStats] = Field(description="One entry per input feature.")
 
 
+class GroupMetrics(ApiModel):
+    """One group of a sensitive feature, measured on the held-out split."""
+
+    group: str = Field(description="The group: a value of the column, a bin, or a pair of values (F&White).")
+    count: int = Field(ge=0, description="Held-out rows in the group (0: seen in the data, not in the held-out split).")
+    insufficient: bool = Field(
+        default=False, description="Fewer rows than minGroupSize: its numbers are too few to judge by."
+    )
+    positives: int | None = Field(default=None, ge=0, description="Rows whose true label is the positive class.")
+    negatives: int | None = Field(default=None, ge=0, description="Rows whose true label is another class.")
+    selection_rate: float | None = Field(default=None, description="Share of rows predicted as the positive class.")
+    selection_rate_by_class: dict[str, float] | None = Field(
+        default=None, description="Multiclass without positiveClass: the share predicted as each class."
+    )
+    accuracy: float | None = Field(default=None, description="Accuracy in the group.")
+    precision: float | None = Field(default=None, description="Precision of the positive class (macro: multiclass).")
+    recall: float | None = Field(default=None, description="Recall (true positive rate) of the positive class.")
+    false_positive_rate: float | None = Field(default=None, description="False positive rate of the positive class.")
+    mae: float | None = Field(default=None, description="Regression: mean absolute error in the group.")
+    mean_prediction: float | None = Field(default=None, description="Regression: the mean prediction in the group.")
+
+
+class SensitiveFeatureResult(ApiModel):
+    """The fairness of a version with respect to one sensitive feature (or a pair of them)."""
+
+    name: str = Field(min_length=1, description="The feature, or a pair as sex&race; gates name it so.")
+    kind: Literal["categorical", "binned", "intersection"] = Field(description="How its groups were made.")
+    used_as_input: bool = Field(description="Whether the model takes the column as an input.")
+    bins: list[float] | None = Field(default=None, description="binned: the cut points.")
+    of: list[str] | None = Field(default=None, description="intersection: the two features.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Gaps between its groups (fairlearn): demographicParityDifference, demographicParityRatio, "
+            "equalizedOddsDifference (classification); maeDifference, meanPredictionDifference (regression). "
+            "A gap that is not defined (e.g. a ratio over no selection) is left out."
+        ),
+    )
+    groups: list[GroupMetrics] = Field(description="Every group, small ones included and marked insufficient.")
+
+
+class FairnessRecord(ApiModel):
+    """Per-group metrics and the gaps between groups, on the held-out split (docs/fairness.md)."""
+
+    library: str | None = Field(default=None, description="What computed it, e.g. fairlearn 0.15.0.")
+    rows: int = Field(ge=0, description="Held-out rows evaluated.")
+    min_group_size: int = Field(ge=1, description="Groups with fewer held-out rows are marked insufficient.")
+    positive_class: str | None = Field(
+        default=None, description="The class a selection is (binary, or named); empty: per class (multiclass)."
+    )
+    overall: dict[str, float] | None = Field(default=None, description="The same metrics over all held-out rows.")
+    features: list[SensitiveFeatureResult] = Field(description="One entry per sensitive feature and intersection.")
+
+
+class ImportanceEntry(ApiModel):
+    """How much the held-out score drops when one source column is shuffled."""
+
+    feature: str = Field(min_length=1, description="The source column (one-hot columns count as their column).")
+    mean: float = Field(description="Mean drop of the score over the repeats.")
+    std: float = Field(description="Standard deviation of the drop over the repeats.")
+
+
+class FeatureImportance(ApiModel):
+    """Global feature importance: permutation importance on the held-out split (scikit-learn)."""
+
+    method: Literal["permutation"] = Field(default="permutation", description="How it was measured.")
+    scoring: str = Field(description="The score whose drop is measured: accuracy or r2.")
+    baseline: float | None = Field(default=None, description="The score with no column shuffled.")
+    rows: int = Field(ge=0, description="Held-out rows used (a seeded sample when there were more).")
+    repeats: int = Field(ge=1, description="Shuffles per column.")
+    seed: int = Field(ge=0, description="Seed of the sample and the shuffles.")
+    features: list[ImportanceEntry] = Field(description="Every input column, most important first.")
+
+
 class Gate(ApiModel):
     """A metric threshold a version must meet to enter a stage."""
 
     stage: Literal["Staging", "Production"] = Field(description="The stage the gate guards.")
-    metric: str = Field(min_length=1, description="A metric in spec.metrics, e.g. accuracy.")
+    metric: str = Field(
+        min_length=1,
+        description=(
+            "A metric in spec.metrics, e.g. accuracy, or in spec.fairness, e.g. "
+            "fairness.sex.demographicParityDifference (docs/fairness.md)."
+        ),
+    )
     op: Comparison = Field(default=">=", description="How the metric compares to the threshold.")
     threshold: float = Field(description="The threshold.")
 
@@ -219,6 +299,12 @@ class ModelVersionSpec(ApiModel):
         default=None, description="Per-feature training distribution, for drift detection."
     )
     model_card: ModelCard | None = Field(default=None, description="Description, intended use, limitations.")
+    fairness: FairnessRecord | None = Field(
+        default=None, description="Per-group metrics by sensitive feature on the held-out data. Immutable once set."
+    )
+    feature_importance: FeatureImportance | None = Field(
+        default=None, description="Permutation importance per input column on the held-out data. Immutable once set."
+    )
     stage: Stage = Field(
         default="None",
         description=(
@@ -246,7 +332,7 @@ class ModelVersionSpec(ApiModel):
                 "fieldPath": f".{field}",
                 "reason": "FieldValueForbidden",
             }
-            for field in ("artifact", "metrics", "lineage")
+            for field in ("artifact", "metrics", "lineage", "fairness", "featureImportance")
         ),
         {
             # Set at registration or never: neither added, changed nor removed afterwards.
@@ -275,6 +361,13 @@ class GateResult(StatusModel):
     threshold: float = Field(description="The threshold.")
     value: float | None = Field(default=None, description="The version's value; empty when it has none.")
     passed: bool = Field(description="Whether the gate passes.")
+    insufficient_evidence: str | None = Field(
+        default=None,
+        description=(
+            "Fairness gates: which groups have too few held-out rows to judge by. The gate fails for it unless "
+            "the policy allows insufficient evidence for the stage."
+        ),
+    )
     source: Literal["policy", "version"] = Field(default="policy", description="Who set the gate.")
 
 

@@ -161,6 +161,7 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
         sha256=spec.artifact.sha256,
         now=now,
         requested_by=governance.parse_requester(annotations.get(governance.STAGE_REQUESTED_BY), spec.stage),
+        fairness_record=spec.fairness.model_dump(by_alias=True, exclude_none=True) if spec.fairness else None,
     )
     status: dict[str, Any] = {
         "stage": decision.stage,

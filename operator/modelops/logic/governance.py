@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modelversion import TRAINED_BY_IMMUTABLE
+from modelops.logic import fairness
 from modelops.logic.conditions import parse_time as _parse_time
 from modelops.logic.policy import GOVERNED_STAGES, Policy
 
@@ -31,7 +32,7 @@ CREATED_BY = "modelops.io/created-by"
 # Who asked for the current spec.stage, and when: {"user", "stage", "at"}, written by the webhook.
 STAGE_REQUESTED_BY = "modelops.io/stage-requested-by"
 PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY, STAGE_REQUESTED_BY)
-IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage")
+IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage", "fairness", "featureImportance")
 GOVERNED_STATUS = ("stage", "approvals", "history", "rejected")
 STAGES = ("None", "Staging", "Production", "Archived")
 
@@ -424,14 +425,26 @@ def _passes(value: float, op: str, threshold: float) -> bool:
 
 
 def evaluate_gates(
-    policy: Policy, version_gates: Sequence[Mapping[str, Any]], metrics: Mapping[str, float] | None, stage: str
+    policy: Policy,
+    version_gates: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, float] | None,
+    stage: str,
+    fairness_record: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each gate guarding ``stage`` (the policy's, then the version's own) with its verdict."""
+    """Each gate guarding ``stage`` (the policy's, then the version's own) with its verdict.
+
+    A metric named ``fairness.…`` is read from the version's fairness record (:mod:`modelops.logic.fairness`).
+    """
     gates: list[tuple[str, Mapping[str, Any]]] = [("policy", g.model_dump()) for g in policy.stage(stage).gates]
     gates += [("version", g) for g in version_gates if g.get("stage") == stage]
     results = []
+    rules = policy.stage(stage)
     for source, gate in gates:
-        value = (metrics or {}).get(str(gate["metric"]))
+        reading = (
+            fairness.read(str(gate["metric"]), fairness_record, rules.min_group_size)
+            if fairness.names_fairness(str(gate["metric"])) else None
+        )  # fmt: skip
+        value = reading.value if reading is not None else (metrics or {}).get(str(gate["metric"]))
         number = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
         op = str(gate.get("op") or ">=")
         threshold = float(gate["threshold"])
@@ -446,10 +459,14 @@ def evaluate_gates(
                 "source": source,
             }
         )
+        if reading is not None:
+            fairness.judge(results[-1], reading, rules.allow_insufficient_evidence)
     return results
 
 
 def gate_problem(gate: Mapping[str, Any]) -> str:
+    if fairness.names_fairness(str(gate["metric"])):
+        return fairness.problem(gate)
     want = f"{gate['op']} {gate['threshold']:g}"
     if gate["value"] is None:
         return f"{gate['metric']} is missing from spec.metrics (needs {want})"
@@ -571,6 +588,7 @@ def decide(
     sha256: str,
     now: str,
     requested_by: str | None = None,
+    fairness_record: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Grant the desired stage when its gates pass and its approvals suffice; else say what is missing.
 
@@ -585,7 +603,7 @@ def decide(
         "(the operator itself does not read the artifact)",
     )
     governed = desired in GOVERNED_STAGES
-    gates = evaluate_gates(policy, version_gates, metrics, desired) if governed else []
+    gates = evaluate_gates(policy, version_gates, metrics, desired, fairness_record) if governed else []
     failing = [g for g in gates if not g["passed"]]
     if failing:
         validated = (

@@ -45,6 +45,10 @@ class StagePolicy(_Model):
     approvals: int = Field(default=0, ge=0)
     four_eyes: bool = False
     gates: tuple[PolicyGate, ...] = ()
+    # Fairness gates (docs/fairness.md): a group needs this many held-out rows at least, whatever the
+    # version's own minGroupSize says; and whether a gate on too few rows is judged anyway or fails.
+    min_group_size: int = Field(default=0, ge=0)
+    allow_insufficient_evidence: bool = False
 
 
 def _production_default() -> StagePolicy:

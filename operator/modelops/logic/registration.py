@@ -78,6 +78,8 @@ def model_version(
         "signature": result.get("signature"),
         "lineage": _prune(lineage),
         "referenceStats": result.get("referenceStats"),
+        "fairness": result.get("fairness"),
+        "featureImportance": result.get("featureImportance"),
         "modelCard": spec.model_card.model_dump(by_alias=True, exclude_none=True) if spec.model_card else None,
         "stage": "None",
         "trainedBy": [dict(t) for t in trained_by] if trained_by else None,

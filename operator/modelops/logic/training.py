@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.trainingrun import TrainingRunSpec
+from modelops.logic import fairness
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 from modelops.train import locations
+from modelops.train.config import evaluation_problem
 from modelops.train.errors import ConfigError
 from modelops.train.estimators import check_class_name
 from modelops.train.output import RESULT_LOG_PREFIX
@@ -85,7 +87,9 @@ def _check_locations(spec: TrainingRunSpec, allowed_endpoints: Sequence[str]) ->
 
 
 def check(spec: TrainingRunSpec, allowed_endpoints: Sequence[str] = ()) -> None:
-    """Refuse before any pod starts what the trainer would refuse: estimator, sweep, locations."""
+    """Refuse before any pod starts what the trainer would refuse: estimator, sweep, locations, and an
+    evaluation at odds with the dataset (a sensitive feature that is the target, or kept out of the
+    inputs that dataset.features lists). Whether its columns exist only the trainer can tell."""
     if spec.estimator is not None:
         try:
             check_class_name(spec.estimator.class_name, "spec.estimator.className")
@@ -96,6 +100,10 @@ def check(spec: TrainingRunSpec, allowed_endpoints: Sequence[str] = ()) -> None:
     except SweepError as error:
         raise InvalidRunError(f"spec.{error}") from None
     _check_locations(spec, allowed_endpoints)
+    if spec.evaluation is not None:
+        problem = evaluation_problem(spec.evaluation, spec.dataset.target, spec.dataset.features)
+        if problem is not None:
+            raise InvalidRunError(f"spec.evaluation.{problem[0]}: {problem[1]}")
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,8 @@ def run_config(spec: TrainingRunSpec, ref: RunRef, artifact_uri: str, image: str
         config["estimator"] = spec.estimator.model_dump(by_alias=True, exclude_none=True)
     if spec.sweep is not None:
         config["sweep"] = spec.sweep.model_dump(by_alias=True, exclude_none=True)
+    if spec.evaluation is not None:
+        config["evaluation"] = spec.evaluation.model_dump(by_alias=True, exclude_none=True)
     return config
 
 
@@ -343,7 +353,8 @@ def decode_termination(text: str) -> Any:
 # --- the whole result, when the termination message had to leave parts out ---------------------
 
 #: The fields of a success message that registration needs from the whole result.
-RESULT_FIELDS = ("signature", "referenceStats", "columns", "params", "task", "framework", "rows", "metrics")
+RESULT_FIELDS = ("signature", "referenceStats", "columns", "params", "task", "framework", "rows", "metrics",
+                 "fairness", "featureImportance")  # fmt: skip
 
 
 def needs_whole_result(message: Mapping[str, Any]) -> bool:
@@ -394,6 +405,8 @@ def completed_message(message: Mapping[str, Any], result: Mapping[str, Any]) -> 
         "rows": dataset.get("rows"),
         "metrics": result.get("metrics"),
         "model": result.get("model"),
+        "fairness": result.get("fairness"),
+        "featureImportance": result.get("featureImportance"),
     }
     for key, value in fill.items():
         if whole.get(key) is None and value is not None:
@@ -466,6 +479,8 @@ def _trials(
         if phase == "Succeeded" and message and message.get("ok"):
             trial["phase"] = "Succeeded"
             trial["metrics"] = {k: float(v) for k, v in (message.get("metrics") or {}).items()}
+            if message.get("fairness"):
+                trial["fairness"] = fairness.summary(message["fairness"])
             artifact = message.get("artifact") or {}
             if artifact.get("uri") and artifact.get("sha256"):
                 trial["artifact"] = {k: artifact[k] for k in ("uri", "sha256", "sizeBytes") if k in artifact}

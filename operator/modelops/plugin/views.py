@@ -282,6 +282,8 @@ def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable
             if lineage.get(key) is not None
         },
         "metrics": spec.get("metrics") or {},
+        "fairness": spec.get("fairness"),
+        "featureImportance": spec.get("featureImportance"),
         "gates": status.get("gates") or [],
         "approvals": status.get("approvals") or [],
         "history": status.get("history") or [],
@@ -318,6 +320,61 @@ def _encoding(column: Mapping[str, Any]) -> str:
     if column.get("kind") == "categorical" and column.get("categories") is not None:
         return f"{encoding} ({column.get('categories')} of {column.get('distinct')} values)"
     return encoding
+
+
+#: Per-group columns of the fairness tables, in the order shown.
+GROUP_COLUMNS = ("selectionRate", "accuracy", "precision", "recall", "falsePositiveRate", "mae", "meanPrediction")
+
+
+def _fairness_section(record: Any) -> list[str]:
+    """Fairness by sensitive feature: each feature's gaps, then a row per group (small ones marked)."""
+    out = ["## Fairness", ""]
+    if not isinstance(record, Mapping) or not record.get("features"):
+        return [*out, "_not measured (spec.evaluation.sensitiveFeatures of the TrainingRun)_", ""]
+    selection = f"positive class `{record['positiveClass']}`" if record.get("positiveClass") else "per class"
+    out += [
+        f"On {record.get('rows')} held-out rows ({record.get('library') or 'fairlearn'}); selection: {selection}; "
+        f"groups under {record.get('minGroupSize')} rows are marked insufficient.",
+        "",
+    ]
+    for feature in record["features"]:
+        if not isinstance(feature, Mapping):
+            continue
+        how = feature.get("kind")
+        if feature.get("bins"):
+            how = f"binned at {', '.join(f'{b:g}' for b in feature['bins'])}"
+        used = "an input" if feature.get("usedAsInput") else "not an input"
+        out += [f"### {feature.get('name')} ({how}; {used})", ""]
+        gaps = feature.get("metrics") or {}
+        out += [", ".join(f"{k} **{_cell(v)}**" for k, v in gaps.items()) or "_no gap is defined_", ""]
+        groups = [g for g in feature.get("groups") or [] if isinstance(g, Mapping)]
+        shown = [c for c in GROUP_COLUMNS if any(c in g for g in groups)]
+        by_class = any(g.get("selectionRateByClass") for g in groups)
+        headers = ["group", "rows", *shown] + (["selection rate by class"] if by_class else []) + ["evidence"]
+        rows = (
+            [g.get("group"), g.get("count"), *(g.get(c) for c in shown)]
+            + ([", ".join(f"{k}: {v:.3g}" for k, v in (g.get("selectionRateByClass") or {}).items())]
+               if by_class else [])
+            + ["insufficient" if g.get("insufficient") else "ok"]
+            for g in groups
+        )  # fmt: skip
+        out += [*_md_table(headers, rows), ""]
+    return out
+
+
+def _importance_section(record: Any) -> list[str]:
+    """Permutation importance per input column, most important first."""
+    out = ["## Feature importance", ""]
+    if not isinstance(record, Mapping) or not record.get("features"):
+        return [*out, "_not recorded_", ""]
+    out += [
+        f"Drop of {record.get('scoring')} (baseline {_cell(record.get('baseline'))}) when a column is shuffled: "
+        f"{record.get('repeats')} shuffles each, {record.get('rows')} held-out rows, seed {record.get('seed')}.",
+        "",
+    ]
+    entries = [e for e in record["features"] if isinstance(e, Mapping)]
+    out += _md_table(["feature", "mean", "std"], ([e.get("feature"), e.get("mean"), e.get("std")] for e in entries))
+    return [*out, ""]
 
 
 def card_markdown(card: Mapping[str, Any]) -> str:
@@ -381,6 +438,9 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     out += _md_table(["metric", "value"], sorted(metrics.items())) if metrics else ["_none_"]
     out.append("")
 
+    out += _fairness_section(card.get("fairness"))
+    out += _importance_section(card.get("featureImportance"))
+
     out += ["## Gates", ""]
     gates = card.get("gates") or []
     rows = (
@@ -389,7 +449,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
             g.get("metric"),
             f"{g.get('op')} {g.get('threshold')}",
             g.get("value"),
-            "pass" if g.get("passed") else "FAIL",
+            ("pass" if g.get("passed") else "FAIL")
+            + (f" (insufficient evidence: {g['insufficientEvidence']})" if g.get("insufficientEvidence") else ""),
             g.get("source"),
         ]
         for g in gates
