@@ -360,6 +360,26 @@ def test_the_run_config_carries_the_evaluation_and_a_trial_its_gaps() -> None:
                                                  "equalizedOddsDifference": 0.12}  # fmt: skip
 
 
+def test_a_retrain_from_lineage_measures_fairness_again() -> None:
+    from modelops.api.driftpolicy import RetrainAction
+    from modelops.logic import driftloop
+
+    mv = registration.model_version(RUN, training.RunRef("loans", "ml", "u"), {
+        "artifact": {"uri": "pvc://m/a", "sha256": "c" * 64}}, version=1, job={"metadata": {"name": "j"}},
+        image="i", trial=None)  # fmt: skip
+    evaluation = RUN.evaluation.model_dump(by_alias=True, exclude_none=True) if RUN.evaluation else None
+    assert mv["spec"]["lineage"]["evaluation"] == evaluation
+    ModelVersionSpec.model_validate(mv["spec"])
+    mv["metadata"]["name"] = "loans-v1"
+    # The run is gone: the lineage says what to measure.
+    retrain = driftloop.retrain_spec(RetrainAction(), "loans", mv, None)
+    assert retrain["evaluation"] == evaluation
+    TrainingRunSpec.model_validate(retrain)
+    # The run is there: its own evaluation wins.
+    run = {"spec": {**RUN.model_dump(by_alias=True, exclude_none=True), "evaluation": {"minGroupSize": 50}}}
+    assert driftloop.retrain_spec(RetrainAction(), "loans", mv, run)["evaluation"] == {"minGroupSize": 50}
+
+
 def test_a_truncated_message_gets_both_records_from_the_whole_result() -> None:
     whole = training.completed_message({"ok": True, "truncated": True}, {"fairness": RECORD,
                                                                         "featureImportance": IMPORTANCE})

@@ -18,7 +18,7 @@ from modelops.api.common import (
     observed_generation_field,
     with_rules,
 )
-from modelops.api.trainingrun import ModelCard, Preprocessing, Task
+from modelops.api.trainingrun import EvaluationSpec, ModelCard, Preprocessing, Task
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
 # The CEL rule's message, and the admission webhook's (logic/governance.py) word for word.
@@ -154,6 +154,10 @@ class Lineage(ApiModel):
     preprocessing: Preprocessing | None = Field(default=None, description="Scaling and encoding of columns.")
     columns: list[ColumnPreprocessing] | None = Field(
         default=None, description="What training did to each input column: missing values, imputation, encoding."
+    )
+    evaluation: EvaluationSpec | None = Field(
+        default=None,
+        description="What was measured beyond the metrics (the run's spec.evaluation); a retrain measures it again.",
     )
     trial: int | None = Field(default=None, ge=0, description="The sweep trial that was registered.")
     sklearn_version: str | None = Field(default=None, description="scikit-learn version of the training.")

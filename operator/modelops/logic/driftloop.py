@@ -291,7 +291,8 @@ def retrain_spec(
     and split) at the lineage's uri, else the lineage's own record of how the data was read
     (uri, target, features, split), else the lineage's uri with target ``target`` for the
     bundled ``sklearn://`` datasets. The preprocessing, task, artifact store, pod options and
-    model card are copied from the original run when it still exists.
+    model card are copied from the original run when it still exists; its evaluation (sensitive
+    features, feature importance) from the run, else from the lineage.
     """
     dataset = action.dataset.model_dump(by_alias=True, exclude_none=True) if action.dataset else None
     if action.template is not None:
@@ -341,6 +342,10 @@ def retrain_spec(
             spec[key] = run_spec[key]
     if vspec.get("task") and "task" not in spec:
         spec["task"] = vspec["task"]
+    # A retrain measures what its predecessor was measured by: its fairness gates need the same record.
+    evaluation = run_spec.get("evaluation") or lineage.get("evaluation")
+    if evaluation:
+        spec["evaluation"] = evaluation
     return spec
 
 
