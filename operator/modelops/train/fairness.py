@@ -284,6 +284,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The fairness record of the held-out split (``spec.fairness`` of the version)."""
     import fairlearn
+    import pandas as pd
     from fairlearn.metrics import MetricFrame
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -300,7 +301,8 @@ def evaluate(
     features: list[dict[str, Any]] = []
     overall: dict[str, float] | None = None
     for grouping in groups:
-        labels = grouping.labels.loc[test_index].to_numpy(dtype=object)
+        # A named Series, not an array: fairlearn squeezes arrays, and one held-out row would lose its dimension.
+        labels = pd.Series(grouping.labels.loc[test_index].to_numpy(dtype=object), name=grouping.name, dtype=object)
         frame = MetricFrame(metrics=chosen, y_true=y_true, y_pred=y_pred, sensitive_features=labels)
         if overall is None:
             overall = {k: v for k, v in _finite(frame.overall.to_dict()).items()
