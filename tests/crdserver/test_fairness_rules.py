@@ -38,6 +38,8 @@ IMPORTANCE = {"method": "permutation", "scoring": "accuracy", "baseline": 0.95, 
          "labels needs bins, and one label more than bins"),
         ({"sensitiveFeatures": [{"name": "age", "bins": [40], "labels": ["young"]}]},
          "labels needs bins, and one label more than bins"),
+        ({"sensitiveFeatures": [{"name": "age", "bins": [20, 40, 60]}], "maxGroups": 3},
+         "spec.evaluation.sensitiveFeatures: bins make more groups than spec.evaluation.maxGroups"),
     ],
 )  # fmt: skip
 def test_evaluation_rules_refuse_bad_sensitive_features(

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from k8sschemas import openapi_to_jsonschema
 from modelops.api.modelversion import ModelVersionSpec
 from modelops.api.trainingrun import EvaluationSpec, TrainingRunSpec
-from modelops.logic import fairness, registration, training
+from modelops.logic import fairness, registration, training, validation
 from modelops.logic import governance as gov
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import PolicyError, parse
@@ -316,13 +316,18 @@ def test_an_evaluation_at_odds_with_the_dataset_is_refused_before_a_pod(
         ({"sensitiveFeatures": [{"name": "a", "bins": list(range(21))}]}, "at most 20 items"),
         ({"sensitiveFeatures": [{"name": f"c{i}"} for i in range(11)]}, "at most 10 items"),
         ({"maxGroups": 1000}, "less than or equal to 200"),
+        ({"sensitiveFeatures": [{"name": "a", "bins": [1, 2, 3]}], "maxGroups": 3},
+         "spec.evaluation.sensitiveFeatures[0].bins: 3 cut points make 4 groups, more than maxGroups (3)"),
         ({"featureImportance": {"repeats": 1}}, "greater than or equal to 2"),
     ],
 )  # fmt: skip
 def test_the_schema_refuses_a_bad_evaluation_naming_the_entry(evaluation: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         run_spec(evaluation)
-    assert message in str(caught.value)
+    # What the operator's Ready condition says (modelops.logic.validation): the entry's path first.
+    described = validation.describe(caught.value)
+    assert message in described.message
+    assert described.message.startswith("spec.evaluation.")
 
 
 def test_the_crd_carries_the_same_rules_as_cel() -> None:
@@ -330,8 +335,11 @@ def test_the_crd_carries_the_same_rules_as_cel() -> None:
     evaluation = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
         "evaluation"]  # fmt: skip
     messages = [r["message"] for r in evaluation["x-kubernetes-validations"]]
-    assert messages == ["spec.evaluation.sensitiveFeatures: each column may be listed once",
-                        "spec.evaluation.intersections: each pair names two different sensitiveFeatures"]  # fmt: skip
+    assert messages == [
+        "spec.evaluation.sensitiveFeatures: each column may be listed once",
+        "spec.evaluation.intersections: each pair names two different sensitiveFeatures",
+        "spec.evaluation.sensitiveFeatures: bins make more groups than spec.evaluation.maxGroups",
+    ]
     feature = evaluation["properties"]["sensitiveFeatures"]["items"]
     assert feature["x-kubernetes-validations"][0]["fieldPath"] == ".labels"
     assert evaluation["properties"]["sensitiveFeatures"]["maxItems"] == 10

@@ -370,15 +370,28 @@ class EvaluationSpec(ApiModel):
             "message": "spec.evaluation.intersections: each pair names two different sensitiveFeatures",
             "fieldPath": ".intersections",
         },
+        {
+            "rule": (
+                "!has(self.sensitiveFeatures) || "
+                "self.sensitiveFeatures.all(f, !has(f.bins) || size(f.bins) + 1 <= self.maxGroups)"
+            ),
+            "message": "spec.evaluation.sensitiveFeatures: bins make more groups than spec.evaluation.maxGroups",
+            "fieldPath": ".sensitiveFeatures",
+        },
     )
 
     @model_validator(mode="after")
     def _names(self) -> EvaluationSpec:
         # The CEL rules again, for API servers (and emulators) that do not run CEL, naming the entry.
         names = [f.name for f in self.sensitive_features or ()]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise ValueError(f"sensitiveFeatures[{index}].name: {name!r} is listed twice")
+        for index, feature in enumerate(self.sensitive_features or ()):
+            if feature.name in names[:index]:
+                raise ValueError(f"sensitiveFeatures[{index}].name: {feature.name!r} is listed twice")
+            if feature.bins is not None and len(feature.bins) + 1 > self.max_groups:
+                raise ValueError(
+                    f"sensitiveFeatures[{index}].bins: {len(feature.bins)} cut points make {len(feature.bins) + 1} "
+                    f"groups, more than maxGroups ({self.max_groups})"
+                )
         for index, pair in enumerate(self.intersections or ()):
             if pair[0] == pair[1]:
                 raise ValueError(f"intersections[{index}]: {pair[0]!r} twice; a pair names two different features")
