@@ -44,12 +44,14 @@ class Server:
         port: int | None = None,
         nofile: int | None = None,
         extra_env: dict[str, str] | None = None,
+        pythonpath: tuple[Path, ...] = (),
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         extra_env = extra_env or {}
         env = {**os.environ, **extra_env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "operator"), extra_env.get("PYTHONPATH")]))
+        paths = [*(str(p) for p in pythonpath), str(ROOT / "operator"), extra_env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         self.command = [
             sys.executable, "-m", "modelops", "serve", "--model-dir", str(model_dir), "--port", str(self.port),
             *extra,

@@ -4,7 +4,8 @@
 of the served model is matched by comparing raw bytes against targets precomputed at start-up;
 everything else goes through :meth:`App._route`. Requests to the model API are counted in the
 metrics by status code and timed; ``/metrics`` and the ``/v2/health`` probes are not, so that
-scrapes and kubelet probes do not dilute the error rate and latency the canary analysis reads.
+scrapes and kubelet probes do not dilute the error rate and latency the canary analysis reads, and
+``/explain`` requests (:mod:`modelops.serve.explain`) are counted and timed in series of their own.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from modelops.serve import metrics, tensors
+from modelops.serve import explain, metrics, tensors
 from modelops.serve.codec import (
     InputPlan,
     Output,
     RequestError,
     decode_doc,
+    decode_infer,
     encode_error,
     encode_infer,
     encode_json,
@@ -58,6 +60,7 @@ def build(
     server_version: str,
     metrics_dir: Path | None = None,
     slot: int = 0,
+    explain_max_rows: int = explain.DEFAULT_MAX_ROWS,
 ) -> App:
     """The app of a loaded model: its input plan (from the contract the predictor settled) and metric layout."""
     contract = model.contract
@@ -71,7 +74,10 @@ def build(
         categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
     )
     store = metrics.Store(layout, metrics_dir, slot)
-    return App(model, plan, store, name=name, version=version, server_version=server_version)
+    return App(
+        model, plan, store, name=name, version=version, server_version=server_version,
+        explain_max_rows=explain_max_rows,
+    )  # fmt: skip
 
 
 class App:
@@ -86,8 +92,12 @@ class App:
         name: str,
         version: str,
         server_version: str,
+        explain_max_rows: int = explain.DEFAULT_MAX_ROWS,
     ) -> None:
         self.predictor = predictor
+        self.explainer = explain.Explainer(predictor)
+        self.explain_max_rows = explain_max_rows
+        self._explained = 0
         self.plan = plan
         self.store = store
         self.layout = store.layout
@@ -144,6 +154,11 @@ class App:
             path = target.split(b"?", 1)[0]
             if path == b"/metrics" or path.startswith(b"/v2/health/"):
                 return self._uncounted(method, path)
+            if path.endswith(b"/explain"):  # counted apart: an explanation's cost is not the model API's latency
+                self._explained = 0
+                response = self._route(method, path, body, header_length)
+                self.recorder.explain(response[0], time.perf_counter() - started, self._explained)
+                return response
             response = self._route(method, path, body, header_length)
         self.recorder.request(response[0], time.perf_counter() - started)
         return response
@@ -182,7 +197,7 @@ class App:
             version, rest = rest[1], rest[2:]
         else:
             version = None
-        if rest not in ([], ["ready"], ["infer"]):
+        if rest not in ([], ["ready"], ["infer"], ["explain"]):
             return _error(404, f"no route {path}")
         if name != self.name:
             return _error(404, f"unknown model {name!r}; this server serves {self.name!r}")
@@ -190,6 +205,8 @@ class App:
             return _error(404, f"model {name!r} has no version {version!r}; this server serves {self.version!r}")
         if rest == ["infer"]:
             return self._only(method, b"POST", lambda: self._infer(body, header_length), path)
+        if rest == ["explain"]:
+            return self._only(method, b"POST", lambda: self._explain(body, header_length), path)
         if rest == ["ready"]:
             return self._only(method, b"GET", lambda: self._model_ready, path)
         return self._only(method, b"GET", lambda: self._metadata, path)
@@ -248,8 +265,33 @@ class App:
             metrics.observe_predictions(layout, values, np.asarray(prediction.predict, dtype=np.float64))
         return self._answer(decoded.request_id, outputs)
 
-    def _answer(self, request_id: str | None, outputs: list[Output]) -> Response:
-        payload, head = encode_infer(self.name, self.version, request_id, outputs)
+    def _explain(self, body: bytes, header_length: bytes | None) -> Response:
+        """Per-row contributions (:mod:`modelops.serve.explain`) for a request shaped as for ``/infer``."""
+        if self.explain_max_rows == 0:
+            return _error(403, "explanations are turned off on this server (--explain-max-rows 0)")
+        try:
+            decoded = decode_infer(body, self.plan, header_length)
+        except RequestError as exc:
+            return _error(exc.status, exc.message)
+        if decoded.rows > self.explain_max_rows:
+            return _error(
+                413, f"{decoded.rows} rows to explain; this server explains at most {self.explain_max_rows} rows per "
+                "request (--explain-max-rows): send them in smaller batches",
+            )  # fmt: skip
+        try:
+            explanation = self.explainer.explain(decoded.numeric, decoded.categorical)
+        except explain.ExplainError as exc:
+            return _error(exc.status, exc.message)
+        except ValueError as exc:
+            return _error(400, f"the model rejected the input: {exc}")
+        except Exception as exc:  # a bug or a broken model: 500, and the server keeps serving
+            return _error(500, f"explanation failed: {type(exc).__name__}: {exc}")
+        self._explained = decoded.rows
+        outputs, parameters = explain.tensors(explanation, binary=bool(decoded.binary_outputs))
+        return self._answer(decoded.request_id, outputs, parameters)
+
+    def _answer(self, request_id: str | None, outputs: list[Output], parameters: Any = None) -> Response:
+        payload, head = encode_infer(self.name, self.version, request_id, outputs, parameters)
         if head is None:
             return 200, JSON, payload
         return 200, BINARY + b"inference-header-content-length: %d\r\n" % head, payload

@@ -36,7 +36,7 @@ EXIT_USAGE = 2
 #: The options every worker gets from the supervisor as they were given.
 _FORWARDED = (
     "max_body_bytes", "max_header_bytes", "max_url_bytes", "max_connections", "keepalive", "header_timeout",
-    "body_timeout", "send_timeout", "graceful_timeout",
+    "body_timeout", "send_timeout", "graceful_timeout", "explain_max_rows",
 )  # fmt: skip
 
 
@@ -112,6 +112,12 @@ def _parser() -> _Parser:
     group = p.add_argument_group("limits, per worker")
     for flag, kind, default, text in _LIMITS:
         group.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+    p.add_argument(
+        "--explain-max-rows",
+        type=_number(int, 0),
+        default=100,  # explain.DEFAULT_MAX_ROWS, not imported here: the flags parse before numpy loads
+        help="most rows one /v2/models/NAME/explain request may hold; 0 turns explanations off (default: %(default)s)",
+    )
     p.add_argument(
         "--graceful-timeout",
         type=_number(float, 0),
@@ -199,7 +205,7 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
     name = args.name or contract.model
     application = app.build(
         model, name=name, version=args.version, server_version=__version__, metrics_dir=args.metrics_dir,
-        slot=args.worker_slot,
+        slot=args.worker_slot, explain_max_rows=args.explain_max_rows,
     )  # fmt: skip
     # Listen only now (a single worker binds here): a probe never waits on a model still loading.
     sock = listen()

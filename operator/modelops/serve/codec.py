@@ -712,11 +712,12 @@ class Output(NamedTuple):
 
 
 def encode_infer(
-    model: str, version: str, request_id: str | None, outputs: Sequence[Output]
+    model: str, version: str, request_id: str | None, outputs: Sequence[Output], parameters: Any = None
 ) -> tuple[bytes, int | None]:
     """A v2 inference response body, and the length of its JSON header when binary outputs follow it.
 
-    JSON ``data`` may be numpy arrays (serialised by orjson directly).
+    JSON ``data`` may be numpy arrays (serialised by orjson directly); ``parameters``, if given, is
+    the response's own ``parameters`` object.
     """
     items: list[dict[str, Any]] = []
     blobs: list[bytes] = []
@@ -729,17 +730,21 @@ def encode_infer(
         else:
             item["data"] = o.data
         items.append(item)
-    head = encode_json(model, version, request_id, items)
+    head = encode_json(model, version, request_id, items, parameters)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
 
 
-def encode_json(model: str, version: str, request_id: str | None, outputs: list[dict[str, Any]]) -> bytes:
+def encode_json(
+    model: str, version: str, request_id: str | None, outputs: list[dict[str, Any]], parameters: Any = None
+) -> bytes:
     """A v2 inference response of JSON output tensors (the single-row path builds them itself)."""
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if request_id is not None:
         doc["id"] = request_id
+    if parameters is not None:
+        doc["parameters"] = parameters
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

@@ -46,6 +46,13 @@ DROP_REASONS: tuple[str, ...] = ("over_limit", "reclaimed", "header_timeout", "b
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+#: Every status code ``/explain`` can answer with (``modelops_explain_requests_total{code}``). Explanations
+#: have series of their own so that their cost never shows in the latency the canary analysis reads.
+EXPLAIN_STATUS_CODES: tuple[int, ...] = (200, 400, 403, 404, 405, 413, 500, 501)
+#: Explanations take longer than predictions (TreeSHAP on a forest: milliseconds per row).
+EXPLAIN_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,18 @@ class Layout:
     numeric_span: tuple[int, int] = (0, 0)
     drop_reasons: tuple[str, ...] = DROP_REASONS
     drop_offset: int = 0
+    # /explain: requests by code, latency, rows explained.
+    explain_code_offset: dict[int, int] = field(default_factory=dict, compare=False, hash=False)
+    explain_latency_offset: int = 0
+    explain_latency_sum: int = 0
+    explain_rows: int = 0
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the layout, so that stale files are never summed."""
         parts: list[Any] = [
             self.model, self.version, self.codes, self.latency_bounds, self.classes, self.prediction_bounds,
             [(s.name, s.interior) for s in self.numeric], [(s.name, s.categories) for s in self.categorical],
-            self.drop_reasons,
+            self.drop_reasons, sorted(self.explain_code_offset), EXPLAIN_LATENCY_BUCKETS,
         ]  # fmt: skip
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -160,6 +172,13 @@ def build_layout(
         pos += len(labels)
     drop_offset = pos
     pos += len(DROP_REASONS)
+    explain_code_offset = {code: pos + i for i, code in enumerate(EXPLAIN_STATUS_CODES)}
+    pos += len(EXPLAIN_STATUS_CODES)
+    explain_latency_offset = pos
+    pos += len(EXPLAIN_LATENCY_BUCKETS) + 1
+    explain_latency_sum = pos
+    explain_rows = pos + 1
+    pos += 2
 
     return Layout(
         model=model,
@@ -183,6 +202,10 @@ def build_layout(
         numeric_span=(numeric_start, numeric_end),
         drop_reasons=DROP_REASONS,
         drop_offset=drop_offset,
+        explain_code_offset=explain_code_offset,
+        explain_latency_offset=explain_latency_offset,
+        explain_latency_sum=explain_latency_sum,
+        explain_rows=explain_rows,
     )
 
 
@@ -363,6 +386,15 @@ class Recorder:
         else:
             observe_classes(self.layout, self.values, class_index)
 
+    def explain(self, code: int, seconds: float, rows: int) -> None:
+        """One ``/explain`` request, in its own series: by code, its latency, and the rows it explained."""
+        layout, p = self.layout, self.pending
+        p[layout.explain_code_offset[code]] += 1
+        p[layout.explain_latency_offset + bisect.bisect_left(EXPLAIN_LATENCY_BUCKETS, seconds)] += 1
+        p[layout.explain_latency_sum] += seconds
+        p[layout.explain_rows] += rows
+        self.dirty = True
+
     def dropped(self, reason: str) -> None:
         """One connection the HTTP layer closed on its own, for one of :data:`DROP_REASONS`."""
         self.pending[self.layout.drop_offset + self.layout.drop_reasons.index(reason)] += 1
@@ -498,7 +530,27 @@ def families(layout: Layout, values: FloatArray) -> list[Metric]:
     for i, reason in enumerate(layout.drop_reasons):
         dropped.add_metric([*ids, reason], float(values[layout.drop_offset + i]))
     out.append(dropped)
+    out.extend(explain_families(layout, values))
     return out
+
+
+def explain_families(layout: Layout, values: FloatArray) -> list[Metric]:
+    """The ``/explain`` series: apart from ``modelops_requests_total`` and its latency, on purpose."""
+    base, ids = ["model", "version"], [layout.model, layout.version]
+    requests = CounterMetricFamily(
+        "modelops_explain_requests_total", "Requests to /explain, by HTTP status code.", labels=[*base, "code"]
+    )
+    for code, offset in sorted(layout.explain_code_offset.items()):
+        requests.add_metric([*ids, str(code)], float(values[offset]))
+    latency = HistogramMetricFamily(
+        "modelops_explain_request_duration_seconds", "Time to answer an /explain request.", labels=base
+    )
+    k = len(EXPLAIN_LATENCY_BUCKETS) + 1
+    counts = values[layout.explain_latency_offset : layout.explain_latency_offset + k]
+    latency.add_metric(ids, _cumulative(counts, EXPLAIN_LATENCY_BUCKETS), float(values[layout.explain_latency_sum]))
+    rows = CounterMetricFamily("modelops_explain_rows_total", "Rows explained by /explain.", labels=base)
+    rows.add_metric(ids, float(values[layout.explain_rows]))
+    return [requests, latency, rows]
 
 
 class Collector(_CollectorBase):

@@ -556,6 +556,11 @@ class Predictor:
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64) if want_proba else None
         return Prediction(predicted, proba, self._class_index(predicted))
 
+    def model_input(self, numeric: FloatArray, categorical: Sequence[Any]) -> Any:
+        """What the whole model is called on for a batch (numeric columns in signature order, categorical
+        columns as the codec makes them): a frame in the model's column order, or its matrix."""
+        return self._model_input(self._frame(numeric, categorical))
+
     @property
     def has_row_path(self) -> bool:
         """Whether :meth:`predict_row` can be used (a compiled model whose row path was verified at load)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelops.api.trainingrun import FeatureImportanceSpec
 from modelops.train import columns as columns_mod
-from modelops.train import estimators, fairness, importance, metrics, output, progress, refstats, signature
+from modelops.train import estimators, fairness, importance, metrics, output, progress, reference, refstats, signature
 from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
@@ -375,6 +375,7 @@ def _train_into(
             pipeline.fit(x_train, y_train)
         except (ValueError, TypeError) as exc:
             raise TrainError(f"fit failed: {one_line(str(exc), 500)}") from None
+    reference.attach(pipeline, x_train)  # what a per-row explanation is measured from (serve/explain)
 
     y_pred = pipeline.predict(x_test)
     if config.task == "classification":
