@@ -13,6 +13,8 @@ Layers, from the bottom up; each one is importable and testable without the ones
 - :mod:`~modelops.serve.predictor` loads the model, settles what each input takes (by asking it),
   and predicts, through a compiled numpy path where that is proven equal to the pipeline's own
   output at load time;
+- :mod:`~modelops.serve.explain` explains rows: each input column's contribution to the output
+  (exact for linear models, TreeSHAP for tree ensembles), folded back from the derived features;
 - :mod:`~modelops.serve.app` routes a request to a response, independent of any HTTP server;
 - :mod:`~modelops.serve.server` is the HTTP/1.1 layer (an asyncio protocol on httptools + uvloop);
 - :mod:`~modelops.serve.supervisor` runs several worker processes on one listening socket;

@@ -115,7 +115,7 @@ def _parser() -> _Parser:
     p.add_argument(
         "--explain-max-rows",
         type=_number(int, 0),
-        default=100,  # explain.DEFAULT_MAX_ROWS, not imported here: the flags parse before numpy loads
+        default=32,  # explain.DEFAULT_MAX_ROWS, not imported here: the flags parse before numpy loads
         help="most rows one /v2/models/NAME/explain request may hold; 0 turns explanations off (default: %(default)s)",
     )
     p.add_argument(
