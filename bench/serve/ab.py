@@ -1,12 +1,13 @@
-"""A/B of ``modelops serve`` against another checkout's, side by side in one run: did a change cost req/s?
+"""A/B of ``modelops serve`` against another checkout's, or against itself with feedback off, side by side in one run.
 
 Both servers serve the same model (``run.py``'s StandardScaler + LogisticRegression on breast_cancer)
 with the same flags, pinned to the same cores, driven by the same wrk (``post.lua``), scenario by
 scenario with the peers alternating round by round (as ``run.py`` does against MLServer), so that a
-shared machine's noise hits both alike. Prints req/s and p99 of each and the ratio this tree / the
-other; no MLServer needed.
+shared machine's noise hits both alike. Prints req/s and p99 of each and the ratio of the first peer
+to the second; no MLServer needed.
 
     python bench/serve/ab.py --baseline /path/to/other/checkout --duration 24 --rounds 24
+    python bench/serve/ab.py --feedback --duration 24 --rounds 24   # this tree: feedback ids on / off
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ import run  # noqa: E402  (bench/serve/run.py: the model, wrk and the percentile
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", required=True, type=Path, help="a checkout of the project (its operator/ is used)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--baseline", type=Path, help="a checkout of the project (its operator/ is used)")
+    which.add_argument(
+        "--feedback", action="store_true", help="this tree with --feedback-keys (ids in every answer) against without"
+    )
     p.add_argument("--duration", type=int, default=12, help="seconds per scenario and peer (default 12)")
     p.add_argument("--rounds", type=int, default=12, help="alternating rounds the duration is split into (default 12)")
     p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per peer and body (default 3)")
     p.add_argument("--workers", type=int, default=1, help="worker processes of each server (default 1)")
     args = p.parse_args()
-    if not (args.baseline / "operator" / "modelops").is_dir():
+    if args.baseline is not None and not (args.baseline / "operator" / "modelops").is_dir():
         print(f"ab.py: {args.baseline} has no operator/modelops", file=sys.stderr)
         return 2
 
@@ -51,10 +56,17 @@ def main() -> int:
         bodies["single"].write_bytes(run.body(test_x.to_numpy()[:1]))
         bodies["batch100"].write_bytes(run.body(test_x.to_numpy()[:100]))
         peers: dict[str, str] = {}
-        for peer, source in (("this tree", run.ROOT), ("baseline", args.baseline.resolve())):
+        if args.feedback:
+            keys = work / "keys"
+            keys.mkdir()
+            (keys / "key-1").write_bytes(os.urandom(32))
+            sides = [("feedback", run.ROOT, ["--feedback-keys", str(keys)]), ("no feedbk", run.ROOT, [])]
+        else:
+            sides = [("this tree", run.ROOT, []), ("baseline", args.baseline.resolve(), [])]
+        for peer, source, extra in sides:
             port = run.free_port()
             command = [sys.executable, "-m", "modelops", "serve", "--model-dir", str(model_dir), "--port", str(port),
-                       "--workers", str(args.workers)]  # fmt: skip
+                       "--workers", str(args.workers), *extra]  # fmt: skip
             if server_cpus:
                 command = ["taskset", "-c", server_cpus, *command]
             env = {**os.environ, "PYTHONPATH": str(source / "operator")}
@@ -91,7 +103,8 @@ def main() -> int:
                 rps[peer] = sum(x["requests"] for x in runs) / (chunk * len(runs))
                 print(f"{kind + ' c' + str(conns):14s} {peer:10s} {rps[peer]:9.0f} {run.percentile(pooled, 50):8.3f} "
                       f"{run.percentile(pooled, 99):8.3f} {sum(x['non2xx'] for x in runs):8d}", flush=True)  # fmt: skip
-            print(f"{'':14s} ratio this tree / baseline: {rps['this tree'] / rps['baseline']:.3f}", flush=True)
+            first, second = list(peers)
+            print(f"{'':14s} ratio {first} / {second}: {rps[first] / rps[second]:.3f}", flush=True)
         return 0
     finally:
         run.stop(procs, work)

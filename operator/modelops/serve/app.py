@@ -3,9 +3,14 @@
 :meth:`App.handle` is what the HTTP layer calls for every complete request. The inference path
 of the served model is matched by comparing raw bytes against targets precomputed at start-up;
 everything else goes through :meth:`App._route`. Requests to the model API are counted in the
-metrics by status code and timed; ``/metrics`` and the ``/v2/health`` probes are not, so that
-scrapes and kubelet probes do not dilute the error rate and latency the canary analysis reads, and
-``/explain`` requests (:mod:`modelops.serve.explain`) are counted and timed in series of their own.
+metrics by status code and timed; ``/metrics``, the ``/v2/health`` probes and ``/feedback`` (counted
+per label in its own series) are not, so that scrapes, kubelet probes and labels do not dilute the
+error rate and latency the canary analysis reads; ``/explain`` requests (:mod:`modelops.serve.explain`)
+are counted and timed in series of their own.
+
+With feedback on (:mod:`modelops.serve.feedback`), every inference answer carries its request's
+prediction id, and a classifier's every served row adds its probabilities to the expected confusion
+matrix whether or not the client asked for them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from modelops.serve import explain, metrics, tensors
+from modelops.serve import explain, feedback, metrics, tensors
 from modelops.serve.codec import (
     InputPlan,
     Output,
@@ -61,6 +66,7 @@ def build(
     metrics_dir: Path | None = None,
     slot: int = 0,
     explain_max_rows: int = explain.DEFAULT_MAX_ROWS,
+    feedback_settings: feedback.Settings | None = None,
 ) -> App:
     """The app of a loaded model: its input plan (from the contract the predictor settled) and metric layout."""
     contract = model.contract
@@ -72,11 +78,13 @@ def build(
         prediction_bounds=model.prediction_bounds,
         numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
         categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
+        feedback=feedback_settings is not None,
     )
     store = metrics.Store(layout, metrics_dir, slot)
     return App(
         model, plan, store, name=name, version=version, server_version=server_version,
         explain_max_rows=explain_max_rows,
+        feedback_settings=feedback_settings,
     )  # fmt: skip
 
 
@@ -93,6 +101,7 @@ class App:
         version: str,
         server_version: str,
         explain_max_rows: int = explain.DEFAULT_MAX_ROWS,
+        feedback_settings: feedback.Settings | None = None,
     ) -> None:
         self.predictor = predictor
         self.explainer = explain.Explainer(predictor)
@@ -108,9 +117,20 @@ class App:
         self.ready = True
         self._row_path = predictor.has_row_path and plan.all_numeric
         self._predict_datatype = predictor.predict_datatype
+        # A classifier's rows always get probabilities: the expected confusion matrix needs them.
+        self._estimate = predictor.class_labels is not None
+        self.feedback: feedback.Feedback | None = None
+        if feedback_settings is not None:
+            self.feedback = feedback.Feedback(
+                feedback_settings, model=name, version=version, classes=predictor.class_labels,
+                recorder=self.recorder, directory=store.directory, slot=store.slot,
+            )  # fmt: skip
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(metrics.Collector(store))
+        self._registry.register(metrics.Collector(store, self.feedback.families if self.feedback else None))
+        #: Issues the prediction ids (None with feedback off).
+        self.signer = self.feedback.signer if self.feedback is not None else None
         quoted = quote(name, safe="").encode()
+        self._feedback_path = b"/v2/models/" + quoted + b"/feedback"
         quoted_version = quote(version, safe="").encode()
         self._infer_targets = {
             b"/v2/models/" + quoted + b"/infer",
@@ -128,6 +148,7 @@ class App:
                 "platform": contract.framework,
                 "inputs": [{"name": f.name, "datatype": f.datatype, "shape": [-1]} for f in contract.features],
                 "outputs": outputs,
+                **({"parameters": {"feedback": True}} if self.feedback is not None else {}),
             },
         )
         self._model_ready = _json(200, {"name": name, "ready": True})
@@ -159,6 +180,8 @@ class App:
                 response = self._route(method, path, body, header_length)
                 self.recorder.explain(response[0], time.perf_counter() - started, self._explained)
                 return response
+            if path == self._feedback_path and self.feedback is not None:
+                return self.feedback.handle(method, body)
             response = self._route(method, path, body, header_length)
         self.recorder.request(response[0], time.perf_counter() - started)
         return response
@@ -170,6 +193,12 @@ class App:
     def flush_metrics(self) -> None:
         """Move this worker's pending observations into its metric array (see :class:`metrics.Recorder`)."""
         self.recorder.flush()
+
+    def tick(self) -> None:
+        """Once a second: flush the metrics, pick up rotated feedback keys."""
+        self.recorder.flush()
+        if self.feedback is not None:
+            self.feedback.poll()
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -197,6 +226,8 @@ class App:
             version, rest = rest[1], rest[2:]
         else:
             version = None
+        if rest == ["feedback"] and version is None and name == self.name:
+            return _error(404, "feedback is not enabled on this server: start it with --feedback-keys")
         if rest not in ([], ["ready"], ["infer"], ["explain"]):
             return _error(404, f"no route {path}")
         if name != self.name:
@@ -235,7 +266,8 @@ class App:
         except ValueError as exc:  # the binary framing (tensors.split_body)
             return _error(400, str(exc))
         try:
-            prediction = self.predictor.predict(decoded)
+            want_proba = self._estimate or "predict_proba" in decoded.outputs
+            prediction = self.predictor.predict_batch(decoded.numeric, decoded.categorical, want_proba)
         except ValueError as exc:
             # Raised by the model for input it cannot take, e.g. a category its encoder never saw.
             return _error(400, f"the model rejected the input: {exc}")
@@ -259,11 +291,19 @@ class App:
                 proba = prediction.proba
                 assert proba is not None  # decode_infer only offers predict_proba to classifiers
                 outputs.append(Output("predict_proba", "FP64", list(proba.shape), proba.ravel(), as_binary))
+        feedback_id = None
         if prediction.class_index is not None:
             self.recorder.classes(prediction.class_index)
+            if prediction.proba is not None:
+                metrics.observe_expected(layout, values, prediction.class_index, prediction.proba)
+            if self.signer is not None:
+                feedback_id = self.signer.classes_of(prediction.class_index)
         else:
-            metrics.observe_predictions(layout, values, np.asarray(prediction.predict, dtype=np.float64))
-        return self._answer(decoded.request_id, outputs)
+            predicted = np.asarray(prediction.predict, dtype=np.float64)
+            metrics.observe_predictions(layout, values, predicted)
+            if self.signer is not None:
+                feedback_id = self.signer.values_of(predicted)
+        return self._answer(decoded.request_id, outputs, feedback_id)
 
     def _explain(self, body: bytes, header_length: bytes | None) -> Response:
         """Per-row contributions (:mod:`modelops.serve.explain`) for a request shaped as for ``/infer``."""
@@ -288,25 +328,40 @@ class App:
             return _error(500, f"explanation failed: {type(exc).__name__}: {exc}")
         self._explained = decoded.rows
         outputs, parameters = explain.tensors(explanation, binary=bool(decoded.binary_outputs))
-        return self._answer(decoded.request_id, outputs, parameters)
+        return self._answer(decoded.request_id, outputs, parameters=parameters)
 
-    def _answer(self, request_id: str | None, outputs: list[Output], parameters: Any = None) -> Response:
-        payload, head = encode_infer(self.name, self.version, request_id, outputs, parameters)
+    def _answer(
+        self,
+        request_id: str | None,
+        outputs: list[Output],
+        feedback_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Response:
+        payload, head = encode_infer(self.name, self.version, request_id, outputs, feedback_id, parameters)
         if head is None:
             return 200, JSON, payload
         return 200, BINARY + b"inference-header-content-length: %d\r\n" % head, payload
 
     def _infer_row(self, row: list[float], wanted: tuple[str, ...], request_id: str | None) -> Response:
         """One numeric row, without numpy (see ``codec.single_row``): the same answer and metrics as :meth:`_infer`."""
-        prediction = self.predictor.predict_row(row, "predict_proba" in wanted)
+        prediction = self.predictor.predict_row(row, self._estimate or "predict_proba" in wanted)
         recorder = self.recorder
         recorder.row(row)
-        if prediction.class_index is not None:
-            recorder.one_class(prediction.class_index)
-        elif math.isfinite(prediction.label):
-            recorder.prediction(prediction.label)
-        else:  # where a NaN goes is numpy's call (searchsorted), as in _infer
-            metrics.observe_predictions(self.layout, self.values, np.array([prediction.label], dtype=np.float64))
+        index = prediction.class_index
+        feedback_id = None
+        if index is not None:
+            recorder.one_class(index)
+            if prediction.proba is not None:
+                recorder.expected(index, prediction.proba)
+            if self.signer is not None:
+                feedback_id = self.signer.one_class(index)
+        else:
+            if math.isfinite(prediction.label):
+                recorder.prediction(prediction.label)
+            else:  # where a NaN goes is numpy's call (searchsorted), as in _infer
+                metrics.observe_predictions(self.layout, self.values, np.array([prediction.label], dtype=np.float64))
+            if self.signer is not None:
+                feedback_id = self.signer.one_value(prediction.label)
         outputs: list[dict[str, Any]] = []
         for name in wanted:
             if name == "predict":
@@ -317,4 +372,4 @@ class App:
                 proba = prediction.proba
                 assert proba is not None  # single_row only offers predict_proba to classifiers
                 outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [1, len(proba)], "data": proba})
-        return 200, JSON, encode_json(self.name, self.version, request_id, outputs)
+        return 200, JSON, encode_json(self.name, self.version, request_id, outputs, feedback_id)

@@ -6,6 +6,10 @@ default the model dir), verify its sha256 against ``--sha256`` (or ``result.json
 pickle only with ``--allow-pickle`` (:mod:`modelops.serve.loading`). Any failure before serving is
 one line on stderr and exit code 1; readiness never turns true. With ``--workers`` above 1, a
 supervisor process holds the socket and runs the workers (:mod:`modelops.serve.supervisor`).
+
+``--feedback-keys DIR`` turns feedback on: prediction ids in every answer and the ``/feedback``
+route (:mod:`modelops.serve.feedback`, ``docs/quality.md``); a directory without a usable key stops
+the server before it serves.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_MAX_HEADER = 32 * 1024
 DEFAULT_MAX_URL = 8 * 1024
 DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_FEEDBACK_TTL = 7 * 24 * 3600
+DEFAULT_DEDUP_ENTRIES = 1 << 20
 #: Exit code of a usage error (as argparse's own): a bad flag, before anything is loaded.
 EXIT_USAGE = 2
 #: The options every worker gets from the supervisor as they were given.
 _FORWARDED = (
     "max_body_bytes", "max_header_bytes", "max_url_bytes", "max_connections", "keepalive", "header_timeout",
-    "body_timeout", "send_timeout", "graceful_timeout", "explain_max_rows",
+    "body_timeout", "send_timeout", "graceful_timeout", "explain_max_rows", "feedback_scope", "feedback_ttl",
+    "feedback_dedup_entries",
 )  # fmt: skip
 
 
@@ -112,6 +119,24 @@ def _parser() -> _Parser:
     group = p.add_argument_group("limits, per worker")
     for flag, kind, default, text in _LIMITS:
         group.add_argument(flag, type=kind, default=default, help=text + " (default: %(default)s)")
+    fb = p.add_argument_group("feedback (docs/quality.md)")
+    fb.add_argument(
+        "--feedback-keys", type=Path, metavar="DIR",
+        help="directory of feedback keys (key-<generation> files, and 'current'): turns on prediction ids and "
+        "POST /v2/models/NAME/feedback (default: off)",
+    )  # fmt: skip
+    fb.add_argument(
+        "--feedback-scope", default="", help="what ids are bound to besides the model, e.g. <namespace>/<deployment> "
+        "(default: nothing)",
+    )  # fmt: skip
+    fb.add_argument(
+        "--feedback-ttl", type=_number(int, 1, 2**31), default=DEFAULT_FEEDBACK_TTL,
+        help="seconds an id is accepted after it was issued (default: %(default)s, seven days)",
+    )  # fmt: skip
+    fb.add_argument(
+        "--feedback-dedup-entries", type=_number(int, 8, 2**31), default=DEFAULT_DEDUP_ENTRIES,
+        help="labels a pod remembers, so that a repeat counts once; 12 bytes each (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--explain-max-rows",
         type=_number(int, 0),
@@ -196,16 +221,22 @@ def _worker(args: argparse.Namespace, model_dir: Path, trusted: str, listen: Cal
     import logging
 
     from modelops import __version__
-    from modelops.serve import app, predictor, server
+    from modelops.serve import app, feedback, predictor, server
 
     logging.basicConfig(level=logging.WARNING, format="modelops serve: %(levelname)s %(name)s: %(message)s")
 
     contract = predictor.load_contract(model_dir)
     model = predictor.load(model_dir, contract, trusted, allow_pickle=args.allow_pickle)
     name = args.name or contract.model
+    settings = None
+    if args.feedback_keys is not None:
+        settings = feedback.Settings(
+            args.feedback_keys, scope=args.feedback_scope, ttl=args.feedback_ttl,
+            dedup_entries=args.feedback_dedup_entries,
+        )  # fmt: skip
     application = app.build(
         model, name=name, version=args.version, server_version=__version__, metrics_dir=args.metrics_dir,
-        slot=args.worker_slot, explain_max_rows=args.explain_max_rows,
+        slot=args.worker_slot, explain_max_rows=args.explain_max_rows, feedback_settings=settings,
     )  # fmt: skip
     # Listen only now (a single worker binds here): a probe never waits on a model still loading.
     sock = listen()
@@ -232,7 +263,7 @@ def main(argv: list[str]) -> int:
     except _UsageError as exc:
         print(f"modelops serve: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
-    from modelops.serve import artifact, loading, predictor, supervisor
+    from modelops.serve import artifact, keys, loading, predictor, supervisor, tokens
 
     # Until the server installs its own handlers, SIGTERM/SIGINT mean "stop before serving": exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -242,9 +273,13 @@ def main(argv: list[str]) -> int:
         fd = args.worker_fd
         try:
             return _worker(args, args.model_dir, (args.sha256 or "").lower(), lambda: socket.socket(fileno=fd))
-        except (artifact.ArtifactError, predictor.LoadError) as exc:
+        except (artifact.ArtifactError, predictor.LoadError, keys.KeysError) as exc:
             return _fail(str(exc))
+        except tokens.UnsignableError as exc:
+            return _fail(f"feedback: {exc}")
     try:
+        if args.feedback_keys is not None:
+            keys.read(args.feedback_keys)  # a directory without a key fails once, before any loading
         model_dir, trusted = _resolve(args)
         workers = args.workers or supervisor.default_workers()
         if workers == 1:
@@ -253,8 +288,10 @@ def main(argv: list[str]) -> int:
         contract = predictor.load_contract(model_dir)
         loading.audit_file(model_dir / contract.artifact_path, trusted, contract.artifact_format, args.allow_pickle)
         sock = _listen(args.host, args.port)
-    except (artifact.ArtifactError, predictor.LoadError, ListenError) as exc:
+    except (artifact.ArtifactError, predictor.LoadError, ListenError, keys.KeysError) as exc:
         return _fail(str(exc))
+    except tokens.UnsignableError as exc:
+        return _fail(f"feedback: {exc}")
     worker_args = [
         "--model-dir", str(model_dir), "--port", str(args.port), "--host", args.host, "--version", args.version,
         "--sha256", trusted,
@@ -265,6 +302,8 @@ def main(argv: list[str]) -> int:
         worker_args += ["--name", args.name]
     if args.allow_pickle:
         worker_args.append("--allow-pickle")
+    if args.feedback_keys is not None:
+        worker_args += ["--feedback-keys", str(args.feedback_keys)]
     metrics_dir = Path(tempfile.mkdtemp(prefix="modelops-serve-metrics-"))
     try:
         return supervisor.Supervisor(worker_args, sock, workers, metrics_dir, args.graceful_timeout).run()

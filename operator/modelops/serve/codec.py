@@ -712,12 +712,17 @@ class Output(NamedTuple):
 
 
 def encode_infer(
-    model: str, version: str, request_id: str | None, outputs: Sequence[Output], parameters: Any = None
+    model: str,
+    version: str,
+    request_id: str | None,
+    outputs: Sequence[Output],
+    feedback_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """A v2 inference response body, and the length of its JSON header when binary outputs follow it.
 
-    JSON ``data`` may be numpy arrays (serialised by orjson directly); ``parameters``, if given, is
-    the response's own ``parameters`` object.
+    JSON ``data`` may be numpy arrays (serialised by orjson directly). ``feedback_id`` and
+    ``parameters`` as in :func:`encode_json`.
     """
     items: list[dict[str, Any]] = []
     blobs: list[bytes] = []
@@ -730,21 +735,36 @@ def encode_infer(
         else:
             item["data"] = o.data
         items.append(item)
-    head = encode_json(model, version, request_id, items, parameters)
+    head = encode_json(model, version, request_id, items, feedback_id, parameters)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
 
 
 def encode_json(
-    model: str, version: str, request_id: str | None, outputs: list[dict[str, Any]], parameters: Any = None
+    model: str,
+    version: str,
+    request_id: str | None,
+    outputs: list[dict[str, Any]],
+    feedback_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> bytes:
-    """A v2 inference response of JSON output tensors (the single-row path builds them itself)."""
+    """A v2 inference response of JSON output tensors (the single-row path builds them itself).
+
+    ``feedback_id``, the request's prediction id, is the response's ``id``, unless the request had an
+    ``id`` of its own, which v2 says comes back: then it is ``parameters.feedback_id``.
+    ``parameters``, if given, starts the response's own ``parameters`` object.
+    """
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    params = dict(parameters) if parameters else {}
     if request_id is not None:
         doc["id"] = request_id
-    if parameters is not None:
-        doc["parameters"] = parameters
+        if feedback_id is not None:
+            params["feedback_id"] = feedback_id
+    elif feedback_id is not None:
+        doc["id"] = feedback_id
+    if params:
+        doc["parameters"] = params
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

@@ -21,7 +21,7 @@ import bisect
 import hashlib
 import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,10 @@ STATUS_CODES: tuple[int, ...] = (200, 400, 404, 405, 413, 414, 431, 500, 503)
 #: refused past the connection limit (answered 503), reclaimed to make room at the limit, or cut
 #: at a deadline (request head, request body, a response the client does not read).
 DROP_REASONS: tuple[str, ...] = ("over_limit", "reclaimed", "header_timeout", "body_timeout", "send_timeout")
+#: What became of each label sent to ``/feedback`` (``modelops_feedback_items_total{result}``, docs/contracts.md).
+FEEDBACK_RESULTS: tuple[str, ...] = (
+    "counted", "duplicate", "malformed", "forged", "expired", "unknown_class", "bad_actual", "version_limit",
+)  # fmt: skip
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -109,6 +113,11 @@ class Layout:
     explain_latency_offset: int = 0
     explain_latency_sum: int = 0
     explain_rows: int = 0
+    # The expected confusion matrix (classes x classes, row = predicted) of a classifier, at expected_offset.
+    expected_offset: int = -1
+    # With feedback on: one counter per FEEDBACK_RESULTS, then the dedup table's forgotten entries.
+    feedback: bool = False
+    feedback_offset: int = -1
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the layout, so that stale files are never summed."""
@@ -116,6 +125,7 @@ class Layout:
             self.model, self.version, self.codes, self.latency_bounds, self.classes, self.prediction_bounds,
             [(s.name, s.interior) for s in self.numeric], [(s.name, s.categories) for s in self.categorical],
             self.drop_reasons, sorted(self.explain_code_offset), EXPLAIN_LATENCY_BUCKETS,
+            self.expected_offset >= 0, self.feedback,
         ]  # fmt: skip
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -128,12 +138,14 @@ def build_layout(
     prediction_bounds: Sequence[float] = (),
     numeric: Sequence[tuple[str, int, Sequence[float]]] = (),
     categorical: Sequence[tuple[str, int, Sequence[str]]] = (),
+    feedback: bool = False,
 ) -> Layout:
     """Lay out the series of one model.
 
     ``numeric`` lists ``(feature, column in the numeric matrix, interior edges)``; ``categorical``
     lists ``(feature, column among the categorical columns, categories)``. ``classes`` is None for a
-    regression, whose predicted values go into a histogram with ``prediction_bounds``.
+    regression, whose predicted values go into a histogram with ``prediction_bounds``. ``feedback``
+    lays out the counters of the ``/feedback`` route.
     """
     pos = 0
     code_offset = {}
@@ -179,6 +191,14 @@ def build_layout(
     explain_latency_sum = pos
     explain_rows = pos + 1
     pos += 2
+    expected_offset = -1
+    if classes is not None:
+        expected_offset = pos
+        pos += len(class_labels) ** 2
+    feedback_offset = -1
+    if feedback:
+        feedback_offset = pos
+        pos += len(FEEDBACK_RESULTS) + 1
 
     return Layout(
         model=model,
@@ -206,6 +226,9 @@ def build_layout(
         explain_latency_offset=explain_latency_offset,
         explain_latency_sum=explain_latency_sum,
         explain_rows=explain_rows,
+        expected_offset=expected_offset,
+        feedback=feedback,
+        feedback_offset=feedback_offset,
     )
 
 
@@ -279,6 +302,14 @@ def observe_classes(layout: Layout, values: FloatArray, class_index: IntArray) -
     values[layout.classes_offset : layout.classes_offset + n] += np.bincount(class_index, minlength=n)
 
 
+def observe_expected(layout: Layout, values: FloatArray, class_index: IntArray, proba: FloatArray) -> None:
+    """Add each row's probabilities to its predicted class's row of the expected confusion matrix."""
+    n = len(layout.classes)
+    matrix = np.zeros((n, n))
+    np.add.at(matrix, class_index, proba)
+    values[layout.expected_offset : layout.expected_offset + n * n] += matrix.ravel()
+
+
 def observe_predictions(layout: Layout, values: FloatArray, predicted: FloatArray) -> None:
     """Add predicted values (a regression) to the prediction histogram, ``le`` semantics."""
     bounds = np.asarray(layout.prediction_bounds, dtype=np.float64)
@@ -336,6 +367,7 @@ class Recorder:
         self._latency_sum = layout.latency_sum
         self._code_offset = layout.code_offset
         self._classes_offset = layout.classes_offset
+        self._expected_offset = layout.expected_offset
 
     def request(self, code: int, seconds: float) -> None:
         p = self.pending
@@ -370,6 +402,24 @@ class Recorder:
     def one_class(self, index: int) -> None:
         """:meth:`classes` for one prediction."""
         self.pending[self._classes_offset + index] += 1
+        self.dirty = True
+
+    def expected(self, index: int, proba: Sequence[float]) -> None:
+        """One row's probabilities into the expected confusion matrix (the single-row path)."""
+        p = self.pending
+        at = self._expected_offset + index * len(proba)
+        for c, v in enumerate(proba):
+            p[at + c] += v
+        self.dirty = True
+
+    def feedback(self, result: str, count: int = 1) -> None:
+        """Labels sent to ``/feedback`` with one of :data:`FEEDBACK_RESULTS`."""
+        self.pending[self.layout.feedback_offset + FEEDBACK_RESULTS.index(result)] += count
+        self.dirty = True
+
+    def forgotten(self, count: int) -> None:
+        """Entries the dedup table forgot before their ids expired."""
+        self.pending[self.layout.feedback_offset + len(FEEDBACK_RESULTS)] += count
         self.dirty = True
 
     def prediction(self, value: float) -> None:
@@ -420,6 +470,7 @@ class Store:
     def __init__(self, layout: Layout, directory: Path | None = None, slot: int = 0) -> None:
         self.layout = layout
         self.directory = directory
+        self.slot = slot
         self._suffix = f"-{layout.fingerprint()}.f64"
         self._mmap: mmap.mmap | None = None
         if directory is None:
@@ -521,6 +572,11 @@ def families(layout: Layout, values: FloatArray) -> list[Metric]:
             category.add_metric([*ids, cslot.name, label], float(values[cslot.offset + i]))
     out.append(category)
 
+    if layout.expected_offset >= 0:
+        out += _expected_families(layout, values, base, ids)
+    if layout.feedback:
+        out += _feedback_families(layout, values, base, ids)
+
     dropped = CounterMetricFamily(
         "modelops_connections_dropped_total",
         "Connections the server closed on its own: over_limit (refused with 503), reclaimed (closed to make "
@@ -555,9 +611,61 @@ def explain_families(layout: Layout, values: FloatArray) -> list[Metric]:
 
 class Collector(_CollectorBase):
     """A prometheus_client collector over a :class:`Store`: every scrape sums all workers' arrays."""
+def _expected_families(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> list[Metric]:
+    n = len(layout.classes)
+    matrix = values[layout.expected_offset : layout.expected_offset + n * n].reshape(n, n)
+    confusion = CounterMetricFamily(
+        "modelops_expected_confusion",
+        "Sum of predicted probabilities: for each served row, P(actual = class) added to (predicted, actual).",
+        labels=[*base, "predicted", "actual"],
+    )
+    correct = CounterMetricFamily(
+        "modelops_expected_correct",
+        "Sum over served rows predicted as class of P(actual = class): the expected confusion matrix's diagonal.",
+        labels=[*base, "class"],
+    )
+    actual = CounterMetricFamily(
+        "modelops_expected_actual",
+        "Sum over served rows of P(actual = class): the expected confusion matrix's column sums.",
+        labels=[*base, "class"],
+    )
+    columns = matrix.sum(axis=0)
+    for i, predicted in enumerate(layout.classes):
+        for j, label in enumerate(layout.classes):
+            confusion.add_metric([*ids, predicted, label], float(matrix[i, j]))
+        correct.add_metric([*ids, predicted], float(matrix[i, i]))
+        actual.add_metric([*ids, predicted], float(columns[i]))
+    return [confusion, correct, actual]
 
-    def __init__(self, store: Store) -> None:
+
+def _feedback_families(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> list[Metric]:
+    items = CounterMetricFamily(
+        "modelops_feedback_items",
+        "Labels sent to /feedback, by what became of them.",
+        labels=[*base, "result"],
+    )
+    for i, result in enumerate(FEEDBACK_RESULTS):
+        items.add_metric([*ids, result], float(values[layout.feedback_offset + i]))
+    forgotten = CounterMetricFamily(
+        "modelops_feedback_dedup_forgotten",
+        "Labels the dedup table forgot before their ids expired (a repeat of one would count again).",
+        labels=base,
+    )
+    forgotten.add_metric(ids, float(values[layout.feedback_offset + len(FEEDBACK_RESULTS)]))
+    return [items, forgotten]
+
+
+class Collector(_CollectorBase):
+    """A prometheus_client collector over a :class:`Store`: every scrape sums all workers' arrays.
+
+    ``extra`` adds families kept elsewhere (the label counters of :mod:`modelops.serve.labels`).
+    """
+
+    def __init__(self, store: Store, extra: Callable[[], Iterable[Metric]] | None = None) -> None:
         self.store = store
+        self.extra = extra
 
     def collect(self) -> Iterator[Metric]:
         yield from families(self.store.layout, self.store.snapshot())
+        if self.extra is not None:
+            yield from self.extra()

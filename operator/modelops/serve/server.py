@@ -522,14 +522,14 @@ def fit_to_descriptors(limits: Limits) -> Limits:
 
 
 async def _tick(state: _State) -> None:
-    """Once a second: refresh the cached Date header, flush metrics, enforce the deadlines."""
+    """Once a second: refresh the cached Date header, enforce the deadlines, flush metrics, re-read rotated keys."""
     while True:
         await asyncio.sleep(1.0)
         state.refresh_date()
         now = time.monotonic()
         for conn in list(state.connections):
             conn.check(now)
-        state.app.flush_metrics()
+        state.app.tick()
 
 
 async def serve(app: App, sock: socket.socket, *, limits: Limits, graceful_timeout: float) -> None:

@@ -1,0 +1,234 @@
+"""The counters of labels fed back, per version that predicted: made on a version's first label, summed over workers.
+
+Unlike the other series (:mod:`modelops.serve.metrics`), whose layout is fixed by the served model at
+load, labels arrive for whichever version an id names: the pod's own, the canary's, or one rolled
+out days ago. So each worker keeps a list of *blocks*, one per version it has counted, each a
+contiguous run of cells in a float64 array:
+
+- classification: ``[labels, confusion[0,0], confusion[0,1], …]`` over the version's classes (from
+  the id, which carries them);
+- regression: ``[labels, absolute error, squared error, overestimate, underestimate]``.
+
+With several workers, a worker's blocks are described, one JSON line each, in ``labels-<slot>.jsonl``
+in the supervisor's metrics directory, and its cells are ``labels-<slot>.f64`` beside it (grown as
+blocks are added); a line is written before any cell of its block is counted, so a scrape (by any
+worker) that reads both never sees a cell it cannot name. A restarted worker reopens its files and
+carries on counting. :func:`families` sums every worker's blocks by (version, labels), so two workers
+(or two blocks) of one version add up into one series.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.core import CounterMetricFamily, Metric
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Versions one worker counts labels for, its own included; a label of another is refused.
+MAX_VERSIONS = 32
+REGRESSION_CELLS = ("labels", "absolute_error", "squared_error", "overestimate", "underestimate")
+
+
+class VersionLimitError(Exception):
+    """This worker counts labels of :data:`MAX_VERSIONS` versions already."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One version's cells: ``base`` is the index of its label count; ``classes`` None for a regression."""
+
+    version: str
+    classes: tuple[str, ...] | None
+    base: int
+
+    @property
+    def size(self) -> int:
+        return 1 + (len(self.classes) ** 2 if self.classes is not None else len(REGRESSION_CELLS) - 1)
+
+    def describe(self) -> str:
+        return json.dumps({"version": self.version, "classes": self.classes, "base": self.base})
+
+
+def _parse_blocks(text: str) -> list[Block]:
+    """The complete lines of a blocks file (a last line still being written is skipped)."""
+    blocks = []
+    for line in text.split("\n")[:-1]:
+        try:
+            doc = json.loads(line)
+            classes = tuple(str(c) for c in doc["classes"]) if doc["classes"] is not None else None
+            blocks.append(Block(str(doc["version"]), classes, int(doc["base"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return blocks
+
+
+class Store:
+    """One worker's label counters (see the module docstring)."""
+
+    def __init__(self, model: str, directory: Path | None = None, slot: int = 0) -> None:
+        self.model = model
+        self.directory = directory
+        self.blocks: dict[tuple[str, tuple[str, ...] | None], Block] = {}
+        self.versions: set[str] = set()
+        self.size = 0
+        self.values: FloatArray = np.zeros(64, dtype=np.float64)
+        self._map: mmap.mmap | None = None
+        self._fd: int | None = None
+        self._blocks_path: Path | None = None
+        if directory is not None:
+            self._blocks_path = directory / f"labels-{slot}.jsonl"
+            self._fd = os.open(directory / f"labels-{slot}.f64", os.O_RDWR | os.O_CREAT, 0o600)
+            for block in _parse_blocks(self._blocks_path.read_text() if self._blocks_path.exists() else ""):
+                self._remember(block)
+            self._resize(max(64, self.size))
+
+    def _remember(self, block: Block) -> None:
+        self.blocks[(block.version, block.classes)] = block
+        self.versions.add(block.version)
+        self.size = max(self.size, block.base + block.size)
+
+    def _resize(self, cells: int) -> None:
+        if self._fd is None:
+            grown = np.zeros(cells, dtype=np.float64)
+            grown[: len(self.values)] = self.values[:cells]
+            self.values = grown
+            return
+        if os.fstat(self._fd).st_size < cells * 8:
+            os.ftruncate(self._fd, cells * 8)
+        old = self._map
+        self._map = mmap.mmap(self._fd, cells * 8)
+        self.values = np.frombuffer(self._map, dtype=np.float64)
+        if old is not None:
+            old.close()
+
+    def block(self, version: str, classes: Sequence[str] | None) -> Block:
+        """The block of a version (made on first use); :class:`VersionLimitError` past :data:`MAX_VERSIONS`."""
+        key = (version, tuple(classes) if classes is not None else None)
+        found = self.blocks.get(key)
+        if found is not None:
+            return found
+        if version not in self.versions and len(self.versions) >= MAX_VERSIONS:
+            raise VersionLimitError(
+                f"this server counts labels of {MAX_VERSIONS} versions already; version {version!r} would be one more"
+            )
+        block = Block(version, key[1], self.size)
+        if block.base + block.size > len(self.values):
+            self._resize(max(2 * len(self.values), block.base + block.size))
+        if self._blocks_path is not None:
+            with self._blocks_path.open("a") as f:
+                f.write(block.describe() + "\n")
+        self._remember(block)
+        return block
+
+    def add_class(self, block: Block, predicted: int, actual: int) -> None:
+        assert block.classes is not None
+        values = self.values
+        values[block.base] += 1
+        values[block.base + 1 + predicted * len(block.classes) + actual] += 1
+
+    def add_value(self, block: Block, predicted: float, actual: float) -> None:
+        error = predicted - actual
+        base = block.base
+        values = self.values
+        values[base] += 1
+        values[base + 1] += abs(error)
+        values[base + 2] += error * error
+        if error > 0:
+            values[base + 3] += error
+        else:
+            values[base + 4] -= error
+
+    def snapshot(self) -> list[tuple[Block, FloatArray]]:
+        """Every worker's blocks with their cells (only this worker's without a directory)."""
+        if self.directory is None:
+            return [(b, self.values[b.base : b.base + b.size]) for b in self.blocks.values()]
+        out = []
+        for path in sorted(self.directory.glob("labels-*.jsonl")):
+            cells = path.with_suffix(".f64")
+            try:
+                blocks = _parse_blocks(path.read_text())
+                values = np.fromfile(cells, dtype=np.float64)
+            except OSError:
+                continue
+            out += [(b, values[b.base : b.base + b.size]) for b in blocks if b.base + b.size <= len(values)]
+        return out
+
+
+def _sum(snapshot: Iterable[tuple[Block, FloatArray]]) -> tuple[dict[str, float], dict[tuple[str, ...], float]]:
+    """(label count per version, every other cell by (family, version, labels…)), summed."""
+    labels: dict[str, float] = {}
+    cells: dict[tuple[str, ...], float] = {}
+    for block, values in snapshot:
+        labels[block.version] = labels.get(block.version, 0.0) + float(values[0])
+        if block.classes is None:
+            for name, value in zip(REGRESSION_CELLS[1:], values[1:], strict=True):
+                key: tuple[str, ...] = (name, block.version)
+                cells[key] = cells.get(key, 0.0) + float(value)
+            continue
+        n = len(block.classes)
+        matrix = values[1:].reshape(n, n)
+        for i, predicted in enumerate(block.classes):
+            for j, actual in enumerate(block.classes):
+                key = ("confusion", block.version, predicted, actual)
+                cells[key] = cells.get(key, 0.0) + float(matrix[i, j])
+    return labels, cells
+
+
+def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[Metric]:
+    """The ``modelops_feedback_*`` quality families of ``docs/contracts.md`` from every worker's blocks."""
+    label_counts, cells = _sum(snapshot)
+    base = ["model", "version"]
+    total = CounterMetricFamily(
+        "modelops_feedback_labels", "Labels fed back and counted, by the version that predicted.", labels=base
+    )
+    for version, count in sorted(label_counts.items()):
+        total.add_metric([model, version], count)
+    out: list[Metric] = [total]
+    confusion = CounterMetricFamily(
+        "modelops_feedback_confusion",
+        "Labelled predictions by predicted and actual class, by the version that predicted.",
+        labels=[*base, "predicted", "actual"],
+    )
+    margins: dict[str, dict[tuple[str, str], float]] = {"correct": {}, "predicted": {}, "actual": {}}
+    regression: dict[str, list[tuple[str, float]]] = {name: [] for name in REGRESSION_CELLS[1:]}
+    for key, value in sorted(cells.items()):
+        if key[0] == "confusion":
+            version, predicted, actual = key[1], key[2], key[3]
+            confusion.add_metric([model, version, predicted, actual], value)
+            margins["predicted"][(version, predicted)] = margins["predicted"].get((version, predicted), 0.0) + value
+            margins["actual"][(version, actual)] = margins["actual"].get((version, actual), 0.0) + value
+            if predicted == actual:
+                margins["correct"][(version, predicted)] = value
+        else:
+            regression[key[0]].append((key[1], value))
+    out.append(confusion)
+    helps = {
+        "correct": "Labelled predictions that were right, by class (the confusion matrix's diagonal).",
+        "predicted": "Labelled predictions, by predicted class (the confusion matrix's row sums).",
+        "actual": "Labelled predictions, by actual class (the confusion matrix's column sums).",
+    }
+    for name, help_text in helps.items():
+        family = CounterMetricFamily(f"modelops_feedback_{name}", help_text, labels=[*base, "class"])
+        for (version, label), value in sorted(margins[name].items()):
+            family.add_metric([model, version, label], value)
+        out.append(family)
+    regression_help = {
+        "absolute_error": "Sum of |predicted - actual| over labelled predictions (regression).",
+        "squared_error": "Sum of (predicted - actual)^2 over labelled predictions (regression).",
+        "overestimate": "Sum of max(predicted - actual, 0) over labelled predictions (regression).",
+        "underestimate": "Sum of max(actual - predicted, 0) over labelled predictions (regression).",
+    }
+    for name, help_text in regression_help.items():
+        family = CounterMetricFamily(f"modelops_feedback_{name}", help_text, labels=base)
+        for version, value in regression[name]:
+            family.add_metric([model, version], value)
+        out.append(family)
+    return [family for family in out if family.samples]
