@@ -4,8 +4,9 @@ No cluster runs here, so :class:`PodRunner` does their part for the model-server
 one ModelDeployment: it watches (by polling the API) the ``<name>-stable`` and ``<name>-canary``
 Deployments the operator writes, and runs one pod per Deployment with replicas > 0 as a local
 ``modelops serve`` process — the container's own args and env, with the pod's paths mapped into
-a work directory (the ``model`` ConfigMap volume is written out as files, the cache emptyDir is a
-directory) and the pod's port replaced by a free loopback port. When a Deployment's pod template
+a work directory (the ``model`` ConfigMap volume is written out as files, a Secret volume too, and
+updated in place when the Secret changes, as the kubelet swaps a ``..data`` symlink; the cache
+emptyDir is a directory) and the pod's port replaced by a free loopback port. When a Deployment's pod template
 changes (a new version) the old process is stopped and a new one started; at 0 replicas it is
 stopped. The running pods are Prometheus' file_sd targets with the meta labels Kubernetes
 discovery gives them (namespace, Service, pod name and the pod template's labels), relabelled by
@@ -21,6 +22,7 @@ stands for all of a Deployment's replicas.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -54,6 +56,7 @@ class Pod:
     process: subprocess.Popen[bytes]
     log: Path
     labels: dict[str, str]  # the pod template's labels
+    secrets: dict[str, Path]  # Secret name -> the directory its volume is written to
 
     def ready(self) -> bool:
         """The readiness probe: the process runs and ``/v2/health/ready`` answers 200."""
@@ -153,6 +156,9 @@ class PodRunner:
                     if pod is not None:
                         self.pods[name] = pod
                         changed = True
+            for pod in self.pods.values():
+                for secret, directory in pod.secrets.items():
+                    self._write_secret(secret, directory)
             if changed:
                 self.prometheus.set_targets(
                     [
@@ -187,6 +193,7 @@ class PodRunner:
         version = template["metadata"]["labels"].get("modelops.io/version", "?")
         root = self.workdir / f"{name}-{version}"
         mounts: dict[str, Path] = {}
+        secrets: dict[str, Path] = {}
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
             source = volumes.get(mount["name"], {})
@@ -196,6 +203,10 @@ class PodRunner:
                 continue
             local = root / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
+            if "secret" in source:
+                if not self._write_secret(source["secret"]["secretName"], local):
+                    return None
+                secrets[source["secret"]["secretName"]] = local
             if "configMap" in source:
                 try:
                     config = self.kube.get("v1", "ConfigMap", self.namespace, source["configMap"]["name"])
@@ -229,8 +240,39 @@ class PodRunner:
             )
         labels = dict(template["metadata"].get("labels") or {})
         return Pod(
-            name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log, labels
-        )
+            name, version, json.dumps(template, sort_keys=True), f"http://127.0.0.1:{port}", port, process, log, labels,
+            secrets,
+        )  # fmt: skip
+
+    def _write_secret(self, name: str, directory: Path) -> bool:
+        """Write a Secret volume (in place, when it changed) as the kubelet does; False while it is missing."""
+        try:
+            secret = self.kube.get("v1", "Secret", self.namespace, name)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        version = str(secret["metadata"].get("resourceVersion"))
+        marker = directory / "..version"
+        if marker.exists() and marker.read_text() == version:
+            return True
+        data = directory / f"..data-{version}"
+        data.mkdir(exist_ok=True)
+        files = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+        for key, raw in files.items():
+            (data / key).write_bytes(raw)
+        link = directory / "..data.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(data.name)
+        os.replace(link, directory / "..data")
+        for key in files:
+            if not (directory / key).is_symlink():
+                (directory / key).symlink_to(f"..data/{key}")
+        for entry in directory.iterdir():
+            if entry.is_symlink() and not entry.name.startswith("..") and entry.name not in files:
+                entry.unlink()
+        marker.write_text(version)
+        return True
 
     def _map_env(self, value: str) -> str:
         """An env value naming a path under the pods' ``/mnt/pvc``, mapped to ``pvc_root`` when given."""

@@ -500,6 +500,9 @@ NEEDED: list[tuple[str, str, str]] = [
         )
         for verb in ("get", "list", "watch", "create", "patch", "delete")
     ],
+    ("", "secrets", "create"),  # the feedback keys; get/patch are granted on that Secret by name only
+    ("", "secrets", "get"),
+    ("", "secrets", "patch"),
     ("", "pods", "get"),
     ("", "pods", "list"),
     ("", "pods", "watch"),
@@ -513,6 +516,19 @@ NEEDED_CLUSTER: list[tuple[str, str, str]] = [
     ("", "namespaces", "get"),
     ("authorization.k8s.io", "subjectaccessreviews", "create"),
 ]
+
+
+def assert_secrets_only_the_feedback_keys(rules: list[dict[str, Any]]) -> None:
+    """Secrets: create (RBAC cannot name what does not exist yet), and the feedback keys' Secret by name; no list."""
+    for rule in rules:
+        if "secrets" not in rule["resources"]:
+            continue
+        assert rule["resources"] == ["secrets"], rule
+        if rule.get("resourceNames"):
+            assert rule["resourceNames"] == ["modelops-feedback-keys"], rule
+            assert set(rule["verbs"]) <= {"get", "update", "patch"}, rule
+        else:
+            assert rule["verbs"] == ["create"], rule
 
 
 def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -536,7 +552,8 @@ def test_cluster_wide_operator_role_covers_what_it_does(render: Render) -> None:
     missing = [need for need in [*NEEDED, *NEEDED_CLUSTER] if need not in grants]
     assert missing == []
     assert ("kopf.dev", "clusterkopfpeerings", "patch") in grants
-    assert not any(r in ("secrets", "pods/exec") for _, r, _ in grants), "no secrets, no exec"
+    assert not any(r == "pods/exec" for _, r, _ in grants), "no exec"
+    assert_secrets_only_the_feedback_keys(role["rules"])
     assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in grants)
     binding = one(objects, "ClusterRoleBinding", "modelops-operator")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "modelops-operator", "namespace": NAMESPACE}]
@@ -554,6 +571,7 @@ def test_namespaced_mode_grants_namespaced_resources_only_in_watched_namespaces(
     for role in roles:
         grants = _grants(role["rules"])
         assert [need for need in NEEDED if need not in grants] == []
+        assert_secrets_only_the_feedback_keys(role["rules"])
         assert ("kopf.dev", "kopfpeerings", "patch") in grants
         binding = one(
             [b for b in find(objects, "RoleBinding") if b["metadata"]["namespace"] == role["metadata"]["namespace"]],

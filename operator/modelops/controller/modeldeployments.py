@@ -51,7 +51,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import artifactpolicy, requeue
+from modelops.controller import artifactpolicy, feedbackkeys, requeue
 from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -245,6 +245,7 @@ async def converge(
         children = serving.desired_children(
             spec, owner, traffic, stable=stable_version, canary=canary_version, image=image(), rule_labels=labels,
             stable_replicas_now=stable_now, allow_pickle=allow_pickle, run_as=run_as_user(),
+            feedback_ttl=feedbackkeys.rotation_seconds(),
         )  # fmt: skip
     except (serving.InvalidVersionError, ValueError) as error:
         return [], str(error)
@@ -510,7 +511,11 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             bound = await bound_versions(ctx.namespace, decision.traffic, decision.status)
             stable_obj, _, replaced = bound
             stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
-            put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound, policy)
+            # The servers mount the namespace's feedback keys: the Secret comes first.
+            problem = await feedbackkeys.ensure(ctx.namespace, ctx.name, str(fresh["metadata"]["uid"]))
+            put_back: list[str] = []
+            if problem is None:
+                put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound, policy)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
                 events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
         stable_name = decision.status.get("stableVersion")
@@ -649,12 +654,13 @@ def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[st
 
 
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
-    """Add this kind's handlers to an operator's registry: the reconcile and the two watchers."""
+    """Add this kind's handlers to an operator's registry: the reconcile, the two watchers, the keys' timer."""
 
     async def on_child(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
         await on_child_event(event, body, logger, policy)
 
     register(registry, kind_info("ModelDeployment"), make_reconcile(policy))
+    feedbackkeys.setup(registry)
     for api_version, _kind, group, plural in CHILD_KINDS:
         version = api_version.rsplit("/", 1)[-1]
         kopf.on.event(

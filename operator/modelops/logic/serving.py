@@ -9,7 +9,8 @@ ModelDeployment, whole (labels and ownerReferences included):
   with its sha256, signature, reference statistics);
 - Deployments ``<name>-stable`` and ``<name>-canary`` running ``modelops serve`` on the version's
   artifact (a ``pvc://`` claim mounted read-only, other stores fetched into an emptyDir cache),
-  v2 health probes, a locked-down security context and graceful shutdown;
+  v2 health probes, a locked-down security context and graceful shutdown, and the namespace's
+  feedback keys (``logic.feedbackkeys``) mounted so that every answer carries a prediction id;
 - a Service over both (selector ``modelops.io/deployment``), a ServiceMonitor and a
   PrometheusRule with error-rate and latency alerts (carrying the cluster's rule labels);
 - optionally an HPA for the stable Deployment and a PodDisruptionBudget;
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modeldeployment import ModelDeploymentSpec
-from modelops.logic import policy
+from modelops.logic import feedbackkeys, policy
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 
@@ -309,6 +310,7 @@ def _deployment(
     image: str,
     run_as: int | None,
     allow_pickle: bool = False,
+    feedback_ttl: int = feedbackkeys.DEFAULT_ROTATION_SECONDS,
 ) -> JsonDict:
     version_name = str((version.get("metadata") or {}).get("name"))
     artifact = (version.get("spec") or {}).get("artifact") or {}
@@ -327,6 +329,7 @@ def _deployment(
         "--sha256", str(artifact.get("sha256")),
         "--cache-dir", CACHE_DIR,
         "--graceful-timeout", str(GRACEFUL_TIMEOUT),
+        *feedbackkeys.server_args(f"{owner.namespace}/{owner.name}", feedback_ttl),
     ]  # fmt: skip
     if spec.server.workers is not None:
         args += ["--workers", str(spec.server.workers)]
@@ -360,6 +363,7 @@ def _deployment(
             {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
             {"name": "cache", "mountPath": CACHE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            feedbackkeys.mount(),
             *pvc_mounts,
         ],
         "securityContext": container_security(),
@@ -375,6 +379,7 @@ def _deployment(
             {"name": "model", "configMap": {"name": _config_name(owner, version)}},
             {"name": "cache", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
+            feedbackkeys.volume(),
             *pvc_volumes,
         ],
     }
@@ -576,6 +581,7 @@ def desired_children(
     stable_replicas_now: int | None = None,
     allow_pickle: bool = False,
     run_as: int | None = IMAGE_UID,
+    feedback_ttl: int = feedbackkeys.DEFAULT_ROTATION_SECONDS,
 ) -> Children:
     """Every child of a ModelDeployment for the given traffic.
 
@@ -585,6 +591,7 @@ def desired_children(
     (``spec.replicas`` omitted); ``stable_replicas_now`` (the Deployment's current count) then
     sizes the canary. ``allow_pickle`` (the governance policy's verdict for the namespace) lets a
     joblib version's server load it. The servers run as ``run_as`` (None: as the platform assigns).
+    ``feedback_ttl`` is the prediction ids' lifetime, the keys' rotation period.
     Raises InvalidVersionError when a version cannot be served.
     """
     gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
@@ -600,8 +607,9 @@ def desired_children(
             keep.append(config)
         keep.append(
             _deployment(
-                spec, owner, version, role=role, replicas=count, image=image, run_as=run_as, allow_pickle=allow_pickle
-            )
+                spec, owner, version, role=role, replicas=count, image=image, run_as=run_as,
+                allow_pickle=allow_pickle, feedback_ttl=feedback_ttl,
+            )  # fmt: skip
         )
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))

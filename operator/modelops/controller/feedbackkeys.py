@@ -1,0 +1,112 @@
+"""Keeping each namespace's feedback-keys Secret: made before its model servers, rotated on schedule.
+
+The decisions are pure (:mod:`modelops.logic.feedbackkeys`); this module reads the Secret, writes
+what they return with the Secret's ``resourceVersion`` as a precondition, and reads again on a
+conflict, so that two reconciles (or two operators) never rotate twice or lose an owner. The
+ModelDeployment reconcile calls :func:`ensure` before it writes the server Deployments that mount
+the Secret; a timer on every ModelDeployment calls it too, which rotates when a period has passed
+and puts a deleted Secret back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from typing import Any, cast
+
+import kopf
+
+from modelops.controller.common import kube
+from modelops.controller.kube import KubeError
+from modelops.logic import feedbackkeys as logic
+
+_ATTEMPTS = 8
+_locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def rotation_seconds() -> int:
+    """The rotation period, which is also every prediction id's lifetime (``feedback.keyRotationSeconds``)."""
+    return int(os.environ.get("MODELOPS_FEEDBACK_KEY_ROTATION_SECONDS") or logic.DEFAULT_ROTATION_SECONDS)
+
+
+def check_seconds() -> float:
+    """How often the timer looks whether a rotation is due."""
+    configured = os.environ.get("MODELOPS_FEEDBACK_KEY_CHECK_SECONDS")
+    return float(configured) if configured else max(1.0, min(60.0, rotation_seconds() / 4))
+
+
+def _lock(namespace: str) -> asyncio.Lock:
+    key = (id(asyncio.get_running_loop()), namespace)
+    if key not in _locks:
+        _locks[key] = asyncio.Lock()
+    return _locks[key]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+async def ensure(namespace: str, owner_name: str, owner_uid: str) -> str | None:
+    """The Secret exists, names this ModelDeployment among its owners and is rotated when due; or the problem."""
+    owner = logic.owner_ref(owner_name, owner_uid)
+    async with _lock(namespace):
+        for _ in range(_ATTEMPTS):
+            try:
+                if await _step(namespace, owner):
+                    return None
+            except KubeError as error:
+                if error.status != 409:
+                    return f"Secret {namespace}/{logic.SECRET_NAME}: {error.message}"
+    return f"Secret {namespace}/{logic.SECRET_NAME} kept changing; will try again"
+
+
+async def _step(namespace: str, owner: dict[str, Any]) -> bool:
+    """One read and at most one write; True when nothing more is to be done."""
+    secret = await kube().get("v1", "Secret", namespace, logic.SECRET_NAME)
+    now = _now()
+    if secret is None:
+        await kube().create(logic.fresh(namespace, [owner], now, os.urandom))
+        return True
+    if not logic.is_ours(secret):
+        raise _NotOursError()
+    state = logic.state_of(secret)
+    if state is None:
+        await _patch(namespace, logic.reset_patch(now, os.urandom, secret))
+        message = "the feedback keys were malformed and are made anew: earlier prediction ids are refused"
+        kopf.warn(kopf.Body(cast(kopf.RawBody, secret)), reason="FeedbackKeysReset", message=message)
+        return False
+    patch = logic.owner_patch(secret, owner)
+    if patch is not None:
+        await _patch(namespace, patch)
+        return False
+    if logic.seconds_to_rotation(state, now, rotation_seconds()) <= 0:
+        await _patch(namespace, logic.rotation_patch(secret, state, now, os.urandom))
+    return True
+
+
+class _NotOursError(KubeError):
+    """A Secret of the name that the operator did not make: never overwritten."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "NotOurs", "a Secret of that name exists and is not the operator's (its labels)")
+
+
+async def _patch(namespace: str, patch: dict[str, Any]) -> None:
+    await kube().patch("v1", "Secret", namespace, logic.SECRET_NAME, patch)
+
+
+async def keep_keys(name: str, namespace: str | None, uid: str | None, logger: Any, **_: Any) -> None:
+    """The timer: rotate when due, put a deleted Secret back."""
+    if not namespace or not uid:
+        return
+    problem = await ensure(namespace, name, uid)
+    if problem is not None:
+        logger.warning(f"feedback keys: {problem}")
+
+
+def setup(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.timer(
+        "modelops.io", "v1alpha1", "modeldeployments", id="feedback-keys", registry=registry,
+        interval=check_seconds(),
+    )(keep_keys)  # fmt: skip
