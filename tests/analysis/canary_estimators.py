@@ -52,13 +52,20 @@ class Broken(_Wrapped):
 
 
 class Slow(_Wrapped):
-    """Sleeps ``seconds`` in every live prediction: p99 latency goes up."""
+    """Sleeps ``seconds`` in every live request: p99 latency goes up.
+
+    The server asks a classifier for ``predict`` and ``predict_proba`` of every live row (the expected
+    confusion matrix needs the probabilities), so only ``predict`` sleeps: once per request.
+    """
 
     def __init__(self, seconds: float = 0.3) -> None:
         self.seconds = seconds
 
     def _live(self, x: Any) -> None:
         time.sleep(self.seconds)
+
+    def predict_proba(self, x: Any) -> Any:
+        return self.inner_.predict_proba(x)
 
 
 class Constant(_Wrapped):

@@ -24,17 +24,14 @@ from sklearn.metrics import confusion_matrix
 from modelops.serve import tokens
 from serve import modelkit
 from serve.conftest import Server
-from serve.test_feedback_parts import kubelet_write
+from serve.test_feedback_parts import kubelet_write, one_key_dir
 
 Models = dict[str, modelkit.ModelDir]
 
 
 @pytest.fixture
 def keys_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "keys"
-    directory.mkdir()
-    (directory / "key-1").write_bytes(os.urandom(32))
-    return directory
+    return one_key_dir(tmp_path / "keys")
 
 
 def feedback_server(model: modelkit.ModelDir, keys: Path, *extra: str) -> Server:

@@ -185,6 +185,13 @@ def test_keys_directory(tmp_path: Path) -> None:
         keys.read(empty)
 
 
+def one_key_dir(directory: Path) -> Path:
+    """A keys directory with one key, as a laptop's setup (``head -c 32 /dev/urandom > keys/key-1``)."""
+    directory.mkdir()
+    (directory / "key-1").write_bytes(os.urandom(32))
+    return directory
+
+
 def kubelet_write(directory: Path, files: dict[str, bytes], generation: int) -> None:
     """Update a directory the way the kubelet updates a Secret volume: a new data dir, swapped by symlink."""
     data = directory / f"..data-{generation}"

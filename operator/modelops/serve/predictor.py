@@ -15,6 +15,11 @@ Three paths, chosen once at load time:
 - ``frame``: a model with categorical inputs gets a pandas DataFrame, each column in the dtype it
   was trained on (:mod:`modelops.serve.codec` converts the values).
 
+A classifier's every batch is asked for probabilities too (the expected confusion matrix needs them):
+its preprocessing runs once, and only the final estimator is asked twice, for ``predict`` and
+``predict_proba`` -- once, where scikit-learn defines ``predict`` as the class of the highest
+probability (:data:`ARGMAX_PREDICTORS`).
+
 Before choosing, the inputs are settled against the artifact itself (:func:`resolve_features`): how
 each categorical column's encoder holds its categories (integers, floats, booleans or strings), and,
 by asking the model on probe rows (:func:`modelops.train.signature.columns_taking`), in which columns it
@@ -48,6 +53,15 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
 _PROBE_ROWS = 256
+#: Final estimators whose ``predict`` is, in scikit-learn's own code, ``classes_[argmax(predict_proba)]``:
+#: asked for probabilities, they are asked once.
+ARGMAX_PREDICTORS = frozenset(
+    {
+        ("sklearn.ensemble._forest", "RandomForestClassifier"),
+        ("sklearn.ensemble._forest", "ExtraTreesClassifier"),
+        ("sklearn.calibration", "CalibratedClassifierCV"),
+    }
+)
 _LINEAR_REGRESSORS = frozenset(
     {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet", "ElasticNetCV", "BayesianRidge"}
 )
@@ -348,12 +362,16 @@ class Predictor:
         self._compiled: _Compiled | None = None
         self._row: _Compiled | None = None
         self.path = "frame"
+        self._steps = _steps_of(model)
+        final = self._steps[-1]
+        self._argmax_predicts = (type(final).__module__, type(final).__name__) in ARGMAX_PREDICTORS and (
+            self.classes is not None and np.ndim(getattr(final, "classes_", ())) == 1
+        )
         if not self.categorical_names:
             index = {n: j for j, n in enumerate(self.numeric_names)}
             self._order = np.array([index[n] for n in self.model_columns], dtype=np.intp)
             self._identity = bool(np.all(self._order == np.arange(len(self._order))))
             self.path = "steps"
-            self._steps = _steps_of(model)
             probe = self._with_missing(_probe(contract, self.numeric_names))
             reference = self._reference(probe)
             finite_only = not any(f.accepts_missing or f.accepts_infinite for f in contract.features)
@@ -531,10 +549,16 @@ class Predictor:
                 return self._call_steps(x, want_proba)
         return self._call_steps(x, want_proba)
 
-    def _call_steps(self, x: FloatArray, want_proba: bool) -> Prediction:
+    def _call_steps(self, x: Any, want_proba: bool) -> Prediction:
+        """The pipeline's steps one by one (what ``Pipeline.predict`` does), the final one asked once or twice."""
         *transforms, final = self._steps
         for step in transforms:
             x = step.transform(x)
+        if want_proba and self._argmax_predicts:
+            assert self.classes is not None
+            probabilities = np.asarray(final.predict_proba(x), dtype=np.float64)
+            index: IntArray = probabilities.argmax(axis=1)
+            return Prediction(self.classes.take(index), probabilities, index)
         predicted = np.asarray(final.predict(x))
         proba = np.asarray(final.predict_proba(x), dtype=np.float64) if want_proba else None
         return Prediction(predicted, proba, self._class_index(predicted))
@@ -552,9 +576,10 @@ class Predictor:
         if self.path == "steps":
             return self._predict_steps(numeric, want_proba)
         frame = self._model_input(self._frame(numeric, categorical))
+        if want_proba:  # the preprocessing once, not once for each question
+            return self._call_steps(frame, True)
         predicted = np.asarray(self.model.predict(frame))
-        proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64) if want_proba else None
-        return Prediction(predicted, proba, self._class_index(predicted))
+        return Prediction(predicted, None, self._class_index(predicted))
 
     def model_input(self, numeric: FloatArray, categorical: Sequence[Any]) -> Any:
         """What the whole model is called on for a batch (numeric columns in signature order, categorical
