@@ -84,7 +84,7 @@ def test_a_classifier_id_reads_back_as_the_layout_says(classes: list[str], rows:
     assert theirs["version"] == ours.version == version
     assert theirs["classes"] == list(ours.classes or ()) == classes
     assert theirs["rows"] == ours.rows == rows
-    assert theirs["predicted"] == ours.predicted_classes().tolist() == index.tolist()
+    assert theirs["predicted"] == list(ours.predicted) == index.tolist()
     assert tokens.Verifier({7: tokens.Mac(KEY)}).check(ours)
 
 
@@ -95,7 +95,7 @@ def test_a_regressor_id_carries_every_value_exactly(values: list[float]) -> None
     text = signer.one_value(values[0]) if len(values) == 1 else signer.values_of(np.array(values))
     claim = tokens.read(text)
     assert claim.classes is None
-    assert claim.predicted_values().tolist() == values
+    assert list(claim.predicted) == values
     assert independent_read(text, KEY)["predicted"] == values
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy.typing as npt
 import orjson
 from prometheus_client.core import Metric
 
@@ -57,10 +56,10 @@ class _RefusedError(Exception):
 
 @dataclass
 class _Checked:
-    """A verified, unexpired id, with its rows' predictions decoded once per request."""
+    """A verified, unexpired id (read once per request, however many of its rows are labelled)."""
 
     claim: tokens.Claim
-    predicted: npt.NDArray[Any]
+    predicted: Sequence[Any]
 
 
 @dataclass
@@ -273,8 +272,7 @@ class Feedback:
             )
         if age > self.ttl:
             raise _RefusedError("expired", f"issued {age} s ago, and ids are accepted for {self.ttl} s")
-        predicted = claim.predicted_classes() if claim.classes is not None else claim.predicted_values()
-        return _Checked(claim, predicted)
+        return _Checked(claim, claim.predicted)
 
     def _lookup(self, classes: tuple[str, ...]) -> _Classes:
         found = self._lookups.get(classes)

@@ -184,7 +184,11 @@ class Signer:
 
 @dataclass(frozen=True)
 class Claim:
-    """What an id says, read but not yet checked (:meth:`Verifier.check`)."""
+    """What an id says, read but not yet checked (:meth:`Verifier.check`).
+
+    ``predicted`` holds every row's prediction: a class index into ``classes`` (a classifier's id)
+    or the predicted value (a regressor's).
+    """
 
     key_id: int
     issued: int
@@ -192,25 +196,13 @@ class Claim:
     classes: tuple[str, ...] | None
     nonce: int
     rows: int
-    predictions: bytes
+    predicted: Sequence[Any]
     signed: bytes
     tag: bytes
 
-    @property
-    def bits(self) -> int:
-        return bits_for(len(self.classes)) if self.classes is not None else 0
-
-    def predicted_classes(self) -> npt.NDArray[np.intp]:
-        """Every row's predicted class index (a classifier's id)."""
-        return unpack_classes(self.predictions, self.rows, self.bits)
-
-    def predicted_values(self) -> npt.NDArray[np.float64]:
-        """Every row's predicted value (a regressor's id)."""
-        return np.frombuffer(self.predictions, dtype=">f8", count=self.rows).astype(np.float64)
-
 
 class _Reader:
-    """A cursor over an id's bytes that says which field ran short."""
+    """A cursor over an id's bytes that says which field ran short (the slow path, for the error message)."""
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
@@ -233,6 +225,61 @@ class _Reader:
             raise TokenError(f"not a prediction id: its {what} is not UTF-8") from None
 
 
+def _why_not(raw: bytes) -> TokenError:
+    """What is wrong with bytes the fast reading could not take: the first field that does not fit."""
+    r = _Reader(raw)
+    try:
+        form = r.byte("format")
+        if form != FORMAT:
+            return TokenError(f"not a prediction id of a format this server reads (format {form}, expected {FORMAT})")
+        r.byte("key id")
+        r.take(4, "time")
+        r.text(r.byte("version"), "version")
+        task = r.byte("task")
+        count = 0
+        if task == CLASSIFICATION:
+            count = int.from_bytes(r.take(2, "class count"), "big")
+            for _ in range(count):
+                r.text(r.byte("class labels"), "class labels")
+        elif task != REGRESSION:
+            return TokenError("not a prediction id: unknown task")
+        r.take(_NONCE_ROWS.size, "nonce")
+        rows = _NONCE_ROWS.unpack(raw[r.at - _NONCE_ROWS.size : r.at])[1]
+        r.take(8 * rows if task == REGRESSION else math.ceil(rows * bits_for(max(count, 1)) / 8), "predictions")
+        r.take(TAG_BYTES, "tag")
+    except TokenError as exc:
+        return exc
+    return TokenError("not a prediction id: bytes after its tag")
+
+
+_CLASSES_KEPT = 256
+#: Class lists already decoded, by their bytes: the ids of one version all carry the same list.
+_classes_seen: dict[bytes, tuple[str, ...]] = {}
+
+
+def _classes_at(raw: bytes, at: int) -> tuple[tuple[str, ...], int]:
+    """The class labels that start at ``at`` (after the task byte), and where they end."""
+    count = int.from_bytes(raw[at : at + 2], "big")
+    end = at + 2
+    for _ in range(count):
+        end += 1 + raw[end]
+    if end > len(raw):
+        raise IndexError(end)
+    key = raw[at:end]
+    found = _classes_seen.get(key)
+    if found is None:
+        labels = []
+        pos = at + 2
+        for _ in range(count):
+            m = raw[pos]
+            labels.append(raw[pos + 1 : pos + 1 + m].decode())
+            pos += 1 + m
+        if len(_classes_seen) >= _CLASSES_KEPT:
+            _classes_seen.clear()
+        found = _classes_seen[key] = tuple(labels)
+    return found, end
+
+
 def read(text: str) -> Claim:
     """Parse an id; :class:`TokenError` when it is not a well-formed format-1 id (forgery is not checked here)."""
     if not text or len(text) > 1 << 24:
@@ -241,35 +288,48 @@ def read(text: str) -> Claim:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise TokenError("not a prediction id: not base64url text") from None
-    r = _Reader(raw)
-    form = r.byte("format")
-    if form != FORMAT:
-        raise TokenError(f"not a prediction id of a format this server reads (format {form}, expected {FORMAT})")
-    key_id = r.byte("key id")
-    issued = _ISSUED.unpack(r.take(4, "time"))[0]
-    version = r.text(r.byte("version"), "version")
-    task = r.byte("task")
-    classes: tuple[str, ...] | None = None
-    if task == CLASSIFICATION:
-        count = int.from_bytes(r.take(2, "class count"), "big")
-        if count == 0:
-            raise TokenError("not a prediction id: it names no classes")
-        classes = tuple(r.text(r.byte("class labels"), "class labels") for _ in range(count))
-    elif task != REGRESSION:
-        raise TokenError("not a prediction id: unknown task")
-    nonce, rows = _NONCE_ROWS.unpack(r.take(_NONCE_ROWS.size, "nonce"))
-    if rows == 0:
-        raise TokenError("not a prediction id: it covers no rows")
-    size = 8 * rows if classes is None else math.ceil(rows * bits_for(len(classes)) / 8)
-    predictions = r.take(size, "predictions")
-    signed_end = r.at
-    tag = r.take(TAG_BYTES, "tag")
-    if r.at != len(raw):
-        raise TokenError("not a prediction id: bytes after its tag")
-    claim = Claim(key_id, issued, version, classes, nonce, rows, predictions, raw[:signed_end], tag)
-    if classes is not None and int(claim.predicted_classes().max()) >= len(classes):
+    try:
+        if raw[0] != FORMAT:
+            raise IndexError(0)
+        key_id = raw[1]
+        issued = int.from_bytes(raw[2:6], "big")
+        at = 7 + raw[6]
+        version = raw[7:at].decode()
+        task = raw[at]
+        classes: tuple[str, ...] | None = None
+        if task == CLASSIFICATION:
+            classes, at = _classes_at(raw, at + 1)
+            if not classes:
+                raise TokenError("not a prediction id: it names no classes")
+        elif task == REGRESSION:
+            at += 1
+        else:
+            raise IndexError(at)
+        nonce, rows = _NONCE_ROWS.unpack_from(raw, at)
+        at += _NONCE_ROWS.size
+        if rows == 0:
+            raise TokenError("not a prediction id: it covers no rows")
+        size = 8 * rows if classes is None else math.ceil(rows * bits_for(len(classes)) / 8)
+        if len(raw) != at + size + TAG_BYTES or len(version) == 0:
+            raise IndexError(at)
+        chunk = raw[at : at + size]
+    except (IndexError, UnicodeDecodeError, struct.error):
+        raise _why_not(raw) from None
+    predicted: Sequence[Any]
+    if classes is None:
+        predicted = [_VALUE.unpack(chunk)[0]] if rows == 1 else np.frombuffer(chunk, dtype=">f8").tolist()
+        top = -1
+    elif rows == 1:
+        bits = bits_for(len(classes))
+        top = int.from_bytes(chunk, "big") >> (8 * size - bits)
+        predicted = [top]
+    else:
+        indices = unpack_classes(chunk, rows, bits_for(len(classes)))
+        top = int(indices.max())
+        predicted = indices.tolist()
+    if classes is not None and top >= len(classes):
         raise TokenError("not a prediction id: a predicted class index past its classes")
-    return claim
+    return Claim(key_id, issued, version, classes, nonce, rows, predicted, raw[: at + size], raw[at + size :])
 
 
 class Verifier:
