@@ -89,6 +89,18 @@ def test_the_secret_is_made_before_the_servers_owned_by_each_deployment_and_put_
     assert back is not None
     assert keys_of(back)["key-1"] != keys_of(secret)["key-1"]
 
+    # Edited into nonsense: made anew too (the servers keep their last good keys until it is), and said so.
+    nine = base64.b64encode(b"9").decode()
+    cluster.patch("v1", "Secret", NAMESPACE, SECRET, {"data": {"current": nine}})
+    reset = cluster.wait_for(
+        "v1", "Secret", NAMESPACE, SECRET,
+        lambda s: (s or {}).get("data", {}).get("current") != nine and generation(s) == 1, timeout=30,
+    )  # fmt: skip
+    assert reset is not None
+    assert keys_of(reset)["key-1"] != keys_of(back)["key-1"]
+    events = cluster.list("v1", "Event", NAMESPACE)
+    assert any(e.get("reason") == "FeedbackKeysReset" for e in events)
+
 
 def test_a_secret_of_that_name_that_is_not_the_operators_is_never_overwritten(
     cluster: KubeClient, operator: KopfRunner
