@@ -89,7 +89,9 @@ def test_classification_metrics_binary_and_multiclass() -> None:
     y = np.array([0, 0, 1, 1])
     binary = metrics.classification_metrics(y, np.array([0, 1, 1, 1]), [0, 1],
                                             proba=np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]]))
-    assert binary == {"accuracy": 0.75, "precision": 2 / 3, "recall": 1.0, "f1": 0.8, "roc_auc": 1.0}
+    # ece: four rows alone in their bins, |1 - 0.9|, |0 - 0.6|, |1 - 0.8|, |1 - 0.7| over 4
+    assert binary == {"accuracy": 0.75, "precision": 2 / 3, "recall": 1.0, "f1": 0.8, "roc_auc": 1.0,
+                      "ece": pytest.approx(0.3)}  # fmt: skip
     decision = metrics.classification_metrics(y, y, [0, 1], decision=np.array([-1.0, -2.0, 1.0, 3.0]))
     assert decision["roc_auc"] == 1.0
     y3 = np.array(["a", "b", "c", "c"])

@@ -25,7 +25,8 @@ SPEC = TrainingRunSpec.model_validate({
 REF = RunRef(name="iris-tree", namespace="ml", uid="u-1")
 JOB = {"metadata": {"name": "iris-tree-train", "uid": "j-1"}}
 RESULT: dict[str, Any] = {
-    "ok": True, "task": "classification", "metrics": {"accuracy": 0.9, "f1": 0.89},
+    "ok": True, "task": "classification", "metrics": {"accuracy": 0.9, "f1": 0.89, "ece": 0.04},
+    "calibration": {"method": "sigmoid", "cv": 5, "bins": 10, "rows": 30},
     "artifact": {"uri": "pvc://models/ml/iris-tree/model.skops", "sha256": "c" * 64, "sizeBytes": 1234,
                  "format": "skops"},
     "dataset": {"uri": "sklearn://iris", "sha256": "d" * 64}, "rows": 150,
@@ -68,6 +69,12 @@ def test_model_version_carries_evidence_and_lineage() -> None:
     assert spec.signature is not None
     assert spec.signature.inputs[1].categories == [1, 2, None]
     assert spec.signature.inputs[1].accepts_missing is True
+    # Calibration: ECE among the (immutable) metrics, how it was made in the (immutable) lineage.
+    assert spec.metrics is not None
+    assert spec.metrics["ece"] == 0.04
+    assert spec.lineage.calibration is not None
+    assert (spec.lineage.calibration.method, spec.lineage.calibration.cv) == ("sigmoid", 5)
+    assert (spec.lineage.calibration.bins, spec.lineage.calibration.rows) == (10, 30)
 
 
 def test_model_version_validates_against_the_crd() -> None:

@@ -175,6 +175,8 @@ def test_observe_without_a_trainer_message_uses_the_jobs() -> None:
     ({"estimator": {"className": "sklearn.utils.Bunch"}}, "spec.estimator.className:"),
     ({"sweep": {"strategy": "random", "trials": 3, "parameters": {"max_depth": {"low": 5}}, "metric": "f1"}},
      "spec.sweep.parameters.max_depth: a range needs numeric 'low' and 'high'"),
+    ({"estimator": {"className": "sklearn.linear_model.Ridge", "calibration": {"method": "sigmoid"}}},
+     "spec.estimator.calibration: sklearn.linear_model.Ridge is a regressor; only classifiers are calibrated"),
 ])  # fmt: skip
 def test_what_the_trainer_would_refuse_is_refused_before_any_pod(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(training.InvalidRunError) as caught:
@@ -315,7 +317,8 @@ def test_a_truncated_message_is_completed_from_the_whole_result_only_when_its_di
     whole = {"model": "m", "task": "classification", "signature": {"inputs": [{"name": "x", "datatype": "FP64"}]},
              "referenceStats": {"sampleSize": 3, "features": []}, "estimator": {"params": {"C": 1}},
              "dataset": {"uri": "pvc://d/t.csv", "sha256": "b" * 64, "rows": 4},
-             "preprocessing": {"columns": [{"name": "x", "kind": "numeric"}]}}  # fmt: skip
+             "preprocessing": {"columns": [{"name": "x", "kind": "numeric"}]},
+             "calibration": {"method": "none", "bins": 10, "rows": 1}}  # fmt: skip
     data = json.dumps(whole).encode()
     digest = hashlib.sha256(data).hexdigest()
     artifact = {"uri": "pvc://m/a", "sha256": "c" * 64}
@@ -328,6 +331,7 @@ def test_a_truncated_message_is_completed_from_the_whole_result_only_when_its_di
     assert completed["signature"] == whole["signature"]
     assert (completed["params"], completed["rows"]) == ({"C": 1}, 4)
     assert completed["columns"] == [{"name": "x", "kind": "numeric"}]
+    assert completed["calibration"] == whole["calibration"]
     assert completed["artifact"]["sha256"] == "c" * 64
     with pytest.raises(ValueError, match="sha256"):
         training.result_from_log(log, "0" * 64)

@@ -21,6 +21,9 @@ from modelops.api.common import (
 from modelops.api.trainingrun import EvaluationSpec, ModelCard, Preprocessing, Task
 
 Stage = Literal["None", "Staging", "Production", "Archived"]
+#: Above this expected calibration error (``spec.metrics.ece``) a version's probabilities, and the model
+#: server's estimate of its quality before labels arrive, are not to be trusted (docs/quality.md).
+MAX_TRUSTED_ECE = 0.05
 # The CEL rule's message, and the admission webhook's (logic/governance.py) word for word.
 TRAINED_BY_IMMUTABLE = "spec.trainedBy is recorded when the version is registered and cannot be set or changed later"
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
@@ -140,6 +143,17 @@ class ColumnPreprocessing(ApiModel):
     categories: int | None = Field(default=None, ge=0, description="categorical: the one-hot columns kept.")
 
 
+class CalibrationRecord(ApiModel):
+    """How a classifier's probabilities were made, and how their calibration was measured (metrics.ece)."""
+
+    method: Literal["none", "sigmoid", "isotonic"] = Field(
+        description="none (the estimator's own), or CalibratedClassifierCV's sigmoid or isotonic."
+    )
+    cv: int | None = Field(default=None, ge=2, description="Folds the calibration was fitted on.")
+    bins: int | None = Field(default=None, ge=1, description="Equal-width bins of the top probability of metrics.ece.")
+    rows: int | None = Field(default=None, ge=0, description="Held-out rows metrics.ece was measured on.")
+
+
 class Lineage(ApiModel):
     """Where a version came from: enough to reproduce it."""
 
@@ -158,6 +172,9 @@ class Lineage(ApiModel):
     evaluation: EvaluationSpec | None = Field(
         default=None,
         description="What was measured beyond the metrics (the run's spec.evaluation); a retrain measures it again.",
+    )
+    calibration: CalibrationRecord | None = Field(
+        default=None, description="A classifier's probabilities: how they were calibrated and measured."
     )
     trial: int | None = Field(default=None, ge=0, description="The sweep trial that was registered.")
     sklearn_version: str | None = Field(default=None, description="scikit-learn version of the training.")

@@ -146,6 +146,18 @@ class Preprocessing(ApiModel):
     impute: Imputation | None = Field(default=None, description="Filling missing values; default: numeric auto.")
 
 
+class CalibrationSpec(ApiModel):
+    """Calibrate a classifier's probabilities: scikit-learn's CalibratedClassifierCV around the final estimator."""
+
+    method: Literal["sigmoid", "isotonic"] = Field(
+        description=(
+            "sigmoid (Platt scaling, for small data) or isotonic (more flexible, needs more rows). The model "
+            "server's estimate of accuracy before labels arrive is only as good as the calibration."
+        )
+    )
+    cv: int = Field(default=5, ge=2, le=20, description="Folds of the training split the calibration is fitted on.")
+
+
 class EstimatorSpec(ApiModel):
     """A scikit-learn estimator from the operator's allow-list."""
 
@@ -167,6 +179,13 @@ class EstimatorSpec(ApiModel):
         json_schema_extra=FREE_FORM,
     )
     preprocessing: Preprocessing | None = Field(default=None, description="Scaling and encoding of columns.")
+    calibration: CalibrationSpec | None = Field(
+        default=None,
+        description=(
+            "Calibrate a classifier's probabilities (docs/quality.md). Either way a classifier's expected "
+            "calibration error on the held-out split is recorded as metrics.ece."
+        ),
+    )
 
 
 class SweepSpec(ApiModel):

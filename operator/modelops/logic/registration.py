@@ -63,6 +63,7 @@ def model_version(
         "params": result.get("params"),
         "columns": result.get("columns"),
         "evaluation": spec.evaluation.model_dump(by_alias=True, exclude_none=True) if spec.evaluation else None,
+        "calibration": result.get("calibration"),
         "trial": trial if spec.sweep is not None else None,
         "sklearnVersion": framework.get("version"),
         "sourceRevision": spec.source_revision,

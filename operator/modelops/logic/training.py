@@ -27,7 +27,7 @@ from modelops.logic.pods import IMAGE_UID, container_security, pod_security, sch
 from modelops.train import locations
 from modelops.train.config import evaluation_problem
 from modelops.train.errors import ConfigError
-from modelops.train.estimators import check_class_name
+from modelops.train.estimators import ALLOWED_ESTIMATORS, check_class_name
 from modelops.train.output import RESULT_LOG_PREFIX
 from modelops.train.progress import elapsed
 from modelops.train.sweep import SweepError, best_trial, expand_sweep
@@ -95,6 +95,9 @@ def check(spec: TrainingRunSpec, allowed_endpoints: Sequence[str] = ()) -> None:
             check_class_name(spec.estimator.class_name, "spec.estimator.className")
         except ConfigError as error:
             raise InvalidRunError(str(error).removeprefix("config ")) from None
+        name = spec.estimator.class_name
+        if spec.estimator.calibration is not None and ALLOWED_ESTIMATORS[name] != "classification":
+            raise InvalidRunError(f"spec.estimator.calibration: {name} is a regressor; only classifiers are calibrated")
     try:
         trials_of(spec)
     except SweepError as error:
@@ -407,6 +410,7 @@ def completed_message(message: Mapping[str, Any], result: Mapping[str, Any]) -> 
         "model": result.get("model"),
         "fairness": result.get("fairness"),
         "featureImportance": result.get("featureImportance"),
+        "calibration": result.get("calibration"),
     }
     for key, value in fill.items():
         if whole.get(key) is None and value is not None:

@@ -6,7 +6,8 @@
 Defaults: ``format`` ``auto``, ``testSize`` 0.2, ``seed`` 42, ``preprocessing.scaleNumeric``
 false, ``preprocessing.oneHotCategorical`` true, ``preprocessing.maxCategories`` 50,
 ``preprocessing.impute`` ``{"numeric": "auto", "categorical": "none", "fillValue": 0,
-"fillCategory": "missing", "indicators": false}``, ``model`` ``"model"``.
+"fillCategory": "missing", "indicators": false}``, ``model`` ``"model"``; ``estimator.calibration``
+absent (no calibration), its ``cv`` 5 when present.
 
 ``evaluation`` (fairness by sensitive features, feature importance) is validated by the API's own
 model, :class:`modelops.api.trainingrun.EvaluationSpec`, so a run config and a TrainingRun accept
@@ -28,7 +29,7 @@ from pydantic import ValidationError
 
 from modelops.api.trainingrun import EvaluationSpec
 from modelops.logic import validation
-from modelops.train import estimators, locations, sweep
+from modelops.train import calibration, estimators, locations, sweep
 from modelops.train.errors import ConfigError
 
 FORMATS = ("auto", "csv", "parquet")
@@ -85,10 +86,19 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """``estimator.calibration``: wrap the final estimator in CalibratedClassifierCV (``train.calibration``)."""
+
+    method: str
+    cv: int = calibration.DEFAULT_FOLDS
+
+
+@dataclass(frozen=True)
 class EstimatorConfig:
     class_name: str
     params: dict[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    calibration: CalibrationConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +240,7 @@ def _dataset(raw: Any) -> DatasetConfig:
 
 def _estimator(raw: Any) -> EstimatorConfig:
     obj = _obj(raw, "estimator")
-    _keys(obj, "estimator", {"className", "params", "preprocessing"})
+    _keys(obj, "estimator", {"className", "params", "preprocessing", "calibration"})
     class_name = _str(obj, "className", "estimator")
     estimators.check_class_name(class_name)
     params = obj.get("params") or {}
@@ -251,7 +261,26 @@ def _estimator(raw: Any) -> EstimatorConfig:
             max_categories=max_categories,
             impute=_imputation(pobj.get("impute"), f"{path}.impute"),
         )
-    return EstimatorConfig(class_name=class_name, params=params, preprocessing=pre)
+    return EstimatorConfig(
+        class_name=class_name, params=params, preprocessing=pre, calibration=_calibration(obj.get("calibration"))
+    )
+
+
+def _calibration(raw: Any) -> CalibrationConfig | None:
+    if raw is None:
+        return None
+    path = "estimator.calibration"
+    obj = _obj(raw, path)
+    _keys(obj, path, {"method", "cv"})
+    if obj.get("method") is None:
+        raise ConfigError(f"{path}.method", f"is required: one of {', '.join(calibration.METHODS)}")
+    method = _choice(obj, "method", path, calibration.METHODS, calibration.METHODS[0])
+    folds = obj.get("cv", calibration.DEFAULT_FOLDS)
+    if folds is None:
+        folds = calibration.DEFAULT_FOLDS
+    if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 20:
+        raise ConfigError(f"{path}.cv", f"must be an integer in [2, 20], got {folds!r}")
+    return CalibrationConfig(method, folds)
 
 
 def _choice(obj: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str) -> str:
@@ -364,6 +393,9 @@ def parse_config(raw: Any) -> RunConfig:
         raise ConfigError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     elif task != kind:
         raise ConfigError("task", f"{task!r} does not match {estimator.class_name}, a {kind} estimator")
+    if estimator.calibration is not None and kind != "classification":
+        message = f"{estimator.class_name} is a regressor; only classifiers are calibrated"
+        raise ConfigError("estimator.calibration", message)
     run = obj.get("run") or {}
     run = dict(_obj(run, "run"))
     model = _str(obj, "model", "", default="model")

@@ -5,7 +5,8 @@ Classification: ``accuracy``, ``precision``, ``recall``, ``f1`` -- with ``averag
 classes, ``average="macro"`` for more; ``zero_division=0``. ``roc_auc``: binary from
 ``predict_proba[:, 1]`` or ``decision_function``; multiclass one-vs-rest, macro-averaged,
 from ``predict_proba`` only (it needs probabilities that sum to one); left out when the
-estimator has no scores or the test split lacks a class.
+estimator has no scores or the test split lacks a class. ``ece``: the expected calibration error of
+``predict_proba`` (:mod:`modelops.train.calibration`), for classifiers that have it.
 
 Regression: ``rmse``, ``mae``, ``r2``. Non-finite values (e.g. ``r2`` on a single test row)
 are left out, so the result is always valid JSON.
@@ -17,6 +18,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from modelops.train import calibration
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -44,6 +47,8 @@ def classification_metrics(
         "recall": metrics.recall_score(y_true, y_pred, zero_division=0, **common),
         "f1": metrics.f1_score(y_true, y_pred, zero_division=0, **common),
     }
+    if proba is not None:
+        out["ece"] = calibration.expected_calibration_error(y_true, proba, labels)
     present = set(np.unique(np.asarray(y_true)).tolist())
     if len(present) == len(labels) and len(labels) >= 2:
         if binary and (proba is not None or decision is not None):

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.api.trainingrun import FeatureImportanceSpec
+from modelops.train import calibration, estimators, fairness, importance, metrics, output, progress, reference, refstats
 from modelops.train import columns as columns_mod
-from modelops.train import estimators, fairness, importance, metrics, output, progress, reference, refstats, signature
+from modelops.train import signature
 from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
@@ -367,6 +368,10 @@ def _train_into(
     imputed = [p.name for p in plans if p.impute != "none"]
     if imputed:
         log(f"imputing missing values in {len(imputed)} columns: {preview(imputed)}")
+    calibrate = config.estimator.calibration
+    if calibrate is not None:
+        estimator = calibration.wrap(estimator, calibrate.method, calibrate.cv)
+        log(f"calibrating {config.estimator.class_name}'s probabilities: {calibrate.method}, {calibrate.cv} folds")
     pipeline = columns_mod.build_pipeline(estimator, plans, preprocessing)
     trial_label = f" (trial {trial + 1} of {len(config.sweep.trials)})" if config.sweep and trial is not None else ""
     with progress.Heartbeat(log, f"fitting {config.estimator.class_name} on {len(x_train)} rows, "
@@ -440,6 +445,11 @@ def _train_into(
         result["fairness"] = fairness_record
     if importance_record is not None:
         result["featureImportance"] = importance_record
+    if "ece" in scores:
+        result["calibration"] = {
+            "method": calibrate.method if calibrate is not None else "none", "bins": calibration.BINS,
+            "rows": len(x_test), **({"cv": calibrate.cv} if calibrate is not None else {}),
+        }  # fmt: skip
     result_path = staged.stage(output.RESULT_FILE)
     result_bytes = (output.dumps(result) + "\n").encode("utf-8")
     result_path.write_bytes(result_bytes)
@@ -465,6 +475,7 @@ def _train_into(
         "signature": result["signature"],
         "columns": result["preprocessing"]["columns"],
         "referenceStats": result["referenceStats"],
+        **({"calibration": result["calibration"]} if "calibration" in result else {}),
     }
     for key in ("fairness", "featureImportance"):
         if key in result:
