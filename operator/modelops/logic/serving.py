@@ -609,7 +609,7 @@ def desired_children(
             _deployment(
                 spec, owner, version, role=role, replicas=count, image=image, run_as=run_as,
                 allow_pickle=allow_pickle, feedback_ttl=feedback_ttl,
-            )  # fmt: skip
+            )
         )
     keep.append(_service(spec, owner, owner.name, None))
     keep.append(_service_monitor(spec, owner))

@@ -609,8 +609,6 @@ def explain_families(layout: Layout, values: FloatArray) -> list[Metric]:
     return [requests, latency, rows]
 
 
-class Collector(_CollectorBase):
-    """A prometheus_client collector over a :class:`Store`: every scrape sums all workers' arrays."""
 def _expected_families(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> list[Metric]:
     n = len(layout.classes)
     matrix = values[layout.expected_offset : layout.expected_offset + n * n].reshape(n, n)

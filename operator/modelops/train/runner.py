@@ -22,9 +22,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelops.api.trainingrun import FeatureImportanceSpec
-from modelops.train import calibration, estimators, fairness, importance, metrics, output, progress, reference, refstats
+from modelops.train import (
+    calibration,
+    estimators,
+    fairness,
+    importance,
+    metrics,
+    output,
+    progress,
+    reference,
+    refstats,
+    signature,
+)
 from modelops.train import columns as columns_mod
-from modelops.train import signature
 from modelops.train import sweep as sweep_mod
 from modelops.train.config import RunConfig
 from modelops.train.datasets import Dataset, load
