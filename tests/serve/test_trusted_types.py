@@ -118,6 +118,7 @@ def test_every_allow_listed_estimator_round_trips_through_skops_and_serves(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # it trains about a thousand small models: minutes on a busy machine
 def test_the_generated_list_is_fresh() -> None:
     """``make trusted-types`` was run after the last change to the allow-list, scikit-learn or skops."""
     expected = trusted.render(trusted.derive())

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -42,6 +41,14 @@ def reference_ece(y: list[Any], proba: list[list[float]], classes: list[Any]) ->
             mean_confidence = sum(c for c, _ in members) / len(members)
             total += len(members) / len(y) * abs(accuracy - mean_confidence)
     return total
+
+
+def _load(output: Path) -> Any:
+    """The run's artifact, loaded the model server's way (skops, trusted types only)."""
+    from modelops.serve import loading
+
+    data = (output / "model.skops").read_bytes()
+    return loading.load_model(data, "skops", str(output), allow_pickle=False)
 
 
 @settings(max_examples=200, deadline=None)
@@ -105,7 +112,7 @@ def test_every_classifier_records_its_ece_and_calibration_makes_a_naive_bayes_ho
     x_test, y_test = held_out(data)
     for run, method in ((plain, "none"), (calibrated, "isotonic")):
         result = run.result()
-        model = joblib.load(run.output / "model.joblib")
+        model = _load(run.output)
         reference = reference_ece(y_test.tolist(), model.predict_proba(x_test).tolist(), list(model.classes_))
         assert result["metrics"]["ece"] == pytest.approx(reference, abs=1e-12)
         assert result["calibration"] == {"method": method, "bins": 10, "rows": len(x_test),
@@ -113,7 +120,7 @@ def test_every_classifier_records_its_ece_and_calibration_makes_a_naive_bayes_ho
         assert run.termination is not None
         assert run.termination["calibration"] == result["calibration"]
         assert run.termination["metrics"]["ece"] == result["metrics"]["ece"]
-    final = joblib.load(calibrated.output / "model.joblib")[-1]
+    final = _load(calibrated.output)[-1]
     assert isinstance(final, CalibratedClassifierCV)
     assert (final.method, final.cv) == ("isotonic", 4)
     # Gaussian naive Bayes is famously over-confident on correlated features; isotonic calibration fixes that.
@@ -125,7 +132,7 @@ def test_every_classifier_records_its_ece_and_calibration_makes_a_naive_bayes_ho
     # is the class of the highest one, as CalibratedClassifierCV's own.
     server = Server(calibrated.output).wait_ready()
     try:
-        model = joblib.load(calibrated.output / "model.joblib")
+        model = _load(calibrated.output)
         rows = x_test.to_numpy(dtype=np.float64)
         body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}],
                 "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}  # fmt: skip

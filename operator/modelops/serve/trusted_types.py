@@ -101,6 +101,12 @@ TYPES: frozenset[str] = frozenset(
         'sklearn._loss.loss.HuberLoss',
         # GradientBoostingRegressor
         'sklearn._loss.loss.PinballLoss',
+        # calibration
+        'sklearn.calibration.CalibratedClassifierCV',
+        # calibration
+        'sklearn.calibration._CalibratedClassifier',
+        # calibration
+        'sklearn.calibration._SigmoidCalibration',
         # every allow-listed estimator
         'sklearn.compose._column_transformer.ColumnTransformer',
         # LinearDiscriminantAnalysis
@@ -139,6 +145,8 @@ TYPES: frozenset[str] = frozenset(
         'sklearn.impute._base.MissingIndicator',
         # every allow-listed estimator
         'sklearn.impute._base.SimpleImputer',
+        # calibration
+        'sklearn.isotonic.IsotonicRegression',
         # KernelRidge
         'sklearn.kernel_ridge.KernelRidge',
         # LinearRegression
@@ -199,7 +207,7 @@ TYPES: frozenset[str] = frozenset(
         'sklearn.metrics._dist_metrics.SokalSneathDistance64',
         # BernoulliNB
         'sklearn.naive_bayes.BernoulliNB',
-        # GaussianNB
+        # GaussianNB, calibration
         'sklearn.naive_bayes.GaussianNB',
         # KNeighborsClassifier, KNeighborsRegressor
         'sklearn.neighbors._ball_tree.BallTree',
