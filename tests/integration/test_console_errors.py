@@ -201,7 +201,8 @@ def test_plugin_with_a_malformed_kubeconfig_says_so_in_one_line(
 def test_plugin_help_shows_its_defaults(home: Path) -> None:
     text = " ".join(run(PLUGIN, "--help", home=home).stdout.split())
     assert "output format (default: table)" in text
-    assert "(default: $KUBECONFIG, else ~/.kube/config, else in-cluster)" in text
+    assert "(default: $KUBECONFIG's files merged, else ~/.kube/config, else in-cluster)" in text
+    assert "list across all namespaces, ignoring -n" in text
     approve = " ".join(run(PLUGIN, "approve", "--help", home=home).stdout.split())
     assert "stage to approve (default: Production)" in approve
 

@@ -7,9 +7,8 @@ import os
 import weakref
 from typing import Any
 
-from modelops.controller import credentials
 from modelops.controller.framework import Outcome
-from modelops.controller.kube import Kube, KubeError
+from modelops.controller.kube import Kube, KubeError, forget_run_credentials, run_credentials
 from modelops.logic import conditions as cond
 from modelops.logic import pods
 
@@ -63,7 +62,7 @@ def kube() -> Kube:
     if loop in _closed_loops:
         raise ShuttingDownError("the operator is shutting down: its Kubernetes API client is closed")
     if _kube is None or _kube_loop is not loop:
-        _kube, _kube_loop = Kube(credentials.load()), loop
+        _kube, _kube_loop = Kube(run_credentials()), loop
     return _kube
 
 
@@ -75,6 +74,7 @@ async def close_client(**_: Any) -> None:
     if _kube is not None and _kube_loop is loop:
         await _kube.close()
     _kube, _kube_loop = None, None
+    forget_run_credentials()
 
 
 async def ensure(obj: dict[str, Any]) -> dict[str, Any]:

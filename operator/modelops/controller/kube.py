@@ -1,19 +1,25 @@
 """The operator's small Kubernetes client: generic REST calls over aiohttp.
 
 Only this module talks to the Kubernetes API for our own reads and writes (Kopf talks to
-it for watching and for patching the object being handled). It authenticates with the
-same credentials as Kopf (``modelops.controller.credentials``).
+it for watching and for patching the object being handled). Credentials are read by the
+Kubernetes client library (:mod:`modelops.kubeauth`), once per operator run, and shared by
+Kopf's login handler and this client (:func:`run_credentials`), so both talk to the same
+server as the same identity. Why a thin aiohttp layer rather than the library's own REST
+client: bench/kubeclient (the library is synchronous, so every call would take a thread).
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 import ssl
+import weakref
 from typing import Any
 
 import aiohttp
 
-from modelops.controller.credentials import Credentials
+from modelops import kubeauth
 
 JsonDict = dict[str, Any]
 
@@ -55,23 +61,53 @@ def path_for(api_version: str, kind: str, namespace: str | None, name: str | Non
     return f"{path}/{name}" if name else path
 
 
-def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
-    if not creds.server.startswith("https"):
+# One set of credentials per operator run: a run is an event loop (tests run several in one process).
+_run_credentials: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, kubeauth.Credentials] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def run_credentials(loop: asyncio.AbstractEventLoop | None = None) -> kubeauth.Credentials:
+    """This run's credentials, loaded on first use (a pod's service account before any kubeconfig).
+
+    ``loop``: the run's event loop, when called from a thread (loading may run an exec plugin)."""
+    loop = loop or asyncio.get_running_loop()
+    found = _run_credentials.get(loop)
+    if found is None:
+        found = _run_credentials[loop] = kubeauth.load(in_cluster_first=True)
+    return found
+
+
+def has_run_credentials(loop: asyncio.AbstractEventLoop) -> bool:
+    return loop in _run_credentials
+
+
+def forget_run_credentials() -> None:
+    _run_credentials.pop(asyncio.get_running_loop(), None)
+
+
+def _ssl_context(conn: kubeauth.Connection) -> ssl.SSLContext | bool:
+    if not conn.server.startswith("https"):
         return False
-    context = ssl.create_default_context(cafile=creds.ca_path) if creds.ca_path else ssl.create_default_context()
-    if creds.insecure:
+    context = ssl.create_default_context(cafile=conn.ca_path) if conn.ca_path else ssl.create_default_context()
+    if conn.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if creds.certificate_path and creds.private_key_path:
-        context.load_cert_chain(creds.certificate_path, creds.private_key_path)
+    if conn.certificate_path and conn.private_key_path:
+        context.load_cert_chain(conn.certificate_path, conn.private_key_path)
     return context
 
 
 class Kube:
-    """Async generic access to the Kubernetes API; one aiohttp session per instance."""
+    """Async generic access to the Kubernetes API; one aiohttp session per instance.
 
-    def __init__(self, creds: Credentials, *, timeout: float = 30.0) -> None:
+    The Authorization header is set per request from the credentials as they are now: an exec
+    plugin's answer is renewed when it expires, and everything is loaded again once after a 401.
+    """
+
+    def __init__(self, creds: kubeauth.Credentials, *, timeout: float = 30.0) -> None:
         self.creds = creds
+        self.connection = creds.connection()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -83,13 +119,42 @@ class Kube:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"Accept": "application/json", "User-Agent": "modelops-operator"}
-            if self.creds.token:
-                headers["Authorization"] = f"Bearer {self.creds.token}"
-            connector = aiohttp.TCPConnector(ssl=_ssl_context(self.creds))
+            connector = aiohttp.TCPConnector(ssl=_ssl_context(self.connection))
             self._session = aiohttp.ClientSession(
-                base_url=self.creds.server, headers=headers, connector=connector, timeout=self._timeout
+                base_url=self.connection.server, headers=headers, connector=connector, timeout=self._timeout
             )
         return self._session
+
+    async def _refresh(self, *, renew: bool) -> None:
+        # The library may run an exec plugin (a subprocess): never on the event loop.
+        fresh = await asyncio.to_thread(self.creds.renew if renew else self.creds.connection)
+        tls = (fresh.server, fresh.ca_path, fresh.insecure, fresh.certificate_path, fresh.private_key_path)
+        old = self.connection
+        if tls != (old.server, old.ca_path, old.insecure, old.certificate_path, old.private_key_path):
+            await self.close()  # a new client certificate needs a new TLS context
+        self.connection = fresh
+
+    def _auth(self) -> dict[str, str]:
+        value = self.connection.authorization
+        return {"Authorization": value} if value else {}
+
+    async def _send(
+        self, method: str, path: str, data: str | None, headers: dict[str, str], query: dict[str, str] | None
+    ) -> tuple[int, str, str]:
+        """(status, reason, body text); a 401 loads the credentials again and retries once."""
+        expiration = self.connection.expiration
+        if expiration is not None and datetime.datetime.now(datetime.UTC) >= expiration:
+            await self._refresh(renew=False)
+        for attempt in (1, 2):
+            async with self._get_session().request(
+                method, path, data=data, headers={**headers, **self._auth()}, params=query,
+                server_hostname=self.connection.tls_server_name,
+            ) as response:  # fmt: skip
+                text = await response.text()
+                if response.status != 401 or attempt == 2:
+                    return response.status, str(response.reason), text
+            await self._refresh(renew=True)
+        raise AssertionError("unreachable")  # the loop returns on its second attempt
 
     async def call(
         self,
@@ -101,19 +166,14 @@ class Kube:
     ) -> JsonDict:
         data = json.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
-        async with self._get_session().request(method, path, data=data, headers=headers, params=query) as response:
-            text = await response.text()
-            try:
-                payload: JsonDict = json.loads(text) if text else {}
-            except ValueError:
-                payload = {"message": text[:500]}
-            if response.status >= 400:
-                raise KubeError(
-                    response.status,
-                    str(payload.get("reason", response.reason)),
-                    str(payload.get("message", text[:500])),
-                )
-            return payload
+        status, reason, text = await self._send(method, path, data, headers, query)
+        try:
+            payload: JsonDict = json.loads(text) if text else {}
+        except ValueError:
+            payload = {"message": text[:500]}
+        if status >= 400:
+            raise KubeError(status, str(payload.get("reason", reason)), str(payload.get("message", text[:500])))
+        return payload
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JsonDict | None:
         """The object, or None when it does not exist."""
@@ -160,16 +220,14 @@ class Kube:
         """The last lines of a container's log (``pods/log``), as text."""
         path = path_for("v1", "Pod", namespace, name) + "/log"
         query = {"container": container, "tailLines": str(tail_lines)}
-        async with self._get_session().get(path, params=query, headers={"Accept": "text/plain"}) as response:
-            text = await response.text()
-            if response.status >= 400:
-                try:
-                    payload = json.loads(text)
-                except ValueError:
-                    payload = {"message": text[:500]}
-                raise KubeError(response.status, str(payload.get("reason", response.reason)),
-                                str(payload.get("message", text[:500])))  # fmt: skip
-            return text
+        status, reason, text = await self._send("GET", path, None, {"Accept": "text/plain"}, query)
+        if status >= 400:
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = {"message": text[:500]}
+            raise KubeError(status, str(payload.get("reason", reason)), str(payload.get("message", text[:500])))
+        return text
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         try:

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 
 import kopf
 
+from modelops import kubeauth
 from modelops.cli import ArgumentParser
-from modelops.controller import common, credentials, metrics, webhooks
+from modelops.controller import common, metrics, webhooks
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
 
@@ -188,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.error("%s", error)
         return 2
     try:
-        credentials.load()  # Kopf would retry a failed login every minute, with a traceback each time
-    except Exception as error:
-        return _fail(f"no Kubernetes credentials: {credentials.explain(error)} (set KUBECONFIG, or run in a pod)")
+        kubeauth.load(in_cluster_first=True)  # Kopf would retry a failed login every minute
+    except kubeauth.CredentialsError as error:
+        return _fail(f"no Kubernetes credentials: {error} (set KUBECONFIG, or run in a pod)")
     webhook: webhooks.WebhookOptions | None = None
     if args.webhook_port:
         webhook = webhooks.WebhookOptions(

@@ -7,12 +7,14 @@ a GitOps tool would fight the operator over); Events are posted from INFO up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 
-from modelops.controller import credentials
+from modelops import kubeauth
+from modelops.controller import kube
 
 FINALIZER = "modelops.io/finalizer"
 PEERING_NAME = "modelops-operator"
@@ -34,24 +36,34 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
 
 
-def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kopf.ConnectionInfo:
-    """Kopf logs in with the same credentials as the operator's own client."""
+async def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kopf.ConnectionInfo:
+    """Kopf logs in with this run's credentials, the ones the operator's own client uses.
+
+    Kopf's ``login_via_client`` reads the library's defaults too, but knows no context namespace, no
+    expiry of an exec plugin's answer, and only the first ``current-context`` rule of the library.
+    Kopf asks again when its credentials expire or the API server refuses them: then they are loaded
+    anew (an exec plugin run again, a rotated token read)."""
     try:
-        creds = credentials.load()
-    except Exception as error:
+        loop = asyncio.get_running_loop()
+        again = kube.has_run_credentials(loop)
+        creds = await asyncio.to_thread(kube.run_credentials, loop)
+        conn = await asyncio.to_thread(creds.renew if again else creds.connection)
+    except kubeauth.CredentialsError as error:
         # The operator checked its credentials before starting; lost since (a kubeconfig edited, a token
         # file gone), Kopf tries again in a minute: one line each time, not a traceback.
-        raise kopf.TemporaryError(f"cannot log in: {credentials.explain(error)}", delay=60) from None
-    logger.debug("Logging in to %s", creds.server)
+        raise kopf.TemporaryError(f"cannot log in: {error}", delay=60) from None
+    logger.debug("Logging in to %s as %s", conn.server, creds.source)
+    scheme, token = conn.scheme_and_token
     return kopf.ConnectionInfo(
-        server=creds.server,
-        token=creds.token,
-        scheme="Bearer" if creds.token else None,
-        ca_path=creds.ca_path,
-        insecure=creds.insecure,
-        certificate_path=creds.certificate_path,
-        private_key_path=creds.private_key_path,
+        server=conn.server,
+        scheme=scheme,
+        token=token,
+        ca_path=conn.ca_path,
+        insecure=conn.insecure,
+        certificate_path=conn.certificate_path,
+        private_key_path=conn.private_key_path,
         default_namespace=creds.namespace,
+        expiration=conn.expiration,
     )
 
 

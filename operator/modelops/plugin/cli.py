@@ -57,7 +57,12 @@ def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "-n", "--namespace", default=default, help="namespace (default: the kubeconfig context's, else 'default')"
     )
     parser.add_argument(
-        "--kubeconfig", default=default, help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config, else in-cluster)"
+        "-A", "--all-namespaces", action="store_true", default=False if top else argparse.SUPPRESS,
+        help="list across all namespaces, ignoring -n (commands that list: status)",
+    )
+    parser.add_argument(
+        "--kubeconfig", default=default,
+        help="kubeconfig file, used alone (default: $KUBECONFIG's files merged, else ~/.kube/config, else in-cluster)",
     )
     parser.add_argument("--context", default=default, help="kubeconfig context (default: the current context)")
     parser.add_argument(
@@ -124,19 +129,31 @@ def split_target(text: str, allowed: Mapping[str, set[str]]) -> tuple[str | None
 # --- context ---------------------------------------------------------------------------------
 
 
+# Commands that list, and so may list across namespaces (-A); the others act on one named object.
+LISTING = frozenset({"status"})
+
+
 class Context:
     """The parsed flags, the client (made on first use) and the output streams."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.output: str = args.output
+        self.all_namespaces: bool = bool(args.all_namespaces)
+        if self.all_namespaces and args.command not in LISTING:
+            # kubectl's own answer to `get NAME -A`: a name needs one namespace.
+            raise UsageError(
+                f"-A lists across namespaces; {args.command} acts on one object: name its namespace with -n"
+            )
         self._client: kube.Client | None = None
 
     @property
     def client(self) -> kube.Client:
         if self._client is None:
             creds = kube.load_credentials(self.args.kubeconfig, self.args.context)
-            self._client = kube.Client(creds, self.args.namespace or creds.namespace or "default")
+            # As kubectl: -A wins over -n; else -n, else the context's namespace, else "default".
+            namespace = self.args.namespace or creds.namespace or "default"
+            self._client = kube.Client(creds.connection(), namespace, all_namespaces=self.all_namespaces)
         return self._client
 
     @property
@@ -225,19 +242,25 @@ def status_text(view: Mapping[str, Any], colour: bool) -> str:
 def cmd_status(ctx: Context) -> int:
     model: str = ctx.args.model
     c = ctx.client
-    view = views.model_status(
-        model,
-        ctx.namespace,
-        c.list(kube.TRAINING_RUN),
-        c.list(kube.MODEL_VERSION),
-        c.list(kube.MODEL_DEPLOYMENT),
-        c.list(kube.DRIFT_POLICY),
-    )
-    if views.is_empty_status(view):
-        raise CommandError(
-            f"model {model} has no TrainingRuns, ModelVersions or ModelDeployments in namespace {c.namespace}"
-        )
-    ctx.emit(view, lambda: status_text(view, ctx.colour))
+    lists = [c.list(kind) for kind in (kube.TRAINING_RUN, kube.MODEL_VERSION, kube.MODEL_DEPLOYMENT, kube.DRIFT_POLICY)]
+    if not ctx.all_namespaces:
+        view = views.model_status(model, ctx.namespace, *lists)
+        if views.is_empty_status(view):
+            raise CommandError(
+                f"model {model} has no TrainingRuns, ModelVersions or ModelDeployments in namespace {c.namespace}"
+            )
+        ctx.emit(view, lambda: status_text(view, ctx.colour))
+        return 0
+    # -A: one view per namespace the model lives in, as its objects link by name only inside one.
+    found_views = []
+    for namespace in sorted({views.dig(obj, "metadata.namespace") or "" for found in lists for obj in found}):
+        here = [[obj for obj in found if views.dig(obj, "metadata.namespace") == namespace] for found in lists]
+        view = views.model_status(model, namespace, *here)
+        if not views.is_empty_status(view):
+            found_views.append(view)
+    if not found_views:
+        raise CommandError(f"model {model} has no TrainingRuns, ModelVersions or ModelDeployments in any namespace")
+    ctx.emit(found_views, lambda: "\n\n".join(status_text(view, ctx.colour) for view in found_views))
     return 0
 
 
@@ -485,8 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else 2
-    ctx = Context(args)
     try:
+        ctx = Context(args)
         return COMMANDS[args.command](ctx)
     except UsageError as error:
         print(f"kubectl modelops {args.command}: error: {error}", file=sys.stderr)

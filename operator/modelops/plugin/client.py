@@ -1,25 +1,22 @@
 """The plugin's Kubernetes client: synchronous ``requests`` on the four modelops kinds.
 
-Credentials come from the operator's own loader (:mod:`modelops.controller.credentials`),
-so the plugin and the operator read kubeconfigs the same way (tokens, token files, client
-certificates, CAs, ``exec`` plugins). No discovery: the kinds' URLs are fixed by the API
-group, which saves round trips on every command.
+Credentials are read by the Kubernetes client library through :mod:`modelops.kubeauth`, as
+the operator reads them, and found where kubectl finds them (``--kubeconfig``, a merged
+``$KUBECONFIG``, ``~/.kube/config``, the pod's service account). No discovery: the kinds' URLs
+are fixed by the API group, which saves round trips on every command.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from modelops import __version__
+from modelops import __version__, kubeauth
 from modelops.api.common import GROUP, VERSION
-from modelops.controller import credentials
 
 Obj = dict[str, Any]
 TIMEOUT_SECONDS = 30.0
@@ -63,37 +60,35 @@ class ConnectError(Exception):
     """No credentials, or the API server could not be reached."""
 
 
-def load_credentials(kubeconfig: str | None, context: str | None) -> credentials.Credentials:
-    """Like kubectl: an explicit --kubeconfig/--context or $KUBECONFIG or ~/.kube/config, else in-cluster."""
-    default_file = Path.home() / ".kube" / "config"
-    wants_file = kubeconfig or context or os.environ.get("KUBECONFIG") or default_file.exists()
+def load_credentials(kubeconfig: str | None, context: str | None) -> kubeauth.Credentials:
+    """Like kubectl: --kubeconfig, else $KUBECONFIG (merged), else ~/.kube/config, else in-cluster."""
     try:
-        if wants_file:
-            return credentials.from_kubeconfig(kubeconfig, context)
-        found = credentials.in_cluster()
-    except Exception as error:  # a malformed kubeconfig is one line, never a traceback
-        raise ConnectError(credentials.explain(error, kubeconfig)) from None
-    if found is None:
-        raise ConnectError(f"no kubeconfig at {default_file} and not running in a cluster")
-    return found
+        return kubeauth.load(kubeconfig, context)
+    except kubeauth.CredentialsError as error:  # a malformed kubeconfig is one line, never a traceback
+        raise ConnectError(str(error)) from None
 
 
 class Client:
-    """GET, LIST and merge-PATCH of our kinds in one namespace."""
+    """GET, LIST and merge-PATCH of our kinds in one namespace (LIST in all of them: ``all_namespaces``)."""
 
-    def __init__(self, creds: credentials.Credentials, namespace: str) -> None:
-        self.server = creds.server
+    def __init__(self, connection: kubeauth.Connection, namespace: str, *, all_namespaces: bool = False) -> None:
+        self.server = connection.server
         self.namespace = namespace
+        self.all_namespaces = all_namespaces
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"kubectl-modelops/{__version__}"
         self.session.headers["Accept"] = "application/json"
-        if creds.token:
-            self.session.headers["Authorization"] = f"Bearer {creds.token}"
-        if creds.certificate_path and creds.private_key_path:
-            self.session.cert = (creds.certificate_path, creds.private_key_path)
-        self.session.verify = False if creds.insecure else (creds.ca_path or True)
+        if connection.authorization:
+            self.session.headers["Authorization"] = connection.authorization
+        if connection.certificate_path and connection.private_key_path:
+            self.session.cert = (connection.certificate_path, connection.private_key_path)
+        self.session.verify = False if connection.insecure else (connection.ca_path or True)
 
     def _url(self, kind: Kind, name: str | None = None) -> str:
+        if self.all_namespaces:
+            if name is not None:  # the command line refuses -A with a name before any call
+                raise ValueError(f"{kind.lower} {name}: a named object needs a namespace")
+            return f"{self.server}/apis/{GROUP}/{VERSION}/{kind.plural}"
         url = f"{self.server}/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{kind.plural}"
         return f"{url}/{name}" if name else url
 
