@@ -1,0 +1,142 @@
+"""The operator's credentials, read by the Kubernetes client library, against the emulator.
+
+``modelops operator`` as a process with two kubeconfig files merged in $KUBECONFIG whose
+current context authenticates through an ``exec`` plugin: Kopf (watching, patching) and the
+operator's own client make every request as the identity the plugin's token names. The
+operator's client renews an exec plugin's answer when it expires and loads the credentials
+again after a 401 (a revoked token), retrying once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from integration.test_operator_process import API, MODEL_VERSION, NAMESPACE, OperatorProcess, reconciled, wait_until
+from kubeemu import Emulator
+from kubeemu.client import KubeClient
+from modelops import kubeauth
+from modelops.controller.kube import Kube
+
+
+def token_plugin(path: Path, token_file: Path, log: Path, expires: str = "2999-01-01T00:00:00Z") -> Path:
+    """An exec credential plugin that answers the token in ``token_file`` (read at each run)."""
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import json\n"
+        f"with open({str(log)!r}, 'a') as out:\n"
+        "    out.write('run\\n')\n"
+        f"token = open({str(token_file)!r}).read().strip()\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1', 'kind': 'ExecCredential',\n"
+        f"                  'status': {{'token': token, 'expirationTimestamp': {expires!r}}}}}))\n"
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def kubeconfig(path: Path, server: str, plugin: Path, *, current: str = "op") -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "emu", "cluster": {"server": server}}],
+        "users": [{"name": "op", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                                     "command": str(plugin), "interactiveMode": "Never"}}}],
+        "contexts": [{"name": "op", "context": {"cluster": "emu", "user": "op", "namespace": NAMESPACE}}],
+        "current-context": current,
+    }))  # fmt: skip
+    return path
+
+
+def test_kopf_and_the_operators_client_log_in_through_a_merged_kubeconfig_and_an_exec_plugin(
+    cluster: KubeClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.add_user("tok-operator", "modelops-exec", groups=["system:masters"])
+    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
+    token_file.write_text("tok-operator")
+    first = kubeconfig(tmp_path / "first", emulator.url, token_plugin(tmp_path / "get-token", token_file, log))
+    # The second file names the same context on a server that is not there, and its own current
+    # context: kubectl (and the operator) keep the first file's.
+    second = tmp_path / "second"
+    second.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "emu", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "op", "user": {"token": "not-this-one"}}],
+        "contexts": [{"name": "op", "context": {"cluster": "emu", "user": "op"}},
+                     {"name": "other", "context": {"cluster": "emu", "user": "op"}}],
+        "current-context": "other",
+    }))  # fmt: skip
+    start = len(emulator.audit)
+    operator = OperatorProcess(Path(os.pathsep.join([str(first), str(second)])), tmp_path / "operator.log",
+                               "--standalone")  # fmt: skip
+    try:
+        wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
+        cluster.create(MODEL_VERSION)
+        assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
+        wait_until(lambda: any(r.user_agent.startswith("modelops-operator") for r in emulator.audit[start:]), 60,
+                   lambda: "a request of the operator's own client")  # fmt: skip
+        ours = [r for r in emulator.audit[start:] if r.user_agent.startswith(("kopf", "modelops-operator"))]
+    finally:
+        assert operator.stop() == 0
+    assert {r.user for r in ours} == {"modelops-exec"}, {(r.user, r.user_agent, r.path) for r in ours}
+    # Kopf's own reads and its status patches, and our client's reads, all as the plugin's identity.
+    assert {"list", "patch"} <= {r.verb for r in ours if r.user_agent.startswith("kopf")}
+    assert {r.code for r in ours} <= {200, 201, 404, 409}
+    assert "Traceback" not in operator.output()
+    # Once before Kopf starts (the start-up check), once for the run itself.
+    assert log.read_text().count("run") == 2
+
+
+def test_the_operators_client_renews_an_expired_answer_and_after_a_401(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.add_user("tok-a", "alice", groups=["system:masters"])
+    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
+    token_file.write_text("tok-a")
+    plugin = token_plugin(tmp_path / "get-token", token_file, log)
+    creds = kubeauth.from_kubeconfig(str(kubeconfig(tmp_path / "config", emulator.url, plugin)))
+
+    async def scenario() -> list[Any]:
+        client = Kube(creds)
+        try:
+            await client.list("v1", "ConfigMap", "default")
+            # The token is revoked and a new one issued: the next call is refused, then retried once.
+            emulator.handler.users.pop("tok-a")
+            emulator.add_user("tok-b", "bob", groups=["system:masters"])
+            token_file.write_text("tok-b")
+            await client.list("v1", "ConfigMap", "default")
+            return [client.connection.authorization]
+        finally:
+            await client.close()
+
+    start = len(emulator.audit)
+    assert asyncio.run(scenario()) == ["Bearer tok-b"]
+    assert [(r.user, r.code) for r in emulator.audit[start:]] == [("alice", 200), ("", 401),
+                                                                   ("bob", 200)]  # fmt: skip
+    assert log.read_text().count("run") == 2
+
+
+def test_an_answer_that_expired_is_asked_for_again_before_the_request(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.add_user("tok-a", "alice", groups=["system:masters"])
+    emulator.add_user("tok-b", "bob", groups=["system:masters"])
+    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
+    token_file.write_text("tok-a")
+    past = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    plugin = token_plugin(tmp_path / "get-token", token_file, log, expires=past)
+    creds = kubeauth.from_kubeconfig(str(kubeconfig(tmp_path / "config", emulator.url, plugin)))
+    assert creds.connection().expiration is not None
+
+    async def scenario() -> None:
+        client = Kube(creds)
+        try:
+            token_file.write_text("tok-b")  # the plugin now answers bob; nothing was refused
+            await client.list("v1", "ConfigMap", "default")
+        finally:
+            await client.close()
+
+    start = len(emulator.audit)
+    asyncio.run(scenario())
+    assert [(r.user, r.code) for r in emulator.audit[start:]] == [("bob", 200)]
