@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from modelops import __version__, kubeauth
+from modelops import __version__
 from modelops.api.common import GROUP, VERSION
+
+if TYPE_CHECKING:
+    from modelops import kubeauth
 
 Obj = dict[str, Any]
 TIMEOUT_SECONDS = 30.0
@@ -62,6 +65,9 @@ class ConnectError(Exception):
 
 def load_credentials(kubeconfig: str | None, context: str | None) -> kubeauth.Credentials:
     """Like kubectl: --kubeconfig, else $KUBECONFIG (merged), else ~/.kube/config, else in-cluster."""
+    # The library takes about half a second to import (bench/kubeclient): --help and usage errors skip it.
+    from modelops import kubeauth
+
     try:
         return kubeauth.load(kubeconfig, context)
     except kubeauth.CredentialsError as error:  # a malformed kubeconfig is one line, never a traceback
