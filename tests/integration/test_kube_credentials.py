@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from integration.test_operator_process import API, MODEL_VERSION, NAMESPACE, OperatorProcess, reconciled, wait_until
@@ -140,3 +141,40 @@ def test_an_answer_that_expired_is_asked_for_again_before_the_request(emulator: 
     start = len(emulator.audit)
     asyncio.run(scenario())
     assert [(r.user, r.code) for r in emulator.audit[start:]] == [("bob", 200)]
+
+
+def test_in_a_pod_the_service_account_is_used_over_tls(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's service account as the kubelet mounts it, against the emulator's HTTPS listener with
+    its own CA: the operator's client and kubectl modelops both verify the server with that CA (not
+    the machine's bundle, which $REQUESTS_CA_BUNDLE names on machines behind a TLS proxy) and send
+    the token."""
+    from modelops.plugin import client as plugin
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+
+    api = emulator.serve_in_cluster("127.0.0.1", tmp_path / "apiserver")
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("sa-token\n")
+    (account / "ca.crt").write_bytes(api.ca_path.read_bytes())
+    (account / "namespace").write_text(NAMESPACE)
+    emulator.add_user("sa-token", f"system:serviceaccount:{NAMESPACE}:modelops", groups=["system:masters"])
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(api.port)}
+    creds = kubeauth.in_cluster(account, env)
+    assert creds is not None
+    assert creds.namespace == NAMESPACE
+
+    async def scenario() -> list[dict[str, Any]]:
+        client = Kube(creds)
+        try:
+            return await client.list("v1", "ConfigMap", "default")
+        finally:
+            await client.close()
+
+    start = len(emulator.audit)
+    assert asyncio.run(scenario()) == []
+    with pytest.raises(plugin.ApiError, match="not served"):  # no CRDs here: a clear 404
+        plugin.Client(creds.connection(), NAMESPACE).list(plugin.MODEL_VERSION)
+    assert [r.user for r in emulator.audit[start:]] == [f"system:serviceaccount:{NAMESPACE}:modelops"] * 2

@@ -88,7 +88,9 @@ class Client:
             self.session.headers["Authorization"] = connection.authorization
         if connection.certificate_path and connection.private_key_path:
             self.session.cert = (connection.certificate_path, connection.private_key_path)
-        self.session.verify = False if connection.insecure else (connection.ca_path or True)
+        # Given with each request: requests lets $REQUESTS_CA_BUNDLE override a session's own CA
+        # (psf/requests#3829), and a cluster's CA is the kubeconfig's, never the machine's bundle.
+        self.verify: bool | str = False if connection.insecure else (connection.ca_path or True)
 
     def _url(self, kind: Kind, name: str | None = None) -> str:
         if self.all_namespaces:
@@ -100,7 +102,7 @@ class Client:
 
     def _call(self, method: str, url: str, *, kind: Kind, name: str | None = None, **kwargs: Any) -> Obj:
         try:
-            response = self.session.request(method, url, timeout=TIMEOUT_SECONDS, **kwargs)
+            response = self.session.request(method, url, timeout=TIMEOUT_SECONDS, verify=self.verify, **kwargs)
         except requests.RequestException as error:
             raise ConnectError(f"cannot reach the API server at {self.server}: {error}") from None
         if response.status_code >= 400:
