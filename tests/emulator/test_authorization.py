@@ -1,9 +1,11 @@
 """Fidelity of SubjectAccessReview: RBAC decisions over the stored Roles, ClusterRoles and bindings."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+import requests
 
 from kubeemu import Emulator
 from kubeemu.client import ApiError, KubeClient
@@ -218,3 +220,19 @@ def test_every_request_is_authorized_as_the_api_server_words_it(emulator: Emulat
     # Without credentials: system:admin in system:masters, bound to cluster-admin at start.
     assert kube.get('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', None, 'cluster-admin')['subjects'] == [
         {'apiGroup': 'rbac.authorization.k8s.io', 'kind': 'Group', 'name': 'system:masters'}]
+
+
+def test_a_watch_the_client_closes_is_audited_as_a_watch(emulator: Emulator, kube: KubeClient) -> None:
+    """The API server's audit log records a watch as verb `watch` on its resource, however it ends."""
+    emulator.add_user('tok-wendy', 'wendy', groups=['system:masters'])
+    kube.create({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'ml'}})
+    start = len(emulator.audit)
+    with requests.get(f'{emulator.url}/api/v1/namespaces/ml/configmaps', params={'watch': 'true'}, stream=True,
+                      headers={'Authorization': 'Bearer tok-wendy'}, timeout=30) as response:
+        assert response.status_code == 200
+    # The server learns of the close when its stream next notices; wait for the record, with a deadline.
+    deadline = time.monotonic() + 30
+    while not [r for r in emulator.audit[start:] if r.user == 'wendy'] and time.monotonic() < deadline:
+        kube.get('v1', 'Namespace', None, 'ml')  # keeps the loop turning; no sleep as synchronisation
+    records = [(r.verb, r.resource, r.namespace, r.code) for r in emulator.audit[start:] if r.user == 'wendy']
+    assert records == [('watch', 'configmaps', 'ml', 200)]

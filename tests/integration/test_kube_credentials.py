@@ -178,3 +178,34 @@ def test_in_a_pod_the_service_account_is_used_over_tls(
     with pytest.raises(plugin.ApiError, match="not served"):  # no CRDs here: a clear 404
         plugin.Client(creds.connection(), NAMESPACE).list(plugin.MODEL_VERSION)
     assert [r.user for r in emulator.audit[start:]] == [f"system:serviceaccount:{NAMESPACE}:modelops"] * 2
+
+
+def test_kopf_logs_in_again_with_a_new_answer_after_the_token_is_revoked(
+    cluster: KubeClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.add_user("tok-a", "modelops-a", groups=["system:masters"])
+    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
+    token_file.write_text("tok-a")
+    config = kubeconfig(tmp_path / "config", emulator.url, token_plugin(tmp_path / "get-token", token_file, log))
+    operator = OperatorProcess(config, tmp_path / "operator.log", "--standalone")
+    try:
+        wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
+        cluster.create(MODEL_VERSION)
+        assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
+        # Revoked; the plugin now answers a new token: Kopf's next refusal makes it ask the login
+        # handler again, which runs the plugin again rather than hand back what was refused.
+        emulator.handler.users.pop("tok-a")
+        emulator.add_user("tok-b", "modelops-b", groups=["system:masters"])
+        token_file.write_text("tok-b")
+        start = len(emulator.audit)
+        cluster.patch(API, "ModelVersion", NAMESPACE, "iris-v1", {"spec": {"stage": "Archived"}})
+        assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1",
+                                lambda o: reconciled(o) and o["status"]["stage"] == "Archived", timeout=90)  # fmt: skip
+    finally:
+        assert operator.stop() == 0
+    after = [r for r in emulator.audit[start:] if r.user_agent.startswith(("kopf", "modelops-operator"))]
+    refused = [i for i, r in enumerate(after) if r.code == 401]
+    assert refused, [(r.user, r.code, r.user_agent) for r in after]
+    # Kopf closes its watches when it logs in again; a watch is audited when it ends, as who opened it.
+    assert {r.user for r in after[refused[-1] + 1:] if r.verb != "watch"} == {"modelops-b"}
+    assert "Traceback" not in operator.output()

@@ -90,7 +90,9 @@ class ApiHandler(kmock.RawHandler):
         self.audit: list[AuditRecord] = []
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = 1800.0
-        self._streaming: set[int] = set()  # ids of requests whose watch stream has started
+        # Requests whose watch stream has started, by id, with their target: a client that closes a watch
+        # is audited as the watch it was (verb, resource), as the API server's audit log records it.
+        self._streaming: dict[int, Target] = {}
         self.webhooks = WebhookCaller(cluster)
         self.authorizer = Authorizer(cluster)
 
@@ -136,10 +138,12 @@ class ApiHandler(kmock.RawHandler):
                 verb, target = exc.audit
             return aiohttp.web.json_response(exc.to_status(), status=exc.code)
         except asyncio.CancelledError:  # the client went away; a started stream was a 200 for it
-            code = 200 if id(raw) in self._streaming else 499
+            code = 499
+            if id(raw) in self._streaming:
+                code, verb, target = 200, 'watch', self._streaming[id(raw)]
             raise
         finally:
-            self._streaming.discard(id(raw))
+            self._streaming.pop(id(raw), None)
             self.audit.append(AuditRecord(
                 verb=verb, method=raw.method, path=raw.path, query=raw.query_string, user=user_name, code=code,
                 user_agent=raw.headers.get('User-Agent', ''),
@@ -501,7 +505,7 @@ class ApiHandler(kmock.RawHandler):
 
         try:
             await response.prepare(raw)
-            self._streaming.add(id(raw))
+            self._streaming[id(raw)] = target
             for kind, obj in replay:
                 await send(kind, self._out(info, version, obj))
             if send_initial and bookmarks:
