@@ -42,6 +42,14 @@ def token_plugin(path: Path, token_file: Path, log: Path, expires: str = "2999-0
     return path
 
 
+def issue(emulator: Emulator, tmp_path: Path, token: str, user: str, **plugin: str) -> tuple[Path, Path, Path]:
+    """``token`` authenticates ``user`` (an admin); the plugin answers it: (token file, run log, plugin)."""
+    emulator.add_user(token, user, groups=["system:masters"])
+    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
+    token_file.write_text(token)
+    return token_file, log, token_plugin(tmp_path / "get-token", token_file, log, **plugin)
+
+
 def kubeconfig(path: Path, server: str, plugin: Path, *, current: str = "op") -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config",
@@ -57,10 +65,8 @@ def kubeconfig(path: Path, server: str, plugin: Path, *, current: str = "op") ->
 def test_kopf_and_the_operators_client_log_in_through_a_merged_kubeconfig_and_an_exec_plugin(
     cluster: KubeClient, emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator.add_user("tok-operator", "modelops-exec", groups=["system:masters"])
-    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
-    token_file.write_text("tok-operator")
-    first = kubeconfig(tmp_path / "first", emulator.url, token_plugin(tmp_path / "get-token", token_file, log))
+    _, log, plugin = issue(emulator, tmp_path, "tok-operator", "modelops-exec")
+    first = kubeconfig(tmp_path / "first", emulator.url, plugin)
     # The second file names the same context on a server that is not there, and its own current
     # context: kubectl (and the operator) keep the first file's.
     second = tmp_path / "second"
@@ -94,10 +100,7 @@ def test_kopf_and_the_operators_client_log_in_through_a_merged_kubeconfig_and_an
 
 
 def test_the_operators_client_renews_an_expired_answer_and_after_a_401(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.add_user("tok-a", "alice", groups=["system:masters"])
-    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
-    token_file.write_text("tok-a")
-    plugin = token_plugin(tmp_path / "get-token", token_file, log)
+    token_file, log, plugin = issue(emulator, tmp_path, "tok-a", "alice")
     creds = kubeauth.from_kubeconfig(str(kubeconfig(tmp_path / "config", emulator.url, plugin)))
 
     async def scenario() -> list[Any]:
@@ -121,12 +124,9 @@ def test_the_operators_client_renews_an_expired_answer_and_after_a_401(emulator:
 
 
 def test_an_answer_that_expired_is_asked_for_again_before_the_request(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.add_user("tok-a", "alice", groups=["system:masters"])
-    emulator.add_user("tok-b", "bob", groups=["system:masters"])
-    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
-    token_file.write_text("tok-a")
     past = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    plugin = token_plugin(tmp_path / "get-token", token_file, log, expires=past)
+    token_file, _, plugin = issue(emulator, tmp_path, "tok-a", "alice", expires=past)
+    emulator.add_user("tok-b", "bob", groups=["system:masters"])
     creds = kubeauth.from_kubeconfig(str(kubeconfig(tmp_path / "config", emulator.url, plugin)))
     assert creds.connection().expiration is not None
 
@@ -183,10 +183,8 @@ def test_in_a_pod_the_service_account_is_used_over_tls(
 def test_kopf_logs_in_again_with_a_new_answer_after_the_token_is_revoked(
     cluster: KubeClient, emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator.add_user("tok-a", "modelops-a", groups=["system:masters"])
-    token_file, log = tmp_path / "token", tmp_path / "plugin.log"
-    token_file.write_text("tok-a")
-    config = kubeconfig(tmp_path / "config", emulator.url, token_plugin(tmp_path / "get-token", token_file, log))
+    token_file, _, plugin = issue(emulator, tmp_path, "tok-a", "modelops-a")
+    config = kubeconfig(tmp_path / "config", emulator.url, plugin)
     operator = OperatorProcess(config, tmp_path / "operator.log", "--standalone")
     try:
         wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
