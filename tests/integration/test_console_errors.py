@@ -121,6 +121,21 @@ def test_operator_without_credentials_exits_at_once(home: Path) -> None:
     assert str(home / ".kube" / "config") in line
 
 
+def test_operator_whose_exec_plugin_fails_says_so_in_one_line(tmp_path: Path, home: Path) -> None:
+    plugin = tmp_path / "get-token"
+    plugin.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('sso: session expired\\n')\nsys.exit(1)\n")
+    plugin.chmod(0o755)
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        f"users: [{{name: u, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1, command: '{plugin}'}}}}}}]\n"
+    )
+    one_line(operator(home, env={"KUBECONFIG": str(config)}), 1, "no Kubernetes credentials",
+             f"kubeconfig {config} (context c): the exec credential plugin failed", "sso: session expired")  # fmt: skip
+
+
 @pytest.mark.parametrize(("text", "needle"), [(BROKEN_YAML, "is not valid YAML"), (WRONG_SHAPE, "is malformed")])
 def test_operator_with_a_malformed_kubeconfig_says_so_in_one_line(
     tmp_path: Path, home: Path, text: str, needle: str
