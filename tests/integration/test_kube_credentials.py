@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -207,3 +208,33 @@ def test_kopf_logs_in_again_with_a_new_answer_after_the_token_is_revoked(
     # Kopf closes its watches when it logs in again; a watch is audited when it ends, as who opened it.
     assert {r.user for r in after[refused[-1] + 1:] if r.verb != "watch"} == {"modelops-b"}
     assert "Traceback" not in operator.output()
+
+
+def test_the_operators_client_checks_the_server_as_tls_server_name_says(emulator: Emulator, tmp_path: Path) -> None:
+    """`localhost` is not in the serving certificate; `kubernetes.default` is: with tls-server-name the
+    certificate is checked against that name (what kubectl does through a tunnel or an IP)."""
+    api = emulator.serve_in_cluster("127.0.0.1", tmp_path / "apiserver")
+    emulator.add_user("tok-t", "tess", groups=["system:masters"])
+
+    def config(name: str | None) -> kubeauth.Credentials:
+        cluster: dict[str, Any] = {"server": f"https://localhost:{api.port}", "certificate-authority": str(api.ca_path)}
+        if name:
+            cluster["tls-server-name"] = name
+        path = tmp_path / f"config-{name}"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": cluster}], "users": [{"name": "u", "user": {"token": "tok-t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        }))  # fmt: skip
+        return kubeauth.from_kubeconfig(str(path))
+
+    async def configmaps(creds: kubeauth.Credentials) -> int:
+        client = Kube(creds)
+        try:
+            return len(await client.list("v1", "ConfigMap", "default"))
+        finally:
+            await client.close()
+
+    assert asyncio.run(configmaps(config("kubernetes.default"))) == 0
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        asyncio.run(configmaps(config(None)))
