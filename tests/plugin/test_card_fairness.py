@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelops.plugin import card as cardpage
 from modelops.plugin import views
 
 FAIRNESS: dict[str, Any] = {
@@ -38,7 +39,7 @@ def card(**spec: Any) -> str:
     data = views.model_card(body, "ml", [], [])
     assert data["fairness"] == spec.get("fairness")
     assert data["featureImportance"] == spec.get("featureImportance")
-    return views.card_markdown(data)
+    return cardpage.to_markdown(data)
 
 
 def test_the_card_has_a_table_per_sensitive_feature() -> None:

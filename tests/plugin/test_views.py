@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from modelops.plugin import card as cardpage
 from modelops.plugin import cli, render, views
 
 
@@ -35,7 +36,7 @@ def test_views_tolerate_objects_the_operator_has_not_seen() -> None:
     assert status["modelDeployments"][0]["phase"] is None
     assert views.history([bare]) == []
     card = views.model_card(bare, "ml", [], [])
-    markdown = views.card_markdown(card)
+    markdown = cardpage.to_markdown(card)
     assert "## Gates\n\n_none_" in markdown
     assert "## Rollouts\n\n_not deployed_" in markdown
 
@@ -138,10 +139,10 @@ def test_the_card_shows_what_training_did_to_each_column() -> None:
     }}  # fmt: skip
     card = views.model_card(body, "ml", [], [])
     assert [c["name"] for c in card["data"]["columns"]] == ["age", "balance", "city"]
-    data = views.card_markdown(card).split("\n## Data\n", 1)[1].split("\n## ", 1)[0]
+    data = cardpage.to_markdown(card).split("\n## Data\n", 1)[1].split("\n## ", 1)[0]
     assert "| column | kind | missing | imputed | missing indicator | scaled | encoding |" in data
     assert "| age | numeric | 312 | median | yes | yes | none |" in data
     assert "| balance | numeric | 4 | constant (0.0) | no | yes | none |" in data
     assert "| city | categorical | 0 | no | no | no | one-hot, long tail bucketed (49 of 400 values) |" in data
     # A version registered before columns were recorded shows no such table.
-    assert "What training did" not in views.card_markdown(views.model_card(version("old-v1", 1), "ml", [], []))
+    assert "What training did" not in cardpage.to_markdown(views.model_card(version("old-v1", 1), "ml", [], []))

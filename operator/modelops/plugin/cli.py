@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from modelops.api.modelversion import Stage
+from modelops.plugin import card as cardpage
 from modelops.plugin import client as kube
 from modelops.plugin import render, views
 
@@ -109,8 +110,11 @@ def parser() -> argparse.ArgumentParser:
     sub = command("history", "stage transitions, approvals and rejections of a version or of a model")
     sub.add_argument("target", metavar="VERSION|MODEL", help="name, or mv/NAME, model/NAME")
 
-    sub = command("card", "a model card in Markdown, from what the resources hold")
+    sub = command("card", "a model card in Markdown (or a self-contained HTML page), from what the resources hold")
     sub.add_argument("target", metavar="MODEL|VERSION", help="name, or mv/NAME, model/NAME")
+    sub.add_argument(
+        "--html", action="store_true", help="a self-contained HTML page (inline SVG charts, fetches nothing)"
+    )
     return top
 
 
@@ -482,13 +486,19 @@ def cmd_history(ctx: Context) -> int:
 
 
 def cmd_card(ctx: Context) -> int:
+    as_html: bool = ctx.args.html
+    if as_html and ctx.output != "table":
+        raise UsageError(f"--html and -o {ctx.output} ask for two formats: choose one")
     _, name, versions = resolve(ctx, ctx.args.target)
     version = views.pick_version(versions)
     if version is None:  # resolve() never returns an empty list; kept for the type checker
         raise CommandError(f"no versions of {name}")
     c = ctx.client
-    card = views.model_card(version, c.namespace, c.list(kube.MODEL_DEPLOYMENT), c.list(kube.DRIFT_POLICY))
-    ctx.emit(card, lambda: views.card_markdown(card).rstrip("\n"))
+    view = views.model_card(version, c.namespace, c.list(kube.MODEL_DEPLOYMENT), c.list(kube.DRIFT_POLICY))
+    if as_html:
+        sys.stdout.write(cardpage.to_html(view))
+        return 0
+    ctx.emit(view, lambda: cardpage.to_markdown(view).rstrip("\n"))
     return 0
 
 

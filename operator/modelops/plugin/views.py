@@ -230,13 +230,34 @@ def serves(deployment: Mapping[str, Any], version: str) -> str | None:
     return None
 
 
+def analysis_of(deployment: Mapping[str, Any], version: str, role: str) -> list[Obj]:
+    """The deployment's latest canary measurements when they are this version's.
+
+    They measure the canary: this version's while it is the canary, or while it is the stable its
+    own canary analysis promoted (the newest rollout record is its, and no other canary runs since).
+    """
+    analysis = [dict(a) for a in dig(deployment, "status.analysis", []) if isinstance(a, Mapping)]
+    newest = next((r for r in dig(deployment, "status.history", []) if isinstance(r, Mapping)), {})
+    if role == "canary" or (
+        role == "stable" and not dig(deployment, "status.canaryVersion") and newest.get("version") == version
+    ):
+        return analysis
+    return []
+
+
 def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable[Obj], policies: Iterable[Obj]) -> Obj:
     """Everything a model card shows, from one version and the deployments and policies around it."""
     name = name_of(version)
     spec = dig(version, "spec", {})
     status = dig(version, "status", {})
     rollouts: list[Obj] = []
+    records: list[Obj] = []
     for deployment in sorted(deployments, key=name_of):
+        records += [
+            {"deployment": name_of(deployment), **r}
+            for r in dig(deployment, "status.history", [])
+            if isinstance(r, Mapping) and name in (r.get("version"), r.get("fromVersion"))
+        ]
         role = serves(deployment, name)
         if role is None:
             continue
@@ -244,6 +265,7 @@ def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable
         row["role"] = role
         weight = (row["canaryWeight"] or 0) if row["canaryVersion"] else 0
         row["trafficPercent"] = {"stable": 100 - weight, "canary": weight}.get(role, 0)
+        row["analysis"] = analysis_of(deployment, name, role)
         rollouts.append(row)
     for ref in status.get("deployedBy") or []:
         if isinstance(ref, Mapping) and ref.get("name") not in {r["name"] for r in rollouts}:
@@ -278,7 +300,8 @@ def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable
         },
         "training": {
             key: lineage.get(key)
-            for key in ("trainingRun", "estimator", "params", "image", "sklearnVersion", "sourceRevision", "trial")
+            for key in ("trainingRun", "estimator", "params", "image", "sklearnVersion", "sourceRevision", "trial",
+                        "calibration")
             if lineage.get(key) is not None
         },
         "metrics": spec.get("metrics") or {},
@@ -289,219 +312,6 @@ def model_card(version: Mapping[str, Any], namespace: str, deployments: Iterable
         "history": status.get("history") or [],
         "rejected": status.get("rejected"),
         "rollouts": rollouts,
+        "rolloutHistory": sort_events(records),
         "drift": drift,
     }
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(headers: list[str], rows: Iterable[Iterable[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines.extend("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
-    return lines
-
-
-def _imputed(column: Mapping[str, Any]) -> str:
-    strategy = column.get("impute")
-    if strategy in (None, "none"):
-        return "no"
-    return f"constant ({column.get('fillValue')})" if strategy == "constant" else str(strategy)
-
-
-def _encoding(column: Mapping[str, Any]) -> str:
-    encoding = str(column.get("encoding") or "—")
-    if column.get("kind") == "categorical" and column.get("categories") is not None:
-        return f"{encoding} ({column.get('categories')} of {column.get('distinct')} values)"
-    return encoding
-
-
-#: Per-group columns of the fairness tables, in the order shown.
-GROUP_COLUMNS = ("selectionRate", "accuracy", "precision", "recall", "falsePositiveRate", "mae", "meanPrediction")
-
-
-def _fairness_section(record: Any) -> list[str]:
-    """Fairness by sensitive feature: each feature's gaps, then a row per group (small ones marked)."""
-    out = ["## Fairness", ""]
-    if not isinstance(record, Mapping) or not record.get("features"):
-        return [*out, "_not measured (spec.evaluation.sensitiveFeatures of the TrainingRun)_", ""]
-    selection = f"positive class `{record['positiveClass']}`" if record.get("positiveClass") else "per class"
-    out += [
-        f"On {record.get('rows')} held-out rows ({record.get('library') or 'fairlearn'}); selection: {selection}; "
-        f"groups under {record.get('minGroupSize')} rows are marked insufficient.",
-        "",
-    ]
-    for feature in record["features"]:
-        if not isinstance(feature, Mapping):
-            continue
-        how = feature.get("kind")
-        if feature.get("bins"):
-            how = f"binned at {', '.join(f'{b:g}' for b in feature['bins'])}"
-        used = "an input" if feature.get("usedAsInput") else "not an input"
-        out += [f"### {feature.get('name')} ({how}; {used})", ""]
-        gaps = feature.get("metrics") or {}
-        out += [", ".join(f"{k} **{_cell(v)}**" for k, v in gaps.items()) or "_no gap is defined_", ""]
-        groups = [g for g in feature.get("groups") or [] if isinstance(g, Mapping)]
-        shown = [c for c in GROUP_COLUMNS if any(c in g for g in groups)]
-        by_class = any(g.get("selectionRateByClass") for g in groups)
-        headers = ["group", "rows", *shown] + (["selection rate by class"] if by_class else []) + ["evidence"]
-        rows = (
-            [g.get("group"), g.get("count"), *(g.get(c) for c in shown)]
-            + ([", ".join(f"{k}: {v:.3g}" for k, v in (g.get("selectionRateByClass") or {}).items())]
-               if by_class else [])
-            + ["insufficient" if g.get("insufficient") else "ok"]
-            for g in groups
-        )  # fmt: skip
-        out += [*_md_table(headers, rows), ""]
-    return out
-
-
-def _importance_section(record: Any) -> list[str]:
-    """Permutation importance per input column, most important first."""
-    out = ["## Feature importance", ""]
-    if not isinstance(record, Mapping) or not record.get("features"):
-        return [*out, "_not recorded_", ""]
-    out += [
-        f"Drop of {record.get('scoring')} (baseline {_cell(record.get('baseline'))}) when a column is shuffled: "
-        f"{record.get('repeats')} shuffles each, {record.get('rows')} held-out rows, seed {record.get('seed')}.",
-        "",
-    ]
-    entries = [e for e in record["features"] if isinstance(e, Mapping)]
-    out += _md_table(["feature", "mean", "std"], ([e.get("feature"), e.get("mean"), e.get("std")] for e in entries))
-    return [*out, ""]
-
-
-def card_markdown(card: Mapping[str, Any]) -> str:
-    """The model card in Markdown: a section per topic, '_none_' where a topic has nothing yet."""
-    out: list[str] = [f"# Model card: {card['name']}", ""]
-    out.append(
-        f"Model **{card.get('model')}**, version **{card.get('version')}**, namespace `{card['namespace']}`. "
-        f"Stage: **{card.get('grantedStage')}** (asked: {card.get('askedStage')})."
-    )
-    out.append("")
-    info = card.get("modelCard") or {}
-    for title, key in (("Description", "description"), ("Intended use", "intendedUse"), ("Limitations", "limitations")):
-        out += [f"## {title}", "", str(info.get(key) or "_not given_"), ""]
-    out += ["## Owners", ""]
-    out += [f"- {owner}" for owner in info.get("owners") or []] or ["_not given_"]
-    out.append("")
-
-    out += ["## Data", ""]
-    data = card.get("data") or {}
-    dataset = data.get("dataset") or {}
-    if dataset:
-        out.append(f"- Dataset: `{dataset.get('uri')}`")
-        if dataset.get("sha256"):
-            out.append(f"- SHA-256: `{dataset.get('sha256')}`")
-        if dataset.get("rows") is not None:
-            out.append(f"- Rows: {dataset.get('rows')}")
-    else:
-        out.append("- Dataset: _not recorded_")
-    columns = data.get("columns") or []
-    if columns:
-        out += ["", "What training did to each column:", ""]
-        out += _md_table(["column", "kind", "missing", "imputed", "missing indicator", "scaled", "encoding"],
-                         ([c.get("name"), c.get("kind"), c.get("missing"), _imputed(c),
-                           "yes" if c.get("indicator") else "no", "yes" if c.get("scaled") else "no",
-                           _encoding(c)] for c in columns))  # fmt: skip
-    features = data.get("referenceFeatures") or []
-    if features:
-        out += ["", f"Reference statistics ({data.get('referenceSampleSize')} rows):", ""]
-        out += _md_table(["feature", "kind", "bins"], ([f["name"], f["kind"], f["bins"]] for f in features))
-    out.append("")
-
-    training = card.get("training") or {}
-    artifact = card.get("artifact") or {}
-    out += ["## Training", ""]
-    if artifact:
-        kind = artifact.get("format") or "skops"
-        out.append(f"- Artifact: `{artifact.get('uri')}` ({kind}, sha256 `{artifact.get('sha256')}`)")
-    run = training.get("trainingRun")
-    if isinstance(run, Mapping):
-        out.append(f"- TrainingRun: {run.get('name')}")
-    for key, label in (("estimator", "Estimator"), ("image", "Image"), ("sklearnVersion", "scikit-learn")):
-        if training.get(key):
-            out.append(f"- {label}: `{training[key]}`")
-    if training.get("params"):
-        params = ", ".join(f"{k}={v}" for k, v in sorted(training["params"].items()))
-        out.append(f"- Parameters: {params}")
-    out.append("")
-
-    out += ["## Metrics", ""]
-    metrics = card.get("metrics") or {}
-    out += _md_table(["metric", "value"], sorted(metrics.items())) if metrics else ["_none_"]
-    out.append("")
-
-    out += _fairness_section(card.get("fairness"))
-    out += _importance_section(card.get("featureImportance"))
-
-    out += ["## Gates", ""]
-    gates = card.get("gates") or []
-    rows = (
-        [
-            g.get("stage"),
-            g.get("metric"),
-            f"{g.get('op')} {g.get('threshold')}",
-            g.get("value"),
-            ("pass" if g.get("passed") else "FAIL")
-            + (f" (insufficient evidence: {g['insufficientEvidence']})" if g.get("insufficientEvidence") else ""),
-            g.get("source"),
-        ]
-        for g in gates
-    )
-    out += _md_table(["stage", "metric", "needs", "value", "verdict", "source"], rows) if gates else ["_none_"]
-    out.append("")
-
-    out += ["## Approvals", ""]
-    approvals = card.get("approvals") or []
-    rows = ([a.get("stage"), a.get("user"), a.get("reviewer"), a.get("at")] for a in approvals)
-    out += _md_table(["stage", "approved by", "reviewer", "at"], rows) if approvals else ["_none_"]
-    out.append("")
-
-    out += ["## Stage history", ""]
-    transitions = card.get("history") or []
-    rows = ([t.get("at"), t.get("from"), t.get("to"), t.get("by"), t.get("reason")] for t in transitions)
-    out += _md_table(["at", "from", "to", "by", "reason"], rows) if transitions else ["_none_"]
-    out.append("")
-
-    out += ["## Rollouts", ""]
-    rollouts = card.get("rollouts") or []
-    rows = ([r.get("name"), r.get("role"), r.get("phase"), r.get("trafficPercent")] for r in rollouts)
-    out += _md_table(["deployment", "role", "phase", "traffic %"], rows) if rollouts else ["_not deployed_"]
-    rejected = card.get("rejected")
-    if isinstance(rejected, Mapping):
-        out += [
-            "",
-            f"**Rejected** by a canary on {rejected.get('deployment')} at {rejected.get('at')}: "
-            f"{rejected.get('metric')} = {_cell(rejected.get('value'))}"
-            + (f" ({rejected.get('message')})" if rejected.get("message") else ""),
-        ]
-    out.append("")
-
-    out += ["## Drift", ""]
-    drift = card.get("drift") or []
-    if not drift:
-        out.append("_no DriftPolicy watches this version's deployments_")
-    for policy in drift:
-        state = {True: "drifted", False: "no drift"}.get(policy.get("drifted"), "not evaluated yet")
-        out.append(
-            f"DriftPolicy **{policy['name']}** on {policy['deployment']} ({policy.get('method')}): {state}, "
-            f"last evaluation {policy.get('lastEvaluation') or '—'}."
-        )
-        scores = [f for f in policy.get("features") or [] if isinstance(f, Mapping)]
-        if scores:
-            out.append("")
-            rows = (
-                [f.get("name"), f.get("score"), f.get("threshold"), "yes" if f.get("drifted") else "no"] for f in scores
-            )
-            out += _md_table(["feature", "score", "threshold", "drifted"], rows)
-        if policy.get("retrains"):
-            out += ["", "Retrains: " + ", ".join(str(r) for r in policy["retrains"])]
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
