@@ -30,24 +30,24 @@ VERSION = "v1alpha1"
 ARGO = "system:serviceaccount:argocd:argocd-application-controller"
 OPERATOR_USER = "system:admin"  # the operator's identity on the emulator (a kubeconfig without a token)
 
-POLICY = parse(
-    {
-        "stages": {
-            "Staging": {"gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.8}]},
-            "Production": {
-                "approvals": 1,
-                "fourEyes": True,
-                "gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.9}],
-            },
+POLICY_DATA: dict[str, Any] = {
+    "stages": {
+        "Staging": {"gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.8}]},
+        "Production": {
+            "approvals": 1,
+            "fourEyes": True,
+            "gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.9}],
         },
-        "trustedAppliers": [ARGO],
-        "operatorUsers": [OPERATOR_USER],
-    }
-)
+    },
+    "trustedAppliers": [ARGO],
+    "operatorUsers": [OPERATOR_USER],
+}
+POLICY = parse(POLICY_DATA)
 
 PATHS = {
     "mutate-modelversion": ("Mutating", "modelversions", ["CREATE", "UPDATE"]),
     "validate-modelversion": ("Validating", "modelversions", ["CREATE", "UPDATE"]),
+    "validate-modelversion-delete": ("Validating", "modelversions", ["DELETE"]),
     "validate-modelversion-status": ("Validating", "modelversions/status", ["UPDATE"]),
     "validate-modeldeployment": ("Validating", "modeldeployments", ["CREATE", "UPDATE"]),
     "mutate-trainingrun": ("Mutating", "trainingruns", ["CREATE", "UPDATE"]),
@@ -66,7 +66,7 @@ class Webhooks:
     url: str
     ca_pem: bytes
     ca_path: Path
-    runner: KopfRunner
+    runner: KopfRunner | None  # None: the operator runs as a process of its own
     calls: list[str] = field(default_factory=list)
 
     def review(

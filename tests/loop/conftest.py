@@ -34,6 +34,7 @@ WEBHOOKS = {
     "mutate-modelversion": ("Mutating", "modelversions", ["CREATE", "UPDATE"]),
     "mutate-trainingrun": ("Mutating", "trainingruns", ["CREATE", "UPDATE"]),
     "validate-modelversion": ("Validating", "modelversions", ["CREATE", "UPDATE"]),
+    "validate-modelversion-delete": ("Validating", "modelversions", ["DELETE"]),
     "validate-modelversion-status": ("Validating", "modelversions/status", ["UPDATE"]),
     "validate-modeldeployment": ("Validating", "modeldeployments", ["CREATE", "UPDATE"]),
 }

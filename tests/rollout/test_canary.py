@@ -7,8 +7,11 @@ the version marked rejected) when it fails, and obeys abort/promote/retry by ann
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
+import pytest
 from kopf.testing import KopfRunner
 
 from kubeemu.client import KubeClient
@@ -102,7 +105,10 @@ def test_passing_analysis_promotes_step_by_step(cluster: KubeClient, operator: K
     assert "Promoted" in reasons
 
 
-def test_failing_analysis_rolls_back_and_stays_until_retry(cluster: KubeClient, operator: KopfRunner) -> None:
+def test_failing_analysis_rolls_back_and_stays_until_retry(
+    cluster: KubeClient, operator: KopfRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelops.audit")
     start(cluster, analysis={"interval": "1s", "inconclusivePolicy": "Fail", "failureLimit": 1})
     want(cluster, "iris-v2")
     failed = cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris", status_is(phase="RolledBack"), timeout=30)
@@ -130,6 +136,12 @@ def test_failing_analysis_rolls_back_and_stays_until_retry(cluster: KubeClient, 
     evidence = rejected["status"]["rejected"]
     assert evidence["deployment"] == "ml/iris"
     assert evidence["metric"]
+    # The rollback is in the audit log too, once, with the same evidence (logic/audit.py).
+    audited = [json.loads(r.getMessage()) for r in caplog.records if r.name == "modelops.audit"]
+    [rollback] = [r for r in audited if r["event"] == "rolledBack"]
+    assert (rollback["name"], rollback["deployment"], rollback["at"]) == ("iris-v2", "ml/iris", evidence["at"])
+    assert rollback["evidence"]["metric"] == evidence["metric"]
+    assert rollback["uid"] == rejected["metadata"]["uid"]
 
     # Still the wanted version: it stays rolled back (no retry loop) through further reconciles.
     cluster.patch(API, "ModelDeployment", NAMESPACE, "iris", {"spec": {"replicas": 3}})

@@ -426,6 +426,14 @@ class Rejection(StatusModel):
     at: str = Field(json_schema_extra={"format": "date-time"}, description="When.")
 
 
+class StageRequest(StatusModel):
+    """The stage last asked for, as the operator saw it (the audit log records each change once)."""
+
+    stage: Stage = Field(description="The stage spec.stage asked for.")
+    by: str | None = Field(default=None, description="Who asked (recorded by the mutating webhook).")
+    at: str | None = Field(default=None, json_schema_extra={"format": "date-time"}, description="When it was asked.")
+
+
 class DeploymentRef(StatusModel):
     """A ModelDeployment that serves this version."""
 
@@ -445,5 +453,8 @@ class ModelVersionStatus(StatusModel):
     approvals: list[Approval] | None = Field(default=None, description="Approvals, by authenticated identity.")
     history: list[Transition] | None = Field(default=None, description="Every granted stage change.")
     rejected: Rejection | None = Field(default=None, description="Set when a canary of this version was rolled back.")
+    stage_request: StageRequest | None = Field(
+        default=None, description="The stage last asked for, who asked and when (written by the operator only)."
+    )
     deployed_by: list[DeploymentRef] | None = Field(default=None, description="Deployments serving this version.")
     kopf: dict[str, Any] | None = kopf_field()

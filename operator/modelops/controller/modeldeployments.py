@@ -51,11 +51,12 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import artifactpolicy, feedbackkeys, requeue
+from modelops.controller import artifactpolicy, audit, feedbackkeys, requeue
 from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
+from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
 from modelops.logic import governance, rollout, serving, workloads
 from modelops.logic.policy import DEFAULT, Policy
@@ -403,6 +404,7 @@ async def _reject(
             if error.status not in (404, 409):
                 raise
             continue
+        audit.write([audit_records.rollback_event(version, record, by=governance.OPERATOR_IDENTITY)])
         # A status write does not make the version reconcile: ask it to look now (the rejection may
         # withdraw its Production grant).
         requeue.schedule("ModelVersion", namespace, rejection.version, 0)

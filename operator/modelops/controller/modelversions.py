@@ -32,7 +32,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller import common, webhooks
+from modelops.controller import audit, common, webhooks
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
@@ -108,6 +108,7 @@ async def archive(other: Mapping[str, Any], successor: str, now: str) -> bool:
         except ConflictError:
             current = await common.kube().get(common.API, "ModelVersion", namespace, name)
             continue
+        audit.status_written(current, status, archived)
         kopf.event(kopf.Body(cast(kopf.RawBody, current)), type="Normal", reason="StageChanged", message=message)
         return True
     raise kopf.TemporaryError(f"ModelVersion {namespace}/{name} kept changing while it was archived", delay=1)
@@ -168,6 +169,7 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
         "message": decision.message,
         "gates": decision.gates,
         "approvals": records,
+        "stageRequest": governance.stage_request(spec.stage, annotations.get(governance.STAGE_REQUESTED_BY)),
     }
     t = decision.transition
     if t is not None:
@@ -230,6 +232,7 @@ def make_reconcile(policy: Policy) -> Any:
                 status = build_status(fresh_status, outcome, int(meta.get("generation") or 0), now)
                 if any(fresh_status.get(key) != value for key, value in status.items()):
                     await write_status(ctx.namespace, ctx.name, str(meta.get("resourceVersion")), status)
+                    audit.status_written(fresh, fresh_status, status)
                 if production:
                     await settle_production(ctx.namespace, current.model, now)
             except ConflictError:

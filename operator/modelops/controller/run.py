@@ -29,7 +29,7 @@ import kopf
 
 from modelops import kubeauth
 from modelops.cli import ArgumentParser
-from modelops.controller import common, metrics, webhooks
+from modelops.controller import audit, common, metrics, webhooks
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
 
@@ -180,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Governance transitions as bare JSON lines, whatever the level (logic/audit.py).
+    audit.configure(sys.stderr)
     from modelops.controller import handlers
 
     try:

@@ -21,8 +21,9 @@ from typing import Any
 import kopf
 
 from modelops.api import GROUP, VERSION
-from modelops.controller import artifactpolicy, common
+from modelops.controller import artifactpolicy, audit, common
 from modelops.controller.kube import KubeError
+from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
 from modelops.logic import governance, workloads
 from modelops.logic.driftloop import FROM_VERSION_ANNOTATION
@@ -267,6 +268,21 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             )
         except DeniedError as error:
             raise _deny(error) from None
+
+    @kopf.on.validate(
+        GROUP, VERSION, "modelversions", id="validate-modelversion-delete", operations=["DELETE"], registry=registry
+    )
+    async def validate_modelversion_delete(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
+        identity = Identity.from_userinfo(userinfo)
+        old: Mapping[str, Any] = kwargs.get("old") or body
+        try:
+            entered = governance.validate_delete(old, identity)
+        except DeniedError as error:
+            raise _deny(error) from None
+        if entered is not None and not kwargs.get("dryrun"):
+            # Admitted: the object may still outlive this (a finalizer, a later webhook), but the request
+            # by this identity is the fact the audit records.
+            audit.write([audit_records.deleted_event(old, identity.user, cond.now_iso(), entered)])
 
     @kopf.on.validate(
         GROUP,

@@ -29,11 +29,16 @@ APPROVE = "modelops.io/approve"
 REVIEWER = "modelops.io/reviewer"
 APPROVALS = "modelops.io/approvals"
 CREATED_BY = "modelops.io/created-by"
+# Set to the version's own name before deleting a version that was ever in Production (docs/governance.md).
+ACKNOWLEDGE_DELETE = "modelops.io/acknowledge-delete"
 # Who asked for the current spec.stage, and when: {"user", "stage", "at"}, written by the webhook.
 STAGE_REQUESTED_BY = "modelops.io/stage-requested-by"
 PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY, STAGE_REQUESTED_BY)
 IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage", "fairness", "featureImportance")
-GOVERNED_STATUS = ("stage", "approvals", "history", "rejected")
+GOVERNED_STATUS = ("stage", "approvals", "history", "rejected", "stageRequest")
+# How the reasons of the operator's own transitions begin (the audit log tells them apart by these).
+REJECTED_PREFIX = "rejected: "
+SUPERSEDED_PREFIX = "superseded: "
 STAGES = ("None", "Staging", "Production", "Archived")
 
 Record = dict[str, Any]
@@ -115,6 +120,23 @@ def parse_requester(text: str | None, stage: str) -> str | None:
     if not isinstance(data, dict) or data.get("stage") != stage or not isinstance(data.get("user"), str):
         return None
     return str(data["user"])
+
+
+def stage_request(stage: str, text: str | None) -> dict[str, Any]:
+    """The stage ``spec.stage`` asks for, with who asked and when where the webhook recorded it (never raises).
+
+    Kept in ``status.stageRequest``: a change of it is a request the audit log records once.
+    """
+    request: dict[str, Any] = {"stage": stage}
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("stage") == stage and isinstance(data.get("user"), str):
+        request["by"] = data["user"]
+        if _parse_time(data.get("at")) is not None:
+            request["at"] = data["at"]
+    return request
 
 
 def parse_creator(text: str | None) -> tuple[str | None, str | None]:
@@ -253,6 +275,35 @@ def mutate_trainingrun(
 def _immutable_message(name: str) -> str:
     # The same words as the CRD's CEL rule (api/modelversion.py).
     return f"spec.{name} is immutable once set: register a new ModelVersion instead"
+
+
+def ever_in_production(status: Mapping[str, Any] | None) -> str | None:
+    """When a version (by its status) last entered Production, if it ever did ('now' if it holds it unrecorded)."""
+    status = status or {}
+    entries = [e for e in status.get("history") or () if isinstance(e, Mapping) and e.get("to") == "Production"]
+    if entries:
+        return str(entries[-1].get("at"))
+    return "now" if status.get("stage") == "Production" else None
+
+
+def validate_delete(old: Mapping[str, Any], identity: Identity) -> str | None:
+    """A DELETE of a version: refused unless acknowledged when it was ever in Production; raises :class:`DeniedError`.
+
+    Returns when it last entered Production for an acknowledged delete (the audit log records it), else None.
+    """
+    meta = old.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    entered = ever_in_production(old.get("status"))
+    if entered is None:
+        return None
+    if (meta.get("annotations") or {}).get(ACKNOWLEDGE_DELETE) == name:
+        return entered
+    raise DeniedError(
+        f"ModelVersion {meta.get('namespace')}/{name} was in Production (last entered {entered}): deleting it removes "
+        f"its evidence (gates, approvals, history) from the cluster; {identity.user or 'you'} must first set the "
+        f"annotation {ACKNOWLEDGE_DELETE}={name} (kubectl annotate modelversion {name} {ACKNOWLEDGE_DELETE}={name}); "
+        "the operator's audit log keeps its trail"
+    )
 
 
 def validate_version(
@@ -633,7 +684,7 @@ def decide(
     if granted == "Production" and rejected is not None and rejected_in_production(history, rejected):
         # Evidence from production traffic withdraws the grant: no new deployment picks the version up,
         # and Production comes back only with an approval given after the rejection.
-        why = f"rejected: {rejection_text(rejected)}; approve Production again to bring it back"
+        why = f"{REJECTED_PREFIX}{rejection_text(rejected)}; approve Production again to bring it back"
         transition = {"from": "Production", "to": "Archived", "by": OPERATOR_IDENTITY, "at": now, "reason": why}
         message = f"stage Production withdrawn: {why}"
         return Decision("Archived", transition, False, "Rejected", message, gates, conditions)
@@ -664,7 +715,7 @@ def supersede(successor: str, now: str) -> dict[str, Any]:
         "to": "Archived",
         "by": OPERATOR_IDENTITY,
         "at": now,
-        "reason": f"superseded: {successor} was granted Production (one Production version per model)",
+        "reason": f"{SUPERSEDED_PREFIX}{successor} was granted Production (one Production version per model)",
     }
 
 

@@ -555,3 +555,31 @@ def to_markdown(view: Mapping[str, Any]) -> str:
 def to_html(view: Mapping[str, Any]) -> str:
     """The card view (``views.model_card``) as a self-contained HTML page."""
     return html(document(view))
+
+
+def _audit_detail(record: Mapping[str, Any]) -> str:
+    """The evidence of an audit record in a few words."""
+    evidence = record.get("evidence") or {}
+    if record.get("event") == "rolledBack":
+        return f"{record.get('deployment')}: {evidence.get('metric')} = {text_of(evidence.get('value'))}"
+    if record.get("event") == "approved" and evidence.get("reviewer"):
+        return f"reviewer {evidence['reviewer']}, asserted by {evidence.get('assertedBy')}"
+    return str(record.get("reason") or "")
+
+
+def audit_markdown(trail: Mapping[str, Any]) -> str:
+    """A model's audit trail (``kubectl modelops audit``) as Markdown: one row per record, oldest first."""
+    records = [r for r in trail.get("events") or [] if isinstance(r, Mapping)]
+    rows = (
+        [r.get("at"), r.get("name"), r.get("event"),
+         r.get("stage") or (f"{r.get('from')} → {r.get('to')}" if r.get("to") else None), r.get("by"),
+         _audit_detail(r)]
+        for r in records
+    )  # fmt: skip
+    blocks: list[Block] = [
+        Heading(1, f"Audit trail: model {trail.get('model')}"),
+        para("Namespace ", code(trail.get("namespace")), f"; {len(records)} record(s) from the versions that "
+             "still exist. Deleted versions and earlier stage requests are in the operator's audit log only."),
+        table("audit", ["at", "version", "event", "stage", "by", "evidence"], rows) if records else para(i("none")),
+    ]  # fmt: skip
+    return markdown(blocks)

@@ -1,6 +1,6 @@
 """``kubectl modelops``: the pipeline of a model at a glance, and the governance verbs.
 
-Commands: ``status``, ``approve``, ``promote``, ``abort``, ``retry``, ``history``, ``card``
+Commands: ``status``, ``approve``, ``promote``, ``abort``, ``retry``, ``history``, ``card``, ``audit``
 (see docs/kubectl-modelops.md). Exit codes: 0 ok, 1 an API error or a missing object,
 2 bad usage. The plugin never sends a user name: approvals are recorded by the operator's
 admission webhook from the identity the API server authenticated.
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from modelops.api.modelversion import Stage
+from modelops.logic import audit
 from modelops.plugin import card as cardpage
 from modelops.plugin import client as kube
 from modelops.plugin import render, views
@@ -109,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("history", "stage transitions, approvals and rejections of a version or of a model")
     sub.add_argument("target", metavar="VERSION|MODEL", help="name, or mv/NAME, model/NAME")
+
+    sub = command("audit", "the governance trail of all a model's versions (JSON with -o json; else Markdown)")
+    sub.add_argument("model", metavar="MODEL")
 
     sub = command("card", "a model card in Markdown (or a self-contained HTML page), from what the resources hold")
     sub.add_argument("target", metavar="MODEL|VERSION", help="name, or mv/NAME, model/NAME")
@@ -485,6 +489,17 @@ def cmd_history(ctx: Context) -> int:
     return 0
 
 
+def cmd_audit(ctx: Context) -> int:
+    model: str = ctx.args.model
+    c = ctx.client
+    versions = views.sort_versions(v for v in c.list(kube.MODEL_VERSION) if views.belongs_to_model(v, model))
+    if not versions:
+        raise CommandError(f"model {model} has no ModelVersions in namespace {c.namespace}")
+    data = {"model": model, "namespace": c.namespace, "events": audit.trail(versions)}
+    ctx.emit(data, lambda: cardpage.audit_markdown(data).rstrip("\n"))
+    return 0
+
+
 def cmd_card(ctx: Context) -> int:
     as_html: bool = ctx.args.html
     if as_html and ctx.output != "table":
@@ -510,6 +525,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "retry": cmd_retry,
     "history": cmd_history,
     "card": cmd_card,
+    "audit": cmd_audit,
 }
 
 
