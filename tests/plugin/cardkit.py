@@ -81,4 +81,4 @@ TABLES = [
     "rollouts", "rollout-history", "analysis", "drift:loans-drift",
 ]  # fmt: skip
 #: Its charts and the bars each draws.
-CHARTS = {"selection-rate:age": 3, "importance": len(IMPORTANCE["features"])}
+CHARTS = {"selection-rate:age": 3, "importance": len(IMPORTANCE["features"]), "drift:loans-drift": 1}

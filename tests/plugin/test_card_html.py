@@ -63,6 +63,16 @@ def test_the_importance_bars_are_as_long_as_their_values() -> None:
     assert [t.text() for t in chart.find_all("title")][1:] == ["income: 0.12 ± 0.01", "region: 0.003 ± 0.002"]
 
 
+def test_a_drift_chart_is_scaled_to_its_threshold_and_marks_it() -> None:
+    (chart,) = page().find_all("svg", data_chart="drift:loans-drift")
+    (bar,) = chart.find_all("rect", **{"class": "bar"})
+    (mark,) = chart.find_all("line", **{"class": "mark"})
+    (zero,) = chart.find_all("line", **{"class": "zero"})
+    x0, limit = float(str(zero.attrs["x1"])), float(str(mark.attrs["x1"]))
+    # a score of 0.04 against a threshold of 0.2: a fifth of the way to the mark
+    assert abs((float(str(bar.attrs["width"])) / (limit - x0)) - 0.2) < 0.01
+
+
 def test_a_negative_importance_draws_left_of_zero() -> None:
     version = copy.deepcopy(VERSION)
     version["spec"]["featureImportance"]["features"][1]["mean"] = -0.05

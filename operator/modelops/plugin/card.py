@@ -72,6 +72,7 @@ class Chart:
     name: str
     title: str
     bars: tuple[Bar, ...]
+    marks: tuple[float, ...] = ()  # values drawn as dashed lines across the bars (e.g. a threshold)
 
 
 Block = Heading | Para | Bullets | Table | Chart
@@ -340,6 +341,11 @@ def _drift(card: Mapping[str, Any]) -> list[Block]:
             rows = ([f.get("name"), f.get("score"), f.get("threshold"), "yes" if f.get("drifted") else "no"]
                     for f in scores)  # fmt: skip
             out.append(table(f"drift:{policy['name']}", ["feature", "score", "threshold", "drifted"], rows))
+            bars = [Bar(str(f.get("name")), value) for f in scores if (value := _number(f.get("score"))) is not None]
+            limits = sorted({v for f in scores if (v := _number(f.get("threshold"))) is not None})
+            if bars:
+                out.append(Chart(f"drift:{policy['name']}", f"Drift score by feature ({policy.get('method')}), "
+                                 "dashed: the threshold", tuple(bars), tuple(limits)))  # fmt: skip
         if policy.get("retrains"):
             out.append(para("Retrains: " + ", ".join(str(r) for r in policy["retrains"])))
     return out
@@ -454,7 +460,7 @@ def svg_chart(chart: Chart) -> str:
 
     Negative values (a column whose shuffling helped) draw left of the zero line.
     """
-    ends = [0.0]
+    ends = [0.0, *chart.marks]
     for bar in chart.bars:
         spread = abs(bar.spread or 0.0)
         ends += [bar.value - spread, bar.value + spread]
@@ -493,6 +499,11 @@ def svg_chart(chart: Chart) -> str:
             f"{esc(text_of(bar.value))}</text></g>"
         )
     parts.append(f'<line class="zero" x1="{zero:.1f}" x2="{zero:.1f}" y1="{PAD / 2}" y2="{height - PAD / 2}"/>')
+    for mark in chart.marks:
+        parts.append(
+            f'<line class="mark" x1="{x(mark):.1f}" x2="{x(mark):.1f}" y1="{PAD / 2}" y2="{height - PAD / 2}">'
+            f"<title>{esc(text_of(mark))}</title></line>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -517,6 +528,7 @@ svg.chart { display: block; margin: 8px 0 16px; font: 12px system-ui, sans-serif
 svg.chart rect.bar { fill: #2f6fb2; }
 svg.chart line.spread { stroke: #1b1f23; stroke-width: 1.5; }
 svg.chart line.zero { stroke: #57606a; stroke-width: 1; }
+svg.chart line.mark { stroke: #a40e26; stroke-width: 1.5; stroke-dasharray: 4 3; }
 svg.chart text { fill: #1b1f23; }
 @media print { main { max-width: none; } h2 { break-after: avoid; } table, svg { break-inside: avoid; } }
 """
