@@ -14,6 +14,7 @@ BODY: dict[str, Any] = {
     "metadata": {"name": "iris-v2", "namespace": "ml", "uid": "u-2"},
     "spec": {"model": "iris", "version": 2, "artifact": {"sha256": "ab" * 32}, "metrics": {"accuracy": 0.95}},
 }
+T0 = "2026-11-20T09:00:00Z"
 T1, T2, T3, T4 = "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z", "2026-11-20T13:00:00Z"
 
 
@@ -60,6 +61,12 @@ def test_archived_by_a_successor_and_rejected_by_a_canary_are_told_apart() -> No
     production = {"stage": "Production", "history": [{"from": "None", "to": "Production", "by": "bob", "at": T1}]}
     superseded = {**production, "stage": "Archived",
                   "history": governance.append_history(production["history"], governance.supersede("iris-v3", T2))}
+    # Archived on request is an archive by whoever asked.
+    asked = write(production, desired="Archived", request=json.dumps({"user": "dave", "stage": "Archived", "at": T2}),
+                  records=[], now=T2)  # fmt: skip
+    events = audit.version_events(BODY, production, asked)
+    assert [(e["event"], e["by"], e.get("stage") or e["to"]) for e in events] == [
+        ("requested", "dave", "Archived"), ("archived", "dave", "Archived")]
     [archived] = audit.version_events(BODY, production, superseded)
     assert (archived["event"], archived["to"], archived["by"]) == ("archived", "Archived", governance.OPERATOR_IDENTITY)
     assert "superseded: iris-v3" in archived["reason"]
@@ -133,6 +140,8 @@ def test_a_version_ever_in_production_is_deleted_only_when_acknowledged_by_its_n
     acknowledged = {**archived, "metadata": {**archived["metadata"],
                                              "annotations": {governance.ACKNOWLEDGE_DELETE: "iris-v1"}}}  # fmt: skip
     assert governance.validate_delete(acknowledged, identity) == T1
+    # A namespace being deleted takes it along (else the namespace stays Terminating for ever).
+    assert governance.validate_delete(archived, identity, namespace_terminating=True) == T1
     never = {"metadata": {"name": "iris-v9"}, "status": {"stage": "Staging"}}
     assert governance.validate_delete(never, identity) is None
     # Production held without a history entry (written by hand, or by an old operator) counts too.
@@ -141,3 +150,20 @@ def test_a_version_ever_in_production_is_deleted_only_when_acknowledged_by_its_n
     assert (record["event"], record["by"], record["at"]) == ("deleted", "carol", T3)
     assert record["evidence"]["history"] == history
     assert record["evidence"]["lastEnteredProduction"] == T1
+
+
+def test_a_request_without_the_webhooks_record_is_dated_when_first_seen_and_keeps_that_date() -> None:
+    first = governance.stage_request("Staging", None, None, T1)
+    assert first == {"stage": "Staging", "at": T1}
+    assert governance.stage_request("Staging", None, first, T2) == first  # the same request, seen again
+    again = governance.stage_request("Staging", None, {"stage": "None", "at": T2}, T3)
+    assert again == {"stage": "Staging", "at": T3}
+    # Asked for twice, the same stage makes two records with two ids.
+    ids = {audit.version_events(BODY, {"stage": "None", "stageRequest": before}, {"stageRequest": after})[0]["id"]
+           for before, after in (({"stage": "None", "at": T0}, first), ({"stage": "None", "at": T2}, again))}
+    assert len(ids) == 2
+    # The webhook's record wins, with its own time; a record of another stage is not this request's.
+    webhook = json.dumps({"user": "alice", "stage": "Staging", "at": T2})
+    assert governance.stage_request("Staging", webhook, first, T3) == {"stage": "Staging", "by": "alice", "at": T2}
+    other = json.dumps({"user": "alice", "stage": "Production", "at": T2})
+    assert governance.stage_request("Staging", other, first, T3) == first

@@ -169,7 +169,9 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
         "message": decision.message,
         "gates": decision.gates,
         "approvals": records,
-        "stageRequest": governance.stage_request(spec.stage, annotations.get(governance.STAGE_REQUESTED_BY)),
+        "stageRequest": governance.stage_request(
+            spec.stage, annotations.get(governance.STAGE_REQUESTED_BY), status_now.get("stageRequest"), now
+        ),
     }
     t = decision.transition
     if t is not None:

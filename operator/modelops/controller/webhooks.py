@@ -278,7 +278,10 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         try:
             entered = governance.validate_delete(old, identity)
         except DeniedError as error:
-            raise _deny(error) from None
+            namespace = str((old.get("metadata") or {}).get("namespace") or "")
+            if not await namespace_terminating(namespace):
+                raise _deny(error) from None
+            entered = governance.validate_delete(old, identity, namespace_terminating=True)
         if entered is not None and not kwargs.get("dryrun"):
             # Admitted: the object may still outlive this (a finalizer, a later webhook), but the request
             # by this identity is the fact the audit records.
@@ -334,6 +337,19 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
             )
         except DeniedError as error:
             raise _deny(error) from None
+
+
+async def namespace_terminating(namespace: str) -> bool:
+    """Whether a namespace is being deleted (or gone); a failed read refuses the request (500)."""
+    try:
+        found = await common.kube().call("GET", f"/api/v1/namespaces/{namespace}")
+    except KubeError as error:
+        if error.status == 404:
+            return True
+        raise kopf.AdmissionError(f"cannot read namespace {namespace}: {error.message}", code=500) from None
+    return bool((found.get("metadata") or {}).get("deletionTimestamp")) or (
+        (found.get("status") or {}).get("phase") == "Terminating"
+    )
 
 
 async def production_namespace(policy: Policy, namespace: str) -> bool:

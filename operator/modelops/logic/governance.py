@@ -122,10 +122,14 @@ def parse_requester(text: str | None, stage: str) -> str | None:
     return str(data["user"])
 
 
-def stage_request(stage: str, text: str | None) -> dict[str, Any]:
+def stage_request(
+    stage: str, text: str | None, previous: Mapping[str, Any] | None = None, now: str | None = None
+) -> dict[str, Any]:
     """The stage ``spec.stage`` asks for, with who asked and when where the webhook recorded it (never raises).
 
-    Kept in ``status.stageRequest``: a change of it is a request the audit log records once.
+    Kept in ``status.stageRequest``: a change of it is a request the audit log records once. Without
+    the webhook's record (no webhook, or written before it) the request is dated when the operator
+    first saw it (``now``), and that date is kept while the stage asked for stays the same.
     """
     request: dict[str, Any] = {"stage": stage}
     try:
@@ -136,6 +140,11 @@ def stage_request(stage: str, text: str | None) -> dict[str, Any]:
         request["by"] = data["user"]
         if _parse_time(data.get("at")) is not None:
             request["at"] = data["at"]
+            return request
+    if isinstance(previous, Mapping) and previous.get("stage") == stage and previous.get("by") == request.get("by"):
+        return dict(previous)
+    if now is not None:
+        request["at"] = now
     return request
 
 
@@ -286,17 +295,19 @@ def ever_in_production(status: Mapping[str, Any] | None) -> str | None:
     return "now" if status.get("stage") == "Production" else None
 
 
-def validate_delete(old: Mapping[str, Any], identity: Identity) -> str | None:
+def validate_delete(old: Mapping[str, Any], identity: Identity, namespace_terminating: bool = False) -> str | None:
     """A DELETE of a version: refused unless acknowledged when it was ever in Production; raises :class:`DeniedError`.
 
-    Returns when it last entered Production for an acknowledged delete (the audit log records it), else None.
+    Returns when it last entered Production for an admitted delete (the audit log records it), else None.
+    A namespace being deleted takes its versions with it: refusing would leave it Terminating for ever,
+    so the namespace's deletion counts as the acknowledgement (and is audited the same way).
     """
     meta = old.get("metadata") or {}
     name = str(meta.get("name") or "")
     entered = ever_in_production(old.get("status"))
     if entered is None:
         return None
-    if (meta.get("annotations") or {}).get(ACKNOWLEDGE_DELETE) == name:
+    if namespace_terminating or (meta.get("annotations") or {}).get(ACKNOWLEDGE_DELETE) == name:
         return entered
     raise DeniedError(
         f"ModelVersion {meta.get('namespace')}/{name} was in Production (last entered {entered}): deleting it removes "
