@@ -135,7 +135,12 @@ def deleted_event(body: Mapping[str, Any], by: str, at: str, entered: str) -> Ev
         "history": _entries(status.get("history")),
         "approvals": _entries(status.get("approvals")),
     }
-    return event(body, "deleted", at=at, by=by, evidence=evidence)
+    record = event(body, "deleted", at=at, by=by, evidence=evidence)
+    # One uid is deleted once: an admission repeated (a client's retry, a re-sent request) is the same
+    # fact, so its id does not depend on when it was admitted, and a log pipeline keeps one of them.
+    identity = json.dumps([record["uid"], record["name"], "deleted", by], default=str)
+    record["id"] = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    return record
 
 
 def line(record: Mapping[str, Any]) -> str:
