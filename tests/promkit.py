@@ -12,6 +12,9 @@ the meta labels Kubernetes discovery gives an endpoint backed by a pod, and
 a ServiceMonitor endpoint (its target labels namespace, service and pod, then the endpoint's own
 ``relabelings``), so the labels the operator's ServiceMonitor asks for are applied by real
 relabelling, not written into the targets by the tests.
+
+:func:`promtool_test` runs generated rule groups through ``promtool check rules`` and
+``promtool test rules`` (the unit tests of the drift and quality rules).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import requests
 import yaml
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -266,3 +270,17 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
         yield server
     finally:
         server.stop()
+
+
+def promtool_test(
+    tmp_path: Path, groups: Sequence[Mapping[str, Any]], tests: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of ``tests`` on the rule ``groups`` (which must pass ``promtool check rules``)."""
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [dict(g) for g in groups]}, sort_keys=False))
+    check = subprocess.run([PROMTOOL, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    test_file = tmp_path / "test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m",
+                                         "tests": tests}, sort_keys=False))  # fmt: skip
+    return subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)

@@ -8,14 +8,12 @@ library's own ``psi`` on the same counts.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.drift import bins as binning
@@ -23,8 +21,8 @@ from modelops.drift import compare_binned
 from modelops.drift.methods import psi
 from modelops.logic import driftrules as r
 from modelops.logic.driftrules import Target
+from promkit import PROMTOOL, promtool_test
 
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 pytestmark = pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool is not installed")
 
 # x: four even bins. big: edges that exercise le spellings (1e+06 forms, an integer, a tiny one).
@@ -86,14 +84,7 @@ def run_promtool(
 ) -> subprocess.CompletedProcess[str]:
     reference = binning.parse_reference_stats(REFERENCE)
     rule = r.prometheus_rule(spec, TARGET, reference, list(reference), {"release": "kps"})
-    rules_file = tmp_path / "rules.yml"
-    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
-    check = subprocess.run([PROMTOOL, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
-    test_file = tmp_path / "test.yml"
-    test_file.write_text(yaml.safe_dump({"rule_files": [str(rules_file)], "evaluation_interval": "1m",
-                                         "tests": tests}, sort_keys=False))  # fmt: skip
-    return subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)
+    return promtool_test(tmp_path, rule["spec"]["groups"], tests)
 
 
 def labels(feature: str) -> dict[str, str]:

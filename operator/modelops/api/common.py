@@ -8,7 +8,8 @@ ever sees an object. Field names are camelCase on the wire, snake_case in Python
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -82,6 +83,25 @@ Duration = Annotated[
         description="A duration such as '30s', '5m', '1h30m' or '500ms'.",
     ),
 ]
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Duration such as '30s', '1h30m', '500ms' or '1.5m'; ValueError for anything else."""
+    text = text.strip()
+    pos = 0
+    total = 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h30m', '500ms')")
+    return total
+
 
 Quantity = Annotated[
     int | str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from modelops.api.common import (
     DNS_SUBDOMAIN,
@@ -19,6 +19,7 @@ from modelops.api.common import (
     conditions_field,
     kopf_field,
     observed_generation_field,
+    parse_duration,
     with_rules,
 )
 
@@ -205,6 +206,35 @@ class AutoscalingSpec(ApiModel):
     target_cpu_utilization: int = Field(default=70, ge=1, le=100, description="Target CPU utilisation in percent.")
 
 
+MIN_QUALITY_WINDOW_SECONDS = 60.0
+
+
+class QualitySpec(ApiModel):
+    """Live quality of the served versions, recorded by the generated PrometheusRule (docs/quality.md)."""
+
+    windows: list[Duration] = Field(
+        default_factory=lambda: ["1h", "24h"],
+        min_length=1,
+        max_length=4,
+        json_schema_extra={"default": ["1h", "24h"], "x-kubernetes-list-type": "set"},
+        description=(
+            "Windows over which live and estimated quality (accuracy, precision, recall, F1, macro F1, MAE, "
+            "RMSE) are recorded per version, each as the label window of the modelops_quality:* series."
+        ),
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct(cls, windows: list[str]) -> list[str]:
+        if len(set(windows)) != len(windows):
+            raise ValueError("quality.windows: each window once")
+        for window in windows:
+            # Shorter than a few scrapes (the ServiceMonitor's 15 s), increase() has nothing to compare.
+            if parse_duration(window) < MIN_QUALITY_WINDOW_SECONDS:
+                raise ValueError(f"quality.windows: {window!r} is shorter than 1m")
+        return windows
+
+
 class ServerSpec(ApiModel):
     """The model server."""
 
@@ -238,6 +268,11 @@ class ModelDeploymentSpec(ApiModel):
     min_available: int | None = Field(default=None, ge=0, description="A PodDisruptionBudget's minAvailable.")
     server: ServerSpec = Field(
         default_factory=ServerSpec, json_schema_extra=OBJECT_DEFAULT, description="The model server."
+    )
+    quality: QualitySpec = Field(
+        default_factory=QualitySpec,
+        json_schema_extra=OBJECT_DEFAULT,
+        description="Live quality recording rules (windows).",
     )
     pod: PodOptions | None = Field(default=None, description="Resources, scheduling and env of the server pods.")
 

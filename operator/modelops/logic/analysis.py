@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from modelops.api.common import parse_duration as parse_duration  # re-exported: the analysis vocabulary
 from modelops.api.modeldeployment import (
     AnalysisSpec,
     ErrorRateCheck,
@@ -92,25 +93,6 @@ class Measurement:
 
 
 # --- durations and selectors -------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Duration such as '30s', '1h30m', '500ms' or '1.5m'; ValueError for anything else."""
-    text = text.strip()
-    pos = 0
-    total = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ValueError(f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h30m', '500ms')")
-    return total
-
 
 def promql_range(interval: str) -> str:
     """The PromQL range selector for an analysis interval, in whole milliseconds (at least 1 s)."""

@@ -12,7 +12,8 @@ ModelDeployment, whole (labels and ownerReferences included):
   v2 health probes, a locked-down security context and graceful shutdown, and the namespace's
   feedback keys (``logic.feedbackkeys``) mounted so that every answer carries a prediction id;
 - a Service over both (selector ``modelops.io/deployment``), a ServiceMonitor and a
-  PrometheusRule with error-rate and latency alerts (carrying the cluster's rule labels);
+  PrometheusRule with error-rate and latency alerts and the live-quality recording rules
+  (``logic.qualityrules``), carrying the cluster's rule labels;
 - optionally an HPA for the stable Deployment and a PodDisruptionBudget;
 - with Gateway API routing, per-role Services and an HTTPRoute whose backend weights split the
   traffic (and whose RequestMirror filter shadows the canary).
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modeldeployment import ModelDeploymentSpec
-from modelops.logic import feedbackkeys, policy
+from modelops.logic import feedbackkeys, policy, qualityrules
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 
@@ -480,7 +481,14 @@ def _prometheus_rule(spec: ModelDeploymentSpec, owner: Owner, extra_labels: Mapp
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": _meta(owner, owner.name, labels),
-        "spec": {"groups": [{"name": f"modelops-{owner.namespace}-{owner.name}", "rules": rules}]},
+        "spec": {
+            "groups": [
+                {"name": f"modelops-{owner.namespace}-{owner.name}", "rules": rules},
+                qualityrules.rule_group(
+                    qualityrules.Scope(owner.namespace, owner.name, spec.model), spec.quality.windows
+                ),
+            ]
+        },
     }
 
 
