@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
+import yaml
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_absolute_error, mean_squared_error
 
+from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.logic import qualityrules, serving
 from modelops.logic.serving import SCRAPE_RELABELINGS
 from promkit import Prometheus, pod_target, service_monitor_relabelling
 from serve import modelkit
@@ -36,9 +40,10 @@ DEPLOYMENT = "quality"
 def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[modelkit.ModelDir, Any]]:
     kind = request.param
     keys_dir = one_key_dir(tmp_path / "keys")
-    build = modelkit.breast_cancer if kind == "classification" else modelkit.diabetes
+    build = {"classification": modelkit.breast_cancer, "iris": modelkit.iris, "regression": modelkit.diabetes}[kind]
     model = build(tmp_path / kind)
-    dataset = load_breast_cancer(as_frame=True) if kind == "classification" else load_diabetes(as_frame=True)
+    load = {"classification": load_breast_cancer, "iris": load_iris, "regression": load_diabetes}[kind]
+    dataset = load(as_frame=True)
     test_y = modelkit._split(dataset.data, dataset.target)[3]
     servers = [
         Server(model.path, "--workers", "2", "--feedback-keys", str(keys_dir), "--feedback-scope", f"ml/{DEPLOYMENT}")
@@ -89,10 +94,12 @@ def predict_everything(model: modelkit.ModelDir, servers: list[Server]) -> list[
     return sent
 
 
-def send_labels(model: modelkit.ModelDir, servers: list[Server], sent: list[tuple[int, str, Any]], y: Any) -> None:
-    """Each label to the replica that did not predict it."""
+def send_labels(
+    model: modelkit.ModelDir, servers: list[Server], sent: list[tuple[int, str, Any]], y: Any, *, to: int | None = None
+) -> None:
+    """Each label to the replica that did not predict it (or all to replica ``to``)."""
     for origin, fid, rows in sent:
-        other = servers[1 - origin]
+        other = servers[1 - origin if to is None else to]
         truth = y[rows].item() if isinstance(rows, int) else [v.item() for v in y[rows]]
         r = other.post(f"/v2/models/{model.name}/feedback", json={"id": fid, "actual": truth})
         assert r.status_code == 200, r.text
@@ -170,3 +177,63 @@ def test_live_mae_and_rmse_are_scikit_learns(prometheus: Prometheus, replicas: t
     assert value(prometheus, mae) == pytest.approx(mean_absolute_error(y, predicted), rel=1e-9)
     assert value(prometheus, rmse) == pytest.approx(math.sqrt(mean_squared_error(y, predicted)), rel=1e-9)
     assert value(prometheus, bias) == pytest.approx(float(np.mean(predicted - y)), rel=1e-9, abs=1e-9)
+
+
+def quality_rules(tmp_path: Path, model: str) -> Path:
+    """The quality group of the PrometheusRule the operator generates for this deployment, as a rule file."""
+    spec = ModelDeploymentSpec.model_validate({"model": model, "modelVersion": "1", "quality": {"windows": ["1h"]}})
+    children = serving.desired_children(spec, serving.Owner(DEPLOYMENT, "ml", "uid-1"), serving.Traffic("1", None),
+                                        stable=None, canary=None, image="modelops:dev")  # fmt: skip
+    rule = next(c for c in children.keep if c["kind"] == "PrometheusRule")
+    groups = [g for g in rule["spec"]["groups"] if g["name"].startswith("modelops-quality-")]
+    path = tmp_path / "quality-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    return path
+
+
+@pytest.mark.parametrize("replicas", ["classification", "iris"], indirect=True)
+def test_recorded_accuracy_and_macro_f1_are_scikit_learns(
+    prometheus: Prometheus, replicas: tuple[modelkit.ModelDir, Any], tmp_path: Path
+) -> None:
+    """The operator's recording rules, evaluated by the real Prometheus, on labels sent back live.
+
+    Both replicas predict; every label is counted by replica 0, whichever replica issued its id, so
+    that increase()'s extrapolation (by each pod's own scrape times) scales numerator and denominator
+    alike and the ratios are exact (docs/quality.md says what a mix of pods costs). For iris, whose
+    held-out rows the model gets all right, every third label sent is another class: the truth is
+    what the business says, and the figures must follow it.
+    """
+    model, (servers, y) = replicas
+    truth = np.asarray(y).copy()
+    if model.name == "iris":
+        truth[::3] = (truth[::3] + 1) % 3
+    prometheus.set_rule_files([quality_rules(tmp_path, model.name)])
+    scrape(prometheus, servers)
+    sent = predict_everything(model, servers)
+    send_labels(model, servers, sent, truth, to=0)
+    predicted = model.pipeline.predict(model.test_x if model.name != "iris" else model.test_x.to_numpy())
+    where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
+    raw = f"sum(modelops_feedback_labels_total{{{where}}})"
+    prometheus.wait(lambda: prometheus.query(raw) and value(prometheus, raw) == len(truth), timeout=60,
+                    what="every label scraped")  # fmt: skip
+    complete_at = time.time()
+    recorded = f'{where},window="1h"'
+    evaluated = f"timestamp({qualityrules.LABELS}{{{recorded}}})"
+    prometheus.wait(lambda: prometheus.query(evaluated) and value(prometheus, evaluated) > complete_at + 1,
+                    timeout=60, what="the rules evaluated on every label")  # fmt: skip
+
+    accuracy = value(prometheus, f"{qualityrules.ACCURACY}{{{recorded}}}")
+    macro_f1 = value(prometheus, f"{qualityrules.MACRO_F1}{{{recorded}}}")
+    assert accuracy == pytest.approx(accuracy_score(truth, predicted), abs=1e-9)
+    assert macro_f1 == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-9)
+    assert accuracy < 1.0  # the figures are not trivially perfect
+    for label in sorted(set(truth) | set(predicted)):
+        f1 = value(prometheus, f'{qualityrules.F1}{{{recorded},class="{label}"}}')
+        assert f1 == pytest.approx(f1_score(truth, predicted, labels=[label], average="macro"), abs=1e-9)
+    # The labels behind the figures: increase() extrapolates to the window's end, so at least all of them.
+    assert value(prometheus, f"{qualityrules.LABELS}{{{recorded}}}") >= len(truth)
+    # The estimate is both replicas' rows (each pod's share weighted by its scrape times): near the mean
+    # top probability of the rows, not to 1e-9.
+    proba = model.pipeline.predict_proba(model.test_x if model.name != "iris" else model.test_x.to_numpy())
+    estimated = value(prometheus, f"{qualityrules.ESTIMATED_ACCURACY}{{{recorded}}}")
+    assert estimated == pytest.approx(proba.max(axis=1).mean(), abs=0.05)
