@@ -139,6 +139,54 @@ class PredictionShiftCheck(ApiModel):
     max_psi: float = Field(default=0.25, gt=0, description="Fail above this PSI.")
 
 
+QualityMetric = Literal["accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse"]
+PER_CLASS_METRICS = ("precision", "recall", "f1")
+ERROR_METRICS = ("mae", "rmse")
+
+
+class QualityCheck(ApiModel):
+    """Live quality from labels sent back (docs/quality.md): the canary's against the stable's."""
+
+    metric: QualityMetric = Field(
+        default="accuracy",
+        description=(
+            "accuracy, macroF1, precision/recall/f1 of positiveClass (classifiers), or mae/rmse (regressors)."
+        ),
+    )
+    positive_class: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="The class whose precision, recall or F1 is compared, as predict names it (e.g. '1').",
+    )
+    max_drop: float = Field(
+        default=0.02,
+        ge=0,
+        description=(
+            "Fail when the canary's metric is more than this below the stable's (for mae and rmse: above it)."
+        ),
+    )
+    min_feedback: int = Field(
+        default=100,
+        ge=1,
+        description="Labels each version needs in the window before it is judged; fewer is inconclusive.",
+    )
+    window: Duration = Field(default="1h", description="The window over which labels are counted.")
+
+    model_config = with_rules(
+        {
+            "rule": "!(self.metric in ['precision', 'recall', 'f1']) || has(self.positiveClass)",
+            "message": "quality metrics precision, recall and f1 need positiveClass",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _class_when_per_class(self) -> QualityCheck:
+        if self.metric in PER_CLASS_METRICS and self.positive_class is None:
+            raise ValueError("quality metrics precision, recall and f1 need positiveClass")
+        return self
+
+
 class BuiltinChecks(ApiModel):
     """Checks every canary gets unless turned off."""
 
@@ -150,6 +198,9 @@ class BuiltinChecks(ApiModel):
     )
     prediction_shift: PredictionShiftCheck | None = Field(
         default=None, description="Prediction distribution shift vs stable (off unless set)."
+    )
+    quality: QualityCheck | None = Field(
+        default=None, description="Live quality from labels vs stable (off unless set)."
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from modelops.api.modeldeployment import AnalysisSpec, MetricCheck
+from modelops.api.modeldeployment import AnalysisSpec, MetricCheck, QualityCheck
 from modelops.controller import prometheus
 from modelops.logic import analysis as logic
 from modelops.logic.analysis import AnalysisTarget, Measurement, Verdict
@@ -100,6 +100,28 @@ async def _prediction_shift(spec: AnalysisSpec, url: str, target: AnalysisTarget
     return logic.judge_prediction_shift(check, canary, stable)
 
 
+async def _quality_reading(
+    check: QualityCheck, url: str, target: AnalysisTarget, version: str
+) -> logic.QualityReading:
+    window = logic.promql_range(check.window)
+    labels = await _one(url, logic.feedback_labels_query(target, version, window))
+    value = await _one(url, logic.quality_query(check, target, version, window))
+    return logic.QualityReading(value, labels or 0.0)
+
+
+async def _quality(spec: AnalysisSpec, url: str, target: AnalysisTarget) -> Measurement:
+    check = spec.builtin.quality
+    assert check is not None
+    if target.stable_version is None:
+        return logic.judge_quality(check, logic.QualityReading(None, 0.0), None, has_stable=False)
+    try:
+        canary = await _quality_reading(check, url, target, target.canary_version)
+        stable = await _quality_reading(check, url, target, target.stable_version)
+    except _UnansweredError as error:
+        return _unanswered(logic.QUALITY, error)
+    return logic.judge_quality(check, canary, stable)
+
+
 async def _metric(check: MetricCheck, url: str, target: AnalysisTarget) -> Measurement:
     try:
         promql = logic.render_query(check.query, target)
@@ -132,6 +154,8 @@ async def measure(
             rounds.append(_latency(spec, url, target, window))
         if spec.builtin.prediction_shift is not None:
             rounds.append(_prediction_shift(spec, url, target, window))
+        if spec.builtin.quality is not None:
+            rounds.append(_quality(spec, url, target))
         rounds.extend(_metric(check, url, target) for check in spec.metrics or ())
         measurements = list(await asyncio.gather(*rounds))
     return logic.decide(

@@ -31,11 +31,13 @@ from typing import Any, Final, Literal
 
 from modelops.api.common import parse_duration as parse_duration  # re-exported: the analysis vocabulary
 from modelops.api.modeldeployment import (
+    ERROR_METRICS,
     AnalysisSpec,
     ErrorRateCheck,
     LatencyCheck,
     MetricCheck,
     PredictionShiftCheck,
+    QualityCheck,
 )
 
 Phase = Literal["Successful", "Failed", "Inconclusive"]
@@ -43,6 +45,9 @@ Phase = Literal["Successful", "Failed", "Inconclusive"]
 ERROR_RATE: Final = "error-rate"
 LATENCY: Final = "latency-p99"
 PREDICTION_SHIFT: Final = "prediction-shift"
+QUALITY: Final = "quality"
+# A difference of two ratios carries rounding in its last bits: a drop of exactly maxDrop holds.
+DROP_TOLERANCE: Final = 1e-12
 
 # Proportions below this are raised to it before PSI's logarithm, so a class (or bin) that one
 # version never predicted gives a large but finite term instead of an infinite one. The same
@@ -149,6 +154,51 @@ def class_counts_query(target: AnalysisTarget, version: str, window: str) -> str
 def value_buckets_query(target: AnalysisTarget, version: str, window: str) -> str:
     """Cumulative bucket counts of predicted values over ``window`` (a regressor's distribution)."""
     return f"sum by (le) (increase(modelops_prediction_value_bucket{selector(target, version)}[{window}]))"
+
+
+def _increase(metric: str, target: AnalysisTarget, version: str, window: str, *extra: str) -> str:
+    return f"increase({metric}{selector(target, version, *extra)}[{window}])"
+
+
+def feedback_labels_query(target: AnalysisTarget, version: str, window: str) -> str:
+    """Labels counted for ``version`` (the version that predicted) over ``window``, on every pod."""
+    return f"sum({_increase('modelops_feedback_labels_total', target, version, window)})"
+
+
+def quality_query(check: QualityCheck, target: AnalysisTarget, version: str, window: str) -> str:
+    """The check's live metric of ``version`` over ``window`` (docs/contracts.md, "Quality series").
+
+    Empty or NaN when the window holds no evidence for it: no labels, a class never predicted or
+    labelled.
+    """
+    def total(metric: str, *extra: str) -> str:
+        return f"sum({_increase(metric, target, version, window, *extra)})"
+
+    def per_class(metric: str) -> str:
+        return f"sum by (class) ({_increase(metric, target, version, window)})"
+
+    labels = total("modelops_feedback_labels_total")
+    if check.metric == "accuracy":
+        return f"{total('modelops_feedback_correct_total')} / {labels}"
+    if check.metric == "macroF1":
+        correct, predicted, actual = (
+            per_class(f"modelops_feedback_{part}_total") for part in ("correct", "predicted", "actual")
+        )
+        return f"avg(2 * {correct} / (({predicted} + {actual}) > 0))"
+    if check.metric == "mae":
+        return f"{total('modelops_feedback_absolute_error_total')} / {labels}"
+    if check.metric == "rmse":
+        return f"sqrt({total('modelops_feedback_squared_error_total')} / {labels})"
+    assert check.positive_class is not None  # the API refuses a per-class metric without it
+    one = f'class="{_label_value(check.positive_class)}"'
+    correct = total("modelops_feedback_correct_total", one)
+    predicted = total("modelops_feedback_predicted_total", one)
+    actual = total("modelops_feedback_actual_total", one)
+    if check.metric == "precision":
+        return f"{correct} / {predicted}"
+    if check.metric == "recall":
+        return f"{correct} / {actual}"
+    return f"2 * {correct} / ({predicted} + {actual})"
 
 
 def render_query(template: str, target: AnalysisTarget) -> str:
@@ -339,6 +389,57 @@ def judge_prediction_shift(
     return Measurement(PREDICTION_SHIFT, "Successful", value, f"PSI {_fmt(value)} within maxPsi {_fmt(check.max_psi)}")
 
 
+@dataclass(frozen=True)
+class QualityReading:
+    """One version's live metric over the check's window, and the labels behind it."""
+
+    value: float | None  # None: no evidence for the metric (no labels, or a 0/0)
+    labels: float
+
+
+def _metric_name(check: QualityCheck) -> str:
+    return f"{check.metric} of class {check.positive_class}" if check.positive_class else check.metric
+
+
+def judge_quality(
+    check: QualityCheck, canary: QualityReading, stable: QualityReading | None, *, has_stable: bool = True
+) -> Measurement:
+    """The canary's live metric against the stable's: no more than ``maxDrop`` worse, once both have
+    ``minFeedback`` labels in the window; fewer labels (or no value) is inconclusive."""
+    name = _metric_name(check)
+    if not has_stable:
+        return Measurement(QUALITY, "Successful", None, "no stable version to compare with; skipped")
+    if canary.labels < check.min_feedback:
+        return Measurement(
+            QUALITY, "Inconclusive", canary.value,
+            f"the canary has {canary.labels:.0f} labels in the last {check.window}, minFeedback {check.min_feedback}",
+        )  # fmt: skip
+    if stable is None or stable.labels < check.min_feedback:
+        count = stable.labels if stable is not None else 0.0
+        return Measurement(
+            QUALITY, "Inconclusive", canary.value,
+            f"the stable has {count:.0f} labels in the last {check.window}, minFeedback {check.min_feedback}",
+        )  # fmt: skip
+    if canary.value is None or stable.value is None:
+        whose = "canary" if canary.value is None else "stable"
+        return Measurement(QUALITY, "Inconclusive", canary.value, f"no {name} of the {whose} in the window")
+    lower_is_better = check.metric in ERROR_METRICS
+    worse_by = canary.value - stable.value if lower_is_better else stable.value - canary.value
+    evidence = f"({canary.labels:.0f} and {stable.labels:.0f} labels)"
+    if worse_by > check.max_drop + DROP_TOLERANCE:
+        direction = "above" if lower_is_better else "below"
+        return Measurement(
+            QUALITY, "Failed", canary.value,
+            f"{name} {_fmt(canary.value)} is {_fmt(worse_by)} {direction} the stable's {_fmt(stable.value)}, "
+            f"more than maxDrop {_fmt(check.max_drop)} {evidence}",
+        )  # fmt: skip
+    return Measurement(
+        QUALITY, "Successful", canary.value,
+        f"{name} {_fmt(canary.value)} against the stable's {_fmt(stable.value)}, within maxDrop "
+        f"{_fmt(check.max_drop)} {evidence}",
+    )  # fmt: skip
+
+
 def judge_metric(check: MetricCheck, value: float | None) -> Measurement:
     """A user query's value against its success condition; no value is inconclusive."""
     try:
@@ -362,6 +463,8 @@ def check_names(spec: AnalysisSpec) -> list[str]:
         names.append(LATENCY)
     if spec.builtin.prediction_shift is not None:
         names.append(PREDICTION_SHIFT)
+    if spec.builtin.quality is not None:
+        names.append(QUALITY)
     names.extend(metric.name for metric in spec.metrics or ())
     return names
 
