@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kopf.testing import KopfRunner
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -49,6 +50,12 @@ def model_version(name: str, number: int, model_dir: Path) -> dict[str, Any]:
             "signature": result["signature"],
         },
     }
+
+
+@pytest.fixture(autouse=True)
+def quality_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator reads live quality every second here (a minute by default)."""
+    monkeypatch.setenv("MODELOPS_QUALITY_SECONDS", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +111,9 @@ def status(obj: dict[str, Any] | None) -> dict[str, Any]:
     return dict((obj or {}).get("status") or {})
 
 
-def test_healthy_canary_is_promoted_and_a_failing_one_rolled_back(rollout: tuple[KubeClient, PodRunner]) -> None:
+def test_healthy_canary_is_promoted_and_a_failing_one_rolled_back(
+    rollout: tuple[KubeClient, PodRunner], prometheus: Prometheus, tmp_path: Path
+) -> None:
     kube, runner = rollout
     first = kube.wait_for(
         API, "ModelDeployment", NAMESPACE, MODEL,
@@ -152,3 +161,25 @@ def test_healthy_canary_is_promoted_and_a_failing_one_rolled_back(rollout: tuple
     Prometheus.wait(
         lambda: runner.versions() == {f"{MODEL}-stable": "iris-v2"}, timeout=20, what="the canary pod stopped"
     )
+
+    # Live quality in the status: the deployment's own PrometheusRule, loaded into Prometheus, records the
+    # estimate for the stable's served rows (no labels were sent: zero labels, no live figure), and the
+    # operator's timer copies it into status.quality.
+    rule = kube.get("monitoring.coreos.com/v1", "PrometheusRule", NAMESPACE, MODEL)
+    rule_file = tmp_path / "deployment-rules.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    prometheus.set_rule_files([rule_file])
+
+    def stable_quality(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        for entry in status(obj).get("quality") or []:
+            if entry.get("role") == "stable" and entry.get("predictions", 0) > 0 and "estimatedAccuracy" in entry:
+                return dict(entry)
+        return None
+
+    measured = kube.wait_for(API, "ModelDeployment", NAMESPACE, MODEL, stable_quality, timeout=60)
+    entry = stable_quality(measured)
+    assert entry is not None
+    assert (entry["version"], entry["window"], entry["labels"]) == ("iris-v2", "1h", 0.0)
+    assert 0.5 < entry["estimatedAccuracy"] <= 1.0
+    assert "accuracy" not in entry
+    assert status(measured)["qualityMeasuredAt"]

@@ -252,6 +252,14 @@ def seeded(cluster: KubeClient, kubeconfig: Path) -> Seeded:
             "canaryWeight": 20,
             "step": 1,
             "conditions": [cond("Ready", "True", "Serving"), cond("Progressing", "True", "CanaryStep")],
+            # What the operator's live-quality timer writes from the recording rules.
+            "quality": [
+                {"version": "iris-v2", "role": "stable", "window": "1h", "labels": 1204.6, "accuracy": 0.9512,
+                 "macroF1": 0.9433, "predictions": 5120.0, "estimatedAccuracy": 0.9587, "estimatedMacroF1": 0.95},
+                {"version": "iris-v3", "role": "canary", "window": "1h", "labels": 0.0, "predictions": 310.0,
+                 "estimatedAccuracy": 0.9401, "estimatedMacroF1": 0.9322},
+            ],
+            "qualityMeasuredAt": "2026-11-22T07:01:00Z",
         },
     )
     _put(

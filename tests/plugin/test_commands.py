@@ -51,6 +51,13 @@ def test_status_shows_the_whole_pipeline_of_one_model(seeded: Seeded, run: Run) 
     assert rows("DRIFTPOLICIES", result.out) == [
         ["iris-drift", "iris", "psi", "yes", "petal_length", "2026-11-22T07:00:00Z", "iris-retrain-1"]
     ]
+    # Live quality beside the training metrics, with the labels (rows, for the estimate) behind each figure.
+    assert rows("LIVE QUALITY", result.out) == [
+        ["iris", "iris-v2", "stable", "1h", "accuracy=0.9512", "macroF1=0.9433", "(1205", "labels)",
+         "accuracy=0.9587", "macroF1=0.95", "(5120", "rows)", "accuracy=0.9667", "f1=0.9661"],
+        ["iris", "iris-v3", "canary", "1h", "(0", "labels)", "accuracy=0.9401", "macroF1=0.9322", "(310", "rows)",
+         "accuracy=0.97", "f1=0.969"],
+    ]  # fmt: skip
     assert "wine" not in result.out
     assert "\033[" not in result.out  # not a terminal: no colour
 
@@ -80,6 +87,14 @@ def test_status_as_json_and_yaml_carries_the_fields(seeded: Seeded, run: Run) ->
     assert policy["driftedFeatures"] == ["petal_length"]
     assert policy["retrains"] == ["iris-retrain-1"]
     assert data["trainingRuns"][1]["modelVersion"] == "iris-v2"
+    stable, canary = data["quality"]
+    assert stable == {
+        "deployment": "iris", "version": "iris-v2", "role": "stable", "window": "1h", "labels": 1204.6,
+        "live": {"accuracy": 0.9512, "macroF1": 0.9433}, "predictions": 5120.0,
+        "estimated": {"accuracy": 0.9587, "macroF1": 0.95}, "training": {"accuracy": 0.9667, "f1": 0.9661},
+        "measuredAt": "2026-11-22T07:01:00Z",
+    }  # fmt: skip
+    assert (canary["labels"], canary["live"]) == (0.0, {})
     # flags after the command or before it mean the same
     assert yaml.safe_load(run("-o", "yaml", "status", "iris").out) == data
 

@@ -12,6 +12,7 @@ to 1e-9; and the expected confusion matrix, the sum of the predict_proba rows by
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import time
@@ -25,7 +26,8 @@ import yaml
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, mean_absolute_error, mean_squared_error
 
-from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from modelops.controller import quality
 from modelops.logic import qualityrules, serving
 from modelops.logic.serving import SCRAPE_RELABELINGS
 from promkit import Prometheus, pod_target, service_monitor_relabelling
@@ -237,3 +239,14 @@ def test_recorded_accuracy_and_macro_f1_are_scikit_learns(
     proba = model.pipeline.predict_proba(model.test_x if model.name != "iris" else model.test_x.to_numpy())
     estimated = value(prometheus, f"{qualityrules.ESTIMATED_ACCURACY}{{{recorded}}}")
     assert estimated == pytest.approx(proba.max(axis=1).mean(), abs=0.05)
+
+    # What the operator's timer writes into the deployment's status.quality, read through the same API.
+    scope = qualityrules.Scope("ml", DEPLOYMENT, model.name)
+    (entry,) = asyncio.run(quality.read(prometheus.url, scope, "1h", {"1": "stable"}))
+    assert (entry["version"], entry["role"], entry["window"]) == ("1", "stable", "1h")
+    assert entry["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-9)
+    assert entry["macroF1"] == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-9)
+    assert entry["labels"] >= len(truth)
+    assert entry["predictions"] >= len(truth)
+    assert "mae" not in entry  # a classifier's status has no regression figures
+    ModelDeploymentStatus.model_validate({"quality": [entry]})  # the CRD's shape

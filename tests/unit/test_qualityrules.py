@@ -234,3 +234,37 @@ def test_windows_shorter_than_a_minute_are_refused(window: str) -> None:
     with pytest.raises(ValueError, match=f"quality.windows: '{window}' is shorter than 1m"):
         ModelDeploymentSpec.model_validate({"model": "churn", "track": "Production",
                                             "quality": {"windows": ["1h", window]}})  # fmt: skip
+
+
+def test_status_query_and_entries() -> None:
+    scope = q.Scope("ml", "shop", "churn")
+    query = q.status_query(scope, "1h")
+    assert query.startswith('{namespace="ml", deployment="shop", model="churn", __name__=~"modelops_quality:labels|')
+    assert query.endswith('window="1h"}')
+    samples = [
+        ({"__name__": q.ACCURACY, "version": "v1"}, 0.9),
+        ({"__name__": q.LABELS, "version": "v1"}, 1200.5),
+        ({"__name__": q.ESTIMATED_MACRO_F1, "version": "v2"}, 0.8),
+        ({"__name__": q.MACRO_F1, "version": "v2"}, float("nan")),  # no figure, not a NaN in status
+        ({"__name__": q.ACCURACY, "version": "v0"}, 0.5),  # neither stable nor canary: left out
+        ({"__name__": q.F1, "version": "v1"}, 0.7),  # a per-class figure: not in status
+    ]
+    entries = q.version_quality(samples, {"v2": "canary", "v1": "stable"}, "1h")
+    assert entries == [
+        {"version": "v1", "role": "stable", "window": "1h", "accuracy": 0.9, "labels": 1200.5},
+        {"version": "v2", "role": "canary", "window": "1h", "estimatedMacroF1": 0.8},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "roles"),
+    [
+        ({}, {}),
+        ({"stableVersion": "v1"}, {"v1": "stable"}),
+        ({"stableVersion": "v1", "canaryVersion": "v2"}, {"v1": "stable", "v2": "canary"}),
+        ({"stableVersion": "v1", "canaryVersion": "v1"}, {"v1": "stable"}),
+        ({"stableVersion": 3, "canaryVersion": ""}, {}),
+    ],
+)
+def test_whose_quality_the_status_shows(status: dict[str, Any], roles: dict[str, str]) -> None:
+    assert q.shown_versions(status) == roles

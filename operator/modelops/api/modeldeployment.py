@@ -374,6 +374,24 @@ class VersionBinding(StatusModel):
     sha256: str = Field(description="The artifact digest the role serves.")
 
 
+class VersionQuality(StatusModel):
+    """One served version's live and estimated quality over a window, as the recording rules say."""
+
+    version: str = Field(description="The ModelVersion that made the predictions.")
+    role: Literal["stable", "canary"] = Field(description="Its role in this deployment.")
+    window: str = Field(description="The window (the first of spec.quality.windows).")
+    labels: float | None = Field(default=None, description="Labels behind the live figures in the window.")
+    accuracy: float | None = Field(default=None, description="Live accuracy.")
+    macro_f1: float | None = Field(default=None, alias="macroF1", description="Live macro F1.")
+    mae: float | None = Field(default=None, description="Live mean absolute error.")
+    rmse: float | None = Field(default=None, description="Live root mean squared error.")
+    predictions: float | None = Field(default=None, description="Rows behind the estimate in the window.")
+    estimated_accuracy: float | None = Field(default=None, description="Estimated accuracy (CBPE).")
+    estimated_macro_f1: float | None = Field(
+        default=None, alias="estimatedMacroF1", description="Estimated macro F1 (CBPE)."
+    )
+
+
 class ModelDeploymentStatus(StatusModel):
     """The rollout's state: all of it, so the operator can restart at any moment."""
 
@@ -422,5 +440,11 @@ class ModelDeploymentStatus(StatusModel):
     )
     previous_stable_bindings: list[VersionBinding] | None = Field(
         default=None, description="The exact versions behind previousStableVersions, in the same order."
+    )
+    quality: list[VersionQuality] | None = Field(
+        default=None, description="Live and estimated quality of the stable and canary versions (from Prometheus)."
+    )
+    quality_measured_at: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="When quality was last read."
     )
     kopf: dict[str, Any] | None = kopf_field()

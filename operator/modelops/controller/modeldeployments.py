@@ -51,7 +51,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import artifactpolicy, audit, feedbackkeys, requeue
+from modelops.controller import artifactpolicy, audit, feedbackkeys, quality, requeue
 from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -656,13 +656,15 @@ def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[st
 
 
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
-    """Add this kind's handlers to an operator's registry: the reconcile, the two watchers, the keys' timer."""
+    """Add this kind's handlers to an operator's registry: the reconcile, the two watchers, the keys' and the
+    live quality's timers."""
 
     async def on_child(event: kopf.RawEvent, body: kopf.Body, logger: Any, **_: Any) -> None:
         await on_child_event(event, body, logger, policy)
 
     register(registry, kind_info("ModelDeployment"), make_reconcile(policy))
     feedbackkeys.setup(registry)
+    quality.setup(registry)
     for api_version, _kind, group, plural in CHILD_KINDS:
         version = api_version.rsplit("/", 1)[-1]
         kopf.on.event(

@@ -44,7 +44,9 @@ ModelDeployments' rules never write each other's series.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -153,3 +155,46 @@ def rule_group(scope: Scope, windows: Sequence[str]) -> JsonDict:
     for window in windows:
         rules += window_rules(scope, window)
     return {"name": f"modelops-quality-{scope.namespace}-{scope.deployment}", "rules": rules}
+
+
+# What a ModelDeployment's status.quality shows per version: recorded series → status field.
+STATUS_FIGURES: Final = {
+    LABELS: "labels", ACCURACY: "accuracy", MACRO_F1: "macroF1", MAE: "mae", RMSE: "rmse",
+    PREDICTIONS: "predictions", ESTIMATED_ACCURACY: "estimatedAccuracy", ESTIMATED_MACRO_F1: "estimatedMacroF1",
+}  # fmt: skip
+
+
+def status_query(scope: Scope, window: str) -> str:
+    """One instant query for every figure of status.quality: the recorded series of one window."""
+    names = "|".join(re.escape(name) for name in STATUS_FIGURES)
+    return _raw(scope, f"__name__=~{quote(names)}", f"{WINDOW_LABEL}={quote(window)}")
+
+
+def shown_versions(status: Mapping[str, Any]) -> dict[str, str]:
+    """The versions status.quality shows (name → role): the stable, and the canary while one differs from it."""
+    out: dict[str, str] = {}
+    stable, canary = status.get("stableVersion"), status.get("canaryVersion")
+    if isinstance(stable, str) and stable:
+        out[stable] = "stable"
+    if isinstance(canary, str) and canary and canary != stable:
+        out[canary] = "canary"
+    return out
+
+
+def version_quality(
+    samples: Iterable[tuple[Mapping[str, str], float]], roles: Mapping[str, str], window: str
+) -> list[JsonDict]:
+    """status.quality from the answer to :func:`status_query`: one entry per role's version (stable
+    first), its figures where Prometheus has them (finite), the others left out."""
+    figures: dict[str, JsonDict] = {version: {} for version in roles}
+    for labels, value in samples:
+        field = STATUS_FIGURES.get(labels.get("__name__", ""))
+        version = labels.get("version", "")
+        if field is None or version not in figures or not math.isfinite(value):
+            continue
+        figures[version][field] = value
+    order = {"stable": 0, "canary": 1}
+    return [
+        {"version": version, "role": role, "window": window, **figures[version]}
+        for version, role in sorted(roles.items(), key=lambda item: order.get(item[1], 2))
+    ]

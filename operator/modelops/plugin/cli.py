@@ -188,6 +188,13 @@ def _metrics(values: Any, limit: int = 3) -> str:
     return shown + (f" +{len(items) - limit}" if len(items) > limit else "")
 
 
+def _evidence(values: Mapping[str, Any], count: Any, unit: str) -> str:
+    """Figures with the count behind them: 'accuracy=0.95 macroF1=0.94 (1200 labels)'; '-' without any."""
+    if not values:
+        return "-" if count is None else f"({count:.0f} {unit})"
+    return f"{_metrics(values, limit=4)} ({(count or 0):.0f} {unit})"
+
+
 def status_text(view: Mapping[str, Any], colour: bool) -> str:
     def section(title: str, headers: list[str], rows: list[list[Any]]) -> list[str]:
         body = render.table(headers, rows, colour=colour) if rows else "(none)"
@@ -242,6 +249,15 @@ def status_text(view: Mapping[str, Any], colour: bool) -> str:
                 p["retrains"],
             ]
             for p in view["driftPolicies"]
+        ],
+    )
+    lines += section(
+        "LIVE QUALITY",
+        ["DEPLOYMENT", "VERSION", "ROLE", "WINDOW", "LIVE", "ESTIMATED", "TRAINING"],
+        [
+            [q["deployment"], q["version"], q["role"], q["window"], _evidence(q["live"], q["labels"], "labels"),
+             _evidence(q["estimated"], q["predictions"], "rows"), _metrics(q["training"], limit=5)]
+            for q in view.get("quality") or []
         ],
     )
     return "\n".join(lines)

@@ -115,6 +115,37 @@ def drift_policy_row(policy: Mapping[str, Any]) -> Obj:
     }
 
 
+# status.quality figures (live, estimated) and the training metrics shown beside them.
+LIVE_FIGURES = ("accuracy", "macroF1", "mae", "rmse")
+ESTIMATED_FIGURES = {"estimatedAccuracy": "accuracy", "estimatedMacroF1": "macroF1"}
+TRAINING_FIGURES = ("accuracy", "f1", "ece", "mae", "rmse")
+
+
+def quality_rows(deployments: Iterable[Obj], versions: Iterable[Obj]) -> list[Obj]:
+    """Per deployment and served version: live quality with its labels, the estimate with its rows,
+    and the version's training metrics, from ``status.quality`` (filled by the operator)."""
+    trained = {name_of(v): dig(v, "spec.metrics", {}) for v in versions}
+    rows: list[Obj] = []
+    for deployment in deployments:
+        for entry in dig(deployment, "status.quality", []):
+            if not isinstance(entry, Mapping):
+                continue
+            metrics = trained.get(str(entry.get("version")), {})
+            rows.append({
+                "deployment": name_of(deployment),
+                "version": entry.get("version"),
+                "role": entry.get("role"),
+                "window": entry.get("window"),
+                "labels": entry.get("labels"),
+                "live": {k: entry[k] for k in LIVE_FIGURES if entry.get(k) is not None},
+                "predictions": entry.get("predictions"),
+                "estimated": {short: entry[k] for k, short in ESTIMATED_FIGURES.items() if entry.get(k) is not None},
+                "training": {k: metrics[k] for k in TRAINING_FIGURES if isinstance(metrics, Mapping) and k in metrics},
+                "measuredAt": dig(deployment, "status.qualityMeasuredAt"),
+            })  # fmt: skip
+    return rows
+
+
 def model_status(
     model: str,
     namespace: str,
@@ -136,6 +167,7 @@ def model_status(
         "modelVersions": [model_version_row(v) for v in mine_versions],
         "modelDeployments": [model_deployment_row(d) for d in mine_deployments],
         "driftPolicies": [drift_policy_row(p) for p in mine_policies],
+        "quality": quality_rows(mine_deployments, mine_versions),
     }
 
 
