@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelops.api.common import (
     DNS_SUBDOMAIN,
@@ -17,6 +17,7 @@ from modelops.api.common import (
     conditions_field,
     kopf_field,
     observed_generation_field,
+    with_rules,
 )
 from modelops.api.trainingrun import DatasetSpec, TrainingRunSpec
 
@@ -68,6 +69,71 @@ class DriftActions(ApiModel):
     )
 
 
+QualityPolicyMetric = Literal["accuracy", "macroF1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1"]
+# Error metrics: higher is worse. The metrics a version's training metrics can anchor a maxDrop to.
+LOWER_IS_BETTER = ("mae", "rmse")
+TRAINING_METRIC = {"accuracy": "accuracy", "mae": "mae", "rmse": "rmse", "estimatedAccuracy": "accuracy"}
+
+
+class QualityThreshold(ApiModel):
+    """When one metric of the serving version counts as degraded: past an absolute limit, or more than
+    maxDrop worse than the version's own training metric."""
+
+    metric: QualityPolicyMetric = Field(
+        description=(
+            "accuracy, macroF1, mae or rmse from labels sent back; estimatedAccuracy or estimatedMacroF1 "
+            "from the predicted probabilities (no labels needed)."
+        )
+    )
+    threshold: float | None = Field(
+        default=None, description="Degraded below this (above it for mae and rmse)."
+    )
+    max_drop: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Degraded when more than this worse than the version's training metric (accuracy, mae, rmse; "
+            "estimatedAccuracy against the training accuracy)."
+        ),
+    )
+
+    model_config = with_rules(
+        {
+            "rule": "has(self.threshold) || has(self.maxDrop)",
+            "message": "a quality threshold sets threshold or maxDrop",
+        },
+        {
+            "rule": "!has(self.maxDrop) || self.metric in ['accuracy', 'mae', 'rmse', 'estimatedAccuracy']",
+            "message": "maxDrop applies to accuracy, mae, rmse and estimatedAccuracy (a training metric to drop from)",
+        },
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> QualityThreshold:
+        if self.threshold is None and self.max_drop is None:
+            raise ValueError("a quality threshold sets threshold or maxDrop")
+        if self.max_drop is not None and self.metric not in TRAINING_METRIC:
+            raise ValueError(
+                "maxDrop applies to accuracy, mae, rmse and estimatedAccuracy (a training metric to drop from)"
+            )
+        return self
+
+
+class QualityPolicy(ApiModel):
+    """Act on live (or estimated) quality decay of the serving version, as on drift."""
+
+    thresholds: list[QualityThreshold] = Field(min_length=1, max_length=12, description="Any one degraded is decay.")
+    window: Duration = Field(default="1h", description="The window over which labels (rows) are counted.")
+    min_feedback: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Judge a live metric only with this many labels in the window (an estimated one with this many "
+            "served rows); fewer leaves QualityDegraded Unknown."
+        ),
+    )
+
+
 class DriftPolicySpec(ApiModel):
     """Which deployment to watch, how to measure drift, and what to do about it."""
 
@@ -108,6 +174,13 @@ class DriftPolicySpec(ApiModel):
     actions: DriftActions = Field(
         default_factory=DriftActions, json_schema_extra=OBJECT_DEFAULT, description="Alerts and retraining."
     )
+    quality: QualityPolicy | None = Field(
+        default=None,
+        description=(
+            "Thresholds on live or estimated quality: QualityDegraded, the ModelQualityDegraded alert, an "
+            "Event, and with actions.retrain the same retrain as drift."
+        ),
+    )
 
 
 class FeatureDrift(StatusModel):
@@ -133,6 +206,17 @@ class RetrainRecord(StatusModel):
     )
 
 
+class QualityResult(StatusModel):
+    """The latest reading of one quality threshold."""
+
+    metric: str = Field(description="The metric.")
+    value: float | None = Field(default=None, description="Its value over the window; empty without evidence.")
+    limit: float | None = Field(default=None, description="The limit: threshold, or training less maxDrop.")
+    evidence: float | None = Field(default=None, description="Labels (rows, for an estimate) in the window.")
+    degraded: bool = Field(default=False, description="Whether it is past the limit.")
+    message: str | None = Field(default=None, description="Details.")
+
+
 class DriftPolicyStatus(StatusModel):
     """The latest evaluation and what it caused."""
 
@@ -147,4 +231,6 @@ class DriftPolicyStatus(StatusModel):
     drifted: bool | None = Field(default=None, description="Whether any watched feature drifted.")
     features: list[FeatureDrift] | None = Field(default=None, description="Per-feature scores.")
     retrains: list[RetrainRecord] | None = Field(default=None, description="Retrains started by this policy.")
+    quality: list[QualityResult] | None = Field(default=None, description="Per quality threshold, the last reading.")
+    quality_degraded: bool | None = Field(default=None, description="Whether any quality threshold was crossed.")
     kopf: dict[str, Any] | None = kopf_field()

@@ -13,8 +13,12 @@ requeue_after``), does in order:
    increases over the window, scored with the drift library (``logic.driftloop``) -- not the
    recording rules, so the evaluation works whether or not the cluster's Prometheus loaded
    them; unreachable Prometheus keeps the previous results and retries next interval;
-4. retrain on drift (``logic.driftloop.retrain_decision``), follow the runs in
-   ``status.retrains`` and ask for ``promoteTo`` on the versions they registered.
+   With ``spec.quality``, the same evaluation reads the serving version's live (or estimated)
+   metrics and their evidence and sets ``QualityDegraded`` (``logic.qualityloop``); no Prometheus,
+   or no answer, is Unknown and no action;
+4. retrain on drift or on quality decay (``logic.driftloop.retrain_decision``: one decision, one
+   cooldown and budget), follow the runs in ``status.retrains`` and ask for ``promoteTo`` on the
+   versions they registered.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from modelops.drift import bins as binning
 from modelops.logic import conditions as cond
 from modelops.logic import driftloop as loop
 from modelops.logic import driftrules as rules
+from modelops.logic import qualityloop as quality
 from modelops.logic.analysis import parse_duration
 from modelops.logic.rules import missing_labels, rule_labels
 
@@ -142,6 +147,9 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     conditions: list[Condition] = []
     status: dict[str, Any] = {"modelVersion": serving}
     events: list[tuple[str, str, str]] = []
+    bounds, bound_problems = (
+        quality.limits(spec.quality, vspec.get("metrics") or {}) if spec.quality is not None else ([], [])
+    )
 
     # 2. the PrometheusRule.
     try:
@@ -152,7 +160,10 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     if wanted_labels is not None:
         # KS critical values come from scipy's exact distribution: seconds of CPU the first time a
         # threshold is seen, so off the event loop.
-        rule = await asyncio.to_thread(rules.prometheus_rule, spec, target, reference, features, wanted_labels)
+        alerts = _quality_alerts(spec, target, bounds) if spec.actions.alert.enabled else []
+        rule = await asyncio.to_thread(
+            rules.prometheus_rule, spec, target, reference, features, wanted_labels, alerts
+        )
         synced = await _sync_rule(rule, wanted_labels)
         note = rules.alerts_note(spec)
         if synced[1] is True and note is not None:
@@ -165,7 +176,9 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     changed = old.get("modelVersion") != serving or old.get("observedGeneration") != ctx.generation
     due = changed or loop.seconds_until_due(old.get("lastEvaluation"), spec.interval, now) <= 0
     drifted_now: bool | None = None
+    degraded_now: bool | None = None
     message = str(old.get("message") or "waiting for the first evaluation")
+    url: str | None = None
     if due:
         url = spec.prometheus.address if spec.prometheus and spec.prometheus.address else prom.default_url()
         if url is None:
@@ -192,6 +205,19 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
                     status["drifted"] = evaluation.drifted
                     events += loop.drift_events(old.get("drifted"), evaluation, message)
                     drifted_now = evaluation.drifted
+        if spec.quality is not None:
+            verdict = await _judge_quality(spec, target, url, bounds, bound_problems)
+            conditions.append((quality.QUALITY_DEGRADED, _tristate(verdict.degraded), verdict.reason,
+                               verdict.message))  # fmt: skip
+            if verdict.results or verdict.degraded is not None:
+                status["quality"] = verdict.results
+            if verdict.degraded is not None:
+                status["qualityDegraded"] = verdict.degraded
+                events += quality.events(old.get("qualityDegraded"), verdict)
+            if verdict.degraded is True:
+                degraded_now, message = True, f"{message}; {verdict.message}"
+            elif verdict.degraded is False:
+                degraded_now = False
     status["message"] = message
 
     # 4. retraining.
@@ -204,7 +230,10 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         runs = None
     if runs is not None:
         records = loop.merge_records(old.get("retrains"), runs)
-        decision = loop.retrain_decision(action, drifted_now=drifted_now, records=records, now=now)
+        # Decay of quality retrains like drift: the same decision, cooldown and budget.
+        act_now = True if (drifted_now or degraded_now) else (None if drifted_now is None and degraded_now is None
+                                                              else False)  # fmt: skip
+        decision = loop.retrain_decision(action, drifted_now=act_now, records=records, now=now)
         retrain_condition: Condition = (loop.RETRAIN_TRIGGERED, decision.status, decision.reason, decision.message)
         if decision.create:
             retrain_condition, created = await _create_retrain(spec, target, version, message, now)
@@ -246,6 +275,44 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         events=events,
         requeue_after=next_due,
     )
+
+
+def _tristate(value: bool | None) -> bool | cond.Status:
+    return "Unknown" if value is None else value
+
+
+def _quality_alerts(spec: DriftPolicySpec, target: rules.Target, bounds: list[quality.Limit]) -> list[dict[str, Any]]:
+    if spec.quality is None:
+        return []
+    alert = spec.actions.alert
+    return quality.alert_rules(
+        spec.quality, bounds, namespace=target.namespace, deployment=target.deployment, model=target.model,
+        version=target.version, window=rules.prom_duration(spec.quality.window),
+        labels={**(alert.labels or {}), "drift_policy": target.policy_id, "deployment": target.deployment},
+        for_=rules.prom_duration(alert.for_), severity=alert.severity,
+    )  # fmt: skip
+
+
+async def _judge_quality(
+    spec: DriftPolicySpec, target: rules.Target, url: str | None, bounds: list[quality.Limit], problems: list[str]
+) -> quality.Verdict:
+    """QualityDegraded from the Prometheus HTTP API; no Prometheus or no answer is Unknown, saying so."""
+    assert spec.quality is not None
+    if url is None:
+        return quality.Verdict(None, loop.REASON_NO_PROMETHEUS, "no Prometheus: set spec.prometheus.address or the "
+                               "operator's MODELOPS_PROMETHEUS_URL", [])  # fmt: skip
+    window = rules.prom_duration(spec.quality.window)
+    where = (target.namespace, target.deployment, target.model, target.version, window)
+    readings: dict[str, tuple[float | None, float]] = {}
+    try:
+        for metric in {b.metric for b in bounds}:
+            value = await prom.query_one(url, quality.value_query(metric, *where))
+            evidence = await prom.query_one(url, quality.evidence_query(metric, *where))
+            readings[metric] = (value, evidence or 0.0)
+    except prom.PrometheusError as error:
+        message = f"Prometheus unreachable, no action, retrying in {spec.interval}: {error}"
+        return quality.Verdict(None, loop.REASON_PROM_UNREACHABLE, message, [])
+    return quality.judge(spec.quality, bounds, readings, problems)
 
 
 async def _create_retrain(

@@ -201,6 +201,24 @@ def quality_query(check: QualityCheck, target: AnalysisTarget, version: str, win
     return f"2 * {correct} / ({predicted} + {actual})"
 
 
+def predictions_query(target: AnalysisTarget, version: str, window: str) -> str:
+    """Rows ``version`` served over ``window`` (the evidence behind the estimate)."""
+    return f"sum({_increase('modelops_predictions_total', target, version, window)})"
+
+
+def estimated_query(metric: Literal["accuracy", "macroF1"], target: AnalysisTarget, version: str, window: str) -> str:
+    """The estimated (CBPE) accuracy or macro F1 of ``version`` over ``window``, from the expected confusion
+    matrix; empty for a version without probabilities."""
+    def per_class(name: str) -> str:
+        return f"sum by (class) ({_increase(name, target, version, window)})"
+
+    correct = per_class("modelops_expected_correct_total")
+    if metric == "accuracy":
+        return f"sum({correct}) / {predictions_query(target, version, window)}"
+    served, actual = per_class("modelops_predictions_total"), per_class("modelops_expected_actual_total")
+    return f"avg(2 * {correct} / (({served} + {actual}) > 0))"
+
+
 def render_query(template: str, target: AnalysisTarget) -> str:
     """A user query with ``{{canary}}``, ``{{stable}}``, ``{{namespace}}`` and ``{{deployment}}`` substituted.
 

@@ -614,8 +614,10 @@ def prometheus_rule(
     reference: Mapping[str, binning.FeatureBins],
     features: Sequence[str],
     extra_labels: Mapping[str, str],
+    extra_rules: Sequence[JsonDict] = (),
 ) -> JsonDict:
-    """The whole PrometheusRule object, owned by the DriftPolicy (deleted with it)."""
+    """The whole PrometheusRule object, owned by the DriftPolicy (deleted with it); ``extra_rules`` (the
+    quality alerts of ``logic.qualityloop``) join its group."""
     metadata: JsonDict = {
         "name": rule_name(target.policy),
         "namespace": target.namespace,
@@ -626,6 +628,8 @@ def prometheus_rule(
         },
         "annotations": {"modelops.io/model-version": target.version},
     }
+    groups = rule_groups(spec, target, reference, features)
+    groups[0]["rules"] = [*groups[0]["rules"], *extra_rules]
     if target.uid:
         metadata["ownerReferences"] = [{
             "apiVersion": "modelops.io/v1alpha1", "kind": "DriftPolicy", "name": target.policy,
@@ -635,5 +639,5 @@ def prometheus_rule(
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": metadata,
-        "spec": {"groups": rule_groups(spec, target, reference, features)},
+        "spec": {"groups": groups},
     }

@@ -1,0 +1,203 @@
+"""A DriftPolicy's quality thresholds: the limits, the queries, the verdict and the alert rules.
+
+``spec.quality.thresholds`` hold the serving version's live metrics (from labels sent back:
+accuracy, macroF1, mae, rmse) or estimated ones (estimatedAccuracy, estimatedMacroF1, from the
+predicted probabilities) to a limit over ``spec.quality.window``: an absolute ``threshold``, or at
+most ``maxDrop`` worse than the version's own training metric (``spec.metrics``: accuracy, mae,
+rmse). Worse is lower, except for mae and rmse.
+
+:func:`limits` turns the thresholds into numbers for one version; :func:`judge` reads the values
+and their evidence (labels for a live metric, served rows for an estimate) and decides the
+``QualityDegraded`` condition: True when any limit is crossed with at least ``minFeedback`` of
+evidence (the reason says live or estimated; the message which metric, value and limit), False
+when every limit held with enough evidence, Unknown when some metric lacked evidence and none was
+crossed. The controller treats True like drift: an Event when it starts or ends, and with
+``actions.retrain`` the same retrain, cooldown and budget.
+
+:func:`alert_rules` gives the ``ModelQualityDegraded`` alerts for the policy's PrometheusRule: the
+same queries and limits, evaluated by Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from modelops.api.driftpolicy import LOWER_IS_BETTER, TRAINING_METRIC, QualityPolicy
+from modelops.api.modeldeployment import QualityCheck
+from modelops.logic import analysis
+from modelops.logic.analysis import AnalysisTarget
+
+JsonDict = dict[str, Any]
+
+QUALITY_DEGRADED: Final = "QualityDegraded"
+REASON_LIVE: Final = "LiveQualityDegraded"
+REASON_ESTIMATED: Final = "EstimatedQualityDegraded"
+REASON_OK: Final = "QualityWithinLimits"
+REASON_TOO_FEW: Final = "TooFewLabels"
+REASON_NO_LIMIT: Final = "NoLimit"
+ALERT: Final = "ModelQualityDegraded"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One threshold made a number for one version."""
+
+    metric: str
+    bound: float
+    lower_is_better: bool
+    source: str  # how the bound was found, for messages
+
+    def crossed(self, value: float) -> bool:
+        return value > self.bound if self.lower_is_better else value < self.bound
+
+
+def estimated(metric: str) -> bool:
+    return metric.startswith("estimated")
+
+
+def limits(policy: QualityPolicy, training: Mapping[str, Any]) -> tuple[list[Limit], list[str]]:
+    """The limits of ``policy`` for a version with ``training`` metrics, and the thresholds that have none
+    (a maxDrop whose training metric the version lacks), named."""
+    out: list[Limit] = []
+    problems: list[str] = []
+    for item in policy.thresholds:
+        lower = item.metric in LOWER_IS_BETTER
+        if item.threshold is not None:
+            out.append(Limit(item.metric, item.threshold, lower, f"threshold {item.threshold:g}"))
+        if item.max_drop is not None:
+            name = TRAINING_METRIC[item.metric]
+            trained = training.get(name)
+            if not isinstance(trained, int | float) or isinstance(trained, bool) or not math.isfinite(trained):
+                problems.append(f"{item.metric}: maxDrop needs the version's training metric {name}, which it lacks")
+                continue
+            bound = trained + item.max_drop if lower else trained - item.max_drop
+            out.append(Limit(item.metric, bound, lower, f"training {name} {trained:.4g} {'+' if lower else '-'} "
+                                                        f"maxDrop {item.max_drop:g}"))  # fmt: skip
+    return out, problems
+
+
+def _target(namespace: str, deployment: str, model: str, version: str) -> AnalysisTarget:
+    return AnalysisTarget(namespace=namespace, deployment=deployment, model=model, stable_version=None,
+                          canary_version=version)  # fmt: skip
+
+
+def value_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
+    """The metric of ``version`` over ``window`` (a PromQL range), one value or none."""
+    target = _target(namespace, deployment, model, version)
+    if estimated(metric):
+        kind: Literal["accuracy", "macroF1"] = "accuracy" if metric == "estimatedAccuracy" else "macroF1"
+        return analysis.estimated_query(kind, target, version, window)
+    return analysis.quality_query(QualityCheck.model_validate({"metric": metric}), target, version, window)
+
+
+def evidence_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
+    """Labels (a live metric) or served rows (an estimate) behind the metric over ``window``."""
+    target = _target(namespace, deployment, model, version)
+    if estimated(metric):
+        return analysis.predictions_query(target, version, window)
+    return analysis.feedback_labels_query(target, version, window)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """QualityDegraded: True, False or None (Unknown), why, and a result per limit for status."""
+
+    degraded: bool | None
+    reason: str
+    message: str
+    results: list[JsonDict]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def judge(
+    policy: QualityPolicy,
+    bounds: Sequence[Limit],
+    readings: Mapping[str, tuple[float | None, float]],
+    problems: Sequence[str] = (),
+) -> Verdict:
+    """Hold each limit to its metric's reading (value, evidence), in the order of the thresholds."""
+    results: list[JsonDict] = []
+    crossed: list[tuple[Limit, float]] = []
+    unknown: list[str] = list(problems)
+    for bound in bounds:
+        value, evidence = readings.get(bound.metric, (None, 0.0))
+        unit = "rows" if estimated(bound.metric) else "labels"
+        result: JsonDict = {"metric": bound.metric, "limit": bound.bound, "evidence": evidence, "degraded": False}
+        if value is not None and math.isfinite(value):
+            result["value"] = value
+        if evidence < policy.min_feedback or value is None or not math.isfinite(value):
+            why = (f"{evidence:.0f} {unit} in the last {policy.window}, minFeedback {policy.min_feedback}"
+                   if evidence < policy.min_feedback else f"no {bound.metric} in the last {policy.window}")  # fmt: skip
+            result["message"] = f"not judged: {why}"
+            unknown.append(f"{bound.metric}: {why}")
+        elif bound.crossed(value):
+            result["degraded"] = True
+            direction = "above" if bound.lower_is_better else "below"
+            result["message"] = f"{bound.metric} {_fmt(value)} is {direction} {_fmt(bound.bound)} ({bound.source})"
+            crossed.append((bound, value))
+        else:
+            result["message"] = f"{bound.metric} {_fmt(value)} within {_fmt(bound.bound)} ({bound.source})"
+        results.append(result)
+    if crossed:
+        live = [c for c in crossed if not estimated(c[0].metric)]
+        reason = REASON_LIVE if live else REASON_ESTIMATED
+        kind = "live" if live else "estimated"
+        parts = [r["message"] for r in results if r["degraded"]]
+        return Verdict(True, reason, f"{kind} quality degraded over the last {policy.window}: {'; '.join(parts)}",
+                       results)  # fmt: skip
+    if unknown:
+        reason = REASON_NO_LIMIT if problems and len(unknown) == len(problems) else REASON_TOO_FEW
+        return Verdict(None, reason, "; ".join(unknown), results)
+    held = "; ".join(str(r["message"]) for r in results)
+    return Verdict(False, REASON_OK, held or "no limits", results)
+
+
+def events(was_degraded: bool | None, verdict: Verdict) -> list[tuple[str, str, str]]:
+    """An Event when decay starts or ends (not on every evaluation)."""
+    if verdict.degraded is True and was_degraded is not True:
+        return [("Warning", "QualityDegraded", verdict.message)]
+    if verdict.degraded is False and was_degraded is True:
+        return [("Normal", "QualityRecovered", verdict.message)]
+    return []
+
+
+def alert_rules(
+    policy: QualityPolicy,
+    bounds: Sequence[Limit],
+    *,
+    namespace: str,
+    deployment: str,
+    model: str,
+    version: str,
+    window: str,
+    labels: Mapping[str, str],
+    for_: str,
+    severity: str,
+) -> list[JsonDict]:
+    """``ModelQualityDegraded`` per limit: the metric past its bound while the window holds minFeedback."""
+    rules: list[JsonDict] = []
+    for bound in bounds:
+        value = value_query(bound.metric, namespace, deployment, model, version, window)
+        evidence = evidence_query(bound.metric, namespace, deployment, model, version, window)
+        op = ">" if bound.lower_is_better else "<"
+        kind = "estimated" if estimated(bound.metric) else "live"
+        rules.append({
+            "alert": ALERT,
+            "expr": f"({value}) {op} {bound.bound!r}\nand ({evidence}) >= {policy.min_feedback}",
+            "for": for_,
+            "labels": {**labels, "severity": severity, "metric": bound.metric, "quality": kind, "model": model,
+                       "version": version},
+            "annotations": {
+                "summary": f"Model {model} {version}: {kind} {bound.metric} degraded",
+                "description": f"{bound.metric} of {model} {version} over the last {policy.window} is "
+                               f"{{{{ $value | printf \"%.4g\" }}}}, past {bound.bound:.4g} ({bound.source}); "
+                               f"deployment {namespace}/{deployment}.",
+            },
+        })  # fmt: skip
+    return rules

@@ -1,0 +1,138 @@
+"""A DriftPolicy's quality thresholds: limits from the spec and the version, the verdict as a table, the
+Events, and the ModelQualityDegraded alerts run by the real promtool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from modelops.api.driftpolicy import DriftPolicySpec, QualityPolicy
+from modelops.logic import qualityloop as q
+from promkit import PROMTOOL, promtool_test
+
+TRAINING = {"accuracy": 0.95, "f1": 0.94, "mae": 3.0}
+
+
+def policy(*thresholds: dict[str, Any], **fields: Any) -> QualityPolicy:
+    return QualityPolicy.model_validate({"thresholds": list(thresholds), "minFeedback": 100, **fields})
+
+
+def test_limits_from_thresholds_and_training_metrics() -> None:
+    bounds, problems = q.limits(policy({"metric": "accuracy", "threshold": 0.9, "maxDrop": 0.03},
+                                       {"metric": "mae", "maxDrop": 0.5},
+                                       {"metric": "rmse", "maxDrop": 1.0},  # the version has no rmse
+                                       {"metric": "estimatedMacroF1", "threshold": 0.8}), TRAINING)  # fmt: skip
+    assert [(b.metric, b.bound, b.lower_is_better) for b in bounds] == [
+        ("accuracy", 0.9, False), ("accuracy", pytest.approx(0.92), False), ("mae", 3.5, True),
+        ("estimatedMacroF1", 0.8, False),
+    ]  # fmt: skip
+    assert bounds[1].source == "training accuracy 0.95 - maxDrop 0.03"
+    assert problems == ["rmse: maxDrop needs the version's training metric rmse, which it lacks"]
+
+
+def test_the_spec_refuses_what_cannot_be_judged() -> None:
+    with pytest.raises(ValidationError, match="sets threshold or maxDrop"):
+        policy({"metric": "accuracy"})
+    with pytest.raises(ValidationError, match="maxDrop applies to accuracy, mae, rmse and estimatedAccuracy"):
+        policy({"metric": "macroF1", "maxDrop": 0.1})
+    with pytest.raises(ValidationError):
+        policy()  # at least one threshold
+    spec = DriftPolicySpec.model_validate({"deployment": "iris"})
+    assert spec.quality is None
+
+
+ACC = {"metric": "accuracy", "threshold": 0.9}
+EST = {"metric": "estimatedAccuracy", "threshold": 0.9}
+MAE = {"metric": "mae", "threshold": 4.0}
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "readings", "degraded", "reason", "words"),
+    [
+        ([ACC], {"accuracy": (0.85, 500)}, True, q.REASON_LIVE,
+         "live quality degraded over the last 1h: accuracy 0.85 is below 0.9 (threshold 0.9)"),
+        ([ACC], {"accuracy": (0.93, 500)}, False, q.REASON_OK, "accuracy 0.93 within 0.9"),
+        ([ACC], {"accuracy": (0.10, 99)}, None, q.REASON_TOO_FEW,
+         "accuracy: 99 labels in the last 1h, minFeedback 100"),
+        ([ACC], {}, None, q.REASON_TOO_FEW, "0 labels"),
+        ([ACC], {"accuracy": (None, 500)}, None, q.REASON_TOO_FEW, "no accuracy in the last 1h"),
+        ([EST], {"estimatedAccuracy": (0.7, 5000)}, True, q.REASON_ESTIMATED, "estimated quality degraded"),
+        ([EST], {"estimatedAccuracy": (0.7, 50)}, None, q.REASON_TOO_FEW, "50 rows"),
+        # Live decay wins the reason when both are degraded; one crossed limit is decay even if another lacks labels.
+        ([EST, ACC], {"estimatedAccuracy": (0.7, 5000), "accuracy": (0.8, 500)}, True, q.REASON_LIVE, "accuracy 0.8"),
+        ([EST, ACC], {"estimatedAccuracy": (0.7, 5000), "accuracy": (0.1, 3)}, True, q.REASON_ESTIMATED, "0.7"),
+        ([EST, ACC], {"estimatedAccuracy": (0.95, 5000), "accuracy": (0.1, 3)}, None, q.REASON_TOO_FEW, "3 labels"),
+        ([MAE], {"mae": (4.5, 300)}, True, q.REASON_LIVE, "mae 4.5 is above 4"),
+        ([MAE], {"mae": (3.5, 300)}, False, q.REASON_OK, "within"),
+    ],
+)  # fmt: skip
+def test_the_verdict(
+    thresholds: list[dict[str, Any]], readings: dict[str, tuple[float | None, float]], degraded: bool | None,
+    reason: str, words: str,
+) -> None:
+    spec = policy(*thresholds)
+    bounds, _ = q.limits(spec, TRAINING)
+    verdict = q.judge(spec, bounds, readings)
+    assert (verdict.degraded, verdict.reason) == (degraded, reason)
+    assert words in verdict.message
+    assert [r["metric"] for r in verdict.results] == [t["metric"] for t in thresholds]
+    assert any(r["degraded"] for r in verdict.results) == (degraded is True)
+
+
+def test_a_threshold_without_a_limit_is_named_and_unknown() -> None:
+    spec = policy({"metric": "rmse", "maxDrop": 1.0})
+    bounds, problems = q.limits(spec, TRAINING)
+    verdict = q.judge(spec, bounds, {}, problems)
+    assert (verdict.degraded, verdict.reason) == (None, q.REASON_NO_LIMIT)
+    assert "training metric rmse" in verdict.message
+
+
+def test_events_on_start_and_end_only() -> None:
+    spec = policy(ACC)
+    bounds, _ = q.limits(spec, TRAINING)
+    bad = q.judge(spec, bounds, {"accuracy": (0.5, 500)})
+    good = q.judge(spec, bounds, {"accuracy": (0.99, 500)})
+    unknown = q.judge(spec, bounds, {"accuracy": (0.5, 5)})
+    assert [e[:2] for e in q.events(None, bad)] == [("Warning", "QualityDegraded")]
+    assert q.events(True, bad) == []
+    assert [e[:2] for e in q.events(True, good)] == [("Normal", "QualityRecovered")]
+    assert q.events(False, good) == []
+    assert q.events(True, unknown) == []  # no evidence is not a recovery
+
+
+@pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool is not installed")
+def test_the_alert_fires_on_decay_with_enough_labels(tmp_path: Path) -> None:
+    spec = policy({"metric": "accuracy", "maxDrop": 0.05}, EST, window="5m")
+    bounds, _ = q.limits(spec, TRAINING)  # accuracy below 0.9, estimated accuracy below 0.9
+    rules = q.alert_rules(spec, bounds, namespace="ml", deployment="iris", model="iris", version="iris-v2",
+                          window="5m", labels={"team": "ml", "drift_policy": "ml/p", "deployment": "iris"},
+                          for_="1m", severity="critical")  # fmt: skip
+    where = 'namespace="ml", deployment="iris", model="iris", version="iris-v2"'
+    series = [
+        # 30 labels a minute, 24 right (0.8): below the limit, but 5m hold 150 labels only from minute 4 on...
+        {"series": f"modelops_feedback_labels_total{{{where}}}", "values": "0+30x20"},
+        {"series": f'modelops_feedback_correct_total{{{where}, class="0"}}', "values": "0+24x20"},
+        # ...while the estimate (0.95 of 100 rows a minute) holds.
+        {"series": f'modelops_predictions_total{{{where}, class="0"}}', "values": "0+100x20"},
+        {"series": f'modelops_expected_correct_total{{{where}, class="0"}}', "values": "0+95x20"},
+    ]
+    labels = {"severity": "critical", "metric": "accuracy", "quality": "live", "model": "iris",
+              "version": "iris-v2", "team": "ml", "drift_policy": "ml/p", "deployment": "iris"}  # fmt: skip
+    result = promtool_test(tmp_path, [{"name": "quality", "rules": rules}], [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": "3m", "alertname": q.ALERT, "exp_alerts": []},  # 90 labels: fewer than minFeedback
+            {"eval_time": "10m", "alertname": q.ALERT, "exp_alerts": [{
+                "exp_labels": labels,
+                "exp_annotations": {
+                    "summary": "Model iris iris-v2: live accuracy degraded",
+                    "description": "accuracy of iris iris-v2 over the last 5m is 0.8, past 0.9 (training accuracy "
+                                   "0.95 - maxDrop 0.05); deployment ml/iris.",
+                },
+            }]},
+        ],
+    }])  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
