@@ -3,13 +3,15 @@ Events, and the ModelQualityDegraded alerts run by the real promtool."""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from modelops.api.driftpolicy import DriftPolicySpec, QualityPolicy
+from modelops.api.driftpolicy import DriftPolicySpec, QualityPolicy, RetrainAction
+from modelops.logic import driftloop
 from modelops.logic import qualityloop as q
 from promkit import PROMTOOL, promtool_test
 
@@ -136,3 +138,14 @@ def test_the_alert_fires_on_decay_with_enough_labels(tmp_path: Path) -> None:
         ],
     }])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_retrain_on_decay_says_so() -> None:
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    enabled = RetrainAction.model_validate({"enabled": True, "cooldown": "1h"})
+    start = driftloop.retrain_decision(enabled, drifted_now=True, records=[], now=now, cause="quality decay")
+    assert (start.create, start.message) == (True, "quality decay detected: retraining")
+    recent = [{"name": "r", "at": "2026-01-01T00:00:00Z", "phase": "Succeeded"}]
+    cooling = driftloop.retrain_decision(enabled, drifted_now=True, records=recent, now=now, cause="quality decay")
+    assert cooling.reason == "CoolingDown"
+    assert cooling.message.startswith("quality decay persists; no retrain before")

@@ -233,7 +233,8 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         # Decay of quality retrains like drift: the same decision, cooldown and budget.
         act_now = True if (drifted_now or degraded_now) else (None if drifted_now is None and degraded_now is None
                                                               else False)  # fmt: skip
-        decision = loop.retrain_decision(action, drifted_now=act_now, records=records, now=now)
+        cause = "drift" if drifted_now or not degraded_now else "quality decay"
+        decision = loop.retrain_decision(action, drifted_now=act_now, records=records, now=now, cause=cause)
         retrain_condition: Condition = (loop.RETRAIN_TRIGGERED, decision.status, decision.reason, decision.message)
         if decision.create:
             retrain_condition, created = await _create_retrain(spec, target, version, message, now)

@@ -238,8 +238,10 @@ def retrain_decision(
     drifted_now: bool | None,
     records: Sequence[Mapping[str, Any]],
     now: datetime.datetime,
+    cause: str = "drift",
 ) -> Decision:
-    """``drifted_now`` is the fresh evaluation's verdict, None when nothing was evaluated now."""
+    """``drifted_now`` is the fresh evaluation's verdict, None when nothing was evaluated now; ``cause``
+    names what it found (drift, or quality decay) in the messages."""
     running = in_flight(records)
     if running is not None:
         phase = running.get("phase") or "Pending"
@@ -257,15 +259,15 @@ def retrain_decision(
         ready_at = max(times) + datetime.timedelta(seconds=parse_duration(action.cooldown))
         if now < ready_at:
             return Decision(False, False, "CoolingDown",
-                            f"drift persists; no retrain before {ready_at:%Y-%m-%dT%H:%M:%SZ} "
+                            f"{cause} persists; no retrain before {ready_at:%Y-%m-%dT%H:%M:%SZ} "
                             f"(cooldown {action.cooldown})")  # fmt: skip
     if action.max_per_day is not None:
         today = [t for t in times if now - t < DAY]
         if len(today) >= action.max_per_day:
             return Decision(False, False, "BudgetUsed",
-                            f"drift persists; {len(today)} retrains in the last 24h, maxPerDay is "
+                            f"{cause} persists; {len(today)} retrains in the last 24h, maxPerDay is "
                             f"{action.max_per_day}")  # fmt: skip
-    return Decision(True, True, "RetrainStarted", "drift detected: retraining")
+    return Decision(True, True, "RetrainStarted", f"{cause} detected: retraining")
 
 
 def run_name(policy: str, now: datetime.datetime) -> str:
