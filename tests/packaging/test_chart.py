@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from k8sschemas import SUPPORTED, openapi_to_jsonschema, problems
-from modelops.controller import run
+from modelops.controller import quality, run
 from modelops.logic import policy as policy_logic
 from modelops.logic import rules
 
@@ -291,6 +291,9 @@ def test_environment_follows_the_operator_configuration_contract(render: Render)
     assert env["MODELOPS_PROMETHEUS_URL"] == ""
     assert env["MODELOPS_RULE_LABELS"] == ""
     assert env["MODELOPS_POLICY_FILE"] == "/etc/modelops/policy/policy.yaml"
+    assert env["MODELOPS_QUALITY_SECONDS"] == "60"
+    assert quality.interval_seconds() == 60.0  # the chart's default is the operator's own
+    assert env_of(render({"feedback": {"qualityStatusSeconds": 15}}))["MODELOPS_QUALITY_SECONDS"] == "15"
     env = env_of(render(COMBOS["everything"] | {"image": {"repository": "registry.local/mo", "tag": "dev"}}))
     assert env["MODELOPS_IMAGE"] == "registry.local/mo:dev"
     assert env["MODELOPS_ARTIFACT_STORE"] == "pvc://modelops-artifacts"
