@@ -12,6 +12,7 @@ on the same rows, and the healthy one passes.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class Labelled:
     x: np.ndarray
     y: np.ndarray
     predicted: dict[str, np.ndarray]
+    confidence: dict[str, float]  # the mean top probability of every row: the estimated accuracy
     ids: dict[str, list[str]]
 
 
@@ -97,7 +99,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labelled]:
                 assert answer.status_code == 200, answer.text
                 ids[version].append(answer.json()["id"])
             predicted[version] = pipelines[version].predict(data.data)
-        yield Labelled(servers, prometheus, x, data.target.to_numpy(), predicted, ids)
+        confidence = {v: float(p.predict_proba(data.data).max(axis=1).mean()) for v, p in pipelines.items()}
+        yield Labelled(servers, prometheus, x, data.target.to_numpy(), predicted, confidence, ids)
     finally:
         prometheus.stop()
         for server in servers.values():
@@ -140,6 +143,18 @@ def target(canary: str) -> AnalysisTarget:
 
 
 async def test_quality_waits_for_labels_then_judges_the_canary_against_the_stable(fleet: Labelled) -> None:
+    # Before any label: the estimate already tells the depth-1 tree (unsure between two species) from the stable.
+    for version in (STABLE, BAD):
+        rows = f'sum(modelops_predictions_total{{deployment="{MODEL}",version="{version}"}})'
+        fleet.prometheus.wait(lambda rows=rows: (r := fleet.prometheus.query(rows)) and float(r[0]["value"][1]) == 150,
+                              timeout=60, what=f"the rows of {version} scraped")  # fmt: skip
+    early = await measure(spec(fleet, metric="estimatedAccuracy"), target(BAD), None, now=now())
+    assert early.phase == "Failed", early.results
+    assert early.results[0]["value"] == pytest.approx(fleet.confidence[BAD], abs=1e-9)
+    assert f"below the stable's {fleet.confidence[STABLE]:.4g}" in early.results[0]["message"]
+    # The rows behind both figures (increase() extrapolates them to the window's edges: at least 150 each).
+    assert re.search(r"\((\d+) and (\d+) rows\)$", early.results[0]["message"])
+
     # Served, but no label back yet: inconclusive, held under the default policy (Pause).
     verdict = await measure(spec(fleet, limit=3), target(BAD), None, now=now())
     assert verdict.phase == "Inconclusive"

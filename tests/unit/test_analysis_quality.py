@@ -58,6 +58,9 @@ def check(**fields: Any) -> QualityCheck:
          "mae 12.5 is 1.5 above the stable's 11, more than maxDrop 1"),
         ({"metric": "rmse", "maxDrop": 1.0}, (9.0, 300), (11.0, 300), "Successful", "within maxDrop 1"),
         ({"metric": "macroF1", "maxDrop": 0.0}, (0.8, 300), (0.8000001, 300), "Failed", "macroF1"),
+        # An estimate rests on served rows, not labels.
+        ({"metric": "estimatedAccuracy"}, (0.8, 50), (0.9, 500), "Inconclusive", "the canary has 50 rows"),
+        ({"metric": "estimatedAccuracy"}, (0.8, 500), (0.9, 500), "Failed", "(500 and 500 rows)"),
     ],
 )  # fmt: skip
 def test_the_decision(
@@ -119,6 +122,14 @@ def rows() -> tuple[np.ndarray, np.ndarray]:
     return truth, predicted
 
 
+def expected_rows() -> np.ndarray:
+    """One minute's probability rows, the predicted class the most probable."""
+    _, predicted = rows()
+    proba = np.random.default_rng(12).dirichlet([1.0, 1.0, 1.0], size=ROWS)
+    proba[np.arange(ROWS), predicted] += 1.5
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 def series(version: str, deployment: str = "iris") -> list[dict[str, str]]:
     """A classifier's counters under ``version``, and a regressor's under ``reg``, ROWS labels a minute."""
     truth, predicted = rows()
@@ -130,6 +141,13 @@ def series(version: str, deployment: str = "iris") -> list[dict[str, str]]:
                   "actual": np.sum(truth == i)}  # fmt: skip
         out += [{"series": f'modelops_feedback_{part}_total{{{where}, class="{i}"}}', "values": f"0+{int(n)}x20"}
                 for part, n in counts.items()]  # fmt: skip
+    proba = expected_rows()
+    for i in range(3):
+        served = {"predictions": float(np.sum(predicted == i)),
+                  "expected_correct": float(proba[predicted == i, i].sum()),
+                  "expected_actual": float(proba[:, i].sum())}  # fmt: skip
+        out += [{"series": f'modelops_{part}_total{{{where}, class="{i}"}}', "values": f"0+{step!r}x20"}
+                for part, step in served.items()]  # fmt: skip
     errors = (predicted - truth).astype(float) * 1.5
     reg = f'{base}, version="reg"'
     per_minute = {"labels": float(ROWS), "absolute_error": float(np.abs(errors).sum()),
@@ -160,6 +178,18 @@ def test_the_queries_are_scikit_learns_figures(tmp_path: Path) -> None:
         query = a.quality_query(check(metric=metric), TARGET, "reg", "5m")
         cases.append({"expr": f"abs(({query}) - {value!r}) < bool 1e-9", "eval_time": "10m",
                       "exp_samples": [{"labels": "{}", "value": 1}]})  # fmt: skip
+    _, predicted = rows()
+    proba = expected_rows()
+    cells = np.array([[proba[predicted == k, c].sum() for c in range(3)] for k in range(3)])  # rows: predicted
+    served, columns = cells.sum(axis=1), cells.sum(axis=0)
+    estimates = {"estimatedAccuracy": float(np.trace(cells) / ROWS),
+                 "estimatedMacroF1": float(np.mean(2 * np.diag(cells) / (served + columns)))}  # fmt: skip
+    for metric, value in estimates.items():
+        query = a.quality_query(check(metric=metric), TARGET, "iris-v2", "5m")
+        cases.append({"expr": f"abs(({query}) - {value!r}) < bool 1e-9", "eval_time": "10m",
+                      "exp_samples": [{"labels": "{}", "value": 1}]})  # fmt: skip
+    rows_query = a.evidence_query(check(metric="estimatedAccuracy"), TARGET, "iris-v2", "5m")
+    cases.append({"expr": rows_query, "eval_time": "10m", "exp_samples": [{"labels": "{}", "value": 5 * ROWS}]})
     assert expected["accuracy"] < 1
     assert mean_absolute_error(truth, predicted) > 0
     labels = a.feedback_labels_query(TARGET, "iris-v2", "5m")

@@ -139,7 +139,9 @@ class PredictionShiftCheck(ApiModel):
     max_psi: float = Field(default=0.25, gt=0, description="Fail above this PSI.")
 
 
-QualityMetric = Literal["accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse"]
+QualityMetric = Literal[
+    "accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1"
+]
 PER_CLASS_METRICS = ("precision", "recall", "f1")
 ERROR_METRICS = ("mae", "rmse")
 
@@ -150,7 +152,8 @@ class QualityCheck(ApiModel):
     metric: QualityMetric = Field(
         default="accuracy",
         description=(
-            "accuracy, macroF1, precision/recall/f1 of positiveClass (classifiers), or mae/rmse (regressors)."
+            "accuracy, macroF1, precision/recall/f1 of positiveClass (classifiers), or mae/rmse (regressors) "
+            "from labels; estimatedAccuracy or estimatedMacroF1 from the probabilities, before labels."
         ),
     )
     positive_class: str | None = Field(
@@ -169,7 +172,10 @@ class QualityCheck(ApiModel):
     min_feedback: int = Field(
         default=100,
         ge=1,
-        description="Labels each version needs in the window before it is judged; fewer is inconclusive.",
+        description=(
+            "Labels (served rows, for an estimated metric) each version needs in the window before it is judged; "
+            "fewer is inconclusive."
+        ),
     )
     window: Duration = Field(default="1h", description="The window over which labels are counted.")
 

@@ -104,7 +104,7 @@ async def _quality_reading(
     check: QualityCheck, url: str, target: AnalysisTarget, version: str
 ) -> logic.QualityReading:
     window = logic.promql_range(check.window)
-    labels = await _one(url, logic.feedback_labels_query(target, version, window))
+    labels = await _one(url, logic.evidence_query(check, target, version, window))
     value = await _one(url, logic.quality_query(check, target, version, window))
     return logic.QualityReading(value, labels or 0.0)
 

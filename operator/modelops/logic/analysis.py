@@ -160,6 +160,13 @@ def _increase(metric: str, target: AnalysisTarget, version: str, window: str, *e
     return f"increase({metric}{selector(target, version, *extra)}[{window}])"
 
 
+def evidence_query(check: QualityCheck, target: AnalysisTarget, version: str, window: str) -> str:
+    """What the check's figure rests on: labels, or served rows for an estimated metric."""
+    if check.metric.startswith("estimated"):
+        return predictions_query(target, version, window)
+    return feedback_labels_query(target, version, window)
+
+
 def feedback_labels_query(target: AnalysisTarget, version: str, window: str) -> str:
     """Labels counted for ``version`` (the version that predicted) over ``window``, on every pod."""
     return f"sum({_increase('modelops_feedback_labels_total', target, version, window)})"
@@ -177,6 +184,10 @@ def quality_query(check: QualityCheck, target: AnalysisTarget, version: str, win
     def per_class(metric: str) -> str:
         return f"sum by (class) ({_increase(metric, target, version, window)})"
 
+    if check.metric == "estimatedAccuracy":
+        return estimated_query("accuracy", target, version, window)
+    if check.metric == "estimatedMacroF1":
+        return estimated_query("macroF1", target, version, window)
     labels = total("modelops_feedback_labels_total")
     if check.metric == "accuracy":
         return f"{total('modelops_feedback_correct_total')} / {labels}"
@@ -425,25 +436,26 @@ def judge_quality(
     """The canary's live metric against the stable's: no more than ``maxDrop`` worse, once both have
     ``minFeedback`` labels in the window; fewer labels (or no value) is inconclusive."""
     name = _metric_name(check)
+    unit = "rows" if check.metric.startswith("estimated") else "labels"
     if not has_stable:
         return Measurement(QUALITY, "Successful", None, "no stable version to compare with; skipped")
     if canary.labels < check.min_feedback:
         return Measurement(
             QUALITY, "Inconclusive", canary.value,
-            f"the canary has {canary.labels:.0f} labels in the last {check.window}, minFeedback {check.min_feedback}",
+            f"the canary has {canary.labels:.0f} {unit} in the last {check.window}, minFeedback {check.min_feedback}",
         )  # fmt: skip
     if stable is None or stable.labels < check.min_feedback:
         count = stable.labels if stable is not None else 0.0
         return Measurement(
             QUALITY, "Inconclusive", canary.value,
-            f"the stable has {count:.0f} labels in the last {check.window}, minFeedback {check.min_feedback}",
+            f"the stable has {count:.0f} {unit} in the last {check.window}, minFeedback {check.min_feedback}",
         )  # fmt: skip
     if canary.value is None or stable.value is None:
         whose = "canary" if canary.value is None else "stable"
         return Measurement(QUALITY, "Inconclusive", canary.value, f"no {name} of the {whose} in the window")
     lower_is_better = check.metric in ERROR_METRICS
     worse_by = canary.value - stable.value if lower_is_better else stable.value - canary.value
-    evidence = f"({canary.labels:.0f} and {stable.labels:.0f} labels)"
+    evidence = f"({canary.labels:.0f} and {stable.labels:.0f} {unit})"
     if worse_by > check.max_drop + DROP_TOLERANCE:
         direction = "above" if lower_is_better else "below"
         return Measurement(

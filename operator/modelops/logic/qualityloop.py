@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from modelops.api.driftpolicy import LOWER_IS_BETTER, TRAINING_METRIC, QualityPolicy
 from modelops.api.modeldeployment import QualityCheck
@@ -87,18 +87,13 @@ def _target(namespace: str, deployment: str, model: str, version: str) -> Analys
 def value_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
     """The metric of ``version`` over ``window`` (a PromQL range), one value or none."""
     target = _target(namespace, deployment, model, version)
-    if estimated(metric):
-        kind: Literal["accuracy", "macroF1"] = "accuracy" if metric == "estimatedAccuracy" else "macroF1"
-        return analysis.estimated_query(kind, target, version, window)
     return analysis.quality_query(QualityCheck.model_validate({"metric": metric}), target, version, window)
 
 
 def evidence_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
     """Labels (a live metric) or served rows (an estimate) behind the metric over ``window``."""
     target = _target(namespace, deployment, model, version)
-    if estimated(metric):
-        return analysis.predictions_query(target, version, window)
-    return analysis.feedback_labels_query(target, version, window)
+    return analysis.evidence_query(QualityCheck.model_validate({"metric": metric}), target, version, window)
 
 
 @dataclass(frozen=True)
