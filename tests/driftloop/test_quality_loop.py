@@ -171,3 +171,39 @@ def test_decay_in_live_labels_degrades_alerts_and_retrains_once(
     assert condition(down, "QualityDegraded")["status"] == "Unknown"
     assert "no action" in condition(down, "QualityDegraded")["message"]
     assert len(cluster.list(API, "TrainingRun", NAMESPACE, label_selector=RUN_LABEL)) == 1
+
+
+def test_a_version_without_reference_stats_is_judged_on_quality_alone(
+    loop_env: Prometheus, cluster: KubeClient, operator: KopfRunner, iris_model: TrainedModel,  # noqa: F811
+) -> None:  # fmt: skip
+    version = version_of(iris_model)
+    del version["spec"]["referenceStats"]
+    cluster.create(version)
+    cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},
+                    "spec": {"model": "iris", "track": "Production"}})  # fmt: skip
+    cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v1"}})
+    cluster.create(policy())
+    judged = cluster.wait_for(
+        API, "DriftPolicy", NAMESPACE, "iris-quality",
+        lambda o: condition(o, "QualityDegraded").get("reason") == "TooFewLabels", timeout=60,
+    )  # fmt: skip
+    assert judged is not None
+    assert condition(judged, "QualityDegraded")["status"] == "Unknown"
+    assert "accuracy: 0 labels in the last 1h, minFeedback 100" in condition(judged, "QualityDegraded")["message"]
+    drift = condition(judged, "DriftDetected")
+    assert (drift["status"], drift["reason"]) == ("Unknown", "NoReferenceStats")
+    assert condition(judged, "Ready")["status"] == "True"
+    rule = cluster.get("monitoring.coreos.com/v1", "PrometheusRule", NAMESPACE, "iris-quality-drift")
+    assert [r.get("alert") for r in rule["spec"]["groups"][0]["rules"]] == ["ModelQualityDegraded"]
+
+    # Without quality thresholds there is nothing such a policy can watch: not ready, saying why.
+    inputs_only = policy()
+    inputs_only["metadata"]["name"] = "iris-inputs"
+    del inputs_only["spec"]["quality"]
+    cluster.create(inputs_only)
+    waiting = cluster.wait_for(
+        API, "DriftPolicy", NAMESPACE, "iris-inputs",
+        lambda o: condition(o, "Ready").get("reason") == "NoReferenceStats", timeout=30,
+    )  # fmt: skip
+    assert waiting is not None
+    assert condition(waiting, "Ready")["status"] == "False"

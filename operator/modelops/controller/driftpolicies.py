@@ -125,13 +125,14 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         return waiting_for("spec.deployment", f"its serving version: {problem}")
     vspec = version.get("spec") or {}
     reference_stats = vspec.get("referenceStats")
-    if not reference_stats:
-        return _not_ready("NoReferenceStats",
-                          f"ModelVersion {serving} has no spec.referenceStats; drift cannot be measured until they "
-                          "are added")  # fmt: skip
+    no_reference = (f"ModelVersion {serving} has no spec.referenceStats; drift cannot be measured until they are "
+                    "added")  # fmt: skip
+    if not reference_stats and spec.quality is None:
+        return _not_ready("NoReferenceStats", no_reference)
     try:
-        reference = binning.parse_reference_stats(reference_stats)
-        features = rules.select_features(spec, reference)
+        # A policy with quality thresholds still judges quality for a version without reference statistics.
+        reference = binning.parse_reference_stats(reference_stats) if reference_stats else {}
+        features = rules.select_features(spec, reference) if reference_stats else []
         loop.check_methods(spec, reference, features)
     except ValueError as error:
         # spec.features / spec.method name themselves; anything else is the version's referenceStats. Look
@@ -184,6 +185,9 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         if url is None:
             message = "no Prometheus: set spec.prometheus.address or the operator's MODELOPS_PROMETHEUS_URL"
             conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_NO_PROMETHEUS, message))
+        elif not reference_stats:
+            message = no_reference
+            conditions.append((loop.DRIFT_DETECTED, "Unknown", "NoReferenceStats", message))
         else:
             try:
                 buckets, categories = await _query_counts(url, target, rules.prom_duration(spec.window))
