@@ -42,6 +42,21 @@ def labelled_server(iris_model: TrainedModel, tmp_path: Path) -> Iterator[Server
     server.close()
 
 
+def serving_iris_v1(cluster: KubeClient) -> None:
+    """The ModelDeployment iris, serving iris-v1 (what its controller would write once rolled out)."""
+    cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},
+                    "spec": {"model": "iris", "track": "Production"}})  # fmt: skip
+    cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v1"}})
+
+
+def quality_state(cluster: KubeClient, reason: str, policy: str = "iris-quality") -> dict[str, Any]:
+    """The policy once its QualityDegraded condition has ``reason``."""
+    found = cluster.wait_for(API, "DriftPolicy", NAMESPACE, policy,
+                             lambda o: condition(o, "QualityDegraded").get("reason") == reason, timeout=60)  # fmt: skip
+    assert found is not None
+    return found
+
+
 def policy() -> dict[str, Any]:
     return {
         "apiVersion": API, "kind": "DriftPolicy",
@@ -86,18 +101,12 @@ def test_decay_in_live_labels_degrades_alerts_and_retrains_once(
     prometheus.wait_scraped(1)
     cluster.create(version_of(iris_model))
     trained = iris_model.result["metrics"]["accuracy"]
-    cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},
-                    "spec": {"model": "iris", "track": "Production"}})  # fmt: skip
-    cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v1"}})
+    serving_iris_v1(cluster)
 
     # --- the truth comes back: quality holds, nothing retrains.
     assert predict_and_label(labelled_server, wrong=False) == 150
     cluster.create(policy())
-    holding = cluster.wait_for(
-        API, "DriftPolicy", NAMESPACE, "iris-quality",
-        lambda o: condition(o, "QualityDegraded").get("reason") == "QualityWithinLimits", timeout=60,
-    )  # fmt: skip
-    assert holding is not None
+    holding = quality_state(cluster, "QualityWithinLimits")
     assert condition(holding, "QualityDegraded")["status"] == "False"
     (result,) = holding["status"]["quality"]
     assert result["metric"] == "accuracy"
@@ -163,11 +172,7 @@ def test_decay_in_live_labels_degrades_alerts_and_retrains_once(
 
     # --- Prometheus goes away: no action, and the condition says so.
     prometheus.stop()
-    down = cluster.wait_for(
-        API, "DriftPolicy", NAMESPACE, "iris-quality",
-        lambda o: condition(o, "QualityDegraded").get("reason") == "PrometheusUnreachable", timeout=30,
-    )  # fmt: skip
-    assert down is not None
+    down = quality_state(cluster, "PrometheusUnreachable")
     assert condition(down, "QualityDegraded")["status"] == "Unknown"
     assert "no action" in condition(down, "QualityDegraded")["message"]
     assert len(cluster.list(API, "TrainingRun", NAMESPACE, label_selector=RUN_LABEL)) == 1
@@ -179,15 +184,9 @@ def test_a_version_without_reference_stats_is_judged_on_quality_alone(
     version = version_of(iris_model)
     del version["spec"]["referenceStats"]
     cluster.create(version)
-    cluster.create({"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris", "namespace": NAMESPACE},
-                    "spec": {"model": "iris", "track": "Production"}})  # fmt: skip
-    cluster.patch_status(API, "ModelDeployment", NAMESPACE, "iris", {"status": {"servingVersion": "iris-v1"}})
+    serving_iris_v1(cluster)
     cluster.create(policy())
-    judged = cluster.wait_for(
-        API, "DriftPolicy", NAMESPACE, "iris-quality",
-        lambda o: condition(o, "QualityDegraded").get("reason") == "TooFewLabels", timeout=60,
-    )  # fmt: skip
-    assert judged is not None
+    judged = quality_state(cluster, "TooFewLabels")
     assert condition(judged, "QualityDegraded")["status"] == "Unknown"
     assert "accuracy: 0 labels in the last 1h, minFeedback 100" in condition(judged, "QualityDegraded")["message"]
     drift = condition(judged, "DriftDetected")
