@@ -276,3 +276,37 @@ def test_servers_run_as_the_configured_user_or_as_the_platform_assigns() -> None
             assert {k: v for k, v in context.items() if k in ("runAsUser", "runAsGroup", "fsGroup")} == pinned
             assert context["runAsNonRoot"] is True
             assert problems(child) == []
+
+
+def test_server_limits_in_the_spec_become_flags_the_server_accepts() -> None:
+    from modelops.serve import cli as serve_cli
+
+    limits = {
+        "maxBodyBytes": 1048576, "maxHeaderBytes": 4096, "maxUrlBytes": 1024, "maxConnections": 64,
+        "headerTimeoutSeconds": 5, "bodyTimeoutSeconds": 30.5, "sendTimeoutSeconds": 20, "keepaliveSeconds": 15,
+        "explainMaxRows": 0,
+    }  # fmt: skip
+    traffic = serving.Traffic("iris-v1", None, canary_weight=0, canary_active=False)
+    for server, expected in (({}, {}), (limits, limits)):
+        spec = ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v1", "server": server})
+        children = serving.desired_children(spec, OWNER, traffic, stable=VERSIONS["iris-v1"], canary=None, image="i")
+        [deployment] = [c for c in children.keep if c["kind"] == "Deployment"]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        parsed = serve_cli._parser().parse_args(args[1:])  # the pod's args, as `modelops serve` reads them
+        defaults = serve_cli._parser().parse_args(["--model-dir", "/m", "--port", "8080"])
+        for field_name, flag in serving.SERVER_FLAGS:
+            key = flag.removeprefix("--").replace("-", "_")
+            camel = "".join(w.capitalize() if i else w for i, w in enumerate(field_name.split("_")))
+            assert getattr(parsed, key) == expected.get(camel, getattr(defaults, key)), flag
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("maxBodyBytes", 0), ("maxHeaderBytes", 100), ("maxConnections", 0), ("headerTimeoutSeconds", 0),
+     ("explainMaxRows", -1), ("keepaliveSeconds", 7200)],
+)  # fmt: skip
+def test_server_limits_out_of_range_are_refused_naming_the_field(field: str, value: float) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=field):
+        ModelDeploymentSpec.model_validate({"model": "iris", "modelVersion": "iris-v1", "server": {field: value}})

@@ -298,6 +298,37 @@ class ServerSpec(ApiModel):
     image: str | None = Field(default=None, description="Model server image; default: the operator's image.")
     workers: int | None = Field(default=None, ge=1, le=64, description="Worker processes per pod; default: cores.")
     port: int = Field(default=8080, ge=1024, le=65535, description="Port of the v2 REST API and /metrics.")
+    # What a client may cost a worker (docs/serve-limits.md); unset: the server's own defaults.
+    max_body_bytes: int | None = Field(
+        default=None, ge=1, le=1 << 30, description="Largest request body, bytes (413 beyond); default 16 MiB."
+    )
+    max_header_bytes: int | None = Field(
+        default=None, ge=256, le=1 << 20, description="Largest request head, bytes (431 beyond); default 32 KiB."
+    )
+    max_url_bytes: int | None = Field(
+        default=None, ge=16, le=1 << 20, description="Longest request target, bytes (414 beyond); default 8 KiB."
+    )
+    max_connections: int | None = Field(
+        default=None, ge=1, le=100000, description="Connections per worker (503 beyond; idle ones reclaimed first)."
+    )
+    header_timeout_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds a client has to send a request head (408); default 10."
+    )
+    body_timeout_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds a client has to send a request body (408); default 60."
+    )
+    send_timeout_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds a response may wait on a client that does not read it."
+    )
+    keepalive_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds an idle keep-alive connection stays open; default 75."
+    )
+    explain_max_rows: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Most rows one /explain request may hold; 0 turns explanations off; default 32.",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):

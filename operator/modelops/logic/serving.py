@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.api.modeldeployment import ModelDeploymentSpec, ServerSpec
 from modelops.logic import feedbackkeys, policy, qualityrules
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
@@ -301,6 +301,31 @@ def _artifact_volume(uri: str) -> tuple[list[JsonDict], list[JsonDict]]:
     )
 
 
+
+#: ServerSpec field -> ``modelops serve`` flag, for what a client may cost a worker (docs/serve-limits.md).
+SERVER_FLAGS: tuple[tuple[str, str], ...] = (
+    ("max_body_bytes", "--max-body-bytes"),
+    ("max_header_bytes", "--max-header-bytes"),
+    ("max_url_bytes", "--max-url-bytes"),
+    ("max_connections", "--max-connections"),
+    ("header_timeout_seconds", "--header-timeout"),
+    ("body_timeout_seconds", "--body-timeout"),
+    ("send_timeout_seconds", "--send-timeout"),
+    ("keepalive_seconds", "--keepalive"),
+    ("explain_max_rows", "--explain-max-rows"),
+)
+
+
+def server_limit_args(server: ServerSpec) -> list[str]:
+    """The server's flags for the limits the spec sets; an unset one keeps the server's default."""
+    args: list[str] = []
+    for field_name, flag in SERVER_FLAGS:
+        value = getattr(server, field_name)
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
 def _deployment(
     spec: ModelDeploymentSpec,
     owner: Owner,
@@ -334,6 +359,7 @@ def _deployment(
     ]  # fmt: skip
     if spec.server.workers is not None:
         args += ["--workers", str(spec.server.workers)]
+    args += server_limit_args(spec.server)
     if allow_pickle and artifact_format_of(version) == PICKLE_FORMAT:
         args.append("--allow-pickle")  # only for a pickle, and only where the governance policy allows them
     pvc_volumes, pvc_mounts = _artifact_volume(str(artifact.get("uri")))
