@@ -92,7 +92,7 @@ def test_status_as_json_and_yaml_carries_the_fields(seeded: Seeded, run: Run) ->
         "deployment": "iris", "version": "iris-v2", "role": "stable", "window": "1h", "labels": 1204.6,
         "live": {"accuracy": 0.9512, "macroF1": 0.9433}, "predictions": 5120.0,
         "estimated": {"accuracy": 0.9587, "macroF1": 0.95}, "training": {"accuracy": 0.9667, "f1": 0.9661},
-        "measuredAt": "2026-11-22T07:01:00Z",
+        "measuredAt": "2026-11-22T07:01:00Z", "estimateTrusted": None,  # no training ECE recorded
     }  # fmt: skip
     assert (canary["labels"], canary["live"]) == (0.0, {})
     # flags after the command or before it mean the same
@@ -470,3 +470,26 @@ def test_rejected_credentials_are_an_error_with_a_hint(
     assert "Unauthorized" in lines[0] or "401" in lines[0]
     assert lines[1] == "hint: the API server did not accept your credentials: check --kubeconfig and --context"
     assert "modelops.io/approve" not in annotations(seeded, "ModelVersion", "iris-v3")
+
+
+def test_an_estimate_from_poorly_calibrated_probabilities_is_marked_untrusted() -> None:
+    from modelops.plugin import views
+
+    deployment = {"metadata": {"name": "iris"}, "status": {"quality": [
+        {"version": "iris-v2", "role": "stable", "window": "1h", "predictions": 900.0, "estimatedAccuracy": 0.93},
+        {"version": "iris-v3", "role": "canary", "window": "1h", "predictions": 100.0, "estimatedAccuracy": 0.97},
+        {"version": "diab-v1", "role": "canary", "window": "1h", "predictions": 100.0},
+    ]}}  # fmt: skip
+    versions = [
+        {"metadata": {"name": "iris-v2"}, "spec": {"metrics": {"accuracy": 0.95, "ece": 0.021}}},
+        {"metadata": {"name": "iris-v3"}, "spec": {"metrics": {"accuracy": 0.96, "ece": 0.083}}},
+        {"metadata": {"name": "diab-v1"}, "spec": {"metrics": {"mae": 40.1}}},
+    ]
+    table = views.quality_rows([deployment], versions)
+    assert [r["estimateTrusted"] for r in table] == [True, False, None]
+    text = cli.status_text({"model": "iris", "namespace": NS, "trainingRuns": [], "modelVersions": [],
+                            "modelDeployments": [], "driftPolicies": [], "quality": table}, colour=False)  # fmt: skip
+    [v2, v3, diab] = rows("LIVE QUALITY", text)
+    assert "untrusted:" not in " ".join(v2)
+    assert "untrusted:" not in " ".join(diab)
+    assert "(untrusted: training ece=0.083 > 0.05)" in " ".join(v3)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
-from modelops.api.modelversion import Stage
+from modelops.api.modelversion import MAX_TRUSTED_ECE, Stage
 from modelops.logic import audit
 from modelops.plugin import card as cardpage
 from modelops.plugin import client as kube
@@ -195,6 +195,13 @@ def _evidence(values: Mapping[str, Any], count: Any, unit: str) -> str:
     return f"{_metrics(values, limit=4)} ({(count or 0):.0f} {unit})"
 
 
+def _untrusted(row: Mapping[str, Any]) -> str:
+    """A warning beside an estimate made from probabilities that training found poorly calibrated."""
+    if row.get("estimateTrusted") is not False:
+        return ""
+    return f" (untrusted: training ece={row['training'].get('ece'):.3g} > {MAX_TRUSTED_ECE})"
+
+
 def status_text(view: Mapping[str, Any], colour: bool) -> str:
     def section(title: str, headers: list[str], rows: list[list[Any]]) -> list[str]:
         body = render.table(headers, rows, colour=colour) if rows else "(none)"
@@ -256,7 +263,7 @@ def status_text(view: Mapping[str, Any], colour: bool) -> str:
         ["DEPLOYMENT", "VERSION", "ROLE", "WINDOW", "LIVE", "ESTIMATED", "TRAINING"],
         [
             [q["deployment"], q["version"], q["role"], q["window"], _evidence(q["live"], q["labels"], "labels"),
-             _evidence(q["estimated"], q["predictions"], "rows"), _metrics(q["training"], limit=5)]
+             _evidence(q["estimated"], q["predictions"], "rows") + _untrusted(q), _metrics(q["training"], limit=5)]
             for q in view.get("quality") or []
         ],
     )

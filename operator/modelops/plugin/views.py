@@ -11,6 +11,7 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelops.api.modelversion import MAX_TRUSTED_ECE
 from modelops.logic.conditions import parse_time
 
 Obj = dict[str, Any]
@@ -121,6 +122,15 @@ ESTIMATED_FIGURES = {"estimatedAccuracy": "accuracy", "estimatedMacroF1": "macro
 TRAINING_FIGURES = ("accuracy", "f1", "ece", "mae", "rmse")
 
 
+def estimate_trusted(metrics: Any) -> bool | None:
+    """Whether a version's probabilities are calibrated enough for the estimate (its training ECE at most
+    ``MAX_TRUSTED_ECE``, docs/quality.md); None when the version has no ECE (a regressor, an old version)."""
+    ece = metrics.get("ece") if isinstance(metrics, Mapping) else None
+    if not isinstance(ece, int | float):
+        return None
+    return bool(ece <= MAX_TRUSTED_ECE)
+
+
 def quality_rows(deployments: Iterable[Obj], versions: Iterable[Obj]) -> list[Obj]:
     """Per deployment and served version: live quality with its labels, the estimate with its rows,
     and the version's training metrics, from ``status.quality`` (filled by the operator)."""
@@ -141,6 +151,7 @@ def quality_rows(deployments: Iterable[Obj], versions: Iterable[Obj]) -> list[Ob
                 "predictions": entry.get("predictions"),
                 "estimated": {short: entry[k] for k, short in ESTIMATED_FIGURES.items() if entry.get(k) is not None},
                 "training": {k: metrics[k] for k in TRAINING_FIGURES if isinstance(metrics, Mapping) and k in metrics},
+                "estimateTrusted": estimate_trusted(metrics),
                 "measuredAt": dig(deployment, "status.qualityMeasuredAt"),
             })  # fmt: skip
     return rows
