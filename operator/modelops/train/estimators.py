@@ -8,12 +8,15 @@ the operator's API can document and validate it without importing scikit-learn;
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import Any, Literal
 
-from modelops.train.errors import ConfigError, preview
+from modelops.train.errors import ConfigError, TrainError, one_line, preview
 
 Task = Literal["classification", "regression"]
 
@@ -150,3 +153,79 @@ def validate_estimator_spec(
         raise ConfigError("task", f"{task!r} does not match {class_name}, a {kind} estimator")
     build_estimator(class_name, params or {})
     return kind
+
+
+def _raised_by(estimator: Any, tb: TracebackType | None) -> bool:
+    """Whether a method of an estimator of ``estimator``'s type is on the traceback (the estimator
+    itself failed, not a preprocessing step; a clone counts, as ``CalibratedClassifierCV`` fits one)."""
+    kind = type(estimator)
+    while tb is not None:
+        if type(tb.tb_frame.f_locals.get("self")) is kind:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _mentioned(message: str, names: list[str]) -> list[str]:
+    """The parameter names ``message`` uses as words: scikit-learn's way of saying which parameter is at fault.
+
+    Names of one or two letters (``C``) only as written; longer ones in any case ("Solver lbfgs …").
+    """
+    found = []
+    for name in names:
+        flags = 0 if len(name) <= 2 else re.IGNORECASE
+        if re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", message, flags):
+            found.append(name)
+    return found
+
+
+def fit_failure(
+    exc: BaseException,
+    estimator: Any,
+    class_name: str,
+    params: Mapping[str, Any],
+    trial_params: Mapping[str, Any],
+    doing: str = "fit",
+) -> TrainError:
+    """One line for an exception out of fitting (or first predicting with) a pipeline (pure).
+
+    When the estimator itself raised, the line names it and every parameter scikit-learn's message
+    names, with its value and where it was set (``estimator.params.X``, ``sweep.parameters.X``, or
+    the default): a combination such as ``LinearDiscriminantAnalysis(shrinkage="auto")`` with the
+    default ``solver="svd"`` is only found out by ``fit``.
+    """
+    text = one_line(str(exc), 500) or "(no message)"
+    if type(exc) not in (ValueError, TypeError, NotImplementedError):
+        text = f"{type(exc).__name__}: {text}"
+    if not _raised_by(estimator, exc.__traceback__):
+        return TrainError(f"{doing} failed: {text}")
+    bare = class_name.rsplit(".", 1)[-1]
+    values = estimator.get_params(deep=False)
+    names = sorted(values, key=lambda n: (n not in params, n))  # the ones the run set first
+    named = []
+    for name in _mentioned(str(exc), names):
+        if name in trial_params:
+            named.append(f"sweep.parameters.{name}={trial_params[name]!r}")
+        elif name in params:
+            named.append(f"estimator.params.{name}={params[name]!r}")
+        else:
+            named.append(f"{name}={values[name]!r} (default)")
+    if not named:
+        return TrainError(f"{doing} failed: {bare}: {text}")
+    return TrainError(f"{doing} failed: {bare} cannot work with these parameters ({', '.join(named)}): {text}")
+
+
+@contextlib.contextmanager
+def failures_named(
+    estimator: Any, class_name: str, params: Mapping[str, Any], trial_params: Mapping[str, Any], doing: str
+) -> Iterator[None]:
+    """Turn any exception of the block (a fit, a first predict) into :func:`fit_failure`'s :class:`TrainError`.
+
+    ``MemoryError`` passes (the CLI names it); a ``TrainError`` raised inside passes as it is.
+    """
+    try:
+        yield
+    except (MemoryError, TrainError):
+        raise
+    except Exception as exc:
+        raise fit_failure(exc, estimator, class_name, params, trial_params, doing) from None

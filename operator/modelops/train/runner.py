@@ -379,30 +379,34 @@ def _train_into(
     if imputed:
         log(f"imputing missing values in {len(imputed)} columns: {preview(imputed)}")
     calibrate = config.estimator.calibration
+    configured = estimator  # the one the run's parameters are for (calibration wraps it)
     if calibrate is not None:
         estimator = calibration.wrap(estimator, calibrate.method, calibrate.cv)
         log(f"calibrating {config.estimator.class_name}'s probabilities: {calibrate.method}, {calibrate.cv} folds")
     pipeline = columns_mod.build_pipeline(estimator, plans, preprocessing)
     trial_label = f" (trial {trial + 1} of {len(config.sweep.trials)})" if config.sweep and trial is not None else ""
-    with progress.Heartbeat(log, f"fitting {config.estimator.class_name} on {len(x_train)} rows, "
-                                 f"{len(features)} features{trial_label}"):  # fmt: skip
-        try:
-            pipeline.fit(x_train, y_train)
-        except (ValueError, TypeError) as exc:
-            raise TrainError(f"fit failed: {one_line(str(exc), 500)}") from None
+    with (
+        progress.Heartbeat(log, f"fitting {config.estimator.class_name} on {len(x_train)} rows, "
+                                f"{len(features)} features{trial_label}"),  # fmt: skip
+        estimators.failures_named(configured, config.estimator.class_name, params, trial_params, "fit"),
+    ):
+        pipeline.fit(x_train, y_train)
     reference.attach(pipeline, x_train)  # what a per-row explanation is measured from (serve/explain)
 
-    y_pred = pipeline.predict(x_test)
-    if config.task == "classification":
-        proba = pipeline.predict_proba(x_test) if hasattr(pipeline, "predict_proba") else None
-        decision = (
-            pipeline.decision_function(x_test) if proba is None and hasattr(pipeline, "decision_function") else None
-        )
-        scores = metrics.classification_metrics(y_test, y_pred, pipeline.classes_, proba, decision)
-        classes = list(pipeline.classes_)
-    else:
-        scores = metrics.regression_metrics(y_test, y_pred)
-        classes = None
+    with estimators.failures_named(configured, config.estimator.class_name, params, trial_params, "predict"):
+        y_pred = pipeline.predict(x_test)
+        if config.task == "classification":
+            # ECE and the calibration record only for a classifier with probabilities; one without
+            # (a Perceptron, an SVC without probability=True) gets its ROC AUC from decision_function.
+            proba = pipeline.predict_proba(x_test) if hasattr(pipeline, "predict_proba") else None
+            decision = (
+                pipeline.decision_function(x_test) if proba is None and hasattr(pipeline, "decision_function") else None
+            )
+            scores = metrics.classification_metrics(y_test, y_pred, pipeline.classes_, proba, decision)
+            classes = list(pipeline.classes_)
+        else:
+            scores = metrics.regression_metrics(y_test, y_pred)
+            classes = None
 
     fairness_record = (
         fairness.evaluate(groups, x_test.index, y_test, y_pred, config.task, classes, evaluation) if groups else None
