@@ -10,7 +10,8 @@ are counted and timed in series of their own.
 
 With feedback on (:mod:`modelops.serve.feedback`), every inference answer carries its request's
 prediction id, and a classifier's every served row adds its probabilities to the expected confusion
-matrix whether or not the client asked for them.
+matrix whether or not the client asked for them (a classifier without probabilities has neither the
+``predict_proba`` output nor that matrix; its labels are counted like any other's).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def build(
         model=name,
         version=version,
         classes=model.class_labels,
+        expected=model.has_proba,
         prediction_bounds=model.prediction_bounds,
         numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
         categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
@@ -117,8 +119,9 @@ class App:
         self.ready = True
         self._row_path = predictor.has_row_path and plan.all_numeric
         self._predict_datatype = predictor.predict_datatype
-        # A classifier's rows always get probabilities: the expected confusion matrix needs them.
-        self._estimate = predictor.class_labels is not None
+        # A classifier's rows always get probabilities: the expected confusion matrix needs them
+        # (none for a classifier without probabilities: its labels are counted, nothing is estimated).
+        self._estimate = predictor.has_proba
         self.feedback: feedback.Feedback | None = None
         if feedback_settings is not None:
             self.feedback = feedback.Feedback(
@@ -138,7 +141,7 @@ class App:
         }
         contract = predictor.contract
         outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": contract.predict_datatype, "shape": [-1]}]
-        if predictor.class_labels is not None:
+        if predictor.has_proba and predictor.class_labels is not None:
             outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(predictor.class_labels)]})
         self._metadata = _json(
             200,

@@ -82,6 +82,8 @@ class InputPlan:
     categorical_names: tuple[str, ...]
     outputs: tuple[str, ...]
     by_name: dict[str, Feature] = field(compare=False)
+    #: outputs of the protocol this model cannot give -> why (asking for one is a 400 saying so)
+    refused_outputs: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def all_numeric(self) -> bool:
@@ -109,7 +111,8 @@ def make_plan(contract: ModelContract) -> InputPlan:
         else:
             slots[f.name] = (False, len(numeric))
             numeric.append(f.name)
-    outputs = ("predict", "predict_proba") if contract.is_classifier else ("predict",)
+    outputs = ("predict", "predict_proba") if contract.has_probabilities else ("predict",)
+    refused = {"predict_proba": contract.no_probabilities} if contract.no_probabilities is not None else {}
     return InputPlan(
         names=contract.feature_names,
         features=contract.features,
@@ -118,6 +121,7 @@ def make_plan(contract: ModelContract) -> InputPlan:
         categorical_names=tuple(categorical),
         outputs=outputs,
         by_name={f.name: f for f in contract.features},
+        refused_outputs=refused,
     )
 
 
@@ -469,6 +473,8 @@ def _outputs(raw: Any, plan: InputPlan, binary_default: bool) -> tuple[tuple[str
         if type(name) is not str:
             raise _bad(f"outputs[{i}] has no string 'name'")
         if name not in plan.outputs:
+            if name in plan.refused_outputs:
+                raise _bad(f"output {name!r}: {plan.refused_outputs[name]}")
             raise _bad(f"unknown output {name!r}; this model's outputs are: {', '.join(plan.outputs)}")
         parameters = item.get("parameters")
         wants = binary_default

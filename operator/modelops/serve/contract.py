@@ -111,10 +111,19 @@ class ModelContract:
     classes: tuple[Any, ...] | None
     numeric_stats: tuple[NumericStats, ...]
     categorical_stats: tuple[CategoricalStats, ...]
+    #: Why a classifier offers no ``predict_proba`` output (its estimator has no probabilities: a
+    #: Perceptron, an SVC without ``probability=True``); None where it does. Not in result.json: the
+    #: :class:`~modelops.serve.predictor.Predictor` settles it by asking the loaded model.
+    no_probabilities: str | None = None
 
     @property
     def is_classifier(self) -> bool:
         return self.task == "classification"
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether the model answers ``predict_proba`` (a classifier whose estimator has probabilities)."""
+        return self.is_classifier and self.no_probabilities is None
 
     @property
     def feature_names(self) -> tuple[str, ...]:

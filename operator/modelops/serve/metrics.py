@@ -135,6 +135,7 @@ def build_layout(
     model: str,
     version: str,
     classes: Sequence[str] | None,
+    expected: bool = True,
     prediction_bounds: Sequence[float] = (),
     numeric: Sequence[tuple[str, int, Sequence[float]]] = (),
     categorical: Sequence[tuple[str, int, Sequence[str]]] = (),
@@ -144,7 +145,8 @@ def build_layout(
 
     ``numeric`` lists ``(feature, column in the numeric matrix, interior edges)``; ``categorical``
     lists ``(feature, column among the categorical columns, categories)``. ``classes`` is None for a
-    regression, whose predicted values go into a histogram with ``prediction_bounds``. ``feedback``
+    regression, whose predicted values go into a histogram with ``prediction_bounds``. ``expected``
+    lays out a classifier's expected confusion matrix (False for one without probabilities). ``feedback``
     lays out the counters of the ``/feedback`` route.
     """
     pos = 0
@@ -192,7 +194,7 @@ def build_layout(
     explain_rows = pos + 1
     pos += 2
     expected_offset = -1
-    if classes is not None:
+    if classes is not None and expected:
         expected_offset = pos
         pos += len(class_labels) ** 2
     feedback_offset = -1
@@ -304,6 +306,8 @@ def observe_classes(layout: Layout, values: FloatArray, class_index: IntArray) -
 
 def observe_expected(layout: Layout, values: FloatArray, class_index: IntArray, proba: FloatArray) -> None:
     """Add each row's probabilities to its predicted class's row of the expected confusion matrix."""
+    if layout.expected_offset < 0:  # a classifier without probabilities has no such matrix
+        return
     n = len(layout.classes)
     matrix = np.zeros((n, n))
     np.add.at(matrix, class_index, proba)

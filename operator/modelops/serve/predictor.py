@@ -18,7 +18,9 @@ Three paths, chosen once at load time:
 A classifier's every batch is asked for probabilities too (the expected confusion matrix needs them):
 its preprocessing runs once, and only the final estimator is asked twice, for ``predict`` and
 ``predict_proba`` -- once, where scikit-learn defines ``predict`` as the class of the highest
-probability (:data:`ARGMAX_PREDICTORS`).
+probability (:data:`ARGMAX_PREDICTORS`). A classifier whose estimator has no ``predict_proba`` (a
+Perceptron, a LinearSVC, an SVC without ``probability=True``) is served its labels only
+(:attr:`Predictor.has_proba`); the contract then says why there is no ``predict_proba`` output.
 
 Before choosing, the inputs are settled against the artifact itself (:func:`resolve_features`): how
 each categorical column's encoder holds its categories (integers, floats, booleans or strings), and,
@@ -351,11 +353,21 @@ class Predictor:
         self.categorical_names = tuple(f.name for f in contract.features if f.categorical)
         classes = getattr(model, "classes_", None)
         if contract.is_classifier:
-            if classes is None or not hasattr(model, "predict_proba"):
-                raise LoadError("result.json says classification but the model has no classes_/predict_proba")
+            if classes is None:
+                raise LoadError("result.json says classification but the model has no classes_")
             self.classes: npt.NDArray[Any] | None = np.asarray(classes)
         else:
             self.classes = None
+        #: Whether the model gives probabilities: a classifier whose estimator has ``predict_proba``
+        #: (a Pipeline has it exactly when its final step does). One without is served its labels
+        #: only: no ``predict_proba`` output, no expected confusion matrix.
+        self.has_proba = self.classes is not None and hasattr(model, "predict_proba")
+        if self.classes is not None and not self.has_proba:
+            final_name = type(_steps_of(model)[-1]).__name__
+            contract = dataclasses.replace(
+                contract,
+                no_probabilities=f"this model ({final_name}) has no probabilities, only labels; ask for 'predict'",
+            )
         self.class_labels = tuple(str(c) for c in self.classes) if self.classes is not None else None
         self.predict_datatype = contract.predict_datatype
         self.contract = contract = self._settle_values(contract)
@@ -491,7 +503,7 @@ class Predictor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             predicted = np.asarray(self.model.predict(x))
-            proba = np.asarray(self.model.predict_proba(x), dtype=np.float64) if self.classes is not None else None
+            proba = np.asarray(self.model.predict_proba(x), dtype=np.float64) if self.has_proba else None
         return predicted, proba
 
     def _agrees(self, fn: Any, probe: FloatArray, reference: tuple[npt.NDArray[Any], FloatArray | None]) -> bool:
@@ -499,11 +511,13 @@ class Predictor:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ours: Prediction = fn(probe, self.classes is not None)
+                ours: Prediction = fn(probe, self.has_proba)
         except Exception:  # any failure of a shortcut just means "do not use it"
             return False
         if self.classes is None:
             return _close(np.asarray(ours.predict, dtype=np.float64), predicted.astype(np.float64))
+        if not self.has_proba:
+            return _same(np.asarray(ours.predict), predicted)
         return (
             _same(np.asarray(ours.predict), predicted)
             and ours.proba is not None
@@ -570,7 +584,11 @@ class Predictor:
         return idx
 
     def predict_batch(self, numeric: FloatArray, categorical: Sequence[Any], want_proba: bool) -> Prediction:
-        """Predict one batch: numeric columns in signature order, categorical columns as the codec makes them."""
+        """Predict one batch: numeric columns in signature order, categorical columns as the codec makes them.
+
+        ``want_proba`` is ignored by a model without probabilities (:attr:`has_proba`): its ``proba`` is None.
+        """
+        want_proba = want_proba and self.has_proba
         if self._compiled is not None:
             return self._compiled(numeric, want_proba)
         if self.path == "steps":
@@ -594,7 +612,7 @@ class Predictor:
     def predict_row(self, row: list[float], want_proba: bool) -> RowPrediction:
         """Predict one row of numeric features in signature order; only when :attr:`has_row_path`."""
         assert self._row is not None
-        return self._row.row(row, want_proba)
+        return self._row.row(row, want_proba and self.has_proba)
 
     def predict(self, decoded: Decoded) -> Prediction:
         return self.predict_batch(decoded.numeric, decoded.categorical, "predict_proba" in decoded.outputs)
