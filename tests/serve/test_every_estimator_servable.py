@@ -103,9 +103,19 @@ def wait_for(check: Any, what: str, deadline_s: float = 30.0) -> Any:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("class_name", sorted(estimators.ALLOWED_ESTIMATORS))
+CASES = [pytest.param(name, None, id=name) for name in sorted(estimators.ALLOWED_ESTIMATORS)] + [
+    # estimator.calibration: CalibratedClassifierCV around the estimator, which gives one without
+    # probabilities some (and the expected series); its types are in the trusted list too.
+    pytest.param("sklearn.svm.LinearSVC", {"method": "sigmoid", "cv": 3}, id="LinearSVC-calibrated-sigmoid"),
+    pytest.param(
+        "sklearn.naive_bayes.GaussianNB", {"method": "isotonic", "cv": 3}, id="GaussianNB-calibrated-isotonic"
+    ),
+]
+
+
+@pytest.mark.parametrize(("class_name", "calibration"), CASES)
 def test_what_modelops_train_fits_modelops_serve_answers_as_the_pipeline(
-    class_name: str, data_dir: Path, tmp_path: Path
+    class_name: str, calibration: dict[str, Any] | None, data_dir: Path, tmp_path: Path
 ) -> None:
     task = estimators.ALLOWED_ESTIMATORS[class_name]
     accepted = estimators.valid_params(class_name)
@@ -116,7 +126,8 @@ def test_what_modelops_train_fits_modelops_serve_answers_as_the_pipeline(
             "model": "servable",
             "dataset": {"uri": str(csv), "target": "target", "features": list(KINDS),
                         "categoricalFeatures": ["plan", "num_products"], "testSize": 0.25, "seed": 3},
-            "estimator": {"className": class_name, "params": params, "preprocessing": {"scaleNumeric": True}},
+            "estimator": {"className": class_name, "params": params, "preprocessing": {"scaleNumeric": True},
+                          **({"calibration": calibration} if calibration else {})},
             "evaluation": {"featureImportance": {"enabled": False}},  # not what this test is about; seconds each
         },
         tmp_path, env={"MODELOPS_FILE_ROOTS": str(data_dir)},
@@ -130,6 +141,7 @@ def test_what_modelops_train_fits_modelops_serve_answers_as_the_pipeline(
     assert rows.isna().any().any()  # gaps are sent too (null in JSON, NaN or "" in binary tensors)
     classifier = task == "classification"
     probabilities = classifier and hasattr(pipeline, "predict_proba")
+    assert probabilities or not calibration
     outputs = ["predict", "predict_proba"] if probabilities else ["predict"]
     expected = pipeline.predict(rows)
     proba = pipeline.predict_proba(rows) if probabilities else None
