@@ -36,6 +36,7 @@ COMBOS: dict[str, dict[str, Any]] = {
         "ruleLabels": {"release": "kube-prometheus-stack", "team": "ml"},
         "artifactStore": "pvc://modelops-artifacts",
         "replicaCount": 3,
+        "grafana": {"dashboards": {"enabled": True, "annotations": {"grafana_folder": "modelops"}}},
         "governance": {
             "stages": {"Production": {"approvals": 2, "gates": [{"metric": "accuracy", "op": ">=", "threshold": 0.9}]}},
             "trustedAppliers": ["system:serviceaccount:argocd:argocd-application-controller"],
