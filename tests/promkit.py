@@ -108,6 +108,7 @@ class Prometheus:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
         self.jobs: list[tuple[str, list[dict[str, Any]]]] = []  # (name, relabel_configs) of set_jobs
+        self.honor_labels: set[str] = set()  # the jobs whose ServiceMonitor endpoint says honorLabels
         self.set_targets([])
         self._write_config()
 
@@ -130,6 +131,7 @@ class Prometheus:
                     "scrape_timeout": self.interval,
                     "file_sd_configs": [{"files": [str(self._job_file(i))], "refresh_interval": "1s"}],
                     "relabel_configs": relabel_configs,
+                    "honor_labels": name in self.honor_labels,
                 }
                 for i, (name, relabel_configs) in enumerate(self.jobs)
             ],
@@ -147,10 +149,16 @@ class Prometheus:
     def _job_file(self, index: int) -> Path:
         return self.workdir / f"targets-job-{index}.json"
 
-    def set_jobs(self, jobs: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[dict[str, Any]]]]) -> None:
+    def set_jobs(
+        self,
+        jobs: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[dict[str, Any]]]],
+        honor_labels: Sequence[str] = (),
+    ) -> None:
         """Scrape jobs of their own besides ``modelops``, as the Prometheus Operator makes one per
-        ServiceMonitor endpoint: (name, relabel_configs, file_sd groups) each. The configuration is
-        reloaded only when the jobs' names or relabelling change; targets are file_sd files."""
+        ServiceMonitor endpoint: (name, relabel_configs, file_sd groups) each; the jobs named in
+        ``honor_labels`` keep the labels the target exports. The configuration is reloaded only when
+        the jobs' names or relabelling change; targets are file_sd files."""
+        self.honor_labels = set(honor_labels)
         wanted = [(name, [dict(c) for c in configs]) for name, configs, _ in jobs]
         for i, (_, _, groups) in enumerate(jobs):
             tmp = self._job_file(i).with_suffix(".tmp")

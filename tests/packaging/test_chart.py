@@ -82,7 +82,8 @@ SUBSET_SCHEMAS: dict[str, dict[str, Any]] = {
                     "type": "array",
                     "minItems": 1,
                     "items": _closed(
-                        {"port": _STR, "path": _STR, "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}},
+                        {"port": _STR, "path": _STR, "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                         "honorLabels": {"type": "boolean"}},
                         ("port",),
                     ),
                 },
@@ -363,6 +364,7 @@ def test_without_the_api_servers_address_the_webhook_port_stays_open_and_the_not
 def test_service_monitor_follows_monitoring_enabled(render: Render) -> None:
     monitor = one(render(), "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # the rollout series' namespace is the deployment's
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert find(render(COMBOS["monitoring-off"]), "ServiceMonitor") == []
     labelled = one(render({"monitoring": {"labels": {"release": "kps"}}}), "ServiceMonitor")

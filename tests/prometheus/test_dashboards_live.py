@@ -6,7 +6,10 @@ and a canary version 2 side by side, and a regression deployment ``reg`` — wit
 predicted, one malformed request refused (400) each, and every true label sent back. Prometheus
 evaluates the recording rules the operator generates for them: each deployment's quality group
 (``serving.desired_children``, window 1h) and a DriftPolicy ``inputs`` on ``clf`` (method ks, so its
-statistic and critical value are recorded beside the PSI).
+statistic and critical value are recorded beside the PSI). The operator's own /metrics (its default
+registry, served as ``modelops operator`` serves it) holds ``clf``'s rollout as the operator records it
+after a reconcile — canary 2 at 20% on step 1, its analysis measured (a status the CRD accepts) — and
+is scraped with the chart's ServiceMonitor (``honorLabels``).
 
 Each dashboard's template variables are resolved as Grafana resolves them (label_values() against the
 Prometheus API, in order; a multi-value variable as Grafana's ``(a|b)`` of every value found), then
@@ -29,20 +32,31 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from prometheus_client import REGISTRY, start_http_server
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 import dashboardkit
 from modelops.api.driftpolicy import DriftPolicySpec
-from modelops.api.modeldeployment import ModelDeploymentSpec
+from modelops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from modelops.controller import metrics
 from modelops.drift import bins as binning
 from modelops.logic import driftrules, serving
-from promkit import BINARY, Prometheus, pod_target, service_monitor_relabelling
+from promkit import BINARY, Prometheus, free_port, pod_target, service_monitor_relabelling
 from serve import modelkit
 from serve.conftest import Server
 from serve.test_feedback_parts import one_key_dir
 
 NAMESPACE = "ml"
 POLICY = "inputs"
+# clf's status while its canary is analysed: the fields the operator's rollout series come from.
+CANARY_STATUS = {
+    "phase": "Progressing", "stableVersion": "1", "canaryVersion": "2", "canaryWeight": 20, "step": 1,
+    "analysis": [
+        {"name": "error-rate", "phase": "Successful", "value": 0.0, "at": "2026-12-04T21:00:00Z"},
+        {"name": "latency-p99", "phase": "Successful", "value": 0.004, "at": "2026-12-04T21:00:00Z"},
+        {"name": "quality", "phase": "Inconclusive", "at": "2026-12-04T21:00:00Z", "inconclusive": 1},
+    ],
+}  # fmt: skip
 
 
 @dataclass
@@ -111,6 +125,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
         return started[-1]
 
     prometheus = Prometheus(tmp / "prometheus")
+    exposed = None
     try:
         deployments = {
             "clf": Deployment("clf", clf_model, clf_truth, {v: server(clf_model, "clf", v) for v in ("1", "2")}),
@@ -131,11 +146,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
                        labels={"modelops.io/deployment": d.name, "modelops.io/version": version})
             for d in deployments.values() for version, s in d.servers.items()
         ])  # fmt: skip
-        prometheus.wait_scraped(len(started))
+        ModelDeploymentStatus.model_validate(CANARY_STATUS)
+        metrics.ROLLOUTS.observe(NAMESPACE, "clf", CANARY_STATUS)
+        operator_port = free_port()
+        exposed, _ = start_http_server(operator_port, addr="127.0.0.1", registry=REGISTRY)
+        operator_pod = pod_target(f"127.0.0.1:{operator_port}", namespace="modelops-system",
+                                  service="modelops-operator", pod="modelops-operator-0", labels={})  # fmt: skip
+        prometheus.set_jobs([("operator", service_monitor_relabelling([]), [operator_pod])], honor_labels=["operator"])
+        prometheus.wait_scraped(len(started) + 1)
         for deployment in deployments.values():
             _traffic(deployment, rows=40)
         yield prometheus, deployments
     finally:
+        metrics.ROLLOUTS.forget(NAMESPACE, "clf")
+        if exposed is not None:
+            exposed.shutdown()
+            exposed.server_close()
         prometheus.stop()
         for s in started:
             s.close()

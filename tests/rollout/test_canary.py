@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
+from prometheus_client import REGISTRY, generate_latest
 
 from kubeemu.client import KubeClient
 from rollout.kit import API, NAMESPACE, condition, deployment, events_for, model_version, replicas, status_is
@@ -57,6 +58,12 @@ def test_weights_and_status_per_step_then_promote_by_annotation(cluster: KubeCli
     assert replicas(cluster, "iris-stable") == 3
     assert template_version(cluster, "iris-canary") == "iris-v2"
     assert template_version(cluster, "iris-stable") == "iris-v1"
+    # The operator's /metrics says the same (the operator runs in this process: its default registry).
+    exported = generate_latest(REGISTRY).decode()
+    where = f'deployment="iris",namespace="{NAMESPACE}"'
+    assert f'modelops_rollout_traffic_weight{{{where},role="canary",version="iris-v2"}} 25.0' in exported
+    assert f'modelops_rollout_traffic_weight{{{where},role="stable",version="iris-v1"}} 75.0' in exported
+    assert f"modelops_rollout_step{{{where}}} 1.0" in exported
 
     act(cluster, "promote/1")
     done = cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris",

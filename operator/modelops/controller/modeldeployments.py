@@ -51,7 +51,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import artifactpolicy, audit, feedbackkeys, quality, requeue
+from modelops.controller import artifactpolicy, audit, feedbackkeys, metrics, quality, requeue
 from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -481,6 +481,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         # Read the freshest status: a repair or a previous run may have moved on since the event.
         fresh = await kube().get(API, "ModelDeployment", ctx.namespace, ctx.name)
         if fresh is None:
+            metrics.ROLLOUTS.forget(ctx.namespace, ctx.name)
             return Outcome(summary=cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted"))
         status = fresh.get("status") or ctx.status
         now = _now()
@@ -499,6 +500,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         owner = _owner(fresh)
         new_status = {**decision.status, "url": serving.service_url(owner, spec.model)}
         moved = any(status.get(k) != v for k, v in new_status.items())
+        metrics.ROLLOUTS.observe(ctx.namespace, ctx.name, {**status, **new_status})
         if moved:
             await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
                                subresource="status")  # fmt: skip
