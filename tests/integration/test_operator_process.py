@@ -27,7 +27,8 @@ MODEL_VERSION: dict[str, Any] = {
     "kind": "ModelVersion",
     "metadata": {"name": "iris-v1", "namespace": NAMESPACE},
     "spec": {"model": "iris", "version": 1, "stage": "Staging",
-             "artifact": {"uri": "pvc://models/iris/model.skops", "sha256": "a" * 64}},
+             "artifact": {"uri": "pvc://models/iris/model.skops", "sha256": "a" * 64},
+             "metrics": {"accuracy": 0.96, "f1": 0.955}},
 }
 
 
@@ -105,6 +106,8 @@ def test_operator_process_reconciles_and_serves_health_and_metrics(
     metrics = operator.metrics()
     assert 'modelops_operator_reconciles_total{kind="ModelVersion",result="ok"} 1.0' in metrics
     assert 'modelops_operator_reconcile_duration_seconds_count{kind="ModelVersion"} 1.0' in metrics
+    where = f'metric="accuracy",model="iris",namespace="{NAMESPACE}",version="iris-v1"'
+    assert f"modelops_version_training_metric{{{where}}} 0.96" in metrics  # the quality dashboard's "training"
     assert operator.stop() == 0
     assert "Traceback" not in operator.output()
 

@@ -5,7 +5,7 @@ of ``dashboards/``, labelled as the sidecar looks for (label and value configura
 file's JSON unchanged. Each dashboard has the variables the issue asks for, every panel a query on
 the ``$datasource`` variable, every variable it uses defined, and every metric it reads one the model
 servers export (the table of docs/contracts.md), the operator's generated rules record (the rules
-themselves, generated here) or the operator exports (its rollout series). The queries return data
+themselves, generated here) or the operator exports (rollouts, training metrics). The queries return data
 against a real Prometheus in tests/prometheus/test_dashboards_live.py.
 """
 
@@ -171,7 +171,7 @@ def _recorded_metrics() -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_every_metric_a_query_reads_is_exported_or_recorded(name: str) -> None:
-    known = _served_metrics() | _recorded_metrics() | set(metrics.ROLLOUT_SERIES)
+    known = _served_metrics() | _recorded_metrics() | set(metrics.ROLLOUT_SERIES) | {metrics.TRAINING_METRIC}
     dashboard = DASHBOARDS[name]
     texts = [expr for _, _, expr in dashboardkit.queries(dashboard)]
     texts += [dashboardkit.variable_query(v) for v in dashboard["templating"]["list"] if v["type"] == "query"]

@@ -14,8 +14,10 @@ is scraped with the chart's ServiceMonitor (``honorLabels``).
 Each dashboard's template variables are resolved as Grafana resolves them (label_values() against the
 Prometheus API, in order; a multi-value variable as Grafana's ``(a|b)`` of every value found), then
 every panel query runs with them substituted. A variable with no values, or a query that returns no
-series, fails the test. Queries on regression series (MAE, RMSE) are run for ``reg``, every other for
-``clf``, whose canary is in progress.
+series, fails the test. Queries on regression series (MAE, RMSE, live or at training) are run for
+``reg``, every other for ``clf``, whose canary is in progress. The operator's registry also holds each
+served version's training metrics (``modelops_version_training_metric``), the trainer's figures on
+the held-out split, as the ModelVersion reconcile records them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import requests
 import yaml
 from prometheus_client import REGISTRY, start_http_server
 from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 import dashboardkit
 from modelops.api.driftpolicy import DriftPolicySpec
@@ -95,7 +98,7 @@ def _traffic(deployment: Deployment, rows: int) -> None:
     x = deployment.model.test_x.to_numpy(dtype=np.float64)
     name = deployment.model.name
     for version, server in deployment.servers.items():
-        count = rows if version == "1" else rows // 2  # the canary gets less
+        count = rows // 2 if version == "2" else rows  # the canary gets less
         for i in range(count):
             body = {"inputs": [{"name": "x", "shape": [1, x.shape[1]], "datatype": "FP64", "data": x[i].tolist()}]}
             r = server.post(f"/v2/models/{name}/infer", json=body)
@@ -105,6 +108,17 @@ def _traffic(deployment: Deployment, rows: int) -> None:
             assert feedback.status_code == 200, feedback.text
         refused = server.post(f"/v2/models/{name}/infer", json={"inputs": "not a list"})
         assert refused.status_code == 400, refused.text
+
+
+def training_metrics(model: modelkit.ModelDir) -> dict[str, float]:
+    """What the trainer records in a version's spec.metrics, on the held-out split it measures on."""
+    frame = modelkit._split(*(load_breast_cancer if model.classes else load_diabetes)(as_frame=True, return_X_y=True))
+    _, test_x, _, test_y = frame
+    predicted = model.pipeline.predict(test_x)
+    if model.classes:
+        return {"accuracy": float(accuracy_score(test_y, predicted)), "f1": float(f1_score(test_y, predicted))}
+    return {"mae": float(mean_absolute_error(test_y, predicted)),
+            "rmse": float(np.sqrt(mean_squared_error(test_y, predicted)))}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +143,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
     try:
         deployments = {
             "clf": Deployment("clf", clf_model, clf_truth, {v: server(clf_model, "clf", v) for v in ("1", "2")}),
-            "reg": Deployment("reg", reg_model, reg_truth, {"1": server(reg_model, "reg", "1")}),
+            # ModelVersion names are unique in a namespace: the regressor's version is r1.
+            "reg": Deployment("reg", reg_model, reg_truth, {"r1": server(reg_model, "reg", "r1")}),
         }
         for s in started:
             s.wait_ready()
@@ -148,6 +163,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
         ])  # fmt: skip
         ModelDeploymentStatus.model_validate(CANARY_STATUS)
         metrics.ROLLOUTS.observe(NAMESPACE, "clf", CANARY_STATUS)
+        for d in deployments.values():
+            for version in d.servers:
+                trained = {"model": d.model.name, "metrics": training_metrics(d.model)}
+                metrics.VERSIONS.observe(NAMESPACE, version, trained)
         operator_port = free_port()
         exposed, _ = start_http_server(operator_port, addr="127.0.0.1", registry=REGISTRY)
         operator_pod = pod_target(f"127.0.0.1:{operator_port}", namespace="modelops-system",
@@ -159,6 +178,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
         yield prometheus, deployments
     finally:
         metrics.ROLLOUTS.forget(NAMESPACE, "clf")
+        for version in ("1", "2", "r1"):
+            metrics.VERSIONS.forget(NAMESPACE, version)
         if exposed is not None:
             exposed.shutdown()
             exposed.server_close()
@@ -193,14 +214,16 @@ def resolve(prometheus: Prometheus, dashboard: dict[str, Any], deployment: str) 
             assert all(re.fullmatch(r"[\w .-]+", v) for v in found), found
             values[name] = "(" + "|".join(found) + ")"
         else:
-            if chosen[name] not in found:
-                return f"variable {name}: {query} lists {found}, not {chosen[name]!r}"
-            values[name] = chosen[name]
+            # The ones the test picks; any other (the model) must have one value for this deployment.
+            want = chosen.get(name, found[0] if len(found) == 1 else repr(found))
+            if want not in found:
+                return f"variable {name}: {query} lists {found}, not {want!r}"
+            values[name] = want
     return values
 
 
 def _deployment_for(expr: str) -> str:
-    return "reg" if re.search(r"modelops_quality:(mae|rmse)\b", expr) else "clf"
+    return "reg" if re.search(r"modelops_quality:(mae|rmse)\b|metric=~\"mae\|rmse\"", expr) else "clf"
 
 
 @pytest.mark.parametrize("name", sorted(dashboardkit.load()))

@@ -1,16 +1,18 @@
-"""The operator's own Prometheus metrics: reconciles, errors and durations per kind, and each rollout's
-state as the ModelDeployment's status holds it (traffic weights, step, analysis verdicts).
+"""The operator's own Prometheus metrics: reconciles, errors and durations per kind, each rollout's
+state as the ModelDeployment's status holds it (traffic weights, step, analysis verdicts), and each
+ModelVersion's training metrics.
 
-The rollout series carry the ModelDeployment's ``namespace`` and ``deployment``: the chart's
-ServiceMonitor scrapes them with ``honorLabels`` so the operator pod's own namespace does not replace
-them. They are what the chart's canary dashboard shows beside the servers' own series.
+These series carry the object's ``namespace``: the chart's ServiceMonitor scrapes them with
+``honorLabels`` so the operator pod's own namespace does not replace it. They are what the chart's
+canary and quality dashboards show beside the servers' own series.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -91,26 +93,43 @@ def rollout_families(rollouts: Mapping[tuple[str, str], Mapping[str, Any]]) -> l
     return [weight, step, verdict, value]
 
 
-class RolloutCollector(Collector):
-    """Each ModelDeployment's last written status, exported at scrape time."""
+TRAINING_METRIC: Final = "modelops_version_training_metric"
 
-    def __init__(self) -> None:
+
+def training_families(versions: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[GaugeMetricFamily]:
+    """``modelops_version_training_metric`` of every (namespace, name) → {model, metrics} of a ModelVersion."""
+    family = GaugeMetricFamily(TRAINING_METRIC, "A ModelVersion's metric on its held-out split (spec.metrics).",
+                               labels=["namespace", "model", "version", "metric"])  # fmt: skip
+    for (namespace, name), version in sorted(versions.items()):
+        for metric, value in sorted((version.get("metrics") or {}).items()):
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                family.add_metric([namespace, str(version.get("model") or ""), name, metric], float(value))
+    return [family]
+
+
+class ObjectCollector(Collector):
+    """What the last reconcile of each object (namespace, name) saw, turned into families at scrape time."""
+
+    def __init__(self, families: Callable[[Mapping[tuple[str, str], Mapping[str, Any]]], list[GaugeMetricFamily]]):
+        self._families = families
         self._lock = threading.Lock()  # the reconciles write on the event loop; scrapes read in a thread
-        self._rollouts: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._objects: dict[tuple[str, str], Mapping[str, Any]] = {}
 
-    def observe(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def observe(self, namespace: str, name: str, state: Mapping[str, Any]) -> None:
         with self._lock:
-            self._rollouts[(namespace, name)] = dict(status)
+            self._objects[(namespace, name)] = dict(state)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
-            self._rollouts.pop((namespace, name), None)
+            self._objects.pop((namespace, name), None)
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
-            rollouts = dict(self._rollouts)
-        return rollout_families(rollouts)
+            objects = dict(self._objects)
+        return self._families(objects)
 
 
-ROLLOUTS = RolloutCollector()
+ROLLOUTS = ObjectCollector(rollout_families)  # ModelDeployment → its status
+VERSIONS = ObjectCollector(training_families)  # ModelVersion → {model, metrics}
 REGISTRY.register(ROLLOUTS)
+REGISTRY.register(VERSIONS)

@@ -32,7 +32,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller import audit, common, webhooks
+from modelops.controller import audit, common, metrics, webhooks
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
@@ -208,12 +208,14 @@ def make_reconcile(policy: Policy) -> Any:
             fresh = await common.kube().get(common.API, "ModelVersion", ctx.namespace, ctx.name)
             meta = (fresh or {}).get("metadata") or {}
             if fresh is None or meta.get("uid") != uid or meta.get("deletionTimestamp"):
+                metrics.VERSIONS.forget(ctx.namespace, ctx.name)
                 gone = cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted")
                 return Outcome(summary=gone, status_written=True)  # nothing of this object to write
             parsed = parse(ModelVersionSpec, fresh.get("spec") or {})
             if parsed.model is None:
                 return invalid_outcome(parsed.invalid.message if parsed.invalid else "spec is invalid")
             current = parsed.model
+            metrics.VERSIONS.observe(ctx.namespace, ctx.name, {"model": current.model, "metrics": current.metrics})
             outcome = await evaluate(current, fresh, policy, now)
             production = outcome.status["stage"] == "Production"
             lock = _production_lock(ctx.namespace, current.model) if production else None

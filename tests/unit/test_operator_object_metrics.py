@@ -1,4 +1,4 @@
-"""The operator's rollout series: what a ModelDeployment's status becomes on its /metrics."""
+"""The operator's object series: a ModelDeployment's status, a ModelVersion's metrics, on its /metrics."""
 
 from __future__ import annotations
 
@@ -39,10 +39,20 @@ def test_a_canary_in_analysis_exports_weights_step_and_one_phase_per_check() -> 
 def test_without_a_canary_the_stable_takes_everything_and_forget_drops_the_deployment() -> None:
     got = samples({("ml", "iris"): {"stableVersion": "1", "canaryWeight": 50}})
     assert [(n, dict(labels)["role"], v) for (n, labels), v in got.items()] == [(metrics.TRAFFIC_WEIGHT, "stable", 100)]
-    collector = metrics.RolloutCollector()
+    collector = metrics.ObjectCollector(metrics.rollout_families)
     registry = CollectorRegistry()
     registry.register(collector)
     collector.observe("ml", "iris", {"stableVersion": "1"})
     assert b'modelops_rollout_traffic_weight{deployment="iris"' in generate_latest(registry)
     collector.forget("ml", "iris")
     assert b"deployment=" not in generate_latest(registry)
+
+
+def test_a_versions_finite_training_metrics_are_exported_by_namespace_model_and_version() -> None:
+    versions = {("ml", "iris-v3"): {"model": "iris", "metrics": {"accuracy": 0.9, "f1": 0.8, "odd": float("nan")}}}
+    (family,) = metrics.training_families(versions)
+    got = {s.labels["metric"]: (s.labels["namespace"], s.labels["model"], s.labels["version"], s.value)
+           for s in family.samples}  # fmt: skip
+    assert got == {"accuracy": ("ml", "iris", "iris-v3", 0.9), "f1": ("ml", "iris", "iris-v3", 0.8)}
+    assert family.name == metrics.TRAINING_METRIC
+    assert metrics.training_families({("ml", "v"): {"model": "m"}})[0].samples == []  # no metrics, no series
