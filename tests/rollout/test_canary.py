@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -204,3 +205,29 @@ def test_track_production_rolls_out_the_granted_version(cluster: KubeClient, ope
                                timeout=30)
     assert rolling is not None
     assert rolling["status"]["canaryWeight"] == 50
+
+
+def test_deleted_objects_leave_the_operators_metrics(cluster: KubeClient, operator: KopfRunner) -> None:
+    """The rollout and training series of objects that are gone are dropped: dashboards list what exists."""
+    start(cluster)
+    trained = model_version(3)
+    trained["spec"]["metrics"] = {"accuracy": 0.93}
+    cluster.create(trained)
+    rollout = f'modelops_rollout_traffic_weight{{deployment="iris",namespace="{NAMESPACE}",role="stable"'
+    training = (f'modelops_version_training_metric{{metric="accuracy",model="iris",namespace="{NAMESPACE}",'
+                'version="iris-v3"}')
+
+    def exported(text: str, present: bool) -> bool:
+        deadline = time.monotonic() + 30
+        while (text in generate_latest(REGISTRY).decode()) != present:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)  # polling interval; the deadline bounds the wait
+        return True
+
+    assert exported(rollout, present=True)
+    assert exported(f"{training} 0.93", present=True)
+    cluster.delete(API, "ModelDeployment", NAMESPACE, "iris")
+    cluster.delete(API, "ModelVersion", NAMESPACE, "iris-v3")
+    assert exported(rollout, present=False)
+    assert exported(training, present=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -127,6 +127,18 @@ class ObjectCollector(Collector):
         with self._lock:
             objects = dict(self._objects)
         return self._families(objects)
+
+
+def forget_deleted(collector: ObjectCollector) -> Callable[..., Awaitable[None]]:
+    """A Kopf event handler that drops a deleted object's series (no finalizer: a missed event costs only
+    a stale series until the operator restarts)."""
+
+    async def on_event(event: Mapping[str, Any], **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            meta = (event.get("object") or {}).get("metadata") or {}
+            collector.forget(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+    return on_event
 
 
 ROLLOUTS = ObjectCollector(rollout_families)  # ModelDeployment → its status

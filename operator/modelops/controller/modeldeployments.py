@@ -676,6 +676,9 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )
+    kopf.on.event("modelops.io", "v1alpha1", "modeldeployments", id="forget-rollout-series", registry=registry)(
+        metrics.forget_deleted(metrics.ROLLOUTS)
+    )
     kopf.on.timer(
         "modelops.io", "v1alpha1", "modeldeployments", id="recheck-deployments", registry=registry,
         interval=wait_retry_seconds(), when=_waiting_for_pods,

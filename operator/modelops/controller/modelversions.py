@@ -253,3 +253,6 @@ def make_reconcile(policy: Policy) -> Any:
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry."""
     register(registry, kind_info("ModelVersion"), make_reconcile(policy))
+    kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="forget-training-series", registry=registry)(
+        metrics.forget_deleted(metrics.VERSIONS)
+    )
