@@ -107,6 +107,12 @@ def test_passing_analysis_promotes_step_by_step(cluster: KubeClient, operator: K
     analysis = done["status"]["analysis"]
     assert analysis
     assert all(r["phase"] == "Inconclusive" and "Pass" in r["message"] for r in analysis)
+    # The verdicts on the operator's /metrics: each check's latest phase, labelled by the version judged.
+    exported = generate_latest(REGISTRY).decode()
+    for result in analysis:
+        where = f'check="{result["name"]}",deployment="iris",namespace="{NAMESPACE}"'
+        assert f'modelops_rollout_analysis{{{where},phase="Inconclusive",version="iris-v2"}} 1.0' in exported
+        assert f'modelops_rollout_analysis{{{where},phase="Failed",version="iris-v2"}} 0.0' in exported
     assert done["status"]["history"][0]["result"] == "Promoted"
     reasons = [e["reason"] for e in events_for(cluster, "iris")]
     assert "RolloutStarted" in reasons
