@@ -42,7 +42,8 @@ Job = tuple[str, list[dict[str, Any]], list[Obj]]  # a scrape job: name, relabel
 INDEX = "batch.kubernetes.io/job-completion-index"
 JOB_FIELDS = {"template", "completions", "parallelism", "completionMode", "backoffLimit", "activeDeadlineSeconds",
               "ttlSecondsAfterFinished", "selector", "manualSelector", "suspend", "podReplacementPolicy"}
-ENDPOINT_FIELDS = {"port", "path", "interval", "relabelings"}  # interval: the test Prometheus scrapes every 1 s
+# interval: the test Prometheus scrapes every 1 s
+ENDPOINT_FIELDS = {"port", "path", "interval", "relabelings", "honorLabels"}
 DEPLOYMENT_FIELDS = {"template", "replicas", "selector", "strategy", "minReadySeconds", "progressDeadlineSeconds",
                      "revisionHistoryLimit", "paused"}
 
@@ -509,5 +510,9 @@ class Endpoints(Loop):
                 {"targetLabel": "endpoint", "replacement": str(endpoint.get("port"))},
             ]
             relabelling = service_monitor_relabelling(operator_labels + list(endpoint.get("relabelings") or []))
-            jobs.append((f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}", relabelling, groups))
+            name = f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}"
+            # honorLabels: the scraped series keep their own namespace, job… labels.
+            if endpoint.get("honorLabels") and self.prometheus is not None:
+                self.prometheus.honor_labels.add(name)
+            jobs.append((name, relabelling, groups))
         return jobs
