@@ -181,14 +181,15 @@ def test_live_mae_and_rmse_are_scikit_learns(prometheus: Prometheus, replicas: t
     assert value(prometheus, bias) == pytest.approx(float(np.mean(predicted - y)), rel=1e-9, abs=1e-9)
 
 
-def quality_rules(tmp_path: Path, model: str) -> Path:
-    """The quality group of the PrometheusRule the operator generates for this deployment, as a rule file."""
+def quality_rules(tmp_path: Path, model: str, kind: str = "quality") -> Path:
+    """The ``kind`` group (quality, fairness) of the PrometheusRule the operator generates for this deployment,
+    as a rule file."""
     spec = ModelDeploymentSpec.model_validate({"model": model, "modelVersion": "1", "quality": {"windows": ["1h"]}})
     children = serving.desired_children(spec, serving.Owner(DEPLOYMENT, "ml", "uid-1"), serving.Traffic("1", None),
                                         stable=None, canary=None, image="modelops:dev")  # fmt: skip
     rule = next(c for c in children.keep if c["kind"] == "PrometheusRule")
-    groups = [g for g in rule["spec"]["groups"] if g["name"].startswith("modelops-quality-")]
-    path = tmp_path / "quality-rules.yml"
+    groups = [g for g in rule["spec"]["groups"] if g["name"].startswith(f"modelops-{kind}-")]
+    path = tmp_path / f"{kind}-rules.yml"
     path.write_text(yaml.safe_dump({"groups": groups}))
     return path
 

@@ -63,6 +63,15 @@ def reference_stats(frame: pd.DataFrame, categorical: list[str], bins: int = 10)
     return {"sampleSize": len(frame), "features": features}
 
 
+def frame_body(frame: pd.DataFrame, categorical: list[str]) -> dict[str, Any]:
+    """A v2 infer request with one tensor per column of ``frame`` (BYTES for the categorical ones)."""
+    return {"inputs": [
+        {"name": c, "shape": [len(frame)], "datatype": "BYTES" if c in categorical else "FP64",
+         "data": frame[c].tolist()}
+        for c in frame.columns
+    ]}  # fmt: skip
+
+
 @dataclass
 class ModelDir:
     """A written model dir and what the tests compare the server against."""

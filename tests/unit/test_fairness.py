@@ -24,6 +24,8 @@ from modelops.logic import fairness, registration, training, validation
 from modelops.logic import governance as gov
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import PolicyError, parse
+from modelops.serve import metrics as serve_metrics
+from modelops.serve.contract import SensitiveGroups, default_bin_names
 from modelops.train import fairness as trainer_fairness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -405,9 +407,14 @@ def test_a_truncated_message_gets_both_records_from_the_whole_result() -> None:
 def test_binning_agrees_with_pandas_cut(cuts: list[float], values: list[float]) -> None:
     column = pd.Series(values, dtype=float)
     labels, groups = trainer_fairness._binned(column, cuts, None)
-    names = trainer_fairness._bin_labels(cuts)
+    names = default_bin_names(cuts)
     expected = pd.cut(column, [-np.inf, *cuts, np.inf], right=False, labels=range(len(cuts) + 1))
     for got, value, position in zip(labels, values, expected, strict=True):
         assert got == (trainer_fairness.MISSING if np.isnan(value) else names[int(position)])
     assert set(groups) == set(labels)
     assert list(groups) == [n for n in [*names, trainer_fairness.MISSING] if n in set(labels)]
+    # The model server puts a served value in the same group as the trainer did (docs/fairness.md, In production).
+    record = SensitiveGroups("f", (*names, trainer_fairness.MISSING), tuple(cuts), names)
+    layout = serve_metrics.build_layout(model="m", version="v", classes=["0"], sensitive=[(record, True, 0)])
+    slot = layout.sensitive[0]
+    assert [slot.groups[serve_metrics.group_of(slot, v)] for v in values] == list(labels)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -90,20 +90,21 @@ class Scope:
     model: str
 
 
-def _raw(scope: Scope, *extra: str) -> str:
+def selector(scope: Scope, *extra: str) -> str:
+    """The matchers of one deployment's series of its model, plus ``extra``."""
     parts = [f"namespace={quote(scope.namespace)}", f"deployment={quote(scope.deployment)}",
              f"model={quote(scope.model)}", *extra]  # fmt: skip
     return "{" + ", ".join(parts) + "}"
 
 
 def _recorded(scope: Scope, window: str) -> str:
-    return _raw(scope, f"{WINDOW_LABEL}={quote(window)}")
+    return selector(scope, f"{WINDOW_LABEL}={quote(window)}")
 
 
 def window_rules(scope: Scope, window: str) -> list[JsonDict]:
     """The rules of one window, in evaluation order (counts first, then the ratios that read them)."""
     rng = prom_duration(window)
-    raw = _raw(scope)
+    raw = selector(scope)
     rec = _recorded(scope, window)
     labels = {WINDOW_LABEL: window}
     by = f"sum by ({GROUP}, {WINDOW_LABEL})"
@@ -149,12 +150,19 @@ def window_rules(scope: Scope, window: str) -> list[JsonDict]:
     return rules
 
 
-def rule_group(scope: Scope, windows: Sequence[str]) -> JsonDict:
-    """The PrometheusRule group of a ModelDeployment's quality rules, every window in turn."""
+def windowed_group(
+    kind: str, scope: Scope, windows: Sequence[str], rules_of: Callable[[Scope, str], list[JsonDict]]
+) -> JsonDict:
+    """A PrometheusRule group ``modelops-<kind>-<namespace>-<deployment>``: each window's rules in turn."""
     rules: list[JsonDict] = []
     for window in windows:
-        rules += window_rules(scope, window)
-    return {"name": f"modelops-quality-{scope.namespace}-{scope.deployment}", "rules": rules}
+        rules += rules_of(scope, window)
+    return {"name": f"modelops-{kind}-{scope.namespace}-{scope.deployment}", "rules": rules}
+
+
+def rule_group(scope: Scope, windows: Sequence[str]) -> JsonDict:
+    """The PrometheusRule group of a ModelDeployment's quality rules, every window in turn."""
+    return windowed_group("quality", scope, windows, window_rules)
 
 
 # What a ModelDeployment's status.quality shows per version: recorded series → status field.
@@ -167,7 +175,7 @@ STATUS_FIGURES: Final = {
 def status_query(scope: Scope, window: str) -> str:
     """One instant query for every figure of status.quality: the recorded series of one window."""
     names = "|".join(re.escape(name) for name in STATUS_FIGURES)
-    return _raw(scope, f"__name__=~{quote(names)}", f"{WINDOW_LABEL}={quote(window)}")
+    return selector(scope, f"__name__=~{quote(names)}", f"{WINDOW_LABEL}={quote(window)}")
 
 
 def shown_versions(status: Mapping[str, Any]) -> dict[str, str]:

@@ -12,8 +12,8 @@ ModelDeployment, whole (labels and ownerReferences included):
   v2 health probes, a locked-down security context and graceful shutdown, and the namespace's
   feedback keys (``logic.feedbackkeys``) mounted so that every answer carries a prediction id;
 - a Service over both (selector ``modelops.io/deployment``), a ServiceMonitor and a
-  PrometheusRule with error-rate and latency alerts and the live-quality recording rules
-  (``logic.qualityrules``), carrying the cluster's rule labels;
+  PrometheusRule with error-rate and latency alerts and the live-quality and live-fairness
+  recording rules (``logic.qualityrules``, ``logic.fairnessrules``), carrying the cluster's rule labels;
 - optionally an HPA for the stable Deployment and a PodDisruptionBudget;
 - with Gateway API routing, per-role Services and an HTTPRoute whose backend weights split the
   traffic (and whose RequestMirror filter shadows the canary).
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelops.api.modeldeployment import ModelDeploymentSpec, ServerSpec
-from modelops.logic import feedbackkeys, policy, qualityrules
+from modelops.logic import fairnessrules, feedbackkeys, policy, qualityrules
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 
@@ -253,7 +253,7 @@ def model_result(version: Mapping[str, Any]) -> JsonDict:
     }
     if artifact.get("sizeBytes") is not None:
         result["artifact"]["sizeBytes"] = artifact["sizeBytes"]
-    for key in ("task", "referenceStats", "metrics"):
+    for key in ("task", "referenceStats", "metrics", "fairness"):
         if spec.get(key) is not None:
             result[key] = spec[key]
     return result
@@ -503,6 +503,7 @@ def _prometheus_rule(spec: ModelDeploymentSpec, owner: Owner, extra_labels: Mapp
         },
     ]
     labels = {**_labels(owner, spec.model), **extra_labels}
+    scope = qualityrules.Scope(owner.namespace, owner.name, spec.model)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -510,9 +511,8 @@ def _prometheus_rule(spec: ModelDeploymentSpec, owner: Owner, extra_labels: Mapp
         "spec": {
             "groups": [
                 {"name": f"modelops-{owner.namespace}-{owner.name}", "rules": rules},
-                qualityrules.rule_group(
-                    qualityrules.Scope(owner.namespace, owner.name, spec.model), spec.quality.windows
-                ),
+                qualityrules.rule_group(scope, spec.quality.windows),
+                fairnessrules.rule_group(scope, spec.quality.windows),
             ]
         },
     }

@@ -81,6 +81,7 @@ def build(
         numeric=[(s.name, plan.slots[s.name][1], s.interior) for s in contract.numeric_stats],
         categorical=[(s.name, plan.slots[s.name][1], s.categories) for s in contract.categorical_stats],
         feedback=feedback_settings is not None,
+        sensitive=[(g, *_where(plan, g.name)) for g in contract.sensitive],
     )
     store = metrics.Store(layout, metrics_dir, slot)
     return App(
@@ -88,6 +89,12 @@ def build(
         explain_max_rows=explain_max_rows,
         feedback_settings=feedback_settings,
     )  # fmt: skip
+
+
+def _where(plan: InputPlan, name: str) -> tuple[bool, int]:
+    """Whether an input is in the numeric matrix (else among the categorical labels), and its column."""
+    categorical, column = plan.slots[name]
+    return not categorical, column
 
 
 class App:
@@ -297,6 +304,8 @@ class App:
         feedback_id = None
         if prediction.class_index is not None:
             self.recorder.classes(prediction.class_index)
+            if layout.sensitive:
+                metrics.observe_groups(layout, values, decoded.numeric, decoded.labels, prediction.class_index)
             if prediction.proba is not None:
                 metrics.observe_expected(layout, values, prediction.class_index, prediction.proba)
             if self.signer is not None:
@@ -354,6 +363,8 @@ class App:
         feedback_id = None
         if index is not None:
             recorder.one_class(index)
+            if self.layout.sensitive:
+                recorder.groups(row, index)
             if prediction.proba is not None:
                 recorder.expected(index, prediction.proba)
             if self.signer is not None:

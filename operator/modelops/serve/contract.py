@@ -22,6 +22,12 @@ DATATYPES = NUMERIC_DATATYPES | {"BYTES"}
 ARTIFACT_FORMATS = ("skops", "joblib")
 
 
+#: A served value's group when the version's fairness record does not know it (docs/fairness.md).
+OTHER_GROUP = "__other__"
+#: The group of a missing value, as the trainer names it.
+MISSING_GROUP = "(missing)"
+
+
 class ContractError(ValueError):
     """``result.json`` does not follow the contract; the message names the field."""
 
@@ -97,6 +103,20 @@ class CategoricalStats:
 
 
 @dataclass(frozen=True)
+class SensitiveGroups:
+    """A sensitive input's groups from the version's fairness record, which the server counts predictions by.
+
+    ``groups`` are the record's group names in its order; ``bins`` the cut points of a binned
+    numeric feature, with ``bin_names`` the name of each interval (``len(bins) + 1``).
+    """
+
+    name: str
+    groups: tuple[str, ...]
+    bins: tuple[float, ...] | None = None
+    bin_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class ModelContract:
     """What the server needs to know about a model before it loads the artifact."""
 
@@ -115,6 +135,7 @@ class ModelContract:
     #: Perceptron, an SVC without ``probability=True``); None where it does. Not in result.json: the
     #: :class:`~modelops.serve.predictor.Predictor` settles it by asking the loaded model.
     no_probabilities: str | None = None
+    sensitive: tuple[SensitiveGroups, ...] = ()
 
     @property
     def is_classifier(self) -> bool:
@@ -224,6 +245,57 @@ def _parse_stats(
     return tuple(numeric), tuple(categorical)
 
 
+def default_bin_names(bins: Sequence[float]) -> tuple[str, ...]:
+    """The trainer's names of the intervals cut at ``bins``: ``<a``, ``[a, b)``, ``>=b``."""
+    edges = [f"{b:g}" for b in bins]
+    middle = [f"[{a}, {b})" for a, b in itertools.pairwise(edges)]
+    return (f"<{edges[0]}", *middle, f">={edges[-1]}")
+
+
+def _bin_names(bins: tuple[float, ...], groups: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Which name each interval has, from the groups the record lists (it does not keep custom labels)."""
+    named = default_bin_names(bins)
+    present = tuple(g for g in groups if g != MISSING_GROUP)
+    if set(present) <= set(named):
+        return named
+    # Custom labels: the record lists the intervals that held rows, in order; all of them place every label.
+    return present if len(present) == len(named) else None
+
+
+def _parse_sensitive(record: Any, inputs: set[str]) -> tuple[SensitiveGroups, ...]:
+    """The record's features the server can see in requests: inputs of the model, not intersections."""
+    if record is None:
+        return ()
+    if not isinstance(record, dict) or not isinstance(record.get("features"), list):
+        raise ContractError("result.json: fairness is not an object with a list of features")
+    found: list[SensitiveGroups] = []
+    for i, item in enumerate(record["features"]):
+        where = f"fairness.features[{i}]."
+        if not isinstance(item, dict):
+            raise ContractError(f"result.json: {where[:-1]} is not an object")
+        name = _require(item, "name", str, where)
+        kind = item.get("kind")
+        if kind not in {"categorical", "binned"} or name not in inputs:
+            continue  # an intersection, or a column the model never sees (useAsInput: false)
+        groups = item.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ContractError(f"result.json: {where}groups is not a list of objects")
+        names = tuple(str(g.get("group")) for g in groups)
+        if kind == "categorical":
+            found.append(SensitiveGroups(name, names))
+            continue
+        bins = item.get("bins")
+        if not isinstance(bins, list) or not bins or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in bins
+        ):
+            raise ContractError(f"result.json: {where}bins is not a list of finite numbers")
+        cuts = tuple(float(b) for b in bins)
+        bin_names = _bin_names(cuts, names)
+        if bin_names is not None:
+            found.append(SensitiveGroups(name, names, cuts, bin_names))
+    return tuple(found)
+
+
 def parse_result(doc: Any) -> ModelContract:
     """Parse a decoded ``result.json`` document."""
     if not isinstance(doc, dict):
@@ -300,4 +372,5 @@ def parse_result(doc: Any) -> ModelContract:
         classes=tuple(raw_classes) if raw_classes else None,
         numeric_stats=numeric,
         categorical_stats=categorical,
+        sensitive=_parse_sensitive(doc.get("fairness"), names),
     )

@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector as _CollectorBase
 from prometheus_client.utils import floatToGoString
 
-from modelops.serve.contract import OTHER_CATEGORY
+from modelops.serve.contract import MISSING_GROUP, OTHER_CATEGORY, OTHER_GROUP, SensitiveGroups
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -82,6 +82,25 @@ class CategoricalFeatureSlot:
 
 
 @dataclass(frozen=True)
+class GroupSlot:
+    """Predictions by (group, class) of one sensitive input: ``len(groups) x classes`` counters at ``offset``.
+
+    ``numeric`` says where the served value is (the numeric matrix or the categorical labels) and
+    ``column`` which of its columns; ``bins`` cut a numeric value into ``bin_names``; ``index`` maps
+    a group name to its row. The last group is ``__other__``.
+    """
+
+    name: str
+    numeric: bool
+    column: int
+    groups: tuple[str, ...]
+    offset: int
+    bins: tuple[float, ...] | None = None
+    bin_names: tuple[str, ...] | None = None
+    index: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
 class Layout:
     """Where each series lives in the flat array. Built by :func:`build_layout`."""
 
@@ -118,6 +137,8 @@ class Layout:
     # With feedback on: one counter per FEEDBACK_RESULTS, then the dedup table's forgotten entries.
     feedback: bool = False
     feedback_offset: int = -1
+    # Predictions by group of each sensitive input the fairness record names (classifiers only).
+    sensitive: tuple[GroupSlot, ...] = ()
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the layout, so that stale files are never summed."""
@@ -126,6 +147,7 @@ class Layout:
             [(s.name, s.interior) for s in self.numeric], [(s.name, s.categories) for s in self.categorical],
             self.drop_reasons, sorted(self.explain_code_offset), EXPLAIN_LATENCY_BUCKETS,
             self.expected_offset >= 0, self.feedback,
+            [(g.name, g.numeric, g.column, g.groups, g.bins, g.bin_names) for g in self.sensitive],
         ]  # fmt: skip
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -140,6 +162,7 @@ def build_layout(
     numeric: Sequence[tuple[str, int, Sequence[float]]] = (),
     categorical: Sequence[tuple[str, int, Sequence[str]]] = (),
     feedback: bool = False,
+    sensitive: Sequence[tuple[SensitiveGroups, bool, int]] = (),
 ) -> Layout:
     """Lay out the series of one model.
 
@@ -147,7 +170,8 @@ def build_layout(
     lists ``(feature, column among the categorical columns, categories)``. ``classes`` is None for a
     regression, whose predicted values go into a histogram with ``prediction_bounds``. ``expected``
     lays out a classifier's expected confusion matrix (False for one without probabilities). ``feedback``
-    lays out the counters of the ``/feedback`` route.
+    lays out the counters of the ``/feedback`` route. ``sensitive`` lists ``(groups, numeric, column)``
+    of each sensitive input, counted by group and predicted class (a classifier's only).
     """
     pos = 0
     code_offset = {}
@@ -201,6 +225,14 @@ def build_layout(
     if feedback:
         feedback_offset = pos
         pos += len(FEEDBACK_RESULTS) + 1
+    group_slots: list[GroupSlot] = []
+    for groups, numeric_column, column in sensitive if classes is not None else ():
+        names = (*(g for g in dict.fromkeys(groups.groups) if g != OTHER_GROUP), OTHER_GROUP)
+        index = {g: i for i, g in enumerate(names)}
+        group_slots.append(
+            GroupSlot(groups.name, numeric_column, column, names, pos, groups.bins, groups.bin_names, index)
+        )
+        pos += len(names) * len(class_labels)
 
     return Layout(
         model=model,
@@ -231,6 +263,7 @@ def build_layout(
         expected_offset=expected_offset,
         feedback=feedback,
         feedback_offset=feedback_offset,
+        sensitive=tuple(group_slots),
     )
 
 
@@ -302,6 +335,39 @@ def observe_classes(layout: Layout, values: FloatArray, class_index: IntArray) -
         values[layout.classes_offset + int(class_index[0])] += 1
         return
     values[layout.classes_offset : layout.classes_offset + n] += np.bincount(class_index, minlength=n)
+
+
+def _group_name(value: Any) -> str:
+    """A served value named as the trainer names a group: ``1.0`` is ``1``, a missing value ``(missing)``."""
+    if value is None or (isinstance(value, float) and value != value):
+        return MISSING_GROUP
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
+
+
+def group_of(slot: GroupSlot, value: Any) -> int:
+    """The row of ``slot`` a served value counts in: its group, else ``__other__``."""
+    other = len(slot.groups) - 1
+    if slot.bins is not None and slot.bin_names is not None:
+        if value is None or value != value:
+            return slot.index.get(MISSING_GROUP, other)
+        # A value equal to a cut point belongs to the interval above it, as in training.
+        return slot.index.get(slot.bin_names[bisect.bisect_right(slot.bins, float(value))], other)
+    return slot.index.get(_group_name(value), other)
+
+
+def observe_groups(
+    layout: Layout, values: FloatArray, numeric: FloatArray, labels: Sequence[Any], class_index: IntArray
+) -> None:
+    """Count a batch's predicted classes by the group of each sensitive input (``numeric`` and ``labels``
+    as in :class:`~modelops.serve.codec.Decoded`)."""
+    n = len(layout.classes)
+    for slot in layout.sensitive:
+        column = numeric[:, slot.column].tolist() if slot.numeric else labels[slot.column]
+        rows = np.fromiter((group_of(slot, v) for v in column), dtype=np.intp, count=len(class_index))
+        size = len(slot.groups) * n
+        values[slot.offset : slot.offset + size] += np.bincount(rows * n + class_index, minlength=size)
 
 
 def observe_expected(layout: Layout, values: FloatArray, class_index: IntArray, proba: FloatArray) -> None:
@@ -424,6 +490,13 @@ class Recorder:
     def forgotten(self, count: int) -> None:
         """Entries the dedup table forgot before their ids expired."""
         self.pending[self.layout.feedback_offset + len(FEEDBACK_RESULTS)] += count
+        self.dirty = True
+
+    def groups(self, row: list[float], index: int) -> None:
+        """One all-numeric row's prediction by the group of each sensitive input (the single-row path)."""
+        n = len(self.layout.classes)
+        for slot in self.layout.sensitive:
+            self.pending[slot.offset + group_of(slot, row[slot.column]) * n + index] += 1
         self.dirty = True
 
     def prediction(self, value: float) -> None:
@@ -576,6 +649,8 @@ def families(layout: Layout, values: FloatArray) -> list[Metric]:
             category.add_metric([*ids, cslot.name, label], float(values[cslot.offset + i]))
     out.append(category)
 
+    if layout.sensitive:
+        out.append(_group_family(layout, values, base, ids))
     if layout.expected_offset >= 0:
         out += _expected_families(layout, values, base, ids)
     if layout.feedback:
@@ -611,6 +686,21 @@ def explain_families(layout: Layout, values: FloatArray) -> list[Metric]:
     rows = CounterMetricFamily("modelops_explain_rows_total", "Rows explained by /explain.", labels=base)
     rows.add_metric(ids, float(values[layout.explain_rows]))
     return [requests, latency, rows]
+
+
+def _group_family(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> Metric:
+    family = CounterMetricFamily(
+        "modelops_group_predictions",
+        "Predictions by predicted class and by the group of a sensitive input (docs/fairness.md); a value "
+        "outside the version's recorded groups counts as __other__.",
+        labels=[*base, "feature", "group", "class"],
+    )
+    n = len(layout.classes)
+    for slot in layout.sensitive:
+        for g, group in enumerate(slot.groups):
+            for c, label in enumerate(layout.classes):
+                family.add_metric([*ids, slot.name, group, label], float(values[slot.offset + g * n + c]))
+    return family
 
 
 def _expected_families(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> list[Metric]:

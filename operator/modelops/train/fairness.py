@@ -29,7 +29,6 @@ positive, no positive label, no negative label); fairlearn's equalized odds coun
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,12 +37,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelops.api.trainingrun import EvaluationSpec, intersection_name
+from modelops.serve.contract import MISSING_GROUP, default_bin_names
 from modelops.train.errors import TrainError, preview
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MISSING = "(missing)"
+MISSING = MISSING_GROUP
 PACKAGE_HINT = "the Python package fairlearn (pip install 'fairlearn>=0.10'; the modelops image has it)"
 
 
@@ -74,12 +74,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _bin_labels(bins: Sequence[float]) -> list[str]:
-    edges = [f"{b:g}" for b in bins]
-    middle = [f"[{a}, {b})" for a, b in itertools.pairwise(edges)]
-    return [f"<{edges[0]}", *middle, f">={edges[-1]}"]
-
-
 def _categorical(column: pd.Series) -> tuple[pd.Series, tuple[str, ...]]:
     labels = column.map(_text, na_action="ignore").astype(object).where(column.notna(), MISSING)
     present = set(labels.unique().tolist())
@@ -90,7 +84,7 @@ def _categorical(column: pd.Series) -> tuple[pd.Series, tuple[str, ...]]:
 def _binned(column: pd.Series, bins: Sequence[float], names: Sequence[str] | None) -> tuple[pd.Series, tuple[str, ...]]:
     import pandas as pd
 
-    names = list(names) if names else _bin_labels(bins)
+    names = list(names) if names else list(default_bin_names(bins))
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     # right=False intervals: [a, b); searchsorted(side="right") puts a value equal to a cut point above it.
     positions = np.searchsorted(np.asarray(bins, dtype=float), values, side="right")

@@ -1,0 +1,80 @@
+"""Live fairness as recording rules: the ModelDeployment's ``fairness`` rule group.
+
+The model server counts predictions by predicted class and by the group of each sensitive input
+the version's fairness record names (``modelops_group_predictions_total{feature, group, class}``,
+docs/fairness.md). For every window of ``spec.quality.windows`` this group records, per
+``namespace``, ``deployment``, ``model`` and ``version`` (the pods summed first), with ``window``
+set to the window as the spec spells it:
+
+``modelops_fairness:group_predictions`` ``{feature, group, class}``
+    rows of the group predicted as the class in the window;
+``modelops_fairness:group_rows`` ``{feature, group}``
+    rows of the group in the window: the evidence behind its selection rate;
+``modelops_fairness:selection_rate`` ``{feature, group, class}``
+    the share of the group's rows predicted as the class (not recorded for a group with no row);
+``modelops_fairness:class_demographic_parity_difference`` ``{feature, class}``
+    the largest minus the smallest selection rate of the class over the feature's known groups
+    that served rows in the window (``__other__``, the values outside them, is left out);
+``modelops_fairness:demographic_parity_difference`` ``{feature}``
+    the largest of those over the classes: for two classes it is the gap of either class (their
+    rates add up to 1 in every group), with more it is training's worst one-vs-rest gap — so it
+    compares with ``spec.fairness``'s ``demographicParityDifference`` either way;
+``modelops_fairness:min_group_rows`` ``{feature}``
+    the fewest rows of a known group that served any in the window: the evidence behind the gap.
+
+As in the quality group, a ratio is ``x / (y > 0)`` (no series without evidence), every selector
+pins ``namespace``, ``deployment`` and ``window``, and the rules read the counts recorded before
+them in the same evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from modelops.logic.driftrules import prom_duration, quote
+from modelops.logic.qualityrules import GROUP, WINDOW_LABEL, Scope, selector, windowed_group
+
+JsonDict = dict[str, Any]
+
+PREFIX: Final = "modelops_fairness:"
+GROUP_PREDICTIONS: Final = PREFIX + "group_predictions"
+GROUP_ROWS: Final = PREFIX + "group_rows"
+SELECTION_RATE: Final = PREFIX + "selection_rate"
+CLASS_DP_DIFFERENCE: Final = PREFIX + "class_demographic_parity_difference"
+DP_DIFFERENCE: Final = PREFIX + "demographic_parity_difference"
+MIN_GROUP_ROWS: Final = PREFIX + "min_group_rows"
+#: The group of served values outside the version's recorded groups (modelops.serve.contract.OTHER_GROUP).
+OTHER_GROUP: Final = "__other__"
+
+
+def window_rules(scope: Scope, window: str) -> list[JsonDict]:
+    """The rules of one window, in evaluation order."""
+    rng = prom_duration(window)
+    rec = selector(scope, f"{WINDOW_LABEL}={quote(window)}")
+    known = selector(scope, f"{WINDOW_LABEL}={quote(window)}", f"group!={quote(OTHER_GROUP)}")
+    labels = {WINDOW_LABEL: window}
+    per_group = f"{GROUP}, {WINDOW_LABEL}, feature, group"
+    per_class = f"{GROUP}, {WINDOW_LABEL}, feature, class"
+    per_feature = f"{GROUP}, {WINDOW_LABEL}, feature"
+    rules: list[JsonDict] = []
+
+    def record(name: str, expr: str) -> None:
+        rules.append({"record": name, "expr": expr, "labels": labels})
+
+    counted = f"modelops_group_predictions_total{selector(scope)}"
+    record(GROUP_PREDICTIONS, f"sum by ({GROUP}, feature, group, class) (increase({counted}[{rng}]))")
+    record(GROUP_ROWS, f"sum by ({per_group}) ({GROUP_PREDICTIONS}{rec})")
+    record(SELECTION_RATE, f"{GROUP_PREDICTIONS}{rec} / on ({per_group}) group_left () ({GROUP_ROWS}{rec} > 0)")
+    record(
+        CLASS_DP_DIFFERENCE,
+        f"max by ({per_class}) ({SELECTION_RATE}{known}) - min by ({per_class}) ({SELECTION_RATE}{known})",
+    )
+    record(DP_DIFFERENCE, f"max by ({per_feature}) ({CLASS_DP_DIFFERENCE}{rec})")
+    record(MIN_GROUP_ROWS, f"min by ({per_feature}) ({GROUP_ROWS}{known} > 0)")
+    return rules
+
+
+def rule_group(scope: Scope, windows: Sequence[str]) -> JsonDict:
+    """The PrometheusRule group of a ModelDeployment's fairness rules, every window in turn."""
+    return windowed_group("fairness", scope, windows, window_rules)
