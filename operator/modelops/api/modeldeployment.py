@@ -193,6 +193,34 @@ class QualityCheck(ApiModel):
         return self
 
 
+class FairnessCheck(ApiModel):
+    """Live demographic parity (docs/fairness.md, In production): the canary's against the stable's."""
+
+    feature: str = Field(
+        min_length=1,
+        max_length=253,
+        description=(
+            "A sensitive feature both versions' fairness records name and the model takes as an input "
+            "(a useAsInput: false column is never in requests, so it cannot be watched live)."
+        ),
+    )
+    max_increase: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Fail when the canary's demographic parity difference is more than this above the stable's.",
+    )
+    min_group_rows: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Rows every group that served any in the window needs, in each version, before it is judged; "
+            "fewer is inconclusive."
+        ),
+    )
+    window: Duration = Field(default="1h", description="The window over which predictions are counted.")
+
+
 class BuiltinChecks(ApiModel):
     """Checks every canary gets unless turned off."""
 
@@ -207,6 +235,9 @@ class BuiltinChecks(ApiModel):
     )
     quality: QualityCheck | None = Field(
         default=None, description="Live quality from labels vs stable (off unless set)."
+    )
+    fairness: FairnessCheck | None = Field(
+        default=None, description="Live demographic parity of a sensitive input vs stable (off unless set)."
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from modelops.api.modeldeployment import AnalysisSpec, MetricCheck, QualityCheck
+from modelops.api.modeldeployment import AnalysisSpec, FairnessCheck, MetricCheck, QualityCheck
 from modelops.controller import prometheus
 from modelops.logic import analysis as logic
 from modelops.logic.analysis import AnalysisTarget, Measurement, Verdict
@@ -122,6 +122,27 @@ async def _quality(spec: AnalysisSpec, url: str, target: AnalysisTarget) -> Meas
     return logic.judge_quality(check, canary, stable)
 
 
+async def _fairness_reading(
+    check: FairnessCheck, url: str, target: AnalysisTarget, version: str
+) -> logic.FairnessReading:
+    rows = await _one(url, logic.fairness_evidence_query(check, target, version))
+    value = await _one(url, logic.fairness_query(check, target, version))
+    return logic.FairnessReading(value, rows)
+
+
+async def _fairness(spec: AnalysisSpec, url: str, target: AnalysisTarget) -> Measurement:
+    check = spec.builtin.fairness
+    assert check is not None
+    if target.stable_version is None:
+        return logic.judge_fairness(check, logic.FairnessReading(None, None), None, has_stable=False)
+    try:
+        canary = await _fairness_reading(check, url, target, target.canary_version)
+        stable = await _fairness_reading(check, url, target, target.stable_version)
+    except _UnansweredError as error:
+        return _unanswered(logic.FAIRNESS, error)
+    return logic.judge_fairness(check, canary, stable)
+
+
 async def _metric(check: MetricCheck, url: str, target: AnalysisTarget) -> Measurement:
     try:
         promql = logic.render_query(check.query, target)
@@ -156,6 +177,8 @@ async def measure(
             rounds.append(_prediction_shift(spec, url, target, window))
         if spec.builtin.quality is not None:
             rounds.append(_quality(spec, url, target))
+        if spec.builtin.fairness is not None:
+            rounds.append(_fairness(spec, url, target))
         rounds.extend(_metric(check, url, target) for check in spec.metrics or ())
         measurements = list(await asyncio.gather(*rounds))
     return logic.decide(

@@ -34,6 +34,7 @@ from modelops.api.modeldeployment import (
     ERROR_METRICS,
     AnalysisSpec,
     ErrorRateCheck,
+    FairnessCheck,
     LatencyCheck,
     MetricCheck,
     PredictionShiftCheck,
@@ -46,6 +47,9 @@ ERROR_RATE: Final = "error-rate"
 LATENCY: Final = "latency-p99"
 PREDICTION_SHIFT: Final = "prediction-shift"
 QUALITY: Final = "quality"
+FAIRNESS: Final = "fairness"
+#: The group of served values outside a version's recorded groups: not a group the gap is between.
+OTHER_GROUP: Final = "__other__"
 # A difference of two ratios carries rounding in its last bits: a drop of exactly maxDrop holds.
 DROP_TOLERANCE: Final = 1e-12
 
@@ -228,6 +232,30 @@ def estimated_query(metric: Literal["accuracy", "macroF1"], target: AnalysisTarg
         return f"sum({correct}) / {predictions_query(target, version, window)}"
     served, actual = per_class("modelops_predictions_total"), per_class("modelops_expected_actual_total")
     return f"avg(2 * {correct} / (({served} + {actual}) > 0))"
+
+
+def _group_predictions(check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:
+    """``version``'s predictions of the check's feature over its window, by ``by``, its known groups only."""
+    feature = f'feature="{_label_value(check.feature)}"'
+    other = f'group!="{OTHER_GROUP}"'
+    window = promql_range(check.window)
+    return f"sum by ({by}) ({_increase('modelops_group_predictions_total', target, version, window, feature, other)})"
+
+
+def fairness_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
+    """The demographic parity difference of ``version`` on the check's feature over its window: per class,
+    the largest minus the smallest selection rate over the groups with rows, and the largest of those
+    (docs/fairness.md); empty when no group served a row."""
+    rates = (
+        f"{_group_predictions(check, target, version, 'group, class')} / on (group) group_left () "
+        f"({_group_predictions(check, target, version, 'group')} > 0)"
+    )
+    return f"max(max by (class) ({rates}) - min by (class) ({rates}))"
+
+
+def fairness_evidence_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
+    """The fewest rows of a group of the feature that served any in the window (empty: no rows at all)."""
+    return f"min({_group_predictions(check, target, version, 'group')} > 0)"
 
 
 def render_query(template: str, target: AnalysisTarget) -> str:
@@ -470,6 +498,54 @@ def judge_quality(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FairnessReading:
+    """One version's live demographic parity difference, and the rows of its smallest group (None: no rows)."""
+
+    value: float | None
+    min_rows: float | None
+
+
+def judge_fairness(
+    check: FairnessCheck, canary: FairnessReading, stable: FairnessReading | None, *, has_stable: bool = True
+) -> Measurement:
+    """The canary's demographic parity difference on the feature against the stable's: no more than
+    ``maxIncrease`` above it, once every group with rows has ``minGroupRows`` in each version."""
+    if not has_stable:
+        return Measurement(FAIRNESS, "Successful", None, "no stable version to compare with; skipped")
+    for whose, reading in (("canary", canary), ("stable", stable)):
+        rows = reading.min_rows if reading is not None else None
+        if rows is None:
+            return Measurement(
+                FAIRNESS, "Inconclusive", canary.value,
+                f"the {whose} served no row of a group of {check.feature} in the last {check.window} (is it an "
+                "input the version's fairness record names?)",
+            )  # fmt: skip
+        if rows < check.min_group_rows:
+            return Measurement(
+                FAIRNESS, "Inconclusive", canary.value,
+                f"the {whose}'s smallest group of {check.feature} has {rows:.0f} rows in the last {check.window}, "
+                f"minGroupRows {check.min_group_rows}",
+            )  # fmt: skip
+    assert stable is not None
+    if canary.value is None or stable.value is None:
+        whose = "canary" if canary.value is None else "stable"
+        missing = f"no demographic parity difference of the {whose} on {check.feature} in the window"
+        return Measurement(FAIRNESS, "Inconclusive", canary.value, missing)
+    increase = canary.value - stable.value
+    gap = f"demographic parity difference on {check.feature} {_fmt(canary.value)}"
+    if increase > check.max_increase + DROP_TOLERANCE:
+        return Measurement(
+            FAIRNESS, "Failed", canary.value,
+            f"{gap} is {_fmt(increase)} above the stable's {_fmt(stable.value)}, more than maxIncrease "
+            f"{_fmt(check.max_increase)}",
+        )  # fmt: skip
+    return Measurement(
+        FAIRNESS, "Successful", canary.value,
+        f"{gap} against the stable's {_fmt(stable.value)}, within maxIncrease {_fmt(check.max_increase)}",
+    )
+
+
 def judge_metric(check: MetricCheck, value: float | None) -> Measurement:
     """A user query's value against its success condition; no value is inconclusive."""
     try:
@@ -495,6 +571,8 @@ def check_names(spec: AnalysisSpec) -> list[str]:
         names.append(PREDICTION_SHIFT)
     if spec.builtin.quality is not None:
         names.append(QUALITY)
+    if spec.builtin.fairness is not None:
+        names.append(FAIRNESS)
     names.extend(metric.name for metric in spec.metrics or ())
     return names
 
