@@ -11,7 +11,8 @@ no Prometheus address at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from modelops.api.modeldeployment import AnalysisSpec, FairnessCheck, MetricCheck, QualityCheck
@@ -87,17 +88,32 @@ async def _latency(spec: AnalysisSpec, url: str, target: AnalysisTarget, window:
     return logic.judge_latency(check, canary, stable)
 
 
+async def _canary_against_stable(
+    name: str,
+    target: AnalysisTarget,
+    read: Callable[[str], Awaitable[T]],
+    judge: Callable[..., Measurement],
+    nothing: T,
+) -> Measurement:
+    """A builtin check that compares the canary's reading with the stable's: ``judge(canary, stable)``;
+    without a stable, ``judge(nothing, None, has_stable=False)``; Prometheus not answering, inconclusive."""
+    if target.stable_version is None:
+        return judge(nothing, None, has_stable=False)
+    try:
+        canary = await read(target.canary_version)
+        stable = await read(target.stable_version)
+    except _UnansweredError as error:
+        return _unanswered(name, error)
+    return judge(canary, stable)
+
+
 async def _prediction_shift(spec: AnalysisSpec, url: str, target: AnalysisTarget, window: str) -> Measurement:
     check = spec.builtin.prediction_shift
     assert check is not None
-    if target.stable_version is None:
-        return logic.judge_prediction_shift(check, None, None, has_stable=False)
-    try:
-        canary = await _distribution(url, target, target.canary_version, window)
-        stable = await _distribution(url, target, target.stable_version, window)
-    except _UnansweredError as error:
-        return _unanswered(logic.PREDICTION_SHIFT, error)
-    return logic.judge_prediction_shift(check, canary, stable)
+    return await _canary_against_stable(
+        logic.PREDICTION_SHIFT, target, lambda version: _distribution(url, target, version, window),
+        functools.partial(logic.judge_prediction_shift, check), None,
+    )  # fmt: skip
 
 
 async def _quality_reading(
@@ -112,14 +128,10 @@ async def _quality_reading(
 async def _quality(spec: AnalysisSpec, url: str, target: AnalysisTarget) -> Measurement:
     check = spec.builtin.quality
     assert check is not None
-    if target.stable_version is None:
-        return logic.judge_quality(check, logic.QualityReading(None, 0.0), None, has_stable=False)
-    try:
-        canary = await _quality_reading(check, url, target, target.canary_version)
-        stable = await _quality_reading(check, url, target, target.stable_version)
-    except _UnansweredError as error:
-        return _unanswered(logic.QUALITY, error)
-    return logic.judge_quality(check, canary, stable)
+    return await _canary_against_stable(
+        logic.QUALITY, target, lambda version: _quality_reading(check, url, target, version),
+        functools.partial(logic.judge_quality, check), logic.QualityReading(None, 0.0),
+    )  # fmt: skip
 
 
 async def _fairness_reading(
@@ -133,14 +145,10 @@ async def _fairness_reading(
 async def _fairness(spec: AnalysisSpec, url: str, target: AnalysisTarget) -> Measurement:
     check = spec.builtin.fairness
     assert check is not None
-    if target.stable_version is None:
-        return logic.judge_fairness(check, logic.FairnessReading(None, None), None, has_stable=False)
-    try:
-        canary = await _fairness_reading(check, url, target, target.canary_version)
-        stable = await _fairness_reading(check, url, target, target.stable_version)
-    except _UnansweredError as error:
-        return _unanswered(logic.FAIRNESS, error)
-    return logic.judge_fairness(check, canary, stable)
+    return await _canary_against_stable(
+        logic.FAIRNESS, target, lambda version: _fairness_reading(check, url, target, version),
+        functools.partial(logic.judge_fairness, check), logic.FairnessReading(None, None),
+    )  # fmt: skip
 
 
 async def _metric(check: MetricCheck, url: str, target: AnalysisTarget) -> Measurement:
