@@ -64,6 +64,7 @@ async def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) 
         private_key_path=conn.private_key_path,
         default_namespace=creds.namespace,
         expiration=conn.expiration,
+        proxy_url=conn.proxy,
     )
 
 
