@@ -333,7 +333,12 @@ def test_actions_on_a_missing_deployment_fail(seeded: Seeded, run: Run) -> None:
 def test_bad_usage_exits_2(run: Run, args: tuple[str, ...], message: str) -> None:
     result = run(*args)
     assert result.code == 2
-    assert message in result.err
+    first, *rest = result.err.splitlines()
+    assert message in first  # one line saying what is wrong, as kubectl does; no usage block
+    assert first.startswith("kubectl modelops")
+    assert ": error: " in first
+    assert all(line.startswith("hint: run 'kubectl modelops") for line in rest), result.err
+    assert len(rest) <= 1
     assert result.out == ""
 
 
