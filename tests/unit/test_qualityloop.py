@@ -149,3 +149,41 @@ def test_a_retrain_on_decay_says_so() -> None:
     cooling = driftloop.retrain_decision(enabled, drifted_now=True, records=recent, now=now, cause="quality decay")
     assert cooling.reason == "CoolingDown"
     assert cooling.message.startswith("quality decay persists; no retrain before")
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "metrics", "expected"),
+    [
+        ("classification", [0, 1], {"accuracy": 0.9, "ece": 0.021}, (True, q.REASON_CALIBRATED, "0.021")),
+        ("classification", [0, 1], {"ece": 0.05}, (True, q.REASON_CALIBRATED, "at most 0.05")),
+        ("classification", [0, 1], {"ece": 0.1234}, (False, q.REASON_POOR_CALIBRATION, "0.1234 on the held-out")),
+        ("classification", [0, 1, 2], {"accuracy": 0.9}, (False, q.REASON_NO_PROBABILITIES, "spec.metrics.ece")),
+        (None, ["a", "b"], {"ece": float("nan")}, (False, q.REASON_NO_PROBABILITIES, "predict_proba")),
+        (None, ["a", "b"], {"ece": 0.2}, (False, q.REASON_POOR_CALIBRATION, "above 0.05")),
+        ("classification", None, None, (False, q.REASON_NO_PROBABILITIES, "no calibration")),
+        ("regression", None, {"mae": 1.0}, None),
+        (None, None, {"ece": 0.01}, None),  # neither a task nor classes: nothing to estimate
+    ],
+)
+def test_estimate_trust_from_the_recorded_calibration(
+    task: str | None, classes: list[Any] | None, metrics: dict[str, float] | None,
+    expected: tuple[bool, str, str] | None,
+) -> None:
+    found = q.estimate_trust(task, classes, metrics, None)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    type_, status, reason, message = found
+    assert (type_, status, reason) == (q.ESTIMATE_TRUSTED, *expected[:2])
+    assert expected[2] in message
+
+
+def test_estimate_trust_says_how_calibration_was_measured() -> None:
+    found = q.estimate_trust("classification", [0, 1], {"ece": 0.08},
+                             {"method": "none", "bins": 10, "rows": 38})  # fmt: skip
+    assert found is not None
+    assert "(10 bins, 38 held-out rows, the estimator's own probabilities) is above 0.05" in found[3]
+    calibrated = q.estimate_trust("classification", [0, 1], {"ece": 0.01}, {"method": "sigmoid", "cv": 5})
+    assert calibrated is not None
+    assert "(calibrated: sigmoid) is at most 0.05" in calibrated[3]

@@ -16,6 +16,10 @@ crossed. The controller treats True like drift: an Event when it starts or ends,
 
 :func:`alert_rules` gives the ``ModelQualityDegraded`` alerts for the policy's PrometheusRule: the
 same queries and limits, evaluated by Prometheus.
+
+:func:`estimate_trust` gives a classifier version's ``EstimateTrusted`` condition from the calibration
+its training recorded (``spec.metrics.ece`` against ``MAX_TRUSTED_ECE``): whether the estimated
+metrics of that version may be read as its quality before labels arrive.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Final
 
 from modelops.api.driftpolicy import LOWER_IS_BETTER, TRAINING_METRIC, QualityPolicy
 from modelops.api.modeldeployment import QualityCheck
+from modelops.api.modelversion import MAX_TRUSTED_ECE
 from modelops.logic import analysis
 from modelops.logic.analysis import AnalysisTarget
 
@@ -39,6 +44,11 @@ REASON_OK: Final = "QualityWithinLimits"
 REASON_TOO_FEW: Final = "TooFewLabels"
 REASON_NO_LIMIT: Final = "NoLimit"
 ALERT: Final = "ModelQualityDegraded"
+# A ModelVersion's condition on its estimate (reasons: CamelCase constants, as every condition's).
+ESTIMATE_TRUSTED: Final = "EstimateTrusted"
+REASON_CALIBRATED: Final = "WellCalibrated"
+REASON_POOR_CALIBRATION: Final = "PoorCalibration"
+REASON_NO_PROBABILITIES: Final = "NoProbabilities"
 
 
 @dataclass(frozen=True)
@@ -196,3 +206,43 @@ def alert_rules(
             },
         })  # fmt: skip
     return rules
+
+
+def _how_measured(calibration: Mapping[str, Any] | None) -> str:
+    """'(10 bins, 38 held-out rows, calibrated: sigmoid)' from spec.lineage.calibration, or ''."""
+    if not isinstance(calibration, Mapping):
+        return ""
+    parts = []
+    if isinstance(calibration.get("bins"), int):
+        parts.append(f"{calibration['bins']} bins")
+    if isinstance(calibration.get("rows"), int):
+        parts.append(f"{calibration['rows']} held-out rows")
+    method = calibration.get("method")
+    if isinstance(method, str):
+        parts.append("the estimator's own probabilities" if method == "none" else f"calibrated: {method}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def estimate_trust(
+    task: str | None,
+    classes: Sequence[Any] | None,
+    metrics: Mapping[str, Any] | None,
+    calibration: Mapping[str, Any] | None,
+) -> tuple[str, bool, str, str] | None:
+    """The ``EstimateTrusted`` condition of a version (type, status, reason, message); None for a
+    version with no estimate to judge (a regressor)."""
+    if task == "regression" or (task is None and not classes):
+        return None
+    ece = (metrics or {}).get("ece")
+    if not isinstance(ece, int | float) or isinstance(ece, bool) or not math.isfinite(ece):
+        return (ESTIMATE_TRUSTED, False, REASON_NO_PROBABILITIES,
+                "no calibration recorded (spec.metrics.ece): the classifier has no predict_proba, or was trained "
+                "before calibration was measured, so its quality cannot be estimated before labels arrive; train "
+                "it with spec.estimator.calibration")  # fmt: skip
+    measured = f"expected calibration error {ece:.4g} on the held-out split{_how_measured(calibration)}"
+    if ece > MAX_TRUSTED_ECE:
+        untrusted = (f"{measured} is above {MAX_TRUSTED_ECE:g}: estimated quality (estimated accuracy, precision, "
+                     "recall, F1) is not to be trusted; trust labels, or retrain with spec.estimator.calibration")
+        return ESTIMATE_TRUSTED, False, REASON_POOR_CALIBRATION, untrusted
+    trusted = f"{measured} is at most {MAX_TRUSTED_ECE:g}: estimated quality can be read before labels arrive"
+    return ESTIMATE_TRUSTED, True, REASON_CALIBRATED, trusted
