@@ -96,6 +96,8 @@ def test_too_few_labels_follows_the_inconclusive_policy(policy: str, limit: int,
 def test_per_class_metrics_need_a_class_and_the_check_is_listed() -> None:
     with pytest.raises(ValidationError, match="need positiveClass"):
         QualityCheck.model_validate({"metric": "precision"})
+    with pytest.raises(ValidationError, match="need positiveClass"):
+        QualityCheck.model_validate({"metric": "estimatedF1"})
     with pytest.raises(ValidationError):
         QualityCheck.model_validate({"metric": "auc"})
     spec = AnalysisSpec.model_validate({"builtin": {"predictionShift": {}, "quality": {}}})
@@ -183,9 +185,15 @@ def test_the_queries_are_scikit_learns_figures(tmp_path: Path) -> None:
     cells = np.array([[proba[predicted == k, c].sum() for c in range(3)] for k in range(3)])  # rows: predicted
     served, columns = cells.sum(axis=1), cells.sum(axis=0)
     estimates = {"estimatedAccuracy": float(np.trace(cells) / ROWS),
-                 "estimatedMacroF1": float(np.mean(2 * np.diag(cells) / (served + columns)))}  # fmt: skip
+                 "estimatedMacroF1": float(np.mean(2 * np.diag(cells) / (served + columns))),
+                 # CBPE of one class: expected true positives over predicted, over expected actual, and F1.
+                 "estimatedPrecision": float(cells[1, 1] / served[1]),
+                 "estimatedRecall": float(cells[1, 1] / columns[1]),
+                 "estimatedF1": float(2 * cells[1, 1] / (served[1] + columns[1]))}  # fmt: skip
+    assert len({round(v, 6) for v in estimates.values()}) == len(estimates)  # each figure is its own
     for metric, value in estimates.items():
-        query = a.quality_query(check(metric=metric), TARGET, "iris-v2", "5m")
+        of = {"positiveClass": "1"} if metric in ("estimatedPrecision", "estimatedRecall", "estimatedF1") else {}
+        query = a.quality_query(check(metric=metric, **of), TARGET, "iris-v2", "5m")
         cases.append({"expr": f"abs(({query}) - {value!r}) < bool 1e-9", "eval_time": "10m",
                       "exp_samples": [{"labels": "{}", "value": 1}]})  # fmt: skip
     rows_query = a.evidence_query(check(metric="estimatedAccuracy"), TARGET, "iris-v2", "5m")

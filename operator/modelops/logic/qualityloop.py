@@ -1,10 +1,17 @@
 """A DriftPolicy's quality thresholds: the limits, the queries, the verdict and the alert rules.
 
 ``spec.quality.thresholds`` hold the serving version's live metrics (from labels sent back:
-accuracy, macroF1, mae, rmse) or estimated ones (estimatedAccuracy, estimatedMacroF1, from the
-predicted probabilities) to a limit over ``spec.quality.window``: an absolute ``threshold``, or at
-most ``maxDrop`` worse than the version's own training metric (``spec.metrics``: accuracy, mae,
-rmse). Worse is lower, except for mae and rmse.
+accuracy, macroF1, precision, recall, f1, mae, rmse) or estimated ones (estimatedAccuracy,
+estimatedMacroF1, estimatedPrecision, estimatedRecall, estimatedF1, from the predicted
+probabilities) to a limit over ``spec.quality.window``: an absolute ``threshold``, or at most
+``maxDrop`` worse than the version's own training metric (``spec.metrics``: accuracy, mae, rmse, and
+a binary classifier's precision, recall, f1). Worse is lower, except for mae and rmse.
+
+Precision, recall and F1 are of one class (:func:`positive_class`): the threshold's
+``positiveClass``, else a binary version's ``signature.classes[1]`` — the class scikit-learn's
+``average="binary"`` scores, so its training metric is the same class's and a maxDrop can anchor to
+it. A multiclass version needs the class named; a class the version does not know is named as a
+problem (no limit), never guessed.
 
 :func:`limits` turns the thresholds into numbers for one version; :func:`judge` reads the values
 and their evidence (labels for a live metric, served rows for an estimate) and decides the
@@ -29,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from modelops.api.driftpolicy import LOWER_IS_BETTER, TRAINING_METRIC, QualityPolicy
+from modelops.api.driftpolicy import LOWER_IS_BETTER, PER_CLASS, TRAINING_METRIC, QualityPolicy, QualityThreshold
 from modelops.api.modeldeployment import QualityCheck
 from modelops.api.modelversion import MAX_TRUSTED_ECE
 from modelops.logic import analysis
@@ -59,6 +66,17 @@ class Limit:
     bound: float
     lower_is_better: bool
     source: str  # how the bound was found, for messages
+    positive_class: str | None = None  # precision, recall, f1: the class
+
+    @property
+    def key(self) -> str:
+        """The reading this limit is held to: the metric, of its class for a per-class metric."""
+        return self.metric if self.positive_class is None else f"{self.metric}:{self.positive_class}"
+
+    @property
+    def name(self) -> str:
+        """The metric as messages name it: ``estimatedF1 of class 1``."""
+        return self.metric if self.positive_class is None else f"{self.metric} of class {self.positive_class}"
 
     def crossed(self, value: float) -> bool:
         return value > self.bound if self.lower_is_better else value < self.bound
@@ -68,24 +86,54 @@ def estimated(metric: str) -> bool:
     return metric.startswith("estimated")
 
 
-def limits(policy: QualityPolicy, training: Mapping[str, Any]) -> tuple[list[Limit], list[str]]:
-    """The limits of ``policy`` for a version with ``training`` metrics, and the thresholds that have none
-    (a maxDrop whose training metric the version lacks), named."""
+def positive_class(item: QualityThreshold, classes: Sequence[Any] | None) -> tuple[str | None, str | None]:
+    """The class a threshold's precision, recall or F1 is of (None for other metrics), or the problem that
+    leaves it without one: ``positiveClass``, else a binary version's second class."""
+    if item.metric not in PER_CLASS:
+        return None, None
+    known = [str(c) for c in classes] if classes else None
+    if item.positive_class is not None:
+        if known is not None and item.positive_class not in known:
+            return None, (f"{item.metric}: positiveClass {item.positive_class!r} is not a class of the version "
+                          f"({', '.join(known)})")  # fmt: skip
+        return item.positive_class, None
+    if known is not None and len(known) == 2:
+        return known[1], None
+    has = f"has {len(known)} classes" if known is not None else "records no classes (signature.classes)"
+    return None, f"{item.metric}: name positiveClass: the version {has}; only a binary one has a default"
+
+
+def limits(
+    policy: QualityPolicy, training: Mapping[str, Any], classes: Sequence[Any] | None = None
+) -> tuple[list[Limit], list[str]]:
+    """The limits of ``policy`` for a version with ``training`` metrics and ``classes`` (signature.classes),
+    and the thresholds that have none (a maxDrop whose training metric the version lacks, a per-class
+    metric without a class), named."""
     out: list[Limit] = []
     problems: list[str] = []
+    binary_positive = str(classes[1]) if classes and len(classes) == 2 else None
     for item in policy.thresholds:
         lower = item.metric in LOWER_IS_BETTER
+        of, problem = positive_class(item, classes)
+        if problem is not None:
+            problems.append(problem)
+            continue
         if item.threshold is not None:
-            out.append(Limit(item.metric, item.threshold, lower, f"threshold {item.threshold:g}"))
+            out.append(Limit(item.metric, item.threshold, lower, f"threshold {item.threshold:g}", of))
         if item.max_drop is not None:
             name = TRAINING_METRIC[item.metric]
             trained = training.get(name)
+            if of is not None and of != binary_positive:
+                # Training scores a binary version's classes[1], a multiclass one's macro average.
+                problems.append(f"{item.metric}: maxDrop needs the training {name} of class {of}, which training "
+                                "measures only as a binary version's second class")  # fmt: skip
+                continue
             if not isinstance(trained, int | float) or isinstance(trained, bool) or not math.isfinite(trained):
                 problems.append(f"{item.metric}: maxDrop needs the version's training metric {name}, which it lacks")
                 continue
             bound = trained + item.max_drop if lower else trained - item.max_drop
             out.append(Limit(item.metric, bound, lower, f"training {name} {trained:.4g} {'+' if lower else '-'} "
-                                                        f"maxDrop {item.max_drop:g}"))  # fmt: skip
+                                                        f"maxDrop {item.max_drop:g}", of))  # fmt: skip
     return out, problems
 
 
@@ -94,16 +142,26 @@ def _target(namespace: str, deployment: str, model: str, version: str) -> Analys
                           canary_version=version)  # fmt: skip
 
 
-def value_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
-    """The metric of ``version`` over ``window`` (a PromQL range), one value or none."""
-    target = _target(namespace, deployment, model, version)
-    return analysis.quality_query(QualityCheck.model_validate({"metric": metric}), target, version, window)
+def _check(limit: Limit | str) -> QualityCheck:
+    if isinstance(limit, str):
+        return QualityCheck.model_validate({"metric": limit})
+    return QualityCheck.model_validate({"metric": limit.metric, "positiveClass": limit.positive_class})
 
 
-def evidence_query(metric: str, namespace: str, deployment: str, model: str, version: str, window: str) -> str:
-    """Labels (a live metric) or served rows (an estimate) behind the metric over ``window``."""
+def value_query(
+    limit: Limit | str, namespace: str, deployment: str, model: str, version: str, window: str
+) -> str:
+    """The limit's metric (of its class) of ``version`` over ``window`` (a PromQL range), one value or none."""
     target = _target(namespace, deployment, model, version)
-    return analysis.evidence_query(QualityCheck.model_validate({"metric": metric}), target, version, window)
+    return analysis.quality_query(_check(limit), target, version, window)
+
+
+def evidence_query(
+    limit: Limit | str, namespace: str, deployment: str, model: str, version: str, window: str
+) -> str:
+    """Labels (a live metric) or served rows (an estimate) behind the limit's metric over ``window``."""
+    target = _target(namespace, deployment, model, version)
+    return analysis.evidence_query(_check(limit), target, version, window)
 
 
 @dataclass(frozen=True)
@@ -131,23 +189,25 @@ def judge(
     crossed: list[tuple[Limit, float]] = []
     unknown: list[str] = list(problems)
     for bound in bounds:
-        value, evidence = readings.get(bound.metric, (None, 0.0))
+        value, evidence = readings.get(bound.key, (None, 0.0))
         unit = "rows" if estimated(bound.metric) else "labels"
         result: JsonDict = {"metric": bound.metric, "limit": bound.bound, "evidence": evidence, "degraded": False}
+        if bound.positive_class is not None:
+            result["positiveClass"] = bound.positive_class
         if value is not None and math.isfinite(value):
             result["value"] = value
         if evidence < policy.min_feedback or value is None or not math.isfinite(value):
             why = (f"{evidence:.0f} {unit} in the last {policy.window}, minFeedback {policy.min_feedback}"
-                   if evidence < policy.min_feedback else f"no {bound.metric} in the last {policy.window}")  # fmt: skip
+                   if evidence < policy.min_feedback else f"no {bound.name} in the last {policy.window}")  # fmt: skip
             result["message"] = f"not judged: {why}"
-            unknown.append(f"{bound.metric}: {why}")
+            unknown.append(f"{bound.name}: {why}")
         elif bound.crossed(value):
             result["degraded"] = True
             direction = "above" if bound.lower_is_better else "below"
-            result["message"] = f"{bound.metric} {_fmt(value)} is {direction} {_fmt(bound.bound)} ({bound.source})"
+            result["message"] = f"{bound.name} {_fmt(value)} is {direction} {_fmt(bound.bound)} ({bound.source})"
             crossed.append((bound, value))
         else:
-            result["message"] = f"{bound.metric} {_fmt(value)} within {_fmt(bound.bound)} ({bound.source})"
+            result["message"] = f"{bound.name} {_fmt(value)} within {_fmt(bound.bound)} ({bound.source})"
         results.append(result)
     if crossed:
         live = [c for c in crossed if not estimated(c[0].metric)]
@@ -188,8 +248,8 @@ def alert_rules(
     """``ModelQualityDegraded`` per limit: the metric past its bound while the window holds minFeedback."""
     rules: list[JsonDict] = []
     for bound in bounds:
-        value = value_query(bound.metric, namespace, deployment, model, version, window)
-        evidence = evidence_query(bound.metric, namespace, deployment, model, version, window)
+        value = value_query(bound, namespace, deployment, model, version, window)
+        evidence = evidence_query(bound, namespace, deployment, model, version, window)
         op = ">" if bound.lower_is_better else "<"
         kind = "estimated" if estimated(bound.metric) else "live"
         rules.append({
@@ -197,10 +257,11 @@ def alert_rules(
             "expr": f"({value}) {op} {bound.bound!r}\nand ({evidence}) >= {policy.min_feedback}",
             "for": for_,
             "labels": {**labels, "severity": severity, "metric": bound.metric, "quality": kind, "model": model,
-                       "version": version},
+                       "version": version,
+                       **({"class": bound.positive_class} if bound.positive_class is not None else {})},
             "annotations": {
-                "summary": f"Model {model} {version}: {kind} {bound.metric} degraded",
-                "description": f"{bound.metric} of {model} {version} over the last {policy.window} is "
+                "summary": f"Model {model} {version}: {kind} {bound.name} degraded",
+                "description": f"{bound.name} of {model} {version} over the last {policy.window} is "
                                f"{{{{ $value | printf \"%.4g\" }}}}, past {bound.bound:.4g} ({bound.source}); "
                                f"deployment {namespace}/{deployment}.",
             },
