@@ -61,6 +61,11 @@ def check(**fields: Any) -> QualityCheck:
         # An estimate rests on served rows, not labels.
         ({"metric": "estimatedAccuracy"}, (0.8, 50), (0.9, 500), "Inconclusive", "the canary has 50 rows"),
         ({"metric": "estimatedAccuracy"}, (0.8, 500), (0.9, 500), "Failed", "(500 and 500 rows)"),
+        # An estimate of one class too, named with its class.
+        ({"metric": "estimatedF1", "positiveClass": "1"}, (0.7, 500), (0.8, 500), "Failed",
+         "estimatedF1 of class 1 0.7 is 0.1 below the stable's 0.8, more than maxDrop 0.02 (500 and 500 rows)"),
+        ({"metric": "estimatedRecall", "positiveClass": "1"}, (0.79, 40), (0.8, 500), "Inconclusive",
+         "the canary has 40 rows"),
     ],
 )  # fmt: skip
 def test_the_decision(
