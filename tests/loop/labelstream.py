@@ -5,9 +5,11 @@ The same parts as the drift loop (tests/loop/scenario.py), with the business sen
 1-3. alice's iris-v1, granted Production by bob, served by a ModelDeployment whose canaries are also
    held to the stable's live accuracy (the builtin ``quality`` check, on labels);
 4. every answer's prediction id comes back with the true labels; a DriftPolicy holds live accuracy to
-   at most ``MAX_DROP`` below iris-v1's training accuracy: within limits, nothing retrains;
+   at most ``MAX_DROP`` below iris-v1's training accuracy, and the F1 of versicolor estimated from the
+   probabilities (no labels) to at least ``MIN_ESTIMATED_F1``: within limits, nothing retrains;
 5. the labels turn against the model (every prediction contradicted): ``QualityDegraded`` turns True
    with reason LiveQualityDegraded, an Event says so, and the policy creates exactly one TrainingRun;
+   the estimate, blind to a change in what the labels mean, holds;
 6. the labels are right again; the retrain gives iris-v2 (Staging by the policy), alice asks
    Production and bob approves, the canary is analysed — its live accuracy against the stable's, on
    labels both have — and promoted; the policy then judges iris-v2 within limits, still one retrain.
@@ -36,6 +38,7 @@ from loop.scenario import (
 QUALITY_POLICY = "iris-quality"
 RUN_LABEL = f"modelops.io/drift-policy={QUALITY_POLICY}"
 MAX_DROP = 0.15
+MIN_ESTIMATED_F1 = 0.5
 
 
 def deployment_judged_on_labels() -> Obj:
@@ -55,8 +58,9 @@ def quality_policy() -> Obj:
         "spec": {
             # Input drift is not what this loop is about: the window never holds minSamples inputs.
             "deployment": DEPLOYMENT, "window": "10s", "interval": "2s", "minSamples": 1000000,
-            "quality": {"thresholds": [{"metric": "accuracy", "maxDrop": MAX_DROP}], "window": "15s",
-                        "minFeedback": 100},
+            "quality": {"thresholds": [{"metric": "accuracy", "maxDrop": MAX_DROP},
+                                       {"metric": "estimatedF1", "threshold": MIN_ESTIMATED_F1, "positiveClass": "1"}],
+                        "window": "15s", "minFeedback": 100},
             "actions": {"retrain": {"enabled": True, "cooldown": "1h", "maxPerDay": 2, "promoteTo": "Staging"}},
         },
     }  # fmt: skip
@@ -80,10 +84,14 @@ def label_stream_loop(loop: Parts) -> None:
                           "QualityDegraded False on true labels")  # fmt: skip
         state = condition(holding, "QualityDegraded")
         assert state["reason"] == "QualityWithinLimits", state
-        (result,) = status(holding)["quality"]
-        assert result["limit"] == trained - MAX_DROP, result
-        assert result["value"] > trained - MAX_DROP, result
-        assert result["evidence"] >= 100, result
+        live, estimate = status(holding)["quality"]
+        assert live["limit"] == trained - MAX_DROP, live
+        assert live["value"] > trained - MAX_DROP, live
+        assert live["evidence"] >= 100, live
+        # The estimate of one class, read from the probabilities of the rows served (its evidence).
+        assert (estimate["metric"], estimate["positiveClass"]) == ("estimatedF1", "1"), estimate
+        assert estimate["value"] > MIN_ESTIMATED_F1, estimate
+        assert estimate["evidence"] >= 100, estimate
         assert kube.list(API, "TrainingRun", NAMESPACE, label_selector=RUN_LABEL) == []
 
         # --- 5. the labels turn against the model: decay, one Event, one retrain.
@@ -94,6 +102,8 @@ def label_stream_loop(loop: Parts) -> None:
         assert state["reason"] == "LiveQualityDegraded", state
         assert "live quality degraded over the last 15s: accuracy" in state["message"], state
         assert f"(training accuracy {trained:.4g} - maxDrop {MAX_DROP:g})" in state["message"], state
+        estimate = status(degraded)["quality"][1]
+        assert estimate["degraded"] is False, estimate  # the probabilities cannot see what the labels say
         retrained = waiting(loop, "DriftPolicy", QUALITY_POLICY, lambda o: bool(status(o).get("retrains")), 30,
                             "the policy started a retrain on decay")  # fmt: skip
         traffic.wrong = False
