@@ -149,7 +149,8 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     status: dict[str, Any] = {"modelVersion": serving}
     events: list[tuple[str, str, str]] = []
     bounds, bound_problems = (
-        quality.limits(spec.quality, vspec.get("metrics") or {}) if spec.quality is not None else ([], [])
+        quality.limits(spec.quality, vspec.get("metrics") or {}, (vspec.get("signature") or {}).get("classes"))
+        if spec.quality is not None else ([], [])
     )
 
     # 2. the PrometheusRule.
@@ -310,10 +311,10 @@ async def _judge_quality(
     where = (target.namespace, target.deployment, target.model, target.version, window)
     readings: dict[str, tuple[float | None, float]] = {}
     try:
-        for metric in {b.metric for b in bounds}:
-            value = await prom.query_one(url, quality.value_query(metric, *where))
-            evidence = await prom.query_one(url, quality.evidence_query(metric, *where))
-            readings[metric] = (value, evidence or 0.0)
+        for bound in {b.key: b for b in bounds}.values():
+            value = await prom.query_one(url, quality.value_query(bound, *where))
+            evidence = await prom.query_one(url, quality.evidence_query(bound, *where))
+            readings[bound.key] = (value, evidence or 0.0)
     except prom.PrometheusError as error:
         message = f"Prometheus unreachable, no action, retrying in {spec.interval}: {error}"
         return quality.Verdict(None, loop.REASON_PROM_UNREACHABLE, message, [])

@@ -36,7 +36,7 @@ from modelops.controller import audit, common, metrics, webhooks
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
-from modelops.logic import governance
+from modelops.logic import governance, qualityloop
 from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.validation import parse
 
@@ -181,10 +181,22 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     return Outcome(
         summary=cond.Summary(ready=decision.ready, reason=decision.reason, message=decision.message),
         status=status,
-        conditions=decision.conditions,
+        conditions=[*decision.conditions, *_estimate_trust(spec)],
         events=events,
         status_written=True,
     )
+
+
+def _estimate_trust(spec: ModelVersionSpec) -> list[tuple[str, bool, str, str]]:
+    """EstimateTrusted from the calibration training recorded (none for a regressor)."""
+    calibration = spec.lineage.calibration if spec.lineage else None
+    trust = qualityloop.estimate_trust(
+        spec.task,
+        spec.signature.classes if spec.signature else None,
+        spec.metrics,
+        calibration.model_dump(exclude_none=True) if calibration else None,
+    )
+    return [trust] if trust else []
 
 
 def _name_archived(outcome: Outcome, others: list[str]) -> None:
