@@ -206,7 +206,10 @@ def _untrusted(row: Mapping[str, Any]) -> str:
     """A warning beside an estimate made from probabilities that training found poorly calibrated."""
     if row.get("estimateTrusted") is not False:
         return ""
-    return f" (untrusted: training ece={row['training'].get('ece'):.3g} > {MAX_TRUSTED_ECE})"
+    ece = row["training"].get("ece")
+    if isinstance(ece, int | float) and ece > MAX_TRUSTED_ECE:
+        return f" (untrusted: training ece={ece:.3g} > {MAX_TRUSTED_ECE})"
+    return " (untrusted: the version's EstimateTrusted condition is False)"  # the operator said so otherwise
 
 
 def status_text(view: Mapping[str, Any], colour: bool) -> str:
