@@ -58,7 +58,7 @@ from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
-from modelops.logic import governance, rollout, serving, workloads
+from modelops.logic import governance, rollout, rolloutstate, serving, workloads
 from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.rules import rule_labels
 from modelops.logic.validation import parse
@@ -188,12 +188,12 @@ def _owner(body: Mapping[str, Any]) -> serving.Owner:
     return serving.Owner(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
 
 
-def _describe(bound: Mapping[str, Any]) -> str:
-    return f"{bound.get('name')} (uid {str(bound.get('uid'))[:8]}…, sha256 {str(bound.get('sha256'))[:12]}…)"
+def _describe(bound: rolloutstate.VersionBinding) -> str:
+    return f"{bound.name} (uid {bound.uid[:8]}…, sha256 {bound.sha256[:12]}…)"
 
 
 async def bound_versions(
-    namespace: str, traffic: serving.Traffic, status: Mapping[str, Any]
+    namespace: str, traffic: serving.Traffic, status: Mapping[str, Any] | rolloutstate.RolloutState
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
     """(stable, canary) ModelVersion objects the Deployments are bound to, None where that object is gone
     (deleted, or another object under its name), and a note per role left as it is."""
@@ -224,7 +224,7 @@ async def converge(
     spec: ModelDeploymentSpec,
     body: Mapping[str, Any],
     traffic: serving.Traffic,
-    status: Mapping[str, Any],
+    status: Mapping[str, Any] | rolloutstate.RolloutState,
     bound: Bound | None = None,
     policy: Policy = DEFAULT,
 ) -> tuple[list[str], str | None]:
@@ -381,7 +381,7 @@ def _invalid(message: str, reason: str = cond.Reason.INVALID_SPEC) -> Outcome:
 
 
 async def _reject(
-    namespace: str, name: str, rejection: rollout.Rejection, bound: Mapping[str, Any] | None, at: str
+    namespace: str, name: str, rejection: rollout.Rejection, bound: rolloutstate.VersionBinding | None, at: str
 ) -> None:
     """Record the rollback on the exact version that failed (compare-and-swap; governed status)."""
     record: dict[str, Any] = {
@@ -505,26 +505,25 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
                                subresource="status")  # fmt: skip
         if decision.rejection is not None:
-            failed = decision.status.get("failedBinding")
-            await _reject(ctx.namespace, ctx.name, decision.rejection, failed, cond.now_iso(now))
+            await _reject(ctx.namespace, ctx.name, decision.rejection, decision.state.failed_binding, cond.now_iso(now))
         problem = None
         events = list(decision.events)
         replaced: list[str] = []
         stable_stage: str | None = None
         if decision.traffic is not None:
-            bound = await bound_versions(ctx.namespace, decision.traffic, decision.status)
+            bound = await bound_versions(ctx.namespace, decision.traffic, decision.state)
             stable_obj, _, replaced = bound
             stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
             # The servers mount the namespace's feedback keys: the Secret comes first.
             problem = await feedbackkeys.ensure(ctx.namespace, ctx.name, str(fresh["metadata"]["uid"]))
             put_back: list[str] = []
             if problem is None:
-                put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound, policy)
+                put_back, problem = await converge(spec, fresh, decision.traffic, decision.state, bound, policy)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
                 events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
-        stable_name = decision.status.get("stableVersion")
+        stable_name = decision.state.stable_version
         serving_desired = stable_name == desired and rollout.same_version(
-            decision.status.get("stableBinding"), rollout.binding(version)
+            decision.state.stable_binding, rollout.binding(version)
         )  # then the question is whether the stable may go on serving, not whether a rollout may start
         governed = governance.serving_condition(governance.Serving(
             namespace=ctx.namespace, production_namespace=production, stable=stable_name, stable_stage=stable_stage,

@@ -40,6 +40,7 @@ class Reason:
     GATES_FAILED = "GatesFailed"
     ROLLED_BACK = "RolledBack"
     INTERNAL_ERROR = "InternalError"
+    STATUS_REPAIRED = "StatusRepaired"
 
 
 def now_iso(now: datetime.datetime | None = None) -> str:
