@@ -61,15 +61,17 @@ async def _sync_rule(rule: dict[str, Any], wanted: Mapping[str, str]) -> Conditi
         applied = await kube().apply(rule)
     except KubeError as error:
         if error.status == 404:
-            return (loop.RULE_SYNCED, False, "PrometheusRuleUnavailable",
+            return (loop.RULE_SYNCED, False, cond.Reason.PROMETHEUS_RULE_UNAVAILABLE,
                     f"the API server has no PrometheusRule kind (install the Prometheus Operator CRDs): "
                     f"{error.message}")  # fmt: skip
-        return (loop.RULE_SYNCED, False, "ApplyFailed", f"PrometheusRule {rule['metadata']['name']}: {error.message}")
+        return (loop.RULE_SYNCED, False, cond.Reason.APPLY_FAILED,
+                f"PrometheusRule {rule['metadata']['name']}: {error.message}")  # fmt: skip
     missing = missing_labels((applied.get("metadata") or {}).get("labels"), wanted)
     if missing:
         pairs = ",".join(f"{k}={v}" for k, v in missing.items())
-        return (loop.RULE_SYNCED, False, "LabelsMissing", f"PrometheusRule lacks the selected labels {pairs}")
-    return (loop.RULE_SYNCED, True, "Synced", f"PrometheusRule {rule['metadata']['name']} is applied")
+        return (loop.RULE_SYNCED, False, cond.Reason.LABELS_MISSING,
+                f"PrometheusRule lacks the selected labels {pairs}")  # fmt: skip
+    return (loop.RULE_SYNCED, True, cond.Reason.SYNCED, f"PrometheusRule {rule['metadata']['name']} is applied")
 
 
 async def _query_counts(
@@ -156,7 +158,7 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     try:
         wanted_labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
     except ValueError as error:
-        conditions.append((loop.RULE_SYNCED, False, "InvalidRuleLabels", str(error)))
+        conditions.append((loop.RULE_SYNCED, False, cond.Reason.INVALID_RULE_LABELS, str(error)))
         wanted_labels = None
     if wanted_labels is not None:
         # KS critical values come from scipy's exact distribution: seconds of CPU the first time a
@@ -168,7 +170,7 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         synced = await _sync_rule(rule, wanted_labels)
         note = rules.alerts_note(spec)
         if synced[1] is True and note is not None:
-            synced = (loop.RULE_SYNCED, True, "SyncedWithoutAlerts", f"{synced[3]}; {note}")
+            synced = (loop.RULE_SYNCED, True, cond.Reason.SYNCED_WITHOUT_ALERTS, f"{synced[3]}; {note}")
         conditions.append(synced)
 
     # 3. the evaluation, when due.
@@ -187,7 +189,7 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
             conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_NO_PROMETHEUS, message))
         elif not reference_stats:
             message = no_reference
-            conditions.append((loop.DRIFT_DETECTED, "Unknown", "NoReferenceStats", message))
+            conditions.append((loop.DRIFT_DETECTED, "Unknown", cond.Reason.NO_REFERENCE_STATS, message))
         else:
             try:
                 buckets, categories = await _query_counts(url, target, rules.prom_duration(spec.window))
@@ -230,7 +232,7 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
         runs = await _runs_of(ctx.namespace, ctx.name)
     except KubeError as error:
         listing = f"cannot list TrainingRuns: {error.message}"
-        conditions.append((loop.RETRAIN_TRIGGERED, "Unknown", "ListFailed", listing))
+        conditions.append((loop.RETRAIN_TRIGGERED, "Unknown", cond.Reason.LIST_FAILED, listing))
         runs = None
     if runs is not None:
         records = loop.merge_records(old.get("retrains"), runs)
@@ -244,12 +246,12 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
             retrain_condition, created = await _create_retrain(spec, target, version, message, now)
             if created is not None:
                 records = loop.merge_records(records, [created])
-                events.append(("Normal", "RetrainStarted", retrain_condition[3]))
+                events.append(("Normal", cond.Reason.RETRAIN_STARTED, retrain_condition[3]))
         problems = await _promote(records, spec, ctx.namespace)
         # Between evaluations only a run's progress changes the condition, so it does not flip to "no drift".
-        fresh = due or decision.create or decision.reason == "InFlight"
+        fresh = due or decision.create or decision.reason == cond.Reason.IN_FLIGHT
         if problems:
-            conditions.append((loop.RETRAIN_TRIGGERED, False, "PromoteFailed", "; ".join(problems)))
+            conditions.append((loop.RETRAIN_TRIGGERED, False, cond.Reason.PROMOTE_FAILED, "; ".join(problems)))
         elif fresh or cond.find(old.get("conditions"), loop.RETRAIN_TRIGGERED) is None:
             conditions.append(retrain_condition)
         if records or old.get("retrains"):
@@ -331,15 +333,15 @@ async def _create_retrain(
     try:
         run_spec = loop.retrain_spec(action, target.model, version, original)
     except loop.RetrainError as error:
-        return (loop.RETRAIN_TRIGGERED, False, "CannotRetrain", str(error)), None
+        return (loop.RETRAIN_TRIGGERED, False, cond.Reason.CANNOT_RETRAIN, str(error)), None
     run = loop.retrain_run(target, action, run_spec, reason, now, cond.now_iso(now))
     try:
         created = await kube().create(run)
     except KubeError as error:
-        return (loop.RETRAIN_TRIGGERED, False, "CreateFailed",
+        return (loop.RETRAIN_TRIGGERED, False, cond.Reason.CREATE_FAILED,
                 f"cannot create TrainingRun {run['metadata']['name']}: {error.message}"), None  # fmt: skip
     name = run["metadata"]["name"]
-    return (loop.RETRAIN_TRIGGERED, True, "RetrainStarted", f"TrainingRun {name} created: {reason}"), created
+    return (loop.RETRAIN_TRIGGERED, True, cond.Reason.RETRAIN_STARTED, f"TrainingRun {name} created: {reason}"), created
 
 
 async def on_rule_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

@@ -68,9 +68,9 @@ VERSIONS_ANNOTATION = "modelops.io/observed-versions"
 GOVERNED = "Governed"
 OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
-INVALID_VERSION = "InvalidVersion"
-WORKLOAD_NOT_ALLOWED = "WorkloadNotAllowed"
-PICKLE_NOT_ALLOWED = "PickleNotAllowed"
+INVALID_VERSION = cond.Reason.INVALID_VERSION
+WORKLOAD_NOT_ALLOWED = cond.Reason.WORKLOAD_NOT_ALLOWED
+PICKLE_NOT_ALLOWED = cond.Reason.PICKLE_NOT_ALLOWED
 
 # (apiVersion, kind, plural group, plural) of every child kind, for watching and removal.
 CHILD_KINDS: tuple[tuple[str, str, str, str], ...] = (
@@ -520,7 +520,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             if problem is None:
                 put_back, problem = await converge(spec, fresh, decision.traffic, decision.state, bound, policy)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
-                events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
+                events.append(("Normal", cond.Reason.CHILD_REPAIRED, f"put back: {', '.join(put_back)}"))
         stable_name = decision.state.stable_version
         serving_desired = stable_name == desired and rollout.same_version(
             decision.state.stable_binding, rollout.binding(version)
@@ -533,7 +533,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         conditions = [*decision.conditions, (GOVERNED, *governed)]
     if problem is not None:
         return Outcome(
-            summary=cond.Summary(ready=False, reason="ChildrenFailed", message=problem, reconciling=True),
+            summary=cond.Summary(ready=False, reason=cond.Reason.CHILDREN_FAILED, message=problem, reconciling=True),
             status=new_status,
             conditions=conditions,
             events=events,
@@ -570,7 +570,9 @@ async def repair(namespace: str, name: str, logger: Any, policy: Policy = DEFAUL
         logger.warning(f"cannot repair the children of {namespace}/{name}: {problem}")
     if changed:
         message = f"put back: {', '.join(changed)}"
-        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type="Normal", reason="ChildRepaired", message=message)
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, body)), type="Normal", reason=cond.Reason.CHILD_REPAIRED, message=message
+        )
     return changed
 
 
@@ -596,7 +598,7 @@ async def on_child_event(
 def _waiting_for_pods(status: kopf.Status, **_: Any) -> bool:
     conditions: Any = dict(status or {}).get("conditions")
     ready = cond.find(conditions, cond.READY) or {}
-    waiting = (rollout.REASON_UNAVAILABLE, rollout.REASON_CANARY_UNAVAILABLE, rollout.REASON_DEADLINE)
+    waiting = (cond.Reason.UNAVAILABLE, cond.Reason.CANARY_UNAVAILABLE, cond.Reason.PROGRESS_DEADLINE_EXCEEDED)
     return ready.get("status") == "False" and ready.get("reason") in waiting
 
 

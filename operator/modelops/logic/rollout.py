@@ -73,21 +73,9 @@ HISTORY_LIMIT: Final = 20
 PREVIOUS_LIMIT: Final = 10
 MIN_REQUEUE: Final = 0.5
 
-# Condition types and reasons of this kind (CamelCase constants, in one place).
+# Condition types of this kind (its reasons are in logic.conditions.Reason).
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
-REASON_ANALYSIS_FAILED: Final = "AnalysisFailed"
-REASON_ABORTED: Final = "Aborted"
-REASON_CANARY: Final = "CanaryProgressing"
-REASON_PAUSED: Final = "Paused"
-REASON_HOLDING: Final = "AnalysisInconclusive"
-REASON_COMPLETE: Final = "RolloutComplete"
-REASON_HEALTHY: Final = "Healthy"
-REASON_UNAVAILABLE: Final = "Unavailable"
-REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
-REASON_DEADLINE: Final = "ProgressDeadlineExceeded"
-REASON_CANARY_UNAVAILABLE: Final = "CanaryUnavailable"
-REASON_NOT_ALLOWED: Final = "VersionNotAllowed"
 # The "metric" of a canary whose pods never became available (its Deployment's progress deadline passed).
 AVAILABILITY: Final = "availability"
 
@@ -210,7 +198,7 @@ class Decision:
     state: RolloutState
     traffic: Traffic | None
     summary: cond.Summary
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
+    conditions: list[cond.Condition] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     measure: AnalysisTarget | None = None
     requeue_after: float | None = None
@@ -316,44 +304,52 @@ class _Machine:
     ) -> Decision:
         stable, canary, weight = self.s.stable_version, self.s.canary_version, self.s.canary_weight
         self.set(phase=phase, message=message, serving_version=canary if canary and weight > 50 else stable)
-        conditions: list[tuple[str, bool, str, str]]
+        conditions: list[cond.Condition]
         unavailable = self.stable_problem() if phase == "Healthy" else None
         if unavailable is not None:
             stalled, why = unavailable
             message = f"{stable} is stable, not serving yet: {why}"
             if stalled:
                 self.set(phase="Degraded", message=message)
-                summary = cond.Summary(ready=False, reason=REASON_DEADLINE, message=message, stalled=True)
+                summary = cond.Summary(
+                    ready=False, reason=cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message=message, stalled=True
+                )
                 conditions = [
-                    (PROGRESSING, False, REASON_DEADLINE, message),
-                    (DEGRADED, True, REASON_DEADLINE, message),
+                    cond.Condition(PROGRESSING, False, cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message),
+                    cond.Condition(DEGRADED, True, cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message),
                 ]
             else:
                 self.set(phase="Progressing", message=message)
-                summary = cond.Summary(ready=False, reason=REASON_UNAVAILABLE, message=message, reconciling=True)
+                summary = cond.Summary(ready=False, reason=cond.Reason.UNAVAILABLE, message=message, reconciling=True)
                 conditions = [
-                    (PROGRESSING, True, REASON_UNAVAILABLE, message),
-                    (DEGRADED, False, REASON_HEALTHY, message),
+                    cond.Condition(PROGRESSING, True, cond.Reason.UNAVAILABLE, message),
+                    cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
                 ]
         elif phase == "Healthy":
             zero = self.inputs.stable is not None and self.inputs.stable.scaled_to_zero
             if zero:
                 message = f"{message}: scaled to zero (spec.replicas is 0), no pod answers"
                 self.set(message=message)
-            reason = REASON_SCALED_TO_ZERO if zero else cond.Reason.RECONCILED
+            reason = cond.Reason.SCALED_TO_ZERO if zero else cond.Reason.RECONCILED
             summary = cond.Summary(ready=True, reason=reason, message=message)
-            conditions = [(PROGRESSING, False, REASON_COMPLETE, message), (DEGRADED, False, REASON_HEALTHY, message)]
+            conditions = [
+                cond.Condition(PROGRESSING, False, cond.Reason.ROLLOUT_COMPLETE, message),
+                cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
+            ]
         elif phase == "RolledBack":
-            degraded_reason = reason or REASON_ANALYSIS_FAILED
+            degraded_reason = reason or cond.Reason.ANALYSIS_FAILED
             summary = cond.Summary(ready=False, reason=cond.Reason.ROLLED_BACK, message=message, stalled=True)
             conditions = [
-                (PROGRESSING, False, cond.Reason.ROLLED_BACK, message),
-                (DEGRADED, True, degraded_reason, message),
+                cond.Condition(PROGRESSING, False, cond.Reason.ROLLED_BACK, message),
+                cond.Condition(DEGRADED, True, degraded_reason, message),
             ]
         else:
-            progress_reason = reason or (REASON_PAUSED if phase == "Paused" else REASON_CANARY)
+            progress_reason = reason or (cond.Reason.PAUSED if phase == "Paused" else cond.Reason.CANARY_PROGRESSING)
             summary = cond.Summary(ready=False, reason=progress_reason, message=message, reconciling=True)
-            conditions = [(PROGRESSING, True, progress_reason, message), (DEGRADED, False, REASON_HEALTHY, message)]
+            conditions = [
+                cond.Condition(PROGRESSING, True, progress_reason, message),
+                cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
+            ]
         if requeue is not None:
             requeue = max(MIN_REQUEUE, requeue)
         return Decision(
@@ -399,12 +395,12 @@ class _Machine:
             # The deployment controller gave up on the canary's pods (its progress deadline): a hold
             # would last for ever, so the canary fails, with the evidence, as a failed analysis does.
             detail = f"{found.message}; the canary never became available"
-            return self.rollback(REASON_ANALYSIS_FAILED, (AVAILABILITY, float(found.ready), detail))
+            return self.rollback(cond.Reason.ANALYSIS_FAILED, (AVAILABILITY, float(found.ready), detail))
         return self.finish(
             "Progressing",
             f"canary {self.s.canary_version} at {self.s.canary_weight}%: {what}, holding until the canary is "
             f"available: {why}",
-            requeue=parse_duration(self.spec.analysis.interval), reason=REASON_CANARY_UNAVAILABLE,
+            requeue=parse_duration(self.spec.analysis.interval), reason=cond.Reason.CANARY_UNAVAILABLE,
         )  # fmt: skip
 
     def rolled_back_message(self) -> str:
@@ -428,13 +424,13 @@ class _Machine:
         failed_binding = self.s.canary_binding
         self.clear_canary()
         self.set(failed_version=version, failed_binding=failed_binding)
-        self.record(version, "Aborted" if reason == REASON_ABORTED else "RolledBack", why)
+        self.record(version, "Aborted" if reason == cond.Reason.ABORTED else "RolledBack", why)
         message = (
             f"canary {version} rolled back ({why}); {stable} keeps serving. Revert the commit that set "
             f"{self.inputs.desired_field} to {version}"
         )
         self.event("Warning", cond.Reason.ROLLED_BACK, message)
-        if reason == REASON_ANALYSIS_FAILED and failing is not None:
+        if reason == cond.Reason.ANALYSIS_FAILED and failing is not None:
             self.rejection = Rejection(version=version, metric=metric, value=value, message=detail)
         return self.finish("RolledBack", message, reason=reason)
 
@@ -443,7 +439,7 @@ class _Machine:
         old = self.s.stable_version
         self.record(version, "Promoted", how)
         self.make_stable(version, self.s.canary_binding)
-        self.event("Normal", "Promoted", f"{version} promoted to stable ({how}); {old} retired")
+        self.event("Normal", cond.Reason.PROMOTED, f"{version} promoted to stable ({how}); {old} retired")
         return self.finish("Healthy", f"serving {version}")
 
     # --- the machine ------------------------------------------------------------------------------
@@ -456,7 +452,7 @@ class _Machine:
         verb = raw.split("/", 1)[0].strip().lower()
         if verb not in VERBS:
             self.event(
-                "Warning", "UnknownAction",
+                "Warning", cond.Reason.UNKNOWN_ACTION,
                 f"{ACTION_ANNOTATION}: {raw!r} is not one of {', '.join(VERBS)} (optionally /<nonce>); ignored",
             )  # fmt: skip
             return None
@@ -473,29 +469,29 @@ class _Machine:
         if not stable:
             self.make_stable(desired, self.wanted)
             self.record(desired, "Deployed", "first version: no canary")
-            self.event("Normal", "Deployed", f"{desired} deployed as the first stable version")
+            self.event("Normal", cond.Reason.DEPLOYED, f"{desired} deployed as the first stable version")
             return self.finish("Healthy", f"serving {desired}")
         canary = self.s.canary_version
         if canary and not self.is_desired("canary"):
             self.record(canary, "Cancelled", f"superseded by {desired}")
-            self.event("Normal", "CanaryCancelled", f"canary {canary} stopped: {desired} is wanted now")
+            self.event("Normal", cond.Reason.CANARY_CANCELLED, f"canary {canary} stopped: {desired} is wanted now")
             self.clear_canary()
             canary = None
         if not canary:
             return self.steady(action, stable, desired)
         if action == "abort":
-            return self.rollback(REASON_ABORTED, None)
+            return self.rollback(cond.Reason.ABORTED, None)
         if action == "promote":
             held = self.canary_problem()
             if held is None:
                 return self.promote(f"promoted by {ACTION_ANNOTATION}")
             self.event(
-                "Warning", "PromoteRefused",
+                "Warning", cond.Reason.PROMOTE_REFUSED,
                 f"promote: canary {canary} is not available ({held}); a promote needs an available canary: "
                 "wait for it, or abort",
             )  # fmt: skip
         elif action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: a canary of {canary} is already running")
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: a canary of {canary} is already running")
         return self.walk()
 
     def not_allowed(self, action: str | None, why: str) -> Decision:
@@ -503,12 +499,16 @@ class _Machine:
         desired, stable, canary = self.inputs.desired, self.s.stable_version, self.s.canary_version
         if canary:
             self.record(canary, "Cancelled", f"{desired} may not roll out: {why}")
-            self.event("Warning", "CanaryCancelled", f"canary {canary} stopped: {desired} may not roll out: {why}")
+            self.event(
+                "Warning", cond.Reason.CANARY_CANCELLED, f"canary {canary} stopped: {desired} may not roll out: {why}"
+            )
             self.clear_canary()
         if action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: {desired} may not roll out: {why}")
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: {desired} may not roll out: {why}")
         serving = f"{stable} keeps serving" if stable else "nothing is served yet"
-        return self.finish("Paused", f"{desired} is not rolled out: {why}; {serving}", reason=REASON_NOT_ALLOWED)
+        return self.finish(
+            "Paused", f"{desired} is not rolled out: {why}; {serving}", reason=cond.Reason.VERSION_NOT_ALLOWED
+        )
 
     def steady(self, action: str | None, stable: str, desired: str) -> Decision:
         if self.is_desired("stable"):
@@ -517,11 +517,13 @@ class _Machine:
             if self.s.failed_version:
                 self.set(failed_version=None, failed_binding=None)
             if action is not None:
-                self.event("Normal", "ActionIgnored", f"{action}: {stable} is already stable, no rollout to act on")
+                self.event(
+                    "Normal", cond.Reason.ACTION_IGNORED, f"{action}: {stable} is already stable, no rollout to act on"
+                )
             return self.finish("Healthy", f"serving {stable}")
         if self.is_desired("failed") and action not in ("retry", "promote"):
             if action == "abort":
-                self.event("Normal", "ActionIgnored", f"abort: {desired} is already rolled back")
+                self.event("Normal", cond.Reason.ACTION_IGNORED, f"abort: {desired} is already rolled back")
             return self.finish(
                 "RolledBack", self.s.message or self.rolled_back_message(), reason=self._degraded_reason()
             )
@@ -535,21 +537,21 @@ class _Machine:
         if how is not None:
             self.record(desired, "Replaced", how)
             self.make_stable(desired, self.wanted)
-            self.event("Normal", "Replaced", f"{desired} replaced {stable} ({how})")
+            self.event("Normal", cond.Reason.REPLACED, f"{desired} replaced {stable} ({how})")
             return self.finish("Healthy", f"serving {desired}")
         if action == "retry":
-            self.event("Normal", "Retry", f"retrying the canary of {desired} from step 0")
+            self.event("Normal", cond.Reason.RETRY, f"retrying the canary of {desired} from step 0")
         elif action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: no canary is running")
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: no canary is running")
         self.set(failed_version=None, failed_binding=None, canary_version=desired, canary_weight=0, analysis=(),
                  last_measured_at=None, canary_binding=self.wanted)  # fmt: skip
         self.start_step(0)
-        self.event("Normal", "RolloutStarted", f"canary {desired} started against stable {stable}")
+        self.event("Normal", cond.Reason.ROLLOUT_STARTED, f"canary {desired} started against stable {stable}")
         return self.walk()
 
     def _degraded_reason(self) -> str:
         latest = self.s.history[0] if self.s.history else None
-        return REASON_ABORTED if latest is not None and latest.result == "Aborted" else REASON_ANALYSIS_FAILED
+        return cond.Reason.ABORTED if latest is not None and latest.result == "Aborted" else cond.Reason.ANALYSIS_FAILED
 
     def walk(self) -> Decision:
         steps = steps_of(self.spec)
@@ -617,7 +619,7 @@ class _Machine:
                     "Progressing",
                     f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} {state}",
                     requeue=(due - self.now).total_seconds(),
-                    reason=REASON_HOLDING if holding else None,
+                    reason=cond.Reason.ANALYSIS_INCONCLUSIVE if holding else None,
                 )
             held = self.canary_problem()
             if held is not None:
@@ -633,14 +635,14 @@ class _Machine:
             self.inputs = replace(self.inputs, verdict=None)  # a verdict counts once
             self.set(analysis=tuple(dict(r) for r in verdict.results), last_measured_at=self.now_text)
             if verdict.phase == "Failed":
-                return self.rollback(REASON_ANALYSIS_FAILED, verdict.failing)
+                return self.rollback(cond.Reason.ANALYSIS_FAILED, verdict.failing)
             if verdict.phase == "Inconclusive":
                 return self.finish(
                     "Progressing",
                     f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} inconclusive, "
                     "holding and measuring again",
                     requeue=interval,
-                    reason=REASON_HOLDING,
+                    reason=cond.Reason.ANALYSIS_INCONCLUSIVE,
                 )
             if self.now >= started + datetime.timedelta(seconds=duration):
                 self.start_step(index + 1)
