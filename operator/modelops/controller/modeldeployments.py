@@ -530,7 +530,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             replaced=replaced, blocked=None if serving_desired else blocked,
         ))  # fmt: skip
         events += _governed_events(status, governed)
-        conditions = [*decision.conditions, (GOVERNED, *governed)]
+        conditions = [*decision.conditions, cond.Condition(GOVERNED, *governed)]
     if problem is not None:
         return Outcome(
             summary=cond.Summary(ready=False, reason=cond.Reason.CHILDREN_FAILED, message=problem, reconciling=True),

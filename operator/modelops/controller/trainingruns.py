@@ -131,7 +131,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
                         ready=False, reason=cond.Reason.RESULT_UNAVAILABLE, message=message, reconciling=True
                     ),
                     status={**status, "message": message},
-                    conditions=[("Registered", False, cond.Reason.RESULT_UNAVAILABLE, str(error))],
+                    conditions=[cond.Condition("Registered", False, cond.Reason.RESULT_UNAVAILABLE, str(error))],
                     requeue_after=wait_retry_seconds(),
                 )
         try:
@@ -151,7 +151,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
         return Outcome(
             summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),
             status={**status, "message": message, "modelVersion": name},
-            conditions=[("Registered", True, cond.Reason.MODEL_VERSION_CREATED, f"ModelVersion {name}")],
+            conditions=[cond.Condition("Registered", True, cond.Reason.MODEL_VERSION_CREATED, f"ModelVersion {name}")],
         )
     if seen.phase == "Failed":
         return Outcome(
