@@ -343,6 +343,8 @@ def test_a_status_from_before_bindings_binds_by_name_and_records_the_binding() -
     legacy = {"stableVersion": "iris-v1", "phase": "Healthy"}
     adopted = bound(legacy, desired="iris-v1", binding=V1)
     assert (adopted.status["stableBinding"], adopted.status["canaryVersion"]) == (V1, None)
+    # Recording the binding of the object already served changes no Deployment: still serving, Ready.
+    assert (adopted.status["phase"], adopted.summary.ready) == ("Healthy", True)
     # Without bindings on either side the name decides, as before.
     assert bound(legacy, desired="iris-v1").status["canaryVersion"] is None
 

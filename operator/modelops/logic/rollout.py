@@ -364,8 +364,17 @@ class _Machine:
         )
 
     def _moved(self, *fields: str) -> bool:
-        """Whether this decision changed these state fields (the Deployments will change with them)."""
-        return any(getattr(self.before, f) != getattr(self.s, f) for f in fields)
+        """Whether this decision changed these state fields (the Deployments will change with them).
+
+        A binding recorded where none was known (a status from before bindings, or one that could not
+        be read) names the object the Deployment already serves: that changes no Deployment."""
+        def changed(name: str) -> bool:
+            before, after = getattr(self.before, name), getattr(self.s, name)
+            if name.endswith("_binding") and before is None:
+                return False
+            return bool(before != after)
+
+        return any(changed(f) for f in fields)
 
     def stable_problem(self) -> tuple[bool, str] | None:
         """(stalled, why) while the stable Deployment does not serve; None when it does."""
