@@ -109,7 +109,9 @@ async def archive(other: Mapping[str, Any], successor: str, now: str) -> bool:
             current = await common.kube().get(common.API, "ModelVersion", namespace, name)
             continue
         audit.status_written(current, status, archived)
-        kopf.event(kopf.Body(cast(kopf.RawBody, current)), type="Normal", reason="StageChanged", message=message)
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, current)), type="Normal", reason=cond.Reason.STAGE_CHANGED, message=message
+        )
         return True
     raise kopf.TemporaryError(f"ModelVersion {namespace}/{name} kept changing while it was archived", delay=1)
 
@@ -147,7 +149,9 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     creators, creator_problem = await creators_of(body)
     if creator_problem:
         problems.append(creator_problem)
-    events = [("Warning", "MalformedApproval", f"ignored: {problem}") for problem in problems]
+    events: list[tuple[str, str, str]] = [
+        ("Warning", cond.Reason.MALFORMED_APPROVAL, f"ignored: {problem}") for problem in problems
+    ]
     history = list(status_now.get("history") or [])
     decision = governance.decide(
         desired=spec.stage,
@@ -176,8 +180,8 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     t = decision.transition
     if t is not None:
         status["history"] = governance.append_history(history, t)
-        kind = "Warning" if decision.reason == "Rejected" else "Normal"
-        events.append((kind, "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
+        kind = "Warning" if decision.reason == cond.Reason.REJECTED else "Normal"
+        events.append((kind, cond.Reason.STAGE_CHANGED, f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
     return Outcome(
         summary=cond.Summary(ready=decision.ready, reason=decision.reason, message=decision.message),
         status=status,
@@ -207,7 +211,7 @@ def _name_archived(outcome: Outcome, others: list[str]) -> None:
     entry["reason"] = f"{entry['reason']}; archived {', '.join(others)}"
     outcome.status["history"] = [*outcome.status["history"][:-1], entry]
     outcome.events = [
-        (kind, reason, f"{text}; archived {', '.join(others)}" if reason == "StageChanged" else text)
+        (kind, reason, f"{text}; archived {', '.join(others)}" if reason == cond.Reason.STAGE_CHANGED else text)
         for kind, reason, text in outcome.events
     ]
 

@@ -41,6 +41,7 @@ from modelops.api.modeldeployment import QualityCheck
 from modelops.api.modelversion import MAX_TRUSTED_ECE
 from modelops.logic import analysis
 from modelops.logic.analysis import AnalysisTarget
+from modelops.logic.conditions import Reason
 
 JsonDict = dict[str, Any]
 
@@ -53,9 +54,9 @@ REASON_NO_LIMIT: Final = "NoLimit"
 ALERT: Final = "ModelQualityDegraded"
 # A ModelVersion's condition on its estimate (reasons: CamelCase constants, as every condition's).
 ESTIMATE_TRUSTED: Final = "EstimateTrusted"
-REASON_CALIBRATED: Final = "WellCalibrated"
-REASON_POOR_CALIBRATION: Final = "PoorCalibration"
-REASON_NO_PROBABILITIES: Final = "NoProbabilities"
+REASON_CALIBRATED: Final = Reason.WELL_CALIBRATED
+REASON_POOR_CALIBRATION: Final = Reason.POOR_CALIBRATION
+REASON_NO_PROBABILITIES: Final = Reason.NO_PROBABILITIES
 
 
 @dataclass(frozen=True)
