@@ -1,5 +1,6 @@
 # The two commands a fresh machine needs:
-#   make test     — a virtual environment with everything the tests need, then every check and test
+#   make test     — a virtual environment with everything the tests need, then every check and the
+#                   default test tier (make test-slow: the slow tier; make test-all: both)
 #   make kind-up  — (needs Docker) a kind cluster with the image, the chart and the examples
 VENV ?= .venv
 PYTHON ?= python3
@@ -14,7 +15,7 @@ BASE_IMAGE ?= python:3.11.15-slim-bookworm
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
 DOCKER_BUILD_FLAGS ?=
 
-.PHONY: test venv lint unit crds trusted-types install-manifests image test-image kind-up kind-down e2e clean
+.PHONY: test test-slow test-all venv lint unit crds trusted-types install-manifests image test-image kind-up kind-down e2e clean
 
 venv: $(VENV)/.installed
 
@@ -32,8 +33,17 @@ lint: venv
 	$(PY) -m modelops crds --output charts/modelops-operator/crds --check
 	$(PY) tests/packaging/render_install.py --check
 
+# The default tier: every check and every test but the slow ones (about ten minutes on two cores).
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+# The slow tier (`slow` marker): the whole-loop scenarios, exhaustive sweeps over every estimator and
+# request shape, several real servers per test. CI runs it after `make test`.
+test-slow: venv
+	$(PY) -m pytest -m slow
+
+# Both tiers, as CI runs them.
+test-all: test test-slow
 
 crds: venv
 	$(PY) -m modelops crds --output crds

@@ -25,6 +25,8 @@ from kubeemu import Emulator
 from kubeemu.client import KubeClient
 from kubelet import Kubelet
 
+pytestmark = pytest.mark.slow  # wide tables trained for real through the operator
+
 API = "modelops.io/v1alpha1"
 NAMESPACE = "ml"
 

@@ -8,7 +8,7 @@ import pytest
 from loop.conftest import Loop
 from loop.labelstream import label_stream_loop
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # the whole loop closed on labels with every real part
 
 
 def test_serve_labels_decay_retrain_once_govern_canary_on_labels_promote(loop: Loop) -> None:

@@ -8,7 +8,7 @@ import pytest
 from loop.conftest import Loop
 from loop.scenario import whole_loop
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # the whole loop with every real part
 
 
 def test_train_govern_serve_drift_retrain_govern_canary_promote(loop: Loop) -> None:

@@ -35,6 +35,8 @@ from serve import modelkit
 from serve.conftest import Server
 from serve.test_feedback_parts import one_key_dir
 
+pytestmark = pytest.mark.slow  # labels through real servers into a real Prometheus
+
 DEPLOYMENT = "quality"
 
 

@@ -32,6 +32,8 @@ from serve.test_feedback_parts import one_key_dir
 from serve.test_typed_inputs import trained_pipeline
 from trainer.conftest import run_trainer
 
+pytestmark = pytest.mark.slow  # every allow-listed estimator trained and served by real processes
+
 #: Small settings, so that 41 estimators train in reasonable time; applied where the estimator takes them.
 QUICK = {"n_estimators": 5, "max_iter": 60}
 EXTRA = {

@@ -23,6 +23,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from modelops.serve import explain, metrics
 from modelops.train import reference
 
+pytestmark = pytest.mark.slow  # explanations held to SHAP and exact sums over many trained models
+
 
 def _preprocessing(sources: Sequence[int], probe: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
     """A derive(rolled) function whose derived feature k is a nonlinear function of column sources[k] (or constant)."""

@@ -26,6 +26,8 @@ from serve import modelkit
 from serve.conftest import Server
 from serve.test_feedback_parts import kubelet_write, one_key_dir
 
+pytestmark = pytest.mark.slow  # feedback across several real servers, restarts and key rotations
+
 Models = dict[str, modelkit.ModelDir]
 
 

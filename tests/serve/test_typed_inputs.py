@@ -29,6 +29,8 @@ from modelops.train import signature
 from serve import tables
 from serve.conftest import Server
 
+pytestmark = pytest.mark.slow  # hypothesis sweeps of every v2 request shape over generated tables
+
 CLASSIFIERS = {
     "sklearn.linear_model.LogisticRegression": {"max_iter": 300},
     "sklearn.ensemble.HistGradientBoostingClassifier": {"max_iter": 15},
