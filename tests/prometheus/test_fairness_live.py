@@ -10,21 +10,29 @@ recording rules write must be fairlearn's on the same rows and the model's own p
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from fairlearn.metrics import MetricFrame, demographic_parity_difference, selection_rate
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
 
 from modelops.logic import fairnessrules
-from prometheus.test_quality_live import DEPLOYMENT, quality_rules, scrape, value
+from prometheus.test_quality_live import DEPLOYMENT, quality_rules, scrape, value, wait_counted_and_evaluated
 from promkit import Prometheus
 from serve import modelkit
 from serve.conftest import Server
+from serve.test_feedback_parts import one_key_dir
 
 BINS = ["<4", "[4, 6)", ">=6"]
 
@@ -58,13 +66,9 @@ def test_recorded_selection_rates_and_parity_are_fairlearns(prometheus: Promethe
             assert r.status_code == 200, r.text
         where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
         raw = f'sum(modelops_group_predictions_total{{{where},feature="colour"}})'
-        prometheus.wait(lambda: prometheus.query(raw) and value(prometheus, raw) == len(rows), timeout=60,
-                        what="every prediction scraped")  # fmt: skip
-        complete_at = time.time()
         recorded = f'{where},window="1h"'
-        evaluated = f"timestamp({fairnessrules.GROUP_ROWS}{{{recorded},feature=\"colour\",group=\"red\"}})"
-        prometheus.wait(lambda: prometheus.query(evaluated) and value(prometheus, evaluated) > complete_at + 1,
-                        timeout=60, what="the rules evaluated on every prediction")  # fmt: skip
+        wait_counted_and_evaluated(prometheus, raw, len(rows), f'{fairnessrules.GROUP_ROWS}{{{recorded},'
+                                   'feature="colour",group="red"}', "prediction")  # fmt: skip
     finally:
         server.close()
 
@@ -85,3 +89,77 @@ def test_recorded_selection_rates_and_parity_are_fairlearns(prometheus: Promethe
         got = value(prometheus, f'{fairnessrules.DP_DIFFERENCE}{{{recorded},feature="{feature}"}}')
         assert got == pytest.approx(float(gap), abs=1e-9)
         assert gap > 0.01  # not trivially equal groups
+
+
+def test_recorded_recall_and_equalized_odds_are_fairlearns_on_labels_fed_back(
+    prometheus: Prometheus, tmp_path: Path
+) -> None:
+    """Labels sent back with the ids the predictions came with: each id names its rows' groups, so
+    the per-group recall and false positive rate, and the equalized odds difference per feature, that
+    the rules record must be fairlearn's on the same rows, their labels and the model's predictions."""
+    model = model_with_fairness(tmp_path)
+    rows = pd.concat([model.test_x] * 3, ignore_index=True)
+    predicted = model.pipeline.predict(rows)
+    # The truth: the rule the data was made by, with a seeded fifth of it flipped, so every group has errors.
+    truth = np.where(((rows["colour"] == "red") & (rows["x1"] > 0)) | (rows["x2"] > 6), "yes", "no")
+    flip = np.random.default_rng(7).random(len(rows)) < 0.2
+    truth = np.where(flip, np.where(truth == "yes", "no", "yes"), truth)
+    keys_dir = one_key_dir(tmp_path / "keys")
+    server = Server(model.path, "--workers", "2", "--feedback-keys", str(keys_dir), "--feedback-scope",
+                    f"ml/{DEPLOYMENT}").wait_ready()  # fmt: skip
+    try:
+        prometheus.set_rule_files([quality_rules(tmp_path, model.name, "fairness")])
+        scrape(prometheus, [server])
+        start = 0
+        for size in itertools.cycle((7, 1, 5)):  # batches, and batches of one row (whose ids are packed apart)
+            if start >= len(rows):
+                break
+            part = rows.iloc[start : start + size]
+            r = server.post(f"/v2/models/{model.name}/infer", json=modelkit.frame_body(part, model.categorical))
+            assert r.status_code == 200, r.text
+            fid = r.json()["id"]
+            assert list(r.json()["outputs"][0]["data"]) == list(predicted[start : start + size])
+            actual = truth[start : start + size].tolist()
+            item = {"id": fid, "actual": actual} if len(actual) > 1 else {"id": fid, "actual": actual[0]}
+            r = server.post(f"/v2/models/{model.name}/feedback", json=item)
+            assert r.status_code == 200, r.text
+            assert r.json()["counted"] == len(actual), r.text
+            start += size
+        where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
+        raw = f'sum(modelops_feedback_group_labels_total{{{where},feature="x2"}})'
+        recorded = f'{where},window="1h"'
+        wait_counted_and_evaluated(prometheus, raw, len(rows), f'{fairnessrules.EO_DIFFERENCE}{{{recorded},'
+                                   'feature="x2"}', "label")  # fmt: skip
+    finally:
+        server.close()
+
+    features = {
+        "colour": rows["colour"].where(rows["colour"].isin(["blue", "red"]), "__other__").to_numpy(),
+        "x2": pd.cut(rows["x2"], [-np.inf, 4, 6, np.inf], right=False, labels=BINS).astype(str).to_numpy(),
+    }
+    y_true, y_pred = truth == "yes", predicted == "yes"
+    for feature, groups in features.items():
+        frame = MetricFrame(metrics={"recall": true_positive_rate, "fpr": false_positive_rate}, y_true=y_true,
+                            y_pred=y_pred, sensitive_features=groups)  # fmt: skip
+        for group, by in frame.by_group.iterrows():
+            at = f'{recorded},feature="{feature}",group="{group}",class="yes"'
+            assert value(prometheus, f"{fairnessrules.RECALL}{{{at}}}") == pytest.approx(by["recall"], abs=1e-9)
+            assert value(prometheus, f"{fairnessrules.FALSE_POSITIVE_RATE}{{{at}}}") == pytest.approx(
+                by["fpr"], abs=1e-9
+            )
+            # increase() extrapolates counts (alike in one pod): a group's share of the labels is exact.
+            share = (f'{fairnessrules.GROUP_LABELS}{{{recorded},feature="{feature}",group="{group}"}} / scalar('
+                     f'sum({fairnessrules.GROUP_LABELS}{{{recorded},feature="{feature}"}}))')  # fmt: skip
+            assert value(prometheus, share) == pytest.approx((groups == group).mean(), abs=1e-9)
+        known = groups != "__other__"
+        gap = equalized_odds_difference(y_true[known], y_pred[known], sensitive_features=groups[known])
+        assert gap > 0.01  # not trivially equal groups
+        for name, series in ((fairnessrules.EO_DIFFERENCE, 1), (fairnessrules.CLASS_EO_DIFFERENCE, 2)):
+            found = prometheus.query(f'{name}{{{recorded},feature="{feature}"}}')
+            assert len(found) == series, found  # per class: yes and no, equal for two classes
+            for got in found:
+                assert float(got["value"][1]) == pytest.approx(float(gap), abs=1e-9)
+        fewest = min((groups == g).mean() for g in set(groups[known]))
+        got = value(prometheus, f'{fairnessrules.MIN_GROUP_LABELS}{{{recorded},feature="{feature}"}} / scalar('
+                                f'sum({fairnessrules.GROUP_LABELS}{{{recorded},feature="{feature}"}}))')  # fmt: skip
+        assert got == pytest.approx(fewest, abs=1e-9)

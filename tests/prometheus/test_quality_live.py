@@ -78,6 +78,17 @@ def value(prometheus: Prometheus, promql: str) -> float:
     return float(result[0]["value"][1])
 
 
+def wait_counted_and_evaluated(prometheus: Prometheus, raw: str, expected: int, recorded: str, what: str) -> None:
+    """Wait until ``raw`` (a sum of counters) is ``expected``, then until the rules wrote ``recorded``
+    (a recorded series) on a scrape made after that: every count is in what the rules record."""
+    prometheus.wait(lambda: prometheus.query(raw) and value(prometheus, raw) == expected, timeout=60,
+                    what=f"every {what} scraped")  # fmt: skip
+    complete_at = time.time()
+    evaluated = f"timestamp({recorded})"
+    prometheus.wait(lambda: prometheus.query(evaluated) and value(prometheus, evaluated) > complete_at + 1,
+                    timeout=60, what=f"the rules evaluated on every {what}")  # fmt: skip
+
+
 def predict_everything(model: modelkit.ModelDir, servers: list[Server]) -> list[tuple[int, str, Any]]:
     """Every held-out row through a replica (rows one by one, then batches): (server index, id, row or rows)."""
     x = model.test_x.to_numpy(dtype=np.float64)
@@ -219,13 +230,8 @@ def test_recorded_accuracy_and_macro_f1_are_scikit_learns(
     predicted = model.pipeline.predict(model.test_x if model.name != "iris" else model.test_x.to_numpy())
     where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
     raw = f"sum(modelops_feedback_labels_total{{{where}}})"
-    prometheus.wait(lambda: prometheus.query(raw) and value(prometheus, raw) == len(truth), timeout=60,
-                    what="every label scraped")  # fmt: skip
-    complete_at = time.time()
     recorded = f'{where},window="1h"'
-    evaluated = f"timestamp({qualityrules.LABELS}{{{recorded}}})"
-    prometheus.wait(lambda: prometheus.query(evaluated) and value(prometheus, evaluated) > complete_at + 1,
-                    timeout=60, what="the rules evaluated on every label")  # fmt: skip
+    wait_counted_and_evaluated(prometheus, raw, len(truth), f"{qualityrules.LABELS}{{{recorded}}}", "label")
 
     accuracy = value(prometheus, f"{qualityrules.ACCURACY}{{{recorded}}}")
     macro_f1 = value(prometheus, f"{qualityrules.MACRO_F1}{{{recorded}}}")

@@ -47,16 +47,42 @@ def independent_read(text: str, subkey: bytes) -> dict[str, object]:
             m = raw[at]
             classes.append(raw[at + 1 : at + 1 + m].decode())
             at += 1 + m
+    groups: list[tuple[str, list[str]]] = []
+    if fmt == 2:
+        at += 1
+        for _ in range(raw[at - 1]):
+            feature = raw[at + 1 : at + 1 + raw[at]].decode()
+            at += 1 + raw[at]
+            names = []
+            count, at = raw[at], at + 1
+            for _ in range(count):
+                names.append(raw[at + 1 : at + 1 + raw[at]].decode())
+                at += 1 + raw[at]
+            groups.append((feature, names))
     nonce, rows = struct.unpack(">QI", raw[at : at + 12])
     at += 12
+
+    def indices(count: int) -> tuple[list[int], int]:
+        bits = max(1, math.ceil(math.log2(count))) if count > 1 else 1
+        size = math.ceil(rows * bits / 8)
+        bitstring = "".join(f"{b:08b}" for b in raw[at : at + size])
+        return [int(bitstring[i * bits : (i + 1) * bits], 2) for i in range(rows)], size
+
     if classes is None:
         predicted: list[object] = list(struct.unpack(f">{rows}d", raw[at : at + 8 * rows]))
+        at += 8 * rows
     else:
-        bits = max(1, math.ceil(math.log2(len(classes)))) if len(classes) > 1 else 1
-        bitstring = "".join(f"{b:08b}" for b in raw[at:-16])
-        predicted = [int(bitstring[i * bits : (i + 1) * bits], 2) for i in range(rows)]
+        predicted, size = indices(len(classes))  # type: ignore[assignment]
+        at += size
+    group_rows = []
+    for _, names in groups:
+        found, size = indices(len(names) + 1)  # __other__ is the index past the names
+        group_rows.append(found)
+        at += size
+    assert at == len(raw) - 16
     return {"format": fmt, "key_id": key_id, "issued": issued, "version": version, "classes": classes,
-            "nonce": nonce, "rows": rows, "predicted": predicted}  # fmt: skip
+            "nonce": nonce, "rows": rows, "predicted": predicted, "groups": groups,
+            "group_rows": group_rows}  # fmt: skip
 
 
 def test_the_subkey_is_hmac_sha256_of_the_context() -> None:
@@ -99,6 +125,53 @@ def test_a_regressor_id_carries_every_value_exactly(values: list[float]) -> None
     assert independent_read(text, KEY)["predicted"] == values
 
 
+group_names = st.lists(labels_text.filter(lambda s: len(s.encode()) <= 255), min_size=0, max_size=20, unique=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    classes=st.lists(labels_text, min_size=1, max_size=5, unique=True),
+    groups=st.lists(st.tuples(labels_text, group_names), min_size=1, max_size=3),
+    rows=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_an_id_naming_its_rows_groups_reads_back_as_the_layout_says(
+    classes: list[str], groups: list[tuple[str, list[str]]], rows: int, seed: int
+) -> None:
+    signer = tokens.Signer(2, KEY, "v1", classes, [(f, tuple(names)) for f, names in groups])
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(classes), rows)
+    where = [rng.integers(0, len(names) + 1, rows) for _, names in groups]  # len(names): __other__
+    text = signer.classes_of(index, where)
+    ours, theirs = tokens.read(text), independent_read(text, KEY)
+    assert theirs["format"] == 2
+    assert theirs["groups"] == [(f, names) for f, names in groups]
+    assert [(f, list(names)) for f, names in ours.groups] == [(f, [*names, "__other__"]) for f, names in groups]
+    assert theirs["group_rows"] == [list(r) for r in ours.group_rows] == [w.tolist() for w in where]
+    assert theirs["predicted"] == list(ours.predicted) == index.tolist()
+    assert tokens.Verifier({2: tokens.Mac(KEY)}).check(ours)
+
+
+def test_a_single_rows_groups_and_a_batch_of_one_give_the_same_claim() -> None:
+    signer = tokens.Signer(1, KEY, "v1", ["no", "yes"], [("sex", ("f", "m")), ("age", ("<30", ">=30"))])
+    one = tokens.read(signer.one_class(1, [2, 0]))
+    batch = tokens.read(signer.classes_of(np.array([1]), [np.array([2]), np.array([0])]))
+    assert one.group_rows == batch.group_rows == ([2], [0])
+    assert one.signed[:-17] == batch.signed[:-17]  # the same bytes but the nonce (and what follows)
+    plain = tokens.Signer(1, KEY, "v1", ["no", "yes"])  # a version without groups still issues format 1
+    assert len(plain.one_class(1)) < len(signer.one_class(1, [0, 0]))
+    assert tokens.read(plain.one_class(1)).groups == ()
+
+
+def test_an_id_whose_group_index_is_past_its_groups_is_unreadable() -> None:
+    signer = tokens.Signer(1, KEY, "v1", ["a", "b"], [("sex", ("f", "m"))])  # 3 groups: two bits, index 3 is past
+    good = base64.urlsafe_b64decode(signer.one_class(0, [1]) + "==")
+    bad = bytearray(good)
+    bad[-17] |= 0xC0
+    with pytest.raises(tokens.TokenError, match="past its groups"):
+        tokens.read(base64.urlsafe_b64encode(bytes(bad)).decode())
+
+
 def test_ids_are_distinct_for_equal_predictions_in_one_second() -> None:
     signer = tokens.Signer(1, KEY, "v1", ["a", "b"])
     ids = {signer.one_class(1) for _ in range(1000)}
@@ -128,7 +201,7 @@ def test_any_changed_byte_is_caught() -> None:
     [
         ("", "empty"),
         ("%%%", "base64url"),
-        (base64.urlsafe_b64encode(b"\x02" + b"\x00" * 40).decode(), "format 2"),
+        (base64.urlsafe_b64encode(b"\x03" + b"\x00" * 40).decode(), "format 3"),
         (base64.urlsafe_b64encode(b"\x01\x01\x00\x00\x00\x01\x05ab").decode(), "ends inside its version"),
     ],
 )
@@ -289,6 +362,32 @@ def test_two_workers_counts_add_up_by_version_and_survive_a_restart(tmp_path: Pa
     again.add_class(again.block("v1", ("a", "b")), 0, 1)
     got = samples(labels.families("m", again.snapshot()))
     assert got[("modelops_feedback_labels_total", ("model", "m"), ("version", "v1"))] == 2
+
+
+def test_labels_by_group_count_each_groups_confusion_margins_and_survive_a_restart(tmp_path: Path) -> None:
+    groups = (("sex", ("f", "m", "__other__")),)
+    one = labels.Store("m", tmp_path, slot=0)
+    block = one.block("v1", ("no", "yes"), groups)
+    plain = one.block("v1", ("no", "yes"))  # a format-1 id of the same version: counted, but by no group
+    assert block != plain
+    for predicted, actual, group in [(1, 1, 0), (1, 0, 0), (0, 1, 0), (1, 1, 1), (0, 0, 2)]:
+        one.add_class(block, predicted, actual, [group])
+    one.add_class(plain, 1, 1)
+    again = labels.Store("m", tmp_path, slot=0)  # restarted: the block, its groups and counts are back
+    again.add_class(again.block("v1", ("no", "yes"), groups), 0, 0, [1])
+    got = samples(labels.families("m", again.snapshot()))
+    at = (("feature", "sex"), ("group", "f"), ("model", "m"), ("version", "v1"))
+    assert got[("modelops_feedback_group_labels_total", *at)] == 3
+    assert got[("modelops_feedback_group_correct_total", ("class", "yes"), *at)] == 1
+    assert got[("modelops_feedback_group_predicted_total", ("class", "yes"), *at)] == 2
+    assert got[("modelops_feedback_group_actual_total", ("class", "yes"), *at)] == 2
+    assert got[("modelops_feedback_group_actual_total", ("class", "no"), *at)] == 1
+    male = (("feature", "sex"), ("group", "m"), ("model", "m"), ("version", "v1"))
+    assert got[("modelops_feedback_group_labels_total", *male)] == 2
+    assert got[("modelops_feedback_group_correct_total", ("class", "no"), *male)] == 1
+    assert got[("modelops_feedback_labels_total", ("model", "m"), ("version", "v1"))] == 7
+    other = (("feature", "sex"), ("group", "__other__"), ("model", "m"), ("version", "v1"))
+    assert got[("modelops_feedback_group_labels_total", *other)] == 1
 
 
 def test_a_worker_counts_a_bounded_number_of_versions() -> None:

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fairlearn.metrics import MetricFrame, demographic_parity_difference, selection_rate
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
 
 from modelops.logic import fairnessrules as f
 from promkit import PROMTOOL, promtool_test
@@ -89,12 +96,16 @@ def cases() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     return input_series, tests
 
 
-def test_recorded_selection_rates_and_parity_are_fairlearns_on_the_windows_rows(tmp_path: Path) -> None:
-    input_series, tests = cases()
+def run_cases(tmp_path: Path, input_series: list[dict[str, str]], tests: list[dict[str, Any]]) -> None:
+    """The owner's rules (windows 5m and 1h) run by promtool on ``input_series``: every case must pass."""
     rule = owner_rule(["5m", "1h"])
     result = promtool_test(tmp_path, rule["spec"]["groups"], [{"interval": "1m", "input_series": input_series,
                                                                "promql_expr_test": tests}])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_recorded_selection_rates_and_parity_are_fairlearns_on_the_windows_rows(tmp_path: Path) -> None:
+    run_cases(tmp_path, *cases())
 
 
 def test_a_group_without_rows_in_the_window_has_no_selection_rate(tmp_path: Path) -> None:
@@ -105,3 +116,72 @@ def test_a_group_without_rows_in_the_window_has_no_selection_rate(tmp_path: Path
     result = promtool_test(tmp_path, rule["spec"]["groups"], [{"interval": "1m", "input_series": input_series,
                                                                "promql_expr_test": tests}])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- labels fed back by group: recall, false positive rate and equalized odds -------------------------
+
+
+def labelled_rows(seed: int, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One minute's labelled rows of one pod: group, predicted and actual class (indices), groups erring unalike."""
+    group, predicted = per_minute_rows(seed, classes)
+    rng = np.random.default_rng(seed + 100)
+    wrong = rng.random(len(group)) < np.array([0.1, 0.3, 0.2, 0.5])[group]
+    actual = np.where(wrong, (predicted + rng.integers(1, classes, len(group))) % classes, predicted)
+    return group, predicted, actual
+
+
+def labelled_series(pod: str, version: str, seed: int, classes: int, base: str = BASE) -> list[dict[str, str]]:
+    group, predicted, actual = labelled_rows(seed, classes)
+    where = f'{base}, version="{version}", pod="{pod}", feature="sex"'
+    out = []
+    for g, name in enumerate(GROUPS):
+        mine = group == g
+        out.append(counter("modelops_feedback_group_labels_total", f'{where}, group="{name}"', int(mine.sum())))
+        for c in range(classes):
+            at = f'{where}, group="{name}", class="{CLASSES[c]}"'
+            counts = {"correct": mine & (predicted == c) & (actual == c), "predicted": mine & (predicted == c),
+                      "actual": mine & (actual == c)}  # fmt: skip
+            for margin, hit in counts.items():
+                out.append(counter(f"modelops_feedback_group_{margin}_total", at, int(hit.sum())))
+    return out
+
+
+def labelled_cases() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    seeds = [1, 2]
+    input_series: list[dict[str, str]] = []
+    tests: list[dict[str, Any]] = []
+    for version, classes in (("churn-v1", 2), ("churn-v2", 3)):
+        for i, seed in enumerate(seeds):
+            input_series += labelled_series(f"p-{i}", version, seed, classes)
+        input_series += labelled_series("p-9", version, 5, classes, BASE.replace('"shop"', '"other"'))
+        parts = [labelled_rows(seed, classes) for seed in seeds]
+        group = np.array(GROUPS)[np.concatenate([p[0] for p in parts] * WINDOW_MINUTES)]
+        predicted = np.concatenate([p[1] for p in parts] * WINDOW_MINUTES)
+        actual = np.concatenate([p[2] for p in parts] * WINDOW_MINUTES)
+        labels = {**version_labels(version), "feature": "sex"}
+        known = group != "__other__"
+        gaps = []
+        for c in range(classes):
+            truth, hit = actual == c, predicted == c
+            frame = MetricFrame(metrics={"recall": true_positive_rate, "fpr": false_positive_rate}, y_true=truth,
+                                y_pred=hit, sensitive_features=group).by_group  # fmt: skip
+            for name, by in frame.iterrows():
+                where = f"version='{version}', group='{name}', class='{CLASSES[c]}', window='5m'"
+                at = {**labels, "group": str(name), "class": CLASSES[c]}
+                tests.append(close(f"{f.RECALL}{{{where}}}", float(by["recall"]), at))
+                tests.append(close(f"{f.FALSE_POSITIVE_RATE}{{{where}}}", float(by["fpr"]), at))
+            gap = equalized_odds_difference(truth[known], hit[known], sensitive_features=group[known])
+            gaps.append(gap)
+            at = f"{f.CLASS_EO_DIFFERENCE}{{version='{version}', class='{CLASSES[c]}', window='5m'}}"
+            tests.append(close(at, float(gap), {**labels, "class": CLASSES[c]}))
+        assert max(gaps) > 0.05  # groups err unalike: a gap to find
+        tests.append(close(f"{f.EO_DIFFERENCE}{{version='{version}', window='5m'}}", float(max(gaps)), labels))
+        if classes == 2:  # either class's: one's recall is one minus the other's false positive rate
+            assert gaps[0] == pytest.approx(gaps[1], abs=1e-12)
+        fewest = min(int(np.sum(group == g)) for g in ("A", "B", "C"))
+        tests.append(close(f"{f.MIN_GROUP_LABELS}{{version='{version}', window='5m'}}", float(fewest), labels))
+    return input_series, tests
+
+
+def test_recorded_recall_and_equalized_odds_are_fairlearns_on_the_windows_labels(tmp_path: Path) -> None:
+    run_cases(tmp_path, *labelled_cases())

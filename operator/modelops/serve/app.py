@@ -134,6 +134,7 @@ class App:
             self.feedback = feedback.Feedback(
                 feedback_settings, model=name, version=version, classes=predictor.class_labels,
                 recorder=self.recorder, directory=store.directory, slot=store.slot,
+                groups=tuple((slot.name, slot.groups[:-1]) for slot in store.layout.sensitive),
             )  # fmt: skip
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(metrics.Collector(store, self.feedback.families if self.feedback else None))
@@ -304,12 +305,13 @@ class App:
         feedback_id = None
         if prediction.class_index is not None:
             self.recorder.classes(prediction.class_index)
+            groups: list[Any] = []
             if layout.sensitive:
-                metrics.observe_groups(layout, values, decoded.numeric, decoded.labels, prediction.class_index)
+                groups = metrics.observe_groups(layout, values, decoded.numeric, decoded.labels, prediction.class_index)
             if prediction.proba is not None:
                 metrics.observe_expected(layout, values, prediction.class_index, prediction.proba)
             if self.signer is not None:
-                feedback_id = self.signer.classes_of(prediction.class_index)
+                feedback_id = self.signer.classes_of(prediction.class_index, groups)
         else:
             predicted = np.asarray(prediction.predict, dtype=np.float64)
             metrics.observe_predictions(layout, values, predicted)
@@ -363,12 +365,13 @@ class App:
         feedback_id = None
         if index is not None:
             recorder.one_class(index)
+            groups: list[int] = []
             if self.layout.sensitive:
-                recorder.groups(row, index)
+                groups = recorder.groups(row, index)
             if prediction.proba is not None:
                 recorder.expected(index, prediction.proba)
             if self.signer is not None:
-                feedback_id = self.signer.one_class(index)
+                feedback_id = self.signer.one_class(index, groups)
         else:
             if math.isfinite(prediction.label):
                 recorder.prediction(prediction.label)

@@ -131,6 +131,7 @@ class Feedback:
         recorder: metrics.Recorder,
         directory: Path | None = None,
         slot: int = 0,
+        groups: tokens.Groups = (),
     ) -> None:
         self.settings = settings
         self.model = model
@@ -141,11 +142,16 @@ class Feedback:
         self.watcher = keys.Watcher(settings.keys_dir)
         ring = self.watcher.ring
         #: Kept for the process's life (rotation re-keys it), so the app may bind its methods.
-        self.signer = tokens.Signer(ring.current % 256, self._subkey(ring.keys[ring.current]), version, self.classes)
+        #: ``groups``: each sensitive input's recorded groups, whose index each id carries per row (a classifier's).
+        groups = groups if self.classes is not None else ()
+        self.signer = tokens.Signer(
+            ring.current % 256, self._subkey(ring.keys[ring.current]), version, self.classes, groups
+        )
         self.verifier = self._verifier(ring)
         self.table = dedup.Table(settings.dedup_entries, settings.ttl, directory)
         self.store = labels.Store(model, directory, slot)
-        self.store.block(version, self.classes)  # the own version's series exist from the start, at zero
+        # The own version's series exist from the start, at zero.
+        self.store.block(version, self.classes, tokens.with_other(groups))
         self._lookups: dict[tuple[str, ...], _Classes] = {}
 
     def _subkey(self, key: bytes) -> bytes:
@@ -293,7 +299,7 @@ class Feedback:
             elif not math.isfinite(found.predicted[row]):
                 raise _RefusedError("bad_actual", "the prediction was not a finite number: there is no error to count")
             try:
-                block = self.store.block(claim.version, claim.classes)
+                block = self.store.block(claim.version, claim.classes, claim.groups)
             except labels.VersionLimitError as exc:
                 raise _RefusedError("version_limit", str(exc)) from None
         except _RefusedError as refusal:
@@ -304,7 +310,7 @@ class Feedback:
             outcome.note("duplicate")
             return
         if claim.classes is not None:
-            self.store.add_class(block, int(found.predicted[row]), index)
+            self.store.add_class(block, int(found.predicted[row]), index, [rows[row] for rows in claim.group_rows])
         else:
             self.store.add_value(block, float(found.predicted[row]), float(actual))
         outcome.counted += 1

@@ -7,7 +7,11 @@ contiguous run of cells in a float64 array:
 
 - classification: ``[labels, confusion[0,0], confusion[0,1], …]`` over the version's classes (from
   the id, which carries them);
-- regression: ``[labels, absolute error, squared error, overestimate, underestimate]``.
+- regression: ``[labels, absolute error, squared error, overestimate, underestimate]``;
+- a classifier's id that names its rows' groups (format 2, :mod:`modelops.serve.tokens`) has a block
+  of its own with, after the confusion matrix, per sensitive input and group (``__other__`` last)
+  ``[labels, correct[c]…, predicted[c]…, actual[c]…]``: the margins of the group's confusion matrix,
+  3·C + 1 cells rather than C², enough for its recall and false positive rate of every class.
 
 With several workers, a worker's blocks are described, one JSON line each, in ``labels-<slot>.jsonl``
 in the supervisor's metrics directory, and its cells are ``labels-<slot>.f64`` beside it (grown as
@@ -25,16 +29,21 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.core import CounterMetricFamily, Metric
 
 FloatArray = npt.NDArray[np.float64]
+#: Sensitive inputs and each one's groups, ``__other__`` last (as :class:`modelops.serve.tokens.Claim` names them).
+Groups = tuple[tuple[str, tuple[str, ...]], ...]
 
 #: Versions one worker counts labels for, its own included; a label of another is refused.
 MAX_VERSIONS = 32
 REGRESSION_CELLS = ("labels", "absolute_error", "squared_error", "overestimate", "underestimate")
+#: A group's cells after its label count, each one per class (the families ``modelops_feedback_<name>``).
+GROUP_MARGINS = ("group_correct", "group_predicted", "group_actual")
 
 
 class VersionLimitError(Exception):
@@ -43,18 +52,38 @@ class VersionLimitError(Exception):
 
 @dataclass(frozen=True)
 class Block:
-    """One version's cells: ``base`` is the index of its label count; ``classes`` None for a regression."""
+    """One version's cells: ``base`` is the index of its label count; ``classes`` None for a regression;
+    ``groups`` the sensitive inputs and groups its ids name (a classifier's, ``()`` for ids without)."""
 
     version: str
     classes: tuple[str, ...] | None
     base: int
+    groups: Groups = ()
 
     @property
     def size(self) -> int:
-        return 1 + (len(self.classes) ** 2 if self.classes is not None else len(REGRESSION_CELLS) - 1)
+        if self.classes is None:
+            return len(REGRESSION_CELLS)
+        return 1 + len(self.classes) ** 2 + sum(len(names) for _, names in self.groups) * self.group_cells
+
+    @property
+    def group_cells(self) -> int:
+        """Cells per group: its labels, then correct, predicted and actual per class."""
+        return 1 + 3 * len(self.classes or ())
+
+    def group_offsets(self) -> list[int]:
+        """Where each sensitive input's first group's cells are, from the block's base."""
+        offsets, at = [], 1 + len(self.classes or ()) ** 2
+        for _, names in self.groups:
+            offsets.append(at)
+            at += len(names) * self.group_cells
+        return offsets
 
     def describe(self) -> str:
-        return json.dumps({"version": self.version, "classes": self.classes, "base": self.base})
+        doc: dict[str, Any] = {"version": self.version, "classes": self.classes, "base": self.base}
+        if self.groups:
+            doc["groups"] = [[feature, list(names)] for feature, names in self.groups]
+        return json.dumps(doc)
 
 
 def _parse_blocks(text: str) -> list[Block]:
@@ -64,7 +93,8 @@ def _parse_blocks(text: str) -> list[Block]:
         try:
             doc = json.loads(line)
             classes = tuple(str(c) for c in doc["classes"]) if doc["classes"] is not None else None
-            blocks.append(Block(str(doc["version"]), classes, int(doc["base"])))
+            groups = tuple((str(f), tuple(str(n) for n in names)) for f, names in doc.get("groups", ()))
+            blocks.append(Block(str(doc["version"]), classes, int(doc["base"]), groups))
         except (ValueError, KeyError, TypeError):
             continue
     return blocks
@@ -76,7 +106,7 @@ class Store:
     def __init__(self, model: str, directory: Path | None = None, slot: int = 0) -> None:
         self.model = model
         self.directory = directory
-        self.blocks: dict[tuple[str, tuple[str, ...] | None], Block] = {}
+        self.blocks: dict[tuple[str, tuple[str, ...] | None, Groups], Block] = {}
         self.versions: set[str] = set()
         self.size = 0
         self.values: FloatArray = np.zeros(64, dtype=np.float64)
@@ -91,7 +121,7 @@ class Store:
             self._resize(max(64, self.size))
 
     def _remember(self, block: Block) -> None:
-        self.blocks[(block.version, block.classes)] = block
+        self.blocks[(block.version, block.classes, block.groups)] = block
         self.versions.add(block.version)
         self.size = max(self.size, block.base + block.size)
 
@@ -109,9 +139,9 @@ class Store:
         if old is not None:
             old.close()
 
-    def block(self, version: str, classes: Sequence[str] | None) -> Block:
+    def block(self, version: str, classes: Sequence[str] | None, groups: Groups = ()) -> Block:
         """The block of a version (made on first use); :class:`VersionLimitError` past :data:`MAX_VERSIONS`."""
-        key = (version, tuple(classes) if classes is not None else None)
+        key = (version, tuple(classes) if classes is not None else None, groups if classes is not None else ())
         found = self.blocks.get(key)
         if found is not None:
             return found
@@ -119,7 +149,7 @@ class Store:
             raise VersionLimitError(
                 f"this server counts labels of {MAX_VERSIONS} versions already; version {version!r} would be one more"
             )
-        block = Block(version, key[1], self.size)
+        block = Block(version, key[1], self.size, key[2])
         if block.base + block.size > len(self.values):
             self._resize(max(2 * len(self.values), block.base + block.size))
         if self._blocks_path is not None:
@@ -128,11 +158,23 @@ class Store:
         self._remember(block)
         return block
 
-    def add_class(self, block: Block, predicted: int, actual: int) -> None:
+    def add_class(self, block: Block, predicted: int, actual: int, groups: Sequence[int] = ()) -> None:
+        """One label; ``groups`` is the row's group index of each of the block's sensitive inputs."""
         assert block.classes is not None
         values = self.values
+        n = len(block.classes)
         values[block.base] += 1
-        values[block.base + 1 + predicted * len(block.classes) + actual] += 1
+        values[block.base + 1 + predicted * n + actual] += 1
+        if not block.groups:
+            return
+        width = block.group_cells
+        for offset, group in zip(block.group_offsets(), groups, strict=True):
+            at = block.base + offset + group * width
+            values[at] += 1
+            if predicted == actual:
+                values[at + 1 + predicted] += 1
+            values[at + 1 + n + predicted] += 1
+            values[at + 1 + 2 * n + actual] += 1
 
     def add_value(self, block: Block, predicted: float, actual: float) -> None:
         error = predicted - actual
@@ -174,11 +216,20 @@ def _sum(snapshot: Iterable[tuple[Block, FloatArray]]) -> tuple[dict[str, float]
                 cells[key] = cells.get(key, 0.0) + float(value)
             continue
         n = len(block.classes)
-        matrix = values[1:].reshape(n, n)
+        matrix = values[1 : 1 + n * n].reshape(n, n)
         for i, predicted in enumerate(block.classes):
             for j, actual in enumerate(block.classes):
                 key = ("confusion", block.version, predicted, actual)
                 cells[key] = cells.get(key, 0.0) + float(matrix[i, j])
+        for offset, (feature, names) in zip(block.group_offsets(), block.groups, strict=True):
+            for g, group in enumerate(names):
+                at = offset + g * block.group_cells
+                key = ("group_labels", block.version, feature, group)
+                cells[key] = cells.get(key, 0.0) + float(values[at])
+                for m, margin in enumerate(GROUP_MARGINS):
+                    for c, label in enumerate(block.classes):
+                        key = (margin, block.version, feature, group, label)
+                        cells[key] = cells.get(key, 0.0) + float(values[at + 1 + m * n + c])
     return labels, cells
 
 
@@ -199,8 +250,11 @@ def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[M
     )
     margins: dict[str, dict[tuple[str, str], float]] = {"correct": {}, "predicted": {}, "actual": {}}
     regression: dict[str, list[tuple[str, float]]] = {name: [] for name in REGRESSION_CELLS[1:]}
+    by_group: dict[str, list[tuple[tuple[str, ...], float]]] = {name: [] for name in ("group_labels", *GROUP_MARGINS)}
     for key, value in sorted(cells.items()):
-        if key[0] == "confusion":
+        if key[0] in by_group:
+            by_group[key[0]].append((key[1:], value))
+        elif key[0] == "confusion":
             version, predicted, actual = key[1], key[2], key[3]
             confusion.add_metric([model, version, predicted, actual], value)
             margins["predicted"][(version, predicted)] = margins["predicted"].get((version, predicted), 0.0) + value
@@ -216,10 +270,7 @@ def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[M
         "actual": "Labelled predictions, by actual class (the confusion matrix's column sums).",
     }
     for name, help_text in helps.items():
-        family = CounterMetricFamily(f"modelops_feedback_{name}", help_text, labels=[*base, "class"])
-        for (version, label), value in sorted(margins[name].items()):
-            family.add_metric([model, version, label], value)
-        out.append(family)
+        out.append(_family(name, help_text, [*base, "class"], model, sorted(margins[name].items())))
     regression_help = {
         "absolute_error": "Sum of |predicted - actual| over labelled predictions (regression).",
         "squared_error": "Sum of (predicted - actual)^2 over labelled predictions (regression).",
@@ -227,8 +278,24 @@ def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[M
         "underestimate": "Sum of max(actual - predicted, 0) over labelled predictions (regression).",
     }
     for name, help_text in regression_help.items():
-        family = CounterMetricFamily(f"modelops_feedback_{name}", help_text, labels=base)
-        for version, value in regression[name]:
-            family.add_metric([model, version], value)
-        out.append(family)
+        out.append(_family(name, help_text, base, model, [((v,), value) for v, value in regression[name]]))
+    group_help = {
+        "group_labels": "Labels counted, by the group of a sensitive input (from ids naming their rows' groups).",
+        "group_correct": "Labelled predictions that were right, by class and by the group of a sensitive input.",
+        "group_predicted": "Labelled predictions, by predicted class and by the group of a sensitive input.",
+        "group_actual": "Labelled predictions, by actual class and by the group of a sensitive input.",
+    }
+    for name, help_text in group_help.items():
+        extra = ["feature", "group"] if name == "group_labels" else ["feature", "group", "class"]
+        out.append(_family(name, help_text, [*base, *extra], model, by_group[name]))
     return [family for family in out if family.samples]
+
+
+def _family(
+    name: str, help_text: str, labels: list[str], model: str, samples: Iterable[tuple[tuple[str, ...], float]]
+) -> Metric:
+    """``modelops_feedback_<name>`` with a sample per (label values after ``model``, value)."""
+    family = CounterMetricFamily(f"modelops_feedback_{name}", help_text, labels=labels)
+    for key, value in samples:
+        family.add_metric([model, *key], value)
+    return family

@@ -359,15 +359,18 @@ def group_of(slot: GroupSlot, value: Any) -> int:
 
 def observe_groups(
     layout: Layout, values: FloatArray, numeric: FloatArray, labels: Sequence[Any], class_index: IntArray
-) -> None:
+) -> list[IntArray]:
     """Count a batch's predicted classes by the group of each sensitive input (``numeric`` and ``labels``
-    as in :class:`~modelops.serve.codec.Decoded`)."""
+    as in :class:`~modelops.serve.codec.Decoded`); each input's rows' group indices, for the batch's id."""
     n = len(layout.classes)
+    found = []
     for slot in layout.sensitive:
         column = numeric[:, slot.column].tolist() if slot.numeric else labels[slot.column]
         rows = np.fromiter((group_of(slot, v) for v in column), dtype=np.intp, count=len(class_index))
         size = len(slot.groups) * n
         values[slot.offset : slot.offset + size] += np.bincount(rows * n + class_index, minlength=size)
+        found.append(rows)
+    return found
 
 
 def observe_expected(layout: Layout, values: FloatArray, class_index: IntArray, proba: FloatArray) -> None:
@@ -492,12 +495,17 @@ class Recorder:
         self.pending[self.layout.feedback_offset + len(FEEDBACK_RESULTS)] += count
         self.dirty = True
 
-    def groups(self, row: list[float], index: int) -> None:
-        """One all-numeric row's prediction by the group of each sensitive input (the single-row path)."""
+    def groups(self, row: list[float], index: int) -> list[int]:
+        """One all-numeric row's prediction by the group of each sensitive input (the single-row path);
+        the row's group index of each."""
         n = len(self.layout.classes)
+        found = []
         for slot in self.layout.sensitive:
-            self.pending[slot.offset + group_of(slot, row[slot.column]) * n + index] += 1
+            group = group_of(slot, row[slot.column])
+            self.pending[slot.offset + group * n + index] += 1
+            found.append(group)
         self.dirty = True
+        return found
 
     def prediction(self, value: float) -> None:
         """One predicted value (a regression) into the prediction histogram, ``le`` semantics."""

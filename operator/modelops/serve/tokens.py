@@ -35,7 +35,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelops.serve.contract import OTHER_GROUP
+
 FORMAT = 1
+#: Format 1 plus each row's group of every sensitive input the version records (docs/contracts.md).
+FORMAT_GROUPS = 2
 TAG_BYTES = 16
 CLASSIFICATION = ord("c")
 REGRESSION = ord("r")
@@ -80,23 +84,54 @@ class Mac:
         return state.digest()
 
 
-def header(key_id: int, issued: int, version: str, classes: Sequence[str] | None) -> bytes:
-    """The token's bytes before the nonce: format, key id, time, version, task and classes."""
+#: One sensitive input an id names rows' groups of: its name and its recorded groups (``__other__``
+#: not among them: a row's group index equal to their number means a value outside them).
+Groups = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def with_other(groups: Groups) -> Groups:
+    """``groups`` as an id's reader names them: ``__other__`` appended to each input's."""
+    return tuple((feature, (*names, OTHER_GROUP)) for feature, names in groups)
+
+
+def _short(text: str, what: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise UnsignableError(f"{what} {text[:40]!r}… is longer than 255 bytes: an id cannot name it")
+    return bytes((len(raw),)) + raw
+
+
+def groups_section(groups: Groups) -> bytes:
+    """The sensitive inputs and their groups, as a format-2 header carries them after the classes."""
+    if not 1 <= len(groups) <= 255:
+        raise UnsignableError(f"{len(groups)} sensitive inputs: an id names 1 to 255")
+    parts = [bytes((len(groups),))]
+    for feature, names in groups:
+        if len(names) > 254:
+            raise UnsignableError(f"{len(names)} groups of {feature!r}: an id names at most 254")
+        parts += [_short(feature, "sensitive input"), bytes((len(names),))]
+        parts += [_short(name, "group") for name in names]
+    return b"".join(parts)
+
+
+def header(
+    key_id: int, issued: int, version: str, classes: Sequence[str] | None, groups: Groups = ()
+) -> bytes:
+    """The token's bytes before the nonce: format, key id, time, version, task, classes (and groups)."""
     name = version.encode()
     if not 1 <= len(name) <= 255:
         raise UnsignableError(f"version name {version!r} is not 1 to 255 bytes of UTF-8: an id cannot name it")
-    parts = [bytes((FORMAT, key_id & 0xFF)), _ISSUED.pack(issued), bytes((len(name),)), name]
+    form = FORMAT_GROUPS if groups else FORMAT
+    parts = [bytes((form, key_id & 0xFF)), _ISSUED.pack(issued), bytes((len(name),)), name]
     if classes is None:
         parts.append(bytes((REGRESSION,)))
     else:
         if not 1 <= len(classes) <= 0xFFFF:
             raise UnsignableError(f"{len(classes)} classes: an id names at most 65535")
         parts += [bytes((CLASSIFICATION,)), len(classes).to_bytes(2, "big")]
-        for label in classes:
-            raw = label.encode()
-            if len(raw) > 255:
-                raise UnsignableError(f"class label {label[:40]!r}… is longer than 255 bytes: an id cannot name it")
-            parts += [bytes((len(raw),)), raw]
+        parts += [_short(label, "class label") for label in classes]
+    if groups:
+        parts.append(groups_section(groups))
     return b"".join(parts)
 
 
@@ -127,15 +162,22 @@ class Signer:
     :meth:`rekey` swaps the key in place, so callers may keep bound methods of one Signer.
     """
 
-    def __init__(self, key_id: int, key: bytes, version: str, classes: Sequence[str] | None) -> None:
+    def __init__(
+        self, key_id: int, key: bytes, version: str, classes: Sequence[str] | None, groups: Groups = ()
+    ) -> None:
         self.version = version
         self.classes = tuple(classes) if classes is not None else None
+        self.groups: Groups = tuple((feature, tuple(names)) for feature, names in groups)
         self.bits = bits_for(len(self.classes)) if self.classes is not None else 0
-        size, shift = (self.bits + 7) // 8, 8 * ((self.bits + 7) // 8) - self.bits
         #: A single row's packed prediction, by class index.
-        self._one_row = [(i << shift).to_bytes(size, "big") for i in range(len(self.classes or ()))]
+        self._one_row = _one_row_bytes(self.bits, len(self.classes or ()))
+        #: Per sensitive input: bits of a group index, and a single row's packed group, by index.
+        self._group_bits = [bits_for(len(names) + 1) for _, names in self.groups]
+        self._one_group = [
+            _one_row_bytes(bits, len(names) + 1) for bits, (_, names) in zip(self._group_bits, self.groups, strict=True)
+        ]
         self._nonce = int.from_bytes(os.urandom(8), "big")
-        header(key_id, 0, version, self.classes)  # refuse a name or label an id cannot carry, now
+        header(key_id, 0, version, self.classes, self.groups)  # refuse what an id cannot carry, now
         self.rekey(key_id, key)
 
     def rekey(self, key_id: int, key: bytes) -> None:
@@ -147,7 +189,7 @@ class Signer:
         self._state: Any = None
 
     def _refresh(self, now: int) -> None:
-        self._header = header(self.key_id, now, self.version, self.classes)
+        self._header = header(self.key_id, now, self.version, self.classes, self.groups)
         self._state = self.mac.state.copy()
         self._state.update(self._header)
         self._second = now
@@ -163,15 +205,21 @@ class Signer:
         raw = self._header + tail + state.digest()
         return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
-    def one_class(self, index: int) -> str:
-        """The id of a single row predicted as class ``index``."""
-        return self._sign(1, self._one_row[index])
+    def one_class(self, index: int, groups: Sequence[int] = ()) -> str:
+        """The id of a single row predicted as class ``index``, whose group of each sensitive input is ``groups``."""
+        if not self.groups:
+            return self._sign(1, self._one_row[index])
+        packed = b"".join(one[g] for one, g in zip(self._one_group, groups, strict=True))
+        return self._sign(1, self._one_row[index] + packed)
 
-    def classes_of(self, index: npt.NDArray[Any]) -> str:
-        """The id of a batch whose rows were predicted as these class indices."""
+    def classes_of(self, index: npt.NDArray[Any], groups: Sequence[npt.NDArray[Any]] = ()) -> str:
+        """The id of a batch whose rows were predicted as these class indices (and are in these groups)."""
         if index.shape[0] == 1:
-            return self.one_class(int(index[0]))
-        return self._sign(index.shape[0], pack_classes(index, self.bits))
+            return self.one_class(int(index[0]), [int(g[0]) for g in groups])
+        packed = pack_classes(index, self.bits)
+        if self.groups:
+            packed += b"".join(pack_classes(g, b) for g, b in zip(groups, self._group_bits, strict=True))
+        return self._sign(index.shape[0], packed)
 
     def one_value(self, value: float) -> str:
         """The id of a single row whose predicted value (a regression) is ``value``."""
@@ -182,12 +230,20 @@ class Signer:
         return self._sign(values.shape[0], np.asarray(values, dtype=">f8").tobytes())
 
 
+def _one_row_bytes(bits: int, count: int) -> list[bytes]:
+    """A single row's packed index (``bits`` bits, most significant first), by index."""
+    size, shift = (bits + 7) // 8, 8 * ((bits + 7) // 8) - bits
+    return [(i << shift).to_bytes(size, "big") for i in range(count)]
+
+
 @dataclass(frozen=True)
 class Claim:
     """What an id says, read but not yet checked (:meth:`Verifier.check`).
 
     ``predicted`` holds every row's prediction: a class index into ``classes`` (a classifier's id)
-    or the predicted value (a regressor's).
+    or the predicted value (a regressor's). A format-2 id also names ``groups`` (each sensitive
+    input's recorded groups, ``__other__`` appended) and ``group_rows``: per input, each row's index
+    into them.
     """
 
     key_id: int
@@ -199,6 +255,8 @@ class Claim:
     predicted: Sequence[Any]
     signed: bytes
     tag: bytes
+    groups: Groups = ()
+    group_rows: tuple[Sequence[int], ...] = ()
 
 
 class _Reader:
@@ -230,8 +288,11 @@ def _why_not(raw: bytes) -> TokenError:
     r = _Reader(raw)
     try:
         form = r.byte("format")
-        if form != FORMAT:
-            return TokenError(f"not a prediction id of a format this server reads (format {form}, expected {FORMAT})")
+        if form not in (FORMAT, FORMAT_GROUPS):
+            return TokenError(
+                f"not a prediction id of a format this server reads (format {form}, "
+                f"expected {FORMAT} or {FORMAT_GROUPS})"
+            )
         r.byte("key id")
         r.take(4, "time")
         r.text(r.byte("version"), "version")
@@ -243,9 +304,19 @@ def _why_not(raw: bytes) -> TokenError:
                 r.text(r.byte("class labels"), "class labels")
         elif task != REGRESSION:
             return TokenError("not a prediction id: unknown task")
+        sizes = []
+        if form == FORMAT_GROUPS:
+            for _ in range(r.byte("sensitive inputs")):
+                r.text(r.byte("sensitive inputs"), "sensitive inputs")
+                names = r.byte("groups")
+                for _ in range(names):
+                    r.text(r.byte("groups"), "groups")
+                sizes.append(bits_for(names + 1))
         r.take(_NONCE_ROWS.size, "nonce")
         rows = _NONCE_ROWS.unpack(raw[r.at - _NONCE_ROWS.size : r.at])[1]
         r.take(8 * rows if task == REGRESSION else math.ceil(rows * bits_for(max(count, 1)) / 8), "predictions")
+        for bits in sizes:
+            r.take(math.ceil(rows * bits / 8), "groups of its rows")
         r.take(TAG_BYTES, "tag")
     except TokenError as exc:
         return exc
@@ -265,23 +336,59 @@ def _classes_at(raw: bytes, at: int) -> tuple[tuple[str, ...], int]:
         end += 1 + raw[end]
     if end > len(raw):
         raise IndexError(end)
-    key = raw[at:end]
-    found = _classes_seen.get(key)
-    if found is None:
+    def parse(key: bytes) -> tuple[str, ...]:
         labels = []
-        pos = at + 2
+        pos = 2
         for _ in range(count):
-            m = raw[pos]
-            labels.append(raw[pos + 1 : pos + 1 + m].decode())
+            m = key[pos]
+            labels.append(key[pos + 1 : pos + 1 + m].decode())
             pos += 1 + m
-        if len(_classes_seen) >= _CLASSES_KEPT:
-            _classes_seen.clear()
-        found = _classes_seen[key] = tuple(labels)
-    return found, end
+        return tuple(labels)
+
+    return _remembered(_classes_seen, raw[at:end], parse), end
+
+
+def _remembered(seen: dict[bytes, Any], key: bytes, parse: Callable[[bytes], Any]) -> Any:
+    """What ``parse`` makes of ``key``, remembered in ``seen`` (cleared when full)."""
+    found = seen.get(key)
+    if found is None:
+        if len(seen) >= _CLASSES_KEPT:
+            seen.clear()
+        found = seen[key] = parse(key)
+    return found
+
+
+#: Group sections already decoded, by their bytes (as :data:`_classes_seen`).
+_groups_seen: dict[bytes, Groups] = {}
+
+
+def _groups_at(raw: bytes, at: int) -> tuple[Groups, int]:
+    """The sensitive inputs and groups that start at ``at`` (``__other__`` appended to each), and where they end."""
+    end = at + 1
+    for _ in range(raw[at]):
+        end += 1 + raw[end]
+        names = raw[end]
+        end += 1
+        for _ in range(names):
+            end += 1 + raw[end]
+    if end > len(raw):
+        raise IndexError(end)
+    def parse(key: bytes) -> Groups:
+        r = _Reader(key)
+        parsed: list[tuple[str, tuple[str, ...]]] = []
+        for _ in range(r.byte("sensitive inputs")):
+            feature = r.text(r.byte("sensitive inputs"), "sensitive inputs")
+            parsed.append((feature, tuple(r.text(r.byte("groups"), "groups") for _ in range(r.byte("groups")))))
+        if not parsed:
+            raise TokenError("not a prediction id: it names no sensitive inputs")
+        return with_other(tuple(parsed))
+
+    groups: Groups = _remembered(_groups_seen, raw[at:end], parse)
+    return groups, end
 
 
 def read(text: str) -> Claim:
-    """Parse an id; :class:`TokenError` when it is not a well-formed format-1 id (forgery is not checked here)."""
+    """Parse an id; :class:`TokenError` when it is not a well-formed id of format 1 or 2 (forgery is not checked)."""
     if not text or len(text) > 1 << 24:
         raise TokenError("not a prediction id: empty" if not text else "not a prediction id: far too long")
     try:
@@ -289,7 +396,8 @@ def read(text: str) -> Claim:
     except (binascii.Error, ValueError):
         raise TokenError("not a prediction id: not base64url text") from None
     try:
-        if raw[0] != FORMAT:
+        form = raw[0]
+        if form != FORMAT and form != FORMAT_GROUPS:
             raise IndexError(0)
         key_id = raw[1]
         issued = int.from_bytes(raw[2:6], "big")
@@ -305,16 +413,28 @@ def read(text: str) -> Claim:
             at += 1
         else:
             raise IndexError(at)
+        groups: Groups = ()
+        if form == FORMAT_GROUPS:
+            groups, at = _groups_at(raw, at)
         nonce, rows = _NONCE_ROWS.unpack_from(raw, at)
         at += _NONCE_ROWS.size
         if rows == 0:
             raise TokenError("not a prediction id: it covers no rows")
         size = 8 * rows if classes is None else math.ceil(rows * bits_for(len(classes)) / 8)
-        if len(raw) != at + size + TAG_BYTES or len(version) == 0:
+        group_sizes = [math.ceil(rows * bits_for(len(names)) / 8) for _, names in groups]
+        if len(raw) != at + size + sum(group_sizes) + TAG_BYTES or len(version) == 0:
             raise IndexError(at)
         chunk = raw[at : at + size]
     except (IndexError, UnicodeDecodeError, struct.error):
         raise _why_not(raw) from None
+    group_rows: list[Sequence[int]] = []
+    end = at + size
+    for (_, names), group_size in zip(groups, group_sizes, strict=True):
+        index = unpack_classes(raw[end : end + group_size], rows, bits_for(len(names)))
+        if int(index.max()) >= len(names):
+            raise TokenError("not a prediction id: a group index past its groups")
+        group_rows.append(index.tolist())
+        end += group_size
     predicted: Sequence[Any]
     if classes is None:
         predicted = [_VALUE.unpack(chunk)[0]] if rows == 1 else np.frombuffer(chunk, dtype=">f8").tolist()
@@ -329,7 +449,9 @@ def read(text: str) -> Claim:
         predicted = indices.tolist()
     if classes is not None and top >= len(classes):
         raise TokenError("not a prediction id: a predicted class index past its classes")
-    return Claim(key_id, issued, version, classes, nonce, rows, predicted, raw[: at + size], raw[at + size :])
+    return Claim(
+        key_id, issued, version, classes, nonce, rows, predicted, raw[:end], raw[end:], groups, tuple(group_rows)
+    )
 
 
 class Verifier:
