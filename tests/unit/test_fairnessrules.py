@@ -21,7 +21,10 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
+from modelops.api.modeldeployment import FairnessCheck
+from modelops.logic import analysis
 from modelops.logic import fairnessrules as f
+from modelops.logic.analysis import AnalysisTarget
 from promkit import PROMTOOL, promtool_test
 from unit.test_qualityrules import BASE, WINDOW_MINUTES, close, counter, owner_rule, version_labels
 
@@ -160,6 +163,7 @@ def labelled_cases() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
         actual = np.concatenate([p[2] for p in parts] * WINDOW_MINUTES)
         labels = {**version_labels(version), "feature": "sex"}
         known = group != "__other__"
+        fewest = min(int(np.sum(group == g)) for g in ("A", "B", "C"))
         gaps = []
         for c in range(classes):
             truth, hit = actual == c, predicted == c
@@ -176,9 +180,14 @@ def labelled_cases() -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
             tests.append(close(at, float(gap), {**labels, "class": CLASSES[c]}))
         assert max(gaps) > 0.05  # groups err unalike: a gap to find
         tests.append(close(f"{f.EO_DIFFERENCE}{{version='{version}', window='5m'}}", float(max(gaps)), labels))
+        # The same figure straight from the counters over a window (DriftPolicy.spec.fairness, canary analysis).
+        check = FairnessCheck.model_validate({"feature": "sex", "window": "5m"})
+        target = AnalysisTarget(namespace="ml", deployment="shop", model="churn", stable_version=None,
+                                canary_version=version)  # fmt: skip
+        tests.append(close(analysis.equalized_odds_query(check, target, version), float(max(gaps)), {}))
+        tests.append(close(analysis.equalized_odds_evidence_query(check, target, version), float(fewest), {}))
         if classes == 2:  # either class's: one's recall is one minus the other's false positive rate
             assert gaps[0] == pytest.approx(gaps[1], abs=1e-12)
-        fewest = min(int(np.sum(group == g)) for g in ("A", "B", "C"))
         tests.append(close(f"{f.MIN_GROUP_LABELS}{{version='{version}', window='5m'}}", float(fewest), labels))
     return input_series, tests
 

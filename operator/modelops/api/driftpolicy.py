@@ -164,6 +164,46 @@ class QualityPolicy(ApiModel):
     )
 
 
+FairnessPolicyMetric = Literal["demographicParityDifference", "equalizedOddsDifference"]
+
+
+class FairnessThreshold(ApiModel):
+    """When the serving version counts as unfair on one sensitive feature: a live gap above ``max``."""
+
+    feature: str = Field(
+        min_length=1,
+        max_length=253,
+        description=(
+            "A sensitive feature the serving version's fairness record names and the model takes as an input "
+            "(docs/fairness.md, In production)."
+        ),
+    )
+    metric: FairnessPolicyMetric = Field(
+        description=(
+            "demographicParityDifference (from served predictions, no labels needed) or "
+            "equalizedOddsDifference (from labels sent back); as the training record computes them."
+        )
+    )
+    max: float = Field(ge=0, le=1, description="Unfair when the live gap over the window is above this.")
+
+
+class FairnessPolicy(ApiModel):
+    """Act on live fairness of the serving version: a gap between groups above a limit, as on drift."""
+
+    thresholds: list[FairnessThreshold] = Field(
+        min_length=1, max_length=12, description="Any one crossed is unfair."
+    )
+    window: Duration = Field(default="1h", description="The window over which rows (labels) are counted.")
+    min_group_count: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Judge a gap only when every group of the feature with any in the window has this many rows "
+            "(labels, for equalizedOddsDifference); fewer leaves FairnessDegraded Unknown."
+        ),
+    )
+
+
 class DriftPolicySpec(ApiModel):
     """Which deployment to watch, how to measure drift, and what to do about it."""
 
@@ -211,6 +251,13 @@ class DriftPolicySpec(ApiModel):
             "Event, and with actions.retrain the same retrain as drift."
         ),
     )
+    fairness: FairnessPolicy | None = Field(
+        default=None,
+        description=(
+            "Limits on live fairness gaps between groups: FairnessDegraded, the ModelFairnessDegraded alert, an "
+            "Event, and with actions.retrain the same retrain as drift."
+        ),
+    )
 
 
 class FeatureDrift(StatusModel):
@@ -248,6 +295,20 @@ class QualityResult(StatusModel):
     message: str | None = Field(default=None, description="Details.")
 
 
+class FairnessResult(StatusModel):
+    """The latest reading of one fairness threshold."""
+
+    feature: str = Field(description="The sensitive feature.")
+    metric: str = Field(description="The gap.")
+    value: float | None = Field(default=None, description="The gap over the window; empty without evidence.")
+    max: float | None = Field(default=None, description="The limit.")
+    evidence: float | None = Field(
+        default=None, description="Rows (labels) of the feature's smallest group with any in the window."
+    )
+    degraded: bool = Field(default=False, description="Whether it is above the limit.")
+    message: str | None = Field(default=None, description="Details.")
+
+
 class DriftPolicyStatus(StatusModel):
     """The latest evaluation and what it caused."""
 
@@ -264,4 +325,6 @@ class DriftPolicyStatus(StatusModel):
     retrains: list[RetrainRecord] | None = Field(default=None, description="Retrains started by this policy.")
     quality: list[QualityResult] | None = Field(default=None, description="Per quality threshold, the last reading.")
     quality_degraded: bool | None = Field(default=None, description="Whether any quality threshold was crossed.")
+    fairness: list[FairnessResult] | None = Field(default=None, description="Per fairness threshold, the last reading.")
+    fairness_degraded: bool | None = Field(default=None, description="Whether any fairness threshold was crossed.")
     kopf: dict[str, Any] | None = kopf_field()

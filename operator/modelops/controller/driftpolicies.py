@@ -29,8 +29,8 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
+from modelops.controller import fairnesspolicy, requeue
 from modelops.controller import prometheus as prom
-from modelops.controller import requeue
 from modelops.controller.common import API, kube, lookup, poll_seconds, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -68,7 +68,7 @@ async def _query_counts(url: str, target: rules.Target, window: str) -> plan.Cou
 
 
 async def _read_prometheus(spec: DriftPolicySpec, sub: plan.Subject) -> plan.Readings:
-    """What Prometheus says for one evaluation: the drift counts and the quality readings."""
+    """What Prometheus says for one evaluation: the drift counts, the quality and the fairness readings."""
     url = spec.prometheus.address if spec.prometheus and spec.prometheus.address else prom.default_url()
     if url is None:
         return plan.Readings(url=None)
@@ -93,7 +93,8 @@ async def _read_prometheus(spec: DriftPolicySpec, sub: plan.Subject) -> plan.Rea
                 readings[bound.key] = (value, evidence or 0.0)
         except prom.PrometheusError as error:
             readings, quality_error = None, str(error)
-    return plan.Readings(url, counts, counts_error, readings, quality_error)
+    unfair, unfair_error = await fairnesspolicy.read(spec, sub.target, url) if spec.fairness else (None, None)
+    return plan.Readings(url, counts, counts_error, readings, quality_error, unfair, unfair_error)
 
 
 async def _runs_of(namespace: str, policy: str) -> tuple[list[dict[str, Any]] | None, str | None]:

@@ -261,10 +261,37 @@ def estimated_class_query(
 
 def _group_predictions(check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:
     """``version``'s predictions of the check's feature over its window, by ``by``, its known groups only."""
+    return _by_group("modelops_group_predictions_total", check, target, version, by)
+
+
+def _by_group(metric: str, check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:
+    """A per-group counter of ``version`` on the check's feature over its window, by ``by``, known groups only."""
     feature = f'feature="{_label_value(check.feature)}"'
     other = f'group!="{OTHER_GROUP}"'
-    window = promql_range(check.window)
-    return f"sum by ({by}) ({_increase('modelops_group_predictions_total', target, version, window, feature, other)})"
+    return f"sum by ({by}) ({_increase(metric, target, version, promql_range(check.window), feature, other)})"
+
+
+def equalized_odds_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
+    """The equalized odds difference of ``version`` on the check's feature over its window, from labels sent
+    back by group: per class (one-vs-rest) the larger of the recall and false positive rate gaps over the
+    groups where each is defined, and the largest of those (docs/fairness.md); empty without labels."""
+    def margin(name: str) -> str:
+        return _by_group(f"modelops_feedback_group_{name}_total", check, target, version, "group, class")
+
+    correct, predicted, actual = margin("correct"), margin("predicted"), margin("actual")
+    labels = _by_group("modelops_feedback_group_labels_total", check, target, version, "group")
+    recall = f"{correct} / ({actual} > 0)"
+    fpr = f"({predicted} - {correct}) / (({labels} - on (group) group_right () {actual}) > 0)"
+
+    def gap(rate: str, name: str) -> str:
+        return f'label_replace(max by (class) ({rate}) - min by (class) ({rate}), "rate", "{name}", "", "")'
+
+    return f"max({gap(recall, 'recall')} or {gap(fpr, 'fpr')})"
+
+
+def equalized_odds_evidence_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
+    """The fewest labels of a group of the feature with any in the window (empty: no labels by group)."""
+    return f"min({_by_group('modelops_feedback_group_labels_total', check, target, version, 'group')} > 0)"
 
 
 def fairness_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:

@@ -7,9 +7,10 @@ The controller (``controller.driftpolicies``) does only I/O, in this order:
 2. asks :func:`due` whether an evaluation is due (a new serving version, a new generation, or
    ``spec.interval`` since ``status.lastEvaluation``) and, if it is, reads Prometheus; lists the
    policy's TrainingRuns;
-3. asks :func:`decide` for a :class:`Plan`: the status fields, the ``DriftDetected`` and
-   ``QualityDegraded`` conditions and their Events, the PrometheusRule to apply, whether to create
-   a retraining TrainingRun, and the retrain records whose versions to ask ``promoteTo`` for;
+3. asks :func:`decide` for a :class:`Plan`: the status fields, the ``DriftDetected``,
+   ``QualityDegraded`` and ``FairnessDegraded`` (``logic.fairnessloop``) conditions and their
+   Events, the PrometheusRule to apply, whether to create a retraining TrainingRun, and the
+   retrain records whose versions to ask ``promoteTo`` for;
 4. applies the plan (server-side apply of the rule, the create, the stage requests) and hands
    what the API server said to :func:`settle`, which gives the outcome: ``RuleSynced`` (``Ready``
    follows it: a policy whose alerting rule is not in place is not ready), ``RetrainTriggered``,
@@ -18,7 +19,7 @@ The controller (``controller.driftpolicies``) does only I/O, in this order:
 Rules:
 - an unreachable Prometheus keeps the previous results (``DriftDetected`` Unknown) and retries
   next interval; no Prometheus configured is Unknown too; so is quality with no answer;
-- drift and quality decay retrain alike (``logic.driftloop.retrain_decision``: one decision, one
+- drift, quality decay and unfairness retrain alike (``logic.driftloop.retrain_decision``: one decision, one
   cooldown and budget); between evaluations only a run's progress changes ``RetrainTriggered``,
   so it does not flip to "no drift";
 - with a run in flight or a version still to promote, look again within the poll interval.
@@ -36,6 +37,7 @@ from modelops.drift import bins as binning
 from modelops.logic import conditions as cond
 from modelops.logic import driftloop as loop
 from modelops.logic import driftrules as rules
+from modelops.logic import fairnessloop as fairness
 from modelops.logic import qualityloop as quality
 from modelops.logic.analysis import parse_duration
 from modelops.logic.rules import missing_labels
@@ -73,7 +75,7 @@ def subject(
     """The subject of the policy, or why there is none (the deployment and version are resolved)."""
     vspec = version.get("spec") or {}
     reference_stats = vspec.get("referenceStats")
-    if not reference_stats and spec.quality is None:
+    if not reference_stats and spec.quality is None and spec.fairness is None:
         return Refusal(cond.Reason.NO_REFERENCE_STATS, no_reference(serving))
     try:
         # A policy with quality thresholds still judges quality for a version without reference statistics.
@@ -115,6 +117,8 @@ class Readings:
     counts_error: str | None = None
     quality: Mapping[str, tuple[float | None, float]] | None = None  # metric → (value, evidence)
     quality_error: str | None = None
+    fairness: fairness.Readings | None = None  # (feature, metric) → (gap, evidence); None: not asked or no answer
+    fairness_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,10 +164,12 @@ def decide(
                                          str(observed.rule_labels_error)))  # fmt: skip
     else:
         alerts = quality_alerts(spec, sub.target, sub.bounds) if spec.actions.alert.enabled else []
+        alerts += fairness.policy_alerts(spec, sub.target)
         rule = rules.prometheus_rule(spec, sub.target, sub.reference, sub.features, observed.rule_labels, alerts)
 
     drifted_now: bool | None = None
     degraded_now: bool | None = None
+    unfair_now: bool | None = None
     message = str(status.get("message") or "waiting for the first evaluation")
     readings = observed.readings
     if readings is not None:
@@ -206,6 +212,17 @@ def decide(
                 degraded_now, message = True, f"{message}; {verdict.message}"
             elif verdict.degraded is False:
                 degraded_now = False
+        if spec.fairness is not None:
+            fair = fairness.judge_readings(spec, readings.url, readings.fairness, readings.fairness_error)
+            conditions.append(cond.Condition(fairness.FAIRNESS_DEGRADED, _tristate(fair.degraded), fair.reason,
+                                             fair.message))  # fmt: skip
+            if fair.results:
+                new["fairness"] = fair.results
+            if fair.degraded is not None:
+                new["fairnessDegraded"] = unfair_now = fair.degraded
+                events += fairness.events(status.get("fairnessDegraded"), fair)
+            if fair.degraded is True:
+                message = f"{message}; {fair.message}"
     new["message"] = message
 
     plan = Plan(new, conditions, events, message, readings is not None, rule, None)
@@ -214,10 +231,8 @@ def decide(
                                          f"cannot list TrainingRuns: {observed.runs_error}"))  # fmt: skip
         return plan
     plan.records = loop.merge_records(status.get("retrains"), observed.runs)
-    # Decay of quality retrains like drift: the same decision, cooldown and budget.
-    act_now = True if (drifted_now or degraded_now) else (None if drifted_now is None and degraded_now is None
-                                                          else False)  # fmt: skip
-    cause = "drift" if drifted_now or not degraded_now else "quality decay"
+    # Decay of quality, or unfairness, retrains like drift: the same decision, cooldown and budget.
+    act_now, cause = fairness.retrain_cause(drifted_now, degraded_now, unfair_now)
     plan.retrain = loop.retrain_decision(spec.actions.retrain, drifted_now=act_now, records=plan.records, now=now,
                                          cause=cause)  # fmt: skip
     plan.promote = loop.to_promote(plan.records, spec.actions.retrain)
