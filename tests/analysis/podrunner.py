@@ -300,10 +300,14 @@ class PodRunner:
 class ServiceLoad:
     """Clients of the ModelDeployment's Service: requests spread over its running pods."""
 
-    def __init__(self, runner: PodRunner, model: str, rows: list[list[float]]) -> None:
+    def __init__(
+        self, runner: PodRunner, model: str, rows: list[list[float]], bodies: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Single numeric ``rows`` as one tensor, or else the request ``bodies`` given, in turn."""
         self.runner = runner
         self.model = model
         self.rows = rows
+        self.bodies = bodies
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -313,9 +317,12 @@ class ServiceLoad:
         i = 0
         while not self.stop_event.is_set():
             for url in self.runner.urls():
-                row = self.rows[i % len(self.rows)]
+                if self.bodies:
+                    body = self.bodies[i % len(self.bodies)]
+                else:
+                    row = self.rows[i % len(self.rows)]
+                    body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
                 i += 1
-                body = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
                 # A pod starting or stopping refuses the connection: a client sees the same.
                 with contextlib.suppress(requests.RequestException):
                     session.post(f"{url}/v2/models/{self.model}/infer", json=body, timeout=5)

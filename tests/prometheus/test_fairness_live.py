@@ -41,7 +41,13 @@ def model_with_fairness(tmp_path: Path) -> modelkit.ModelDir:
     model = modelkit.categorical(tmp_path / "built")
     shutil.copytree(model.path, tmp_path / "served")
     model.path = tmp_path / "served"
-    result = json.loads((model.path / "result.json").read_text())
+    record_fairness(model.path)
+    return model
+
+
+def record_fairness(path: Path) -> None:
+    """Give the mixed model's result.json the fairness record training would: colour and x2 binned at 4 and 6."""
+    result = json.loads((path / "result.json").read_text())
     group = {"count": 40, "insufficient": False}
     result["fairness"] = {"rows": 80, "minGroupSize": 30, "features": [
         {"name": "colour", "kind": "categorical", "usedAsInput": True, "metrics": {},
@@ -49,8 +55,7 @@ def model_with_fairness(tmp_path: Path) -> modelkit.ModelDir:
         {"name": "x2", "kind": "binned", "bins": [4, 6], "usedAsInput": True, "metrics": {},
          "groups": [{"group": g, **group} for g in BINS]},
     ]}  # fmt: skip
-    (model.path / "result.json").write_text(json.dumps(result))
-    return model
+    (path / "result.json").write_text(json.dumps(result))
 
 
 def test_recorded_selection_rates_and_parity_are_fairlearns(prometheus: Prometheus, tmp_path: Path) -> None:
