@@ -63,6 +63,14 @@ def test_contract_keeps_the_inputs_groups_only() -> None:
     assert [s.name for s in sensitive] == ["colour", "x2", "x1"]
     assert sensitive[1].bin_names == ("<5", ">=5")
     assert sensitive[2].bin_names == ("young", "mid", "old")
+    # A record that keeps every interval's label places them all, the absent one too.
+    kept = contract._parse_sensitive(
+        _record(_feature("x1b", "binned", ["young", "old"], bins=[-1, 1], binLabels=["young", "mid", "old"])), {"x1b"}
+    )
+    assert kept[0].bin_names == ("young", "mid", "old")
+    assert kept[0].groups == ("young", "mid", "old")  # a row in the middle interval counts as "mid", not __other__
+    with pytest.raises(contract.ContractError, match=r"fairness.features\[0\].binLabels"):
+        contract._parse_sensitive(_record(_feature("x1", "binned", ["<1"], bins=[1], binLabels=["<1"])), {"x1"})
     with pytest.raises(contract.ContractError, match=r"fairness.features\[0\].bins"):
         contract._parse_sensitive(_record(_feature("x1", "binned", ["<1"], bins=["a"])), {"x1"})
 

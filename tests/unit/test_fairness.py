@@ -24,6 +24,7 @@ from modelops.logic import fairness, registration, training, validation
 from modelops.logic import governance as gov
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import PolicyError, parse
+from modelops.serve import contract as serve_contract
 from modelops.serve import metrics as serve_metrics
 from modelops.serve.contract import SensitiveGroups, default_bin_names
 from modelops.train import fairness as trainer_fairness
@@ -418,3 +419,25 @@ def test_binning_agrees_with_pandas_cut(cuts: list[float], values: list[float]) 
     layout = serve_metrics.build_layout(model="m", version="v", classes=["0"], sensitive=[(record, True, 0)])
     slot = layout.sensitive[0]
     assert [slot.groups[serve_metrics.group_of(slot, v)] for v in values] == list(labels)
+
+
+def test_a_binned_features_record_keeps_every_intervals_label_and_the_server_names_them_all() -> None:
+    """Custom labels, and no held-out row in the middle interval: the record still names it (binLabels),
+    so the server counts a served value there as "adult", not as __other__."""
+    frame = pd.DataFrame({"age": [10.0, 12.0, 70.0, 80.0, 15.0, 75.0], "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    evaluation = EvaluationSpec.model_validate(
+        {"sensitiveFeatures": [{"name": "age", "bins": [18, 65], "labels": ["child", "adult", "senior"]}],
+         "minGroupSize": 1}
+    )  # fmt: skip
+    (grouping,) = trainer_fairness.groupings(frame, evaluation, ["age", "x"], "mem://t")
+    assert grouping.groups == ("child", "senior")
+    y = np.array(["no", "no", "yes", "yes", "no", "yes"], dtype=object)
+    record = trainer_fairness.evaluate([grouping], frame.index, y, y, "classification", ["no", "yes"], evaluation)
+    (entry,) = record["features"]
+    assert entry["binLabels"] == ["child", "adult", "senior"]
+    assert [g["group"] for g in entry["groups"]] == ["child", "senior"]
+    (groups,) = serve_contract._parse_sensitive(record, {"age", "x"})
+    layout = serve_metrics.build_layout(model="m", version="v", classes=["no", "yes"], sensitive=[(groups, True, 0)])
+    slot = layout.sensitive[0]
+    assert [slot.groups[serve_metrics.group_of(slot, v)] for v in (5.0, 40.0, 65.0, float("nan"))] == [
+        "child", "adult", "senior", "__other__"]

@@ -233,6 +233,10 @@ class SensitiveFeatureResult(ApiModel):
     kind: Literal["categorical", "binned", "intersection"] = Field(description="How its groups were made.")
     used_as_input: bool = Field(description="Whether the model takes the column as an input.")
     bins: list[float] | None = Field(default=None, description="binned: the cut points.")
+    bin_labels: list[str] | None = Field(
+        default=None,
+        description="binned: the name of every interval in order (one more than bins), whether it held rows or not.",
+    )
     of: list[str] | None = Field(default=None, description="intersection: the two features.")
     metrics: dict[str, float] = Field(
         default_factory=dict,

@@ -106,8 +106,9 @@ class CategoricalStats:
 class SensitiveGroups:
     """A sensitive input's groups from the version's fairness record, which the server counts predictions by.
 
-    ``groups`` are the record's group names in its order; ``bins`` the cut points of a binned
-    numeric feature, with ``bin_names`` the name of each interval (``len(bins) + 1``).
+    ``groups`` are the record's group names in its order (a binned feature's: every interval's name,
+    then ``(missing)`` if recorded); ``bins`` the cut points of a binned numeric feature, with
+    ``bin_names`` the name of each interval (``len(bins) + 1``).
     """
 
     name: str
@@ -253,7 +254,7 @@ def default_bin_names(bins: Sequence[float]) -> tuple[str, ...]:
 
 
 def _bin_names(bins: tuple[float, ...], groups: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Which name each interval has, from the groups the record lists (it does not keep custom labels)."""
+    """Which name each interval has, from the groups a record without ``binLabels`` lists (an older record)."""
     named = default_bin_names(bins)
     present = tuple(g for g in groups if g != MISSING_GROUP)
     if set(present) <= set(named):
@@ -290,9 +291,17 @@ def _parse_sensitive(record: Any, inputs: set[str]) -> tuple[SensitiveGroups, ..
         ):
             raise ContractError(f"result.json: {where}bins is not a list of finite numbers")
         cuts = tuple(float(b) for b in bins)
-        bin_names = _bin_names(cuts, names)
+        recorded = item.get("binLabels")
+        if recorded is not None and (
+            not isinstance(recorded, list) or len(recorded) != len(cuts) + 1
+            or not all(isinstance(n, str) for n in recorded)
+        ):  # fmt: skip
+            raise ContractError(f"result.json: {where}binLabels is not a list of one name more than bins")
+        bin_names = tuple(recorded) if recorded is not None else _bin_names(cuts, names)
         if bin_names is not None:
-            found.append(SensitiveGroups(name, names, cuts, bin_names))
+            # Every interval is a group live, also one that held no held-out row: the bins bound them.
+            live = (*bin_names, *(g for g in names if g not in bin_names))
+            found.append(SensitiveGroups(name, live, cuts, bin_names))
     return tuple(found)
 
 

@@ -66,6 +66,7 @@ class Grouping:
     groups: tuple[str, ...]  # every group seen in the table, in a stable order
     bins: tuple[float, ...] | None = None
     of: tuple[str, str] | None = None
+    bin_labels: tuple[str, ...] | None = None  # binned: the name of every interval, rows or not
 
 
 def _text(value: Any) -> str:
@@ -127,6 +128,8 @@ def groupings(frame: pd.DataFrame, evaluation: EvaluationSpec, inputs: Sequence[
         result[feature.name] = Grouping(
             feature.name, kind, feature.name in inputs, labels, groups,
             bins=tuple(feature.bins) if feature.bins is not None else None,
+            bin_labels=(tuple(feature.labels or default_bin_names(feature.bins)) if feature.bins is not None
+                        else None),
         )  # fmt: skip
     for index, pair in enumerate(evaluation.intersections or ()):
         first, second = result[pair[0]], result[pair[1]]
@@ -305,6 +308,8 @@ def evaluate(
         entry: dict[str, Any] = {"name": grouping.name, "kind": grouping.kind, "usedAsInput": grouping.used_as_input}
         if grouping.bins is not None:
             entry["bins"] = list(grouping.bins)
+        if grouping.bin_labels is not None:
+            entry["binLabels"] = list(grouping.bin_labels)  # so a server can name an interval that held no row
         if grouping.of is not None:
             entry["of"] = list(grouping.of)
         if task == "classification":
