@@ -13,7 +13,9 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,8 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
+from sklearn.datasets import load_diabetes
+from sklearn.metrics import mean_absolute_error
 
 from modelops.logic import fairnessrules
 from prometheus.test_quality_live import DEPLOYMENT, quality_rules, scrape, value, wait_counted_and_evaluated
@@ -96,6 +100,28 @@ def test_recorded_selection_rates_and_parity_are_fairlearns(prometheus: Promethe
         assert gap > 0.01  # not trivially equal groups
 
 
+def predict_and_label(
+    server: Server, name: str, truth: Any, sizes: tuple[int, ...], body: Callable[[int, int], dict[str, Any]]
+) -> list[Any]:
+    """Every row through the server in requests of ``sizes`` rows in turn (``body(first row, rows)``), each
+    request's labels sent straight back with its id; every row's prediction, in order."""
+    served: list[Any] = []
+    start = 0
+    for size in itertools.cycle(sizes):
+        if start >= len(truth):
+            return served
+        r = server.post(f"/v2/models/{name}/infer", json=body(start, size))
+        assert r.status_code == 200, r.text
+        served += list(r.json()["outputs"][0]["data"])
+        actual = truth[start : start + size].tolist()
+        back = server.post(f"/v2/models/{name}/feedback",
+                           json={"id": r.json()["id"], "actual": actual if len(actual) > 1 else actual[0]})  # fmt: skip
+        assert back.status_code == 200, back.text
+        assert back.json()["counted"] == len(actual), back.text
+        start += size
+    raise AssertionError("unreachable")
+
+
 def test_recorded_recall_and_equalized_odds_are_fairlearns_on_labels_fed_back(
     prometheus: Prometheus, tmp_path: Path
 ) -> None:
@@ -115,21 +141,10 @@ def test_recorded_recall_and_equalized_odds_are_fairlearns_on_labels_fed_back(
     try:
         prometheus.set_rule_files([quality_rules(tmp_path, model.name, "fairness")])
         scrape(prometheus, [server])
-        start = 0
-        for size in itertools.cycle((7, 1, 5)):  # batches, and batches of one row (whose ids are packed apart)
-            if start >= len(rows):
-                break
-            part = rows.iloc[start : start + size]
-            r = server.post(f"/v2/models/{model.name}/infer", json=modelkit.frame_body(part, model.categorical))
-            assert r.status_code == 200, r.text
-            fid = r.json()["id"]
-            assert list(r.json()["outputs"][0]["data"]) == list(predicted[start : start + size])
-            actual = truth[start : start + size].tolist()
-            item = {"id": fid, "actual": actual} if len(actual) > 1 else {"id": fid, "actual": actual[0]}
-            r = server.post(f"/v2/models/{model.name}/feedback", json=item)
-            assert r.status_code == 200, r.text
-            assert r.json()["counted"] == len(actual), r.text
-            start += size
+        # Batches, and batches of one row (whose ids are packed apart).
+        served = predict_and_label(server, model.name, truth, (7, 1, 5),
+                                   lambda at, size: modelkit.frame_body(rows.iloc[at : at + size], model.categorical))
+        assert served == list(predicted)
         where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
         raw = f'sum(modelops_feedback_group_labels_total{{{where},feature="x2"}})'
         recorded = f'{where},window="1h"'
@@ -168,3 +183,53 @@ def test_recorded_recall_and_equalized_odds_are_fairlearns_on_labels_fed_back(
         got = value(prometheus, f'{fairnessrules.MIN_GROUP_LABELS}{{{recorded},feature="{feature}"}} / scalar('
                                 f'sum({fairnessrules.GROUP_LABELS}{{{recorded},feature="{feature}"}}))')  # fmt: skip
         assert got == pytest.approx(fewest, abs=1e-9)
+
+
+def test_a_regressions_mae_per_group_and_its_gap_are_fairlearns(prometheus: Prometheus, tmp_path: Path) -> None:
+    """A regression: its ids name the rows' groups too, so the labels sent back give each group's mean
+    absolute error and the gap between them (training's maeDifference), fairlearn's on the same rows."""
+    model = modelkit.diabetes(tmp_path / "built")
+    shutil.copytree(model.path, tmp_path / "served")
+    model.path = tmp_path / "served"
+    result = json.loads((model.path / "result.json").read_text())
+    names = ["<-0.02", "[-0.02, 0.03)", ">=0.03"]
+    result["fairness"] = {"rows": 80, "minGroupSize": 10, "features": [
+        {"name": "bmi", "kind": "binned", "bins": [-0.02, 0.03], "binLabels": names, "usedAsInput": True,
+         "metrics": {}, "groups": [{"group": g, "count": 30, "insufficient": False} for g in names]},
+    ]}  # fmt: skip
+    (model.path / "result.json").write_text(json.dumps(result))
+    x = model.test_x.to_numpy(dtype=np.float64)
+    truth = np.asarray(modelkit._split(*load_diabetes(return_X_y=True, as_frame=True))[3], dtype=np.float64)
+    predicted = model.pipeline.predict(model.test_x)
+    keys_dir = one_key_dir(tmp_path / "keys")
+    server = Server(model.path, "--feedback-keys", str(keys_dir), "--feedback-scope", f"ml/{DEPLOYMENT}").wait_ready()
+    try:
+        prometheus.set_rule_files([quality_rules(tmp_path, model.name, "fairness")])
+        scrape(prometheus, [server])
+        def tensor(at: int, size: int) -> dict[str, Any]:
+            rows = x[at : at + size]
+            return {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64",
+                                "data": rows.ravel().tolist()}]}  # fmt: skip
+
+        predict_and_label(server, model.name, truth, (1, 6), tensor)  # single rows (the row path) and batches
+        where = f'namespace="ml",deployment="{DEPLOYMENT}",model="{model.name}",version="1"'
+        raw = f'sum(modelops_feedback_group_labels_total{{{where},feature="bmi"}})'
+        recorded = f'{where},window="1h"'
+        wait_counted_and_evaluated(prometheus, raw, len(x), f'{fairnessrules.MAE_DIFFERENCE}{{{recorded},'
+                                   'feature="bmi"}', "label")  # fmt: skip
+        served = value(prometheus, f'sum(modelops_group_predictions_total{{{where},feature="bmi"}})')
+        assert served == len(x)
+        # A regression has no selection rate: its counts carry no class, and no parity is recorded.
+        assert prometheus.query(f'{fairnessrules.DP_DIFFERENCE}{{{recorded}}}') == []
+    finally:
+        server.close()
+
+    groups = pd.cut(model.test_x["bmi"], [-np.inf, -0.02, 0.03, np.inf], right=False, labels=names).astype(str)
+    frame = MetricFrame(metrics=mean_absolute_error, y_true=truth, y_pred=predicted, sensitive_features=groups)
+    assert len(frame.by_group) == 3
+    for group, mae in frame.by_group.items():
+        got = value(prometheus, f'{fairnessrules.GROUP_MAE}{{{recorded},feature="bmi",group="{group}"}}')
+        assert got == pytest.approx(float(mae), abs=1e-9)
+    gap = value(prometheus, f'{fairnessrules.MAE_DIFFERENCE}{{{recorded},feature="bmi"}}')
+    assert gap == pytest.approx(float(frame.difference(method="between_groups")), abs=1e-9)
+    assert gap > 1.0

@@ -390,6 +390,20 @@ def test_labels_by_group_count_each_groups_confusion_margins_and_survive_a_resta
     assert got[("modelops_feedback_group_labels_total", *other)] == 1
 
 
+def test_a_regressions_labels_by_group_sum_each_groups_absolute_error() -> None:
+    store = labels.Store("m")
+    block = store.block("v1", None, (("bmi", ("low", "high", "__other__")),))
+    for predicted, actual, group in [(10.0, 7.0, 0), (2.5, 4.0, 0), (1.0, 3.0, 1)]:
+        store.add_value(block, predicted, actual, [group])
+    got = samples(labels.families("m", store.snapshot()))
+    low = (("feature", "bmi"), ("group", "low"), ("model", "m"), ("version", "v1"))
+    assert got[("modelops_feedback_group_labels_total", *low)] == 2
+    assert got[("modelops_feedback_group_absolute_error_total", *low)] == 3.0 + 1.5
+    high = (("feature", "bmi"), ("group", "high"), ("model", "m"), ("version", "v1"))
+    assert got[("modelops_feedback_group_absolute_error_total", *high)] == 2.0
+    assert got[("modelops_feedback_absolute_error_total", ("model", "m"), ("version", "v1"))] == 6.5
+
+
 def test_a_worker_counts_a_bounded_number_of_versions() -> None:
     store = labels.Store("m")
     for i in range(labels.MAX_VERSIONS):

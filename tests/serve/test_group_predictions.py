@@ -104,11 +104,21 @@ def test_group_of_follows_the_trainers_convention() -> None:
                    ("n", "2", "1"): 1, ("n", "1", "0"): 1}  # fmt: skip
 
 
-def test_regression_counts_no_groups() -> None:
+def test_a_regression_counts_rows_by_group_alone() -> None:
     lay = metrics.build_layout(
         model="m", version="v", classes=None, sensitive=[(contract.SensitiveGroups("g", ("a",)), False, 0)]
     )
-    assert lay.sensitive == ()
+    (slot,) = lay.sensitive
+    assert (slot.groups, lay.group_width) == (("a", "__other__"), 1)
+    values = np.zeros(lay.size)
+    found = metrics.observe_groups(lay, values, np.zeros((3, 0)), [["a", "b", "a"]], np.zeros(3, dtype=np.intp))
+    assert found[0].tolist() == [0, 1, 0]
+    assert values[slot.offset : slot.offset + 2].tolist() == [2.0, 1.0]
+    family = metrics._group_family(lay, values, ["model", "version"], ["m", "v"])
+    assert [(s.labels, s.value) for s in family.samples] == [
+        ({"model": "m", "version": "v", "feature": "g", "group": "a"}, 2.0),
+        ({"model": "m", "version": "v", "feature": "g", "group": "__other__"}, 1.0),
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -260,15 +260,19 @@ def estimated_class_query(
 
 
 def _group_predictions(check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:
-    """``version``'s predictions of the check's feature over its window, by ``by``, its known groups only."""
-    return _by_group("modelops_group_predictions_total", check, target, version, by)
+    """``version``'s predictions of the check's feature over its window, by ``by``, its known groups only
+    (a classifier's: a regression's counts carry no class and have no selection rate)."""
+    return _by_group("modelops_group_predictions_total", check, target, version, by, 'class!=""')
 
 
-def _by_group(metric: str, check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:
+def _by_group(
+    metric: str, check: FairnessCheck, target: AnalysisTarget, version: str, by: str, *extra: str
+) -> str:
     """A per-group counter of ``version`` on the check's feature over its window, by ``by``, known groups only."""
     feature = f'feature="{_label_value(check.feature)}"'
     other = f'group!="{OTHER_GROUP}"'
-    return f"sum by ({by}) ({_increase(metric, target, version, promql_range(check.window), feature, other)})"
+    window = promql_range(check.window)
+    return f"sum by ({by}) ({_increase(metric, target, version, window, feature, other, *extra)})"
 
 
 def equalized_odds_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:

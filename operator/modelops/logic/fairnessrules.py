@@ -42,7 +42,10 @@ group, ``modelops_feedback_group_*_total``), per version that predicted:
     the largest of those over the classes (for two classes either class's, as they are equal: one's
     recall is one minus the other's false positive rate) — training's ``equalizedOddsDifference``;
 ``modelops_fairness:min_group_labels`` ``{feature}``
-    the fewest labels of a known group with any in the window: the evidence behind it.
+    the fewest labels of a known group with any in the window: the evidence behind it;
+``modelops_fairness:group_absolute_error``, ``…:group_mae`` ``{feature, group}``, ``…:mae_difference`` ``{feature}``
+    a regression's: the group's summed and mean absolute error, and the largest minus the smallest
+    mean over the known groups (training's ``maeDifference``).
 
 As in the quality group, a ratio is ``x / (y > 0)`` (no series without evidence), every selector
 pins ``namespace``, ``deployment`` and ``window``, and the rules read the counts recorded before
@@ -77,6 +80,8 @@ CLASS_FPR_DIFFERENCE: Final = PREFIX + "class_false_positive_rate_difference"
 CLASS_EO_DIFFERENCE: Final = PREFIX + "class_equalized_odds_difference"
 EO_DIFFERENCE: Final = PREFIX + "equalized_odds_difference"
 MIN_GROUP_LABELS: Final = PREFIX + "min_group_labels"
+GROUP_MAE: Final = PREFIX + "group_mae"
+MAE_DIFFERENCE: Final = PREFIX + "mae_difference"
 #: The group of served values outside the version's recorded groups (modelops.serve.contract.OTHER_GROUP).
 OTHER_GROUP: Final = "__other__"
 
@@ -95,7 +100,8 @@ def window_rules(scope: Scope, window: str) -> list[JsonDict]:
     def record(name: str, expr: str) -> None:
         rules.append({"record": name, "expr": expr, "labels": labels})
 
-    counted = f"modelops_group_predictions_total{selector(scope)}"
+    classified = 'class!=""'  # a regression's counts carry no class: no selection rate
+    counted = f"modelops_group_predictions_total{selector(scope, classified)}"
     record(GROUP_PREDICTIONS, f"sum by ({GROUP}, feature, group, class) (increase({counted}[{rng}]))")
     record(GROUP_ROWS, f"sum by ({per_group}) ({GROUP_PREDICTIONS}{rec})")
     record(SELECTION_RATE, f"{GROUP_PREDICTIONS}{rec} / on ({per_group}) group_left () ({GROUP_ROWS}{rec} > 0)")
@@ -126,6 +132,12 @@ def window_rules(scope: Scope, window: str) -> list[JsonDict]:
     record(CLASS_EO_DIFFERENCE, f"max by ({per_class}) ({both})")
     record(EO_DIFFERENCE, f"max by ({per_feature}) ({CLASS_EO_DIFFERENCE}{rec})")
     record(MIN_GROUP_LABELS, f"min by ({per_feature}) ({GROUP_LABELS}{known} > 0)")
+    # A regression's: the group's mean absolute error, and the gap between its known groups.
+    errors = f"{PREFIX}group_absolute_error"
+    record(errors, increase("group_absolute_error", "feature, group"))
+    record(GROUP_MAE, f"{errors}{rec} / ({GROUP_LABELS}{rec} > 0)")
+    record(MAE_DIFFERENCE,
+           f"max by ({per_feature}) ({GROUP_MAE}{known}) - min by ({per_feature}) ({GROUP_MAE}{known})")  # fmt: skip
     return rules
 
 

@@ -315,8 +315,12 @@ class App:
         else:
             predicted = np.asarray(prediction.predict, dtype=np.float64)
             metrics.observe_predictions(layout, values, predicted)
+            by_group: list[Any] = []
+            if layout.sensitive:
+                nothing = np.zeros(len(predicted), dtype=np.intp)
+                by_group = metrics.observe_groups(layout, values, decoded.numeric, decoded.labels, nothing)
             if self.signer is not None:
-                feedback_id = self.signer.values_of(predicted)
+                feedback_id = self.signer.values_of(predicted, by_group)
         return self._answer(decoded.request_id, outputs, feedback_id)
 
     def _explain(self, body: bytes, header_length: bytes | None) -> Response:
@@ -377,8 +381,9 @@ class App:
                 recorder.prediction(prediction.label)
             else:  # where a NaN goes is numpy's call (searchsorted), as in _infer
                 metrics.observe_predictions(self.layout, self.values, np.array([prediction.label], dtype=np.float64))
+            in_groups = recorder.groups(row, 0) if self.layout.sensitive else []
             if self.signer is not None:
-                feedback_id = self.signer.one_value(prediction.label)
+                feedback_id = self.signer.one_value(prediction.label, in_groups)
         outputs: list[dict[str, Any]] = []
         for name in wanted:
             if name == "predict":

@@ -142,8 +142,7 @@ class Feedback:
         self.watcher = keys.Watcher(settings.keys_dir)
         ring = self.watcher.ring
         #: Kept for the process's life (rotation re-keys it), so the app may bind its methods.
-        #: ``groups``: each sensitive input's recorded groups, whose index each id carries per row (a classifier's).
-        groups = groups if self.classes is not None else ()
+        #: ``groups``: each sensitive input's recorded groups, whose index each id carries per row.
         self.signer = tokens.Signer(
             ring.current % 256, self._subkey(ring.keys[ring.current]), version, self.classes, groups
         )
@@ -312,6 +311,6 @@ class Feedback:
         if claim.classes is not None:
             self.store.add_class(block, int(found.predicted[row]), index, [rows[row] for rows in claim.group_rows])
         else:
-            self.store.add_value(block, float(found.predicted[row]), float(actual))
+            self.store.add_value(block, float(found.predicted[row]), float(actual), [r[row] for r in claim.group_rows])
         outcome.counted += 1
         outcome.note("counted")

@@ -11,7 +11,8 @@ contiguous run of cells in a float64 array:
 - a classifier's id that names its rows' groups (format 2, :mod:`modelops.serve.tokens`) has a block
   of its own with, after the confusion matrix, per sensitive input and group (``__other__`` last)
   ``[labels, correct[c]…, predicted[c]…, actual[c]…]``: the margins of the group's confusion matrix,
-  3·C + 1 cells rather than C², enough for its recall and false positive rate of every class.
+  3·C + 1 cells rather than C², enough for its recall and false positive rate of every class; a
+  regressor's, after its five cells, per group ``[labels, absolute error]``.
 
 With several workers, a worker's blocks are described, one JSON line each, in ``labels-<slot>.jsonl``
 in the supervisor's metrics directory, and its cells are ``labels-<slot>.f64`` beside it (grown as
@@ -62,18 +63,21 @@ class Block:
 
     @property
     def size(self) -> int:
-        if self.classes is None:
-            return len(REGRESSION_CELLS)
-        return 1 + len(self.classes) ** 2 + sum(len(names) for _, names in self.groups) * self.group_cells
+        return self._own_cells + sum(len(names) for _, names in self.groups) * self.group_cells
+
+    @property
+    def _own_cells(self) -> int:
+        return len(REGRESSION_CELLS) if self.classes is None else 1 + len(self.classes) ** 2
 
     @property
     def group_cells(self) -> int:
-        """Cells per group: its labels, then correct, predicted and actual per class."""
-        return 1 + 3 * len(self.classes or ())
+        """Cells per group: its labels, then correct, predicted and actual per class (a regression's: its
+        absolute error)."""
+        return 2 if self.classes is None else 1 + 3 * len(self.classes)
 
     def group_offsets(self) -> list[int]:
         """Where each sensitive input's first group's cells are, from the block's base."""
-        offsets, at = [], 1 + len(self.classes or ()) ** 2
+        offsets, at = [], self._own_cells
         for _, names in self.groups:
             offsets.append(at)
             at += len(names) * self.group_cells
@@ -141,7 +145,7 @@ class Store:
 
     def block(self, version: str, classes: Sequence[str] | None, groups: Groups = ()) -> Block:
         """The block of a version (made on first use); :class:`VersionLimitError` past :data:`MAX_VERSIONS`."""
-        key = (version, tuple(classes) if classes is not None else None, groups if classes is not None else ())
+        key = (version, tuple(classes) if classes is not None else None, groups)
         found = self.blocks.get(key)
         if found is not None:
             return found
@@ -176,7 +180,8 @@ class Store:
             values[at + 1 + n + predicted] += 1
             values[at + 1 + 2 * n + actual] += 1
 
-    def add_value(self, block: Block, predicted: float, actual: float) -> None:
+    def add_value(self, block: Block, predicted: float, actual: float, groups: Sequence[int] = ()) -> None:
+        """One label of a regression; ``groups`` as for :meth:`add_class`."""
         error = predicted - actual
         base = block.base
         values = self.values
@@ -187,6 +192,10 @@ class Store:
             values[base + 3] += error
         else:
             values[base + 4] -= error
+        for offset, group in zip(block.group_offsets(), groups, strict=True):
+            at = base + offset + group * 2
+            values[at] += 1
+            values[at + 1] += abs(error)
 
     def snapshot(self) -> list[tuple[Block, FloatArray]]:
         """Every worker's blocks with their cells (only this worker's without a directory)."""
@@ -211,9 +220,14 @@ def _sum(snapshot: Iterable[tuple[Block, FloatArray]]) -> tuple[dict[str, float]
     for block, values in snapshot:
         labels[block.version] = labels.get(block.version, 0.0) + float(values[0])
         if block.classes is None:
-            for name, value in zip(REGRESSION_CELLS[1:], values[1:], strict=True):
+            for name, value in zip(REGRESSION_CELLS[1:], values[1 : len(REGRESSION_CELLS)], strict=True):
                 key: tuple[str, ...] = (name, block.version)
                 cells[key] = cells.get(key, 0.0) + float(value)
+            for offset, (feature, names) in zip(block.group_offsets(), block.groups, strict=True):
+                for g, group in enumerate(names):
+                    for i, name in enumerate(("group_labels", "group_absolute_error")):
+                        key = (name, block.version, feature, group)
+                        cells[key] = cells.get(key, 0.0) + float(values[offset + 2 * g + i])
             continue
         n = len(block.classes)
         matrix = values[1 : 1 + n * n].reshape(n, n)
@@ -250,7 +264,9 @@ def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[M
     )
     margins: dict[str, dict[tuple[str, str], float]] = {"correct": {}, "predicted": {}, "actual": {}}
     regression: dict[str, list[tuple[str, float]]] = {name: [] for name in REGRESSION_CELLS[1:]}
-    by_group: dict[str, list[tuple[tuple[str, ...], float]]] = {name: [] for name in ("group_labels", *GROUP_MARGINS)}
+    by_group: dict[str, list[tuple[tuple[str, ...], float]]] = {
+        name: [] for name in ("group_labels", *GROUP_MARGINS, "group_absolute_error")
+    }
     for key, value in sorted(cells.items()):
         if key[0] in by_group:
             by_group[key[0]].append((key[1:], value))
@@ -284,9 +300,11 @@ def families(model: str, snapshot: Iterable[tuple[Block, FloatArray]]) -> list[M
         "group_correct": "Labelled predictions that were right, by class and by the group of a sensitive input.",
         "group_predicted": "Labelled predictions, by predicted class and by the group of a sensitive input.",
         "group_actual": "Labelled predictions, by actual class and by the group of a sensitive input.",
+        "group_absolute_error": "Sum of |predicted - actual| by the group of a sensitive input (regression).",
     }
     for name, help_text in group_help.items():
-        extra = ["feature", "group"] if name == "group_labels" else ["feature", "group", "class"]
+        per_class = name in GROUP_MARGINS
+        extra = ["feature", "group", "class"] if per_class else ["feature", "group"]
         out.append(_family(name, help_text, [*base, *extra], model, by_group[name]))
     return [family for family in out if family.samples]
 

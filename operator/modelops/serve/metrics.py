@@ -137,8 +137,14 @@ class Layout:
     # With feedback on: one counter per FEEDBACK_RESULTS, then the dedup table's forgotten entries.
     feedback: bool = False
     feedback_offset: int = -1
-    # Predictions by group of each sensitive input the fairness record names (classifiers only).
+    # Predictions by group of each sensitive input the fairness record names: by predicted class (a
+    # classifier's), or one count per group (a regression's).
     sensitive: tuple[GroupSlot, ...] = ()
+
+    @property
+    def group_width(self) -> int:
+        """Counters per group of a sensitive input: one per class, or one for a regression."""
+        return max(len(self.classes), 1)
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the layout, so that stale files are never summed."""
@@ -171,7 +177,7 @@ def build_layout(
     regression, whose predicted values go into a histogram with ``prediction_bounds``. ``expected``
     lays out a classifier's expected confusion matrix (False for one without probabilities). ``feedback``
     lays out the counters of the ``/feedback`` route. ``sensitive`` lists ``(groups, numeric, column)``
-    of each sensitive input, counted by group and predicted class (a classifier's only).
+    of each sensitive input, counted by group and predicted class (a regression's by group alone).
     """
     pos = 0
     code_offset = {}
@@ -226,13 +232,13 @@ def build_layout(
         feedback_offset = pos
         pos += len(FEEDBACK_RESULTS) + 1
     group_slots: list[GroupSlot] = []
-    for groups, numeric_column, column in sensitive if classes is not None else ():
+    for groups, numeric_column, column in sensitive:
         names = (*(g for g in dict.fromkeys(groups.groups) if g != OTHER_GROUP), OTHER_GROUP)
         index = {g: i for i, g in enumerate(names)}
         group_slots.append(
             GroupSlot(groups.name, numeric_column, column, names, pos, groups.bins, groups.bin_names, index)
         )
-        pos += len(names) * len(class_labels)
+        pos += len(names) * max(len(class_labels), 1)
 
     return Layout(
         model=model,
@@ -361,8 +367,9 @@ def observe_groups(
     layout: Layout, values: FloatArray, numeric: FloatArray, labels: Sequence[Any], class_index: IntArray
 ) -> list[IntArray]:
     """Count a batch's predicted classes by the group of each sensitive input (``numeric`` and ``labels``
-    as in :class:`~modelops.serve.codec.Decoded`); each input's rows' group indices, for the batch's id."""
-    n = len(layout.classes)
+    as in :class:`~modelops.serve.codec.Decoded`; a regression's ``class_index`` all zeros); each input's
+    rows' group indices, for the batch's id."""
+    n = layout.group_width
     found = []
     for slot in layout.sensitive:
         column = numeric[:, slot.column].tolist() if slot.numeric else labels[slot.column]
@@ -497,8 +504,8 @@ class Recorder:
 
     def groups(self, row: list[float], index: int) -> list[int]:
         """One all-numeric row's prediction by the group of each sensitive input (the single-row path);
-        the row's group index of each."""
-        n = len(self.layout.classes)
+        the row's group index of each (a regression's ``index`` is 0)."""
+        n = self.layout.group_width
         found = []
         for slot in self.layout.sensitive:
             group = group_of(slot, row[slot.column])
@@ -697,17 +704,19 @@ def explain_families(layout: Layout, values: FloatArray) -> list[Metric]:
 
 
 def _group_family(layout: Layout, values: FloatArray, base: list[str], ids: list[str]) -> Metric:
+    classes: tuple[str | None, ...] = layout.classes or (None,)  # a regression's: no class label
     family = CounterMetricFamily(
         "modelops_group_predictions",
-        "Predictions by predicted class and by the group of a sensitive input (docs/fairness.md); a value "
-        "outside the version's recorded groups counts as __other__.",
-        labels=[*base, "feature", "group", "class"],
+        "Predictions by predicted class (a classifier's) and by the group of a sensitive input "
+        "(docs/fairness.md); a value outside the version's recorded groups counts as __other__.",
+        labels=[*base, "feature", "group", *(["class"] if layout.classes else [])],
     )
-    n = len(layout.classes)
+    n = layout.group_width
     for slot in layout.sensitive:
         for g, group in enumerate(slot.groups):
-            for c, label in enumerate(layout.classes):
-                family.add_metric([*ids, slot.name, group, label], float(values[slot.offset + g * n + c]))
+            for c, label in enumerate(classes):
+                named = [label] if label is not None else []
+                family.add_metric([*ids, slot.name, group, *named], float(values[slot.offset + g * n + c]))
     return family
 
 

@@ -209,25 +209,29 @@ class Signer:
         """The id of a single row predicted as class ``index``, whose group of each sensitive input is ``groups``."""
         if not self.groups:
             return self._sign(1, self._one_row[index])
-        packed = b"".join(one[g] for one, g in zip(self._one_group, groups, strict=True))
-        return self._sign(1, self._one_row[index] + packed)
+        return self._sign(1, self._one_row[index] + self._one_groups(groups))
 
     def classes_of(self, index: npt.NDArray[Any], groups: Sequence[npt.NDArray[Any]] = ()) -> str:
         """The id of a batch whose rows were predicted as these class indices (and are in these groups)."""
         if index.shape[0] == 1:
             return self.one_class(int(index[0]), [int(g[0]) for g in groups])
-        packed = pack_classes(index, self.bits)
-        if self.groups:
-            packed += b"".join(pack_classes(g, b) for g, b in zip(groups, self._group_bits, strict=True))
-        return self._sign(index.shape[0], packed)
+        return self._sign(index.shape[0], pack_classes(index, self.bits) + self._packed_groups(groups))
 
-    def one_value(self, value: float) -> str:
-        """The id of a single row whose predicted value (a regression) is ``value``."""
-        return self._sign(1, _VALUE.pack(value))
+    def one_value(self, value: float, groups: Sequence[int] = ()) -> str:
+        """The id of a single row whose predicted value (a regression) is ``value`` (in these ``groups``)."""
+        return self._sign(1, _VALUE.pack(value) + self._one_groups(groups))
 
-    def values_of(self, values: npt.NDArray[Any]) -> str:
-        """The id of a batch of predicted values."""
-        return self._sign(values.shape[0], np.asarray(values, dtype=">f8").tobytes())
+    def values_of(self, values: npt.NDArray[Any], groups: Sequence[npt.NDArray[Any]] = ()) -> str:
+        """The id of a batch of predicted values (and the rows' groups)."""
+        return self._sign(values.shape[0], np.asarray(values, dtype=">f8").tobytes() + self._packed_groups(groups))
+
+    def _one_groups(self, groups: Sequence[int]) -> bytes:
+        return b"".join(one[g] for one, g in zip(self._one_group, groups, strict=True)) if self.groups else b""
+
+    def _packed_groups(self, groups: Sequence[npt.NDArray[Any]]) -> bytes:
+        if not self.groups:
+            return b""
+        return b"".join(pack_classes(g, b) for g, b in zip(groups, self._group_bits, strict=True))
 
 
 def _one_row_bytes(bits: int, count: int) -> list[bytes]:
