@@ -100,3 +100,20 @@ def test_the_queries_give_fairlearns_gap_and_the_smallest_group(tmp_path: Path) 
     result = promtool_test(tmp_path, [{"name": "none", "rules": []}],
                            [{"interval": "1m", "input_series": input_series, "promql_expr_test": tests}])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_check_on_equalized_odds_reads_labels_by_group_and_says_so() -> None:
+    odds = CHECK.model_copy(update={"metric": "equalizedOddsDifference"})
+    failed = analysis.judge_fairness(odds, FairnessReading(0.30, 40), FairnessReading(0.10, 40))
+    assert failed.phase == "Failed"
+    assert failed.message.startswith("equalized odds difference on sex 0.3 is 0.2 above the stable's 0.1")
+    few = analysis.judge_fairness(odds, FairnessReading(0.30, 12), FairnessReading(0.10, 40))
+    assert "canary's smallest group of sex has 12 labels" in few.message
+    none = analysis.judge_fairness(odds, FairnessReading(None, None), FairnessReading(0.10, 40))
+    assert "the canary has no labels of a group of sex" in none.message
+    # Its queries are the equalized odds ones (held to fairlearn in unit.test_fairnessrules).
+    assert analysis.fairness_query(odds, TARGET, "churn-v2") == analysis.equalized_odds_query(odds, TARGET, "churn-v2")
+    assert "modelops_feedback_group_labels_total" in analysis.fairness_evidence_query(odds, TARGET, "churn-v2")
+    assert "modelops_group_predictions_total" in analysis.fairness_query(CHECK, TARGET, "churn-v2")
+    with pytest.raises(ValidationError):
+        FairnessCheck.model_validate({"feature": "sex", "metric": "recall"})

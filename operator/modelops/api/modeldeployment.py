@@ -198,7 +198,8 @@ class QualityCheck(ApiModel):
 
 
 class FairnessCheck(ApiModel):
-    """Live demographic parity (docs/fairness.md, In production): the canary's against the stable's."""
+    """Live demographic parity, or equalized odds (docs/fairness.md, In production): the canary's against the
+    stable's."""
 
     feature: str = Field(
         min_length=1,
@@ -208,11 +209,18 @@ class FairnessCheck(ApiModel):
             "(a useAsInput: false column is never in requests, so it cannot be watched live)."
         ),
     )
+    metric: Literal["demographicParityDifference", "equalizedOddsDifference"] = Field(
+        default="demographicParityDifference",
+        description=(
+            "The gap compared: demographicParityDifference from served predictions, or equalizedOddsDifference "
+            "from labels sent back (feedback on; the groups then count labels, not rows)."
+        ),
+    )
     max_increase: float = Field(
         default=0.05,
         ge=0,
         le=1,
-        description="Fail when the canary's demographic parity difference is more than this above the stable's.",
+        description="Fail when the canary's gap is more than this above the stable's.",
     )
     min_group_rows: int = Field(
         default=30,

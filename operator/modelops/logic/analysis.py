@@ -299,9 +299,11 @@ def equalized_odds_evidence_query(check: FairnessCheck, target: AnalysisTarget, 
 
 
 def fairness_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
-    """The demographic parity difference of ``version`` on the check's feature over its window: per class,
-    the largest minus the smallest selection rate over the groups with rows, and the largest of those
-    (docs/fairness.md); empty when no group served a row."""
+    """The check's gap of ``version`` on its feature over its window: the demographic parity difference
+    (per class, the largest minus the smallest selection rate over the groups with rows, and the largest
+    of those: docs/fairness.md), or :func:`equalized_odds_query`; empty when no group served a row."""
+    if check.metric == "equalizedOddsDifference":
+        return equalized_odds_query(check, target, version)
     rates = (
         f"{_group_predictions(check, target, version, 'group, class')} / on (group) group_left () "
         f"({_group_predictions(check, target, version, 'group')} > 0)"
@@ -310,7 +312,10 @@ def fairness_query(check: FairnessCheck, target: AnalysisTarget, version: str) -
 
 
 def fairness_evidence_query(check: FairnessCheck, target: AnalysisTarget, version: str) -> str:
-    """The fewest rows of a group of the feature that served any in the window (empty: no rows at all)."""
+    """The fewest rows of a group of the feature that served any in the window (empty: no rows at all); for
+    equalized odds, labels."""
+    if check.metric == "equalizedOddsDifference":
+        return equalized_odds_evidence_query(check, target, version)
     return f"min({_group_predictions(check, target, version, 'group')} > 0)"
 
 
@@ -565,31 +570,35 @@ class FairnessReading:
 def judge_fairness(
     check: FairnessCheck, canary: FairnessReading, stable: FairnessReading | None, *, has_stable: bool = True
 ) -> Measurement:
-    """The canary's demographic parity difference on the feature against the stable's: no more than
-    ``maxIncrease`` above it, once every group with rows has ``minGroupRows`` in each version."""
+    """The canary's gap on the feature (demographic parity or equalized odds difference) against the
+    stable's: no more than ``maxIncrease`` above it, once every group with rows (labels, for equalized
+    odds) has ``minGroupRows`` in each version."""
     if not has_stable:
         return Measurement(FAIRNESS, "Successful", None, "no stable version to compare with; skipped")
+    odds = check.metric == "equalizedOddsDifference"
+    unit, name = ("labels", "equalized odds difference") if odds else ("rows", "demographic parity difference")
     for whose, reading in (("canary", canary), ("stable", stable)):
         rows = reading.min_rows if reading is not None else None
         if rows is None:
+            served = (f"has no labels of a group of {check.feature} in the last {check.window} (is feedback on?)"
+                      if odds else f"served no row of a group of {check.feature} in the last {check.window}")
             return Measurement(
                 FAIRNESS, "Inconclusive", canary.value,
-                f"the {whose} served no row of a group of {check.feature} in the last {check.window} (is it an "
-                "input the version's fairness record names?)",
+                f"the {whose} {served} (is it an input the version's fairness record names?)",
             )  # fmt: skip
         if rows < check.min_group_rows:
             return Measurement(
                 FAIRNESS, "Inconclusive", canary.value,
-                f"the {whose}'s smallest group of {check.feature} has {rows:.0f} rows in the last {check.window}, "
-                f"minGroupRows {check.min_group_rows}",
+                f"the {whose}'s smallest group of {check.feature} has {rows:.0f} {unit} in the last "
+                f"{check.window}, minGroupRows {check.min_group_rows}",
             )  # fmt: skip
     assert stable is not None
     if canary.value is None or stable.value is None:
         whose = "canary" if canary.value is None else "stable"
-        missing = f"no demographic parity difference of the {whose} on {check.feature} in the window"
+        missing = f"no {name} of the {whose} on {check.feature} in the window"
         return Measurement(FAIRNESS, "Inconclusive", canary.value, missing)
     increase = canary.value - stable.value
-    gap = f"demographic parity difference on {check.feature} {_fmt(canary.value)}"
+    gap = f"{name} on {check.feature} {_fmt(canary.value)}"
     if increase > check.max_increase + DROP_TOLERANCE:
         return Measurement(
             FAIRNESS, "Failed", canary.value,

@@ -56,7 +56,9 @@ def key(threshold: FairnessThreshold) -> tuple[str, str]:
 
 
 def _check(policy: FairnessPolicy, threshold: FairnessThreshold) -> FairnessCheck:
-    return FairnessCheck.model_validate({"feature": threshold.feature, "window": policy.window})
+    return FairnessCheck.model_validate(
+        {"feature": threshold.feature, "metric": threshold.metric, "window": policy.window}
+    )
 
 
 def queries(
@@ -66,9 +68,6 @@ def queries(
     check = _check(policy, threshold)
     target = AnalysisTarget(namespace=namespace, deployment=deployment, model=model, stable_version=None,
                             canary_version=version)  # fmt: skip
-    if threshold.metric == "equalizedOddsDifference":
-        return (analysis.equalized_odds_query(check, target, version),
-                analysis.equalized_odds_evidence_query(check, target, version))  # fmt: skip
     return analysis.fairness_query(check, target, version), analysis.fairness_evidence_query(check, target, version)
 
 
