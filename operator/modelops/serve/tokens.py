@@ -1,10 +1,13 @@
-"""Prediction ids (feedback tokens, format 1): signed with a request's predictions, checked when its labels come back.
+"""Prediction ids (feedback tokens, formats 1 and 2): signed with a request's predictions, checked when its labels
+come back.
 
 Pure: keys and predictions in, text out; text in, a :class:`Claim` out. The byte layout is
 ``docs/contracts.md`` ("The id (token), format 1"): a header that names the version that predicted
 (and, for a classifier, its classes), a per-id nonce, the rows' predictions, and a 128-bit tag: keyed
 BLAKE2s (RFC 7693) under a subkey derived with HMAC-SHA256 for one deployment and model
-(:func:`subkey`).
+(:func:`subkey`). Format 2 (a version whose fairness record names sensitive inputs) also names, in
+the header, each input and its recorded groups, and after the predictions each row's group index:
+so a label fed back is counted by group, on any server of the deployment.
 
 Why keyed BLAKE2s and not HMAC-SHA256 for the tag: both are MACs (BLAKE2's keyed mode is one by
 design: the key is the first block, no nested hashing needed), but the tag is computed on the
