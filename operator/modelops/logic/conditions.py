@@ -137,6 +137,16 @@ class Reason(StrEnum):
     NO_LIMIT = "NoLimit", "no quality limit applies to this model's task"
     QUALITY_DEGRADED = "QualityDegraded", "quality fell below a limit (Event)"
     QUALITY_RECOVERED = "QualityRecovered", "quality is back within its limits (Event)"
+    DEMOGRAPHIC_PARITY_DIFFERENCE_ABOVE_MAX = (
+        "DemographicParityDifferenceAboveMax", "a live demographic parity difference is above its max"
+    )
+    EQUALIZED_ODDS_DIFFERENCE_ABOVE_MAX = (
+        "EqualizedOddsDifferenceAboveMax", "a live equalized odds difference (from labels) is above its max"
+    )
+    FAIRNESS_WITHIN_LIMITS = "FairnessWithinLimits", "every live fairness gap is within its max"
+    TOO_FEW_IN_GROUPS = "TooFewInGroups", "a group has too few rows (labels) in the window to judge a gap"
+    FAIRNESS_DEGRADED = "FairnessDegraded", "a live fairness gap went above its max (Event)"
+    FAIRNESS_RECOVERED = "FairnessRecovered", "every live fairness gap is back within its max (Event)"
     WELL_CALIBRATED = "WellCalibrated", "the version's probabilities are calibrated well enough for estimated quality"
     POOR_CALIBRATION = "PoorCalibration", "the version's calibration error is above the limit: estimates are untrusted"
     NO_PROBABILITIES = "NoProbabilities", "the version recorded no calibration: its quality cannot be estimated"

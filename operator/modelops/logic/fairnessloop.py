@@ -31,6 +31,7 @@ from modelops.logic import analysis
 from modelops.logic import driftloop as loop
 from modelops.logic import driftrules as rules
 from modelops.logic.analysis import AnalysisTarget
+from modelops.logic.conditions import Reason
 from modelops.logic.qualityloop import Verdict as Verdict  # the same shape: degraded, reason, message, results
 
 JsonDict = dict[str, Any]
@@ -38,11 +39,11 @@ JsonDict = dict[str, Any]
 FAIRNESS_DEGRADED: Final = "FairnessDegraded"
 #: The reason when a gap is above its limit, by metric.
 REASON_CROSSED: Final = {
-    "demographicParityDifference": "DemographicParityDifferenceAboveMax",
-    "equalizedOddsDifference": "EqualizedOddsDifferenceAboveMax",
+    "demographicParityDifference": Reason.DEMOGRAPHIC_PARITY_DIFFERENCE_ABOVE_MAX,
+    "equalizedOddsDifference": Reason.EQUALIZED_ODDS_DIFFERENCE_ABOVE_MAX,
 }
-REASON_OK: Final = "FairnessWithinLimits"
-REASON_TOO_FEW: Final = "TooFewInGroups"
+REASON_OK: Final = Reason.FAIRNESS_WITHIN_LIMITS
+REASON_TOO_FEW: Final = Reason.TOO_FEW_IN_GROUPS
 ALERT: Final = "ModelFairnessDegraded"
 _UNIT: Final = {"demographicParityDifference": "rows", "equalizedOddsDifference": "labels"}
 
@@ -125,9 +126,9 @@ def judge(policy: FairnessPolicy, readings: Readings) -> Verdict:
 def events(was_degraded: bool | None, verdict: Verdict) -> list[tuple[str, str, str]]:
     """An Event when unfairness starts or ends (not on every evaluation)."""
     if verdict.degraded is True and was_degraded is not True:
-        return [("Warning", "FairnessDegraded", verdict.message)]
+        return [("Warning", Reason.FAIRNESS_DEGRADED, verdict.message)]
     if verdict.degraded is False and was_degraded is True:
-        return [("Normal", "FairnessRecovered", verdict.message)]
+        return [("Normal", Reason.FAIRNESS_RECOVERED, verdict.message)]
     return []
 
 
