@@ -10,19 +10,18 @@ and puts a deleted Secret back.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 from typing import Any, cast
 
 import kopf
 
-from modelops.controller.common import kube
+from modelops.controller import runtime
 from modelops.controller.kube import KubeError
+from modelops.controller.runtime import kube
 from modelops.logic import feedbackkeys as logic
 
 _ATTEMPTS = 8
-_locks: dict[tuple[int, str], asyncio.Lock] = {}
 
 
 def rotation_seconds() -> int:
@@ -36,13 +35,6 @@ def check_seconds() -> float:
     return float(configured) if configured else max(1.0, min(60.0, rotation_seconds() / 4))
 
 
-def _lock(namespace: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), namespace)
-    if key not in _locks:
-        _locks[key] = asyncio.Lock()
-    return _locks[key]
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -50,7 +42,7 @@ def _now() -> datetime.datetime:
 async def ensure(namespace: str, owner_name: str, owner_uid: str) -> str | None:
     """The Secret exists, names this ModelDeployment among its owners and is rotated when due; or the problem."""
     owner = logic.owner_ref(owner_name, owner_uid)
-    async with _lock(namespace):
+    async with runtime.current().lock("feedback-keys", namespace):
         for _ in range(_ATTEMPTS):
             try:
                 if await _step(namespace, owner):

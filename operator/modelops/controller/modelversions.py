@@ -32,7 +32,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller import audit, common, metrics, webhooks
+from modelops.controller import audit, common, metrics, runtime, webhooks
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
@@ -43,17 +43,14 @@ from modelops.logic.validation import parse
 # How often one reconcile reads again after a 409 before Kopf retries it later.
 MAX_ATTEMPTS = 8
 
-_PRODUCTION_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
-
 
 class ConflictError(Exception):
     """The object changed since it was read: read it again and decide again."""
 
 
 def _production_lock(namespace: str, model: str) -> asyncio.Lock:
-    """A lock per model in this operator's event loop (tests run several operators in turn)."""
-    key = (id(asyncio.get_running_loop()), namespace, model)
-    return _PRODUCTION_LOCKS.setdefault(key, asyncio.Lock())
+    """A lock per model in this operator run."""
+    return runtime.current().lock("production", namespace, model)
 
 
 async def write_status(namespace: str, name: str, resource_version: str, status: Mapping[str, Any]) -> Any:
