@@ -32,7 +32,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller import audit, common, metrics, runtime, webhooks
+from modelops.controller import audit, common, metrics, runtime, trainers
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
@@ -131,7 +131,7 @@ async def creators_of(body: Mapping[str, Any]) -> tuple[list[str], str | None]:
     creator, problem = governance.parse_creator(annotations.get(governance.CREATED_BY))
     people = ([creator] if creator else []) + governance.trainers(body.get("spec"))
     # The live TrainingRun too: versions registered before spec.trainedBy existed, or made by hand.
-    people += await webhooks.trainingrun_creators(body)
+    people += await trainers.trainingrun_creators(body)
     return list(dict.fromkeys(people)), problem
 
 

@@ -22,7 +22,7 @@ import kopf
 
 from modelops.api import kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import results, webhooks
+from modelops.controller import results, trainers
 from modelops.controller.common import (
     API,
     ARTIFACT_STORE,
@@ -55,7 +55,7 @@ async def _register(
         return str(mine[0]["metadata"]["name"])
     by_model = f"{training.MODEL_LABEL}={spec.model}"
     version = registration.next_version(await kube().list(API, "ModelVersion", ref.namespace, label_selector=by_model))
-    trained_by = await webhooks.registered_trainers(run)  # four eyes must outlive the run
+    trained_by = await trainers.registered_trainers(run)  # four eyes must outlive the run
     for _ in range(20):
         body = registration.model_version(
             spec, ref, result, version=version, job=job, image=TRAINER_IMAGE, trial=trial, trained_by=trained_by
