@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import kopf
 
+from modelops.api import GROUP, VERSION
 from modelops.controller import runtime
 from modelops.controller.kube import KubeError
 from modelops.controller.runtime import kube
@@ -99,6 +100,6 @@ async def keep_keys(name: str, namespace: str | None, uid: str | None, logger: A
 
 def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "modeldeployments", id="feedback-keys", registry=registry,
+        GROUP, VERSION, "modeldeployments", id="feedback-keys", registry=registry,
         interval=check_seconds(),
     )(keep_keys)  # fmt: skip

@@ -19,15 +19,13 @@ from typing import Any
 import aiohttp
 
 from modelops import kubeauth
+from modelops.api import API_VERSION, KINDS
 
 JsonDict = dict[str, Any]
 
 # Resources the operator reads or writes, by (apiVersion, kind) → plural.
 PLURALS: dict[tuple[str, str], str] = {
-    ("modelops.io/v1alpha1", "TrainingRun"): "trainingruns",
-    ("modelops.io/v1alpha1", "ModelVersion"): "modelversions",
-    ("modelops.io/v1alpha1", "ModelDeployment"): "modeldeployments",
-    ("modelops.io/v1alpha1", "DriftPolicy"): "driftpolicies",
+    **{(API_VERSION, info.kind): info.plural for info in KINDS},
     ("batch/v1", "Job"): "jobs",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Pod"): "pods",

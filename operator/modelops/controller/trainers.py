@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from modelops.api import API_VERSION, keys
 from modelops.controller import common
 from modelops.controller.kube import KubeError
 from modelops.logic import governance
@@ -38,7 +39,7 @@ async def _retrained(
     if not origin:
         return None, None
     try:
-        return origin, await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
+        return origin, await common.kube().get(API_VERSION, "ModelVersion", namespace, str(origin))
     except KubeError as error:
         if strict:
             raise
@@ -58,15 +59,15 @@ async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> li
         return []
     namespace = str(ref.get("namespace") or (version.get("metadata") or {}).get("namespace") or "")
     try:
-        run = await common.kube().get(common.API, "TrainingRun", namespace, str(ref["name"]))
+        run = await common.kube().get(API_VERSION, "TrainingRun", namespace, str(ref["name"]))
     except KubeError as error:
         log.warning("cannot read TrainingRun %s/%s for four eyes: %s", namespace, ref["name"], error)
         return []
-    creator, _ = governance.parse_creator(annotations_of(run).get(governance.CREATED_BY))
+    creator, _ = governance.parse_creator(annotations_of(run).get(keys.CREATED_BY))
     creators = [creator] if creator else []
     origin, earlier = await _retrained(run, namespace) if depth < MAX_RETRAIN_DEPTH else (None, None)
     if origin and earlier is not None:
-        own, _ = governance.parse_creator(annotations_of(earlier).get(governance.CREATED_BY))
+        own, _ = governance.parse_creator(annotations_of(earlier).get(keys.CREATED_BY))
         creators += ([own] if own else []) + await trainingrun_creators(earlier, depth + 1)
     return list(dict.fromkeys(creators))
 
@@ -87,7 +88,7 @@ async def registered_trainers(run: Mapping[str, Any]) -> list[dict[str, str]]:
         if isinstance(data, dict) and isinstance(data.get("user"), str) and data["user"]:
             found.append({"user": data["user"], **({"uid": str(data["uid"])} if data.get("uid") else {}), "via": via})
 
-    add(annotations_of(run).get(governance.CREATED_BY), f"created TrainingRun {namespace}/{name}")
+    add(annotations_of(run).get(keys.CREATED_BY), f"created TrainingRun {namespace}/{name}")
     # Recorded once and for ever: a version that cannot be read now fails the registration (retried),
     # only one that no longer exists is left out.
     origin, earlier = await _retrained(run, namespace, strict=True)
@@ -95,7 +96,7 @@ async def registered_trainers(run: Mapping[str, Any]) -> list[dict[str, str]]:
         for entry in (earlier.get("spec") or {}).get("trainedBy") or []:
             if isinstance(entry, dict) and isinstance(entry.get("user"), str):
                 found.append({k: str(v) for k, v in entry.items() if k in ("user", "uid", "via") and v})
-        add(annotations_of(earlier).get(governance.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
+        add(annotations_of(earlier).get(keys.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
         for person in await trainingrun_creators(earlier):  # an earlier version registered without trainedBy
             found.append({"user": person, "via": f"created the TrainingRun of {origin}, which this retrains"})
     unique: dict[str, dict[str, str]] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from modelops.api import kind_info
+from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.controller import results, trainers
 from modelops.controller.common import (
@@ -231,6 +231,6 @@ def setup(registry: kopf.OperatorRegistry) -> None:
             labels={training.RUN_LABEL: kopf.PRESENT},
         )(on_child_event)  # fmt: skip
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "trainingruns", id="recheck-runs", registry=registry,
+        GROUP, VERSION, "trainingruns", id="recheck-runs", registry=registry,
         interval=min(poll_seconds(), progress_tick()), when=_running,
     )(recheck)  # fmt: skip

@@ -11,7 +11,6 @@ in ``modelops.logic.governance``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from modelops.api import GROUP, VERSION
+from modelops.api import API_VERSION, GROUP, VERSION
 from modelops.controller import artifactpolicy, audit, common, trainers
 from modelops.controller.kube import KubeError
 from modelops.logic import audit as audit_records
@@ -238,7 +237,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         try:
             stage: str | None = None
             if version:
-                found = await common.kube().get(common.API, "ModelVersion", namespace, str(version))
+                found = await common.kube().get(API_VERSION, "ModelVersion", namespace, str(version))
                 stage = None if found is None else str((found.get("status") or {}).get("stage") or "None")
         except KubeError as error:
             raise kopf.AdmissionError(f"cannot check the deployment's version: {error.message}", code=500) from None
@@ -274,11 +273,3 @@ async def production_namespace(policy: Policy, namespace: str) -> bool:
     except KubeError as error:
         raise kopf.AdmissionError(f"cannot read namespace {namespace}: {error.message}", code=500) from None
     return policy.is_production_namespace((found.get("metadata") or {}).get("labels"))
-
-
-def options_from_env() -> WebhookOptions:
-    return WebhookOptions(
-        port=int(os.environ.get("MODELOPS_WEBHOOK_PORT", "9443")),
-        cert_dir=os.environ.get("MODELOPS_WEBHOOK_CERT_DIR", WebhookOptions.cert_dir),
-        host=os.environ.get("MODELOPS_WEBHOOK_HOST", WebhookOptions.host),
-    )

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.api import keys
 from modelops.api.modeldeployment import ModelDeploymentSpec, ServerSpec
 from modelops.logic import fairnessrules, feedbackkeys, policy, qualityrules
 from modelops.logic.names import child_name, owner_reference
@@ -50,7 +51,7 @@ JsonDict = dict[str, Any]
 DEPLOYMENT_LABEL = "modelops.io/deployment"
 ROLE_LABEL = "modelops.io/role"
 VERSION_LABEL = "modelops.io/version"
-MODEL_LABEL = "modelops.io/model"
+MODEL_LABEL = keys.MODEL_LABEL
 CONTAINER = "server"
 MODEL_DIR = "/etc/modelops/model"
 CACHE_DIR = "/var/cache/modelops"
@@ -126,6 +127,11 @@ def replica_counts(replicas: int, weight: int, *, gateway: bool, canary_active: 
     return stable, canary
 
 
+def uses_gateway(spec: ModelDeploymentSpec) -> bool:
+    """Whether traffic is split by a Gateway API HTTPRoute (else by the Services' replica counts)."""
+    return spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+
+
 def expected_replicas(
     spec: ModelDeploymentSpec, traffic: Traffic, stable_replicas_now: int | None = None
 ) -> tuple[int | None, int]:
@@ -134,7 +140,7 @@ def expected_replicas(
     With an HPA, ``stable_replicas_now`` (the stable Deployment's current count, the HPA's choice)
     sizes the canary, or ``minReplicas`` before the Deployment exists.
     """
-    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    gateway = uses_gateway(spec)
     base = spec.replicas
     if spec.autoscaling is not None:
         base = stable_replicas_now if stable_replicas_now is not None else spec.autoscaling.min_replicas
@@ -628,7 +634,7 @@ def desired_children(
     ``feedback_ttl`` is the prediction ids' lifetime, the keys' rotation period.
     Raises InvalidVersionError when a version cannot be served.
     """
-    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    gateway = uses_gateway(spec)
     stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
     keep: list[JsonDict] = []
     frozen: list[str] = []
