@@ -1,4 +1,4 @@
-"""What the kinds' reconciles share: intervals, settings of the pods, and small child helpers.
+"""What the kinds' reconciles share: intervals, settings of the pods, reading what a spec names.
 
 The API client is the run's (:func:`modelops.controller.runtime.kube`), re-exported here as ``kube``."""
 
@@ -43,21 +43,6 @@ def run_as_user() -> int | None:
     if not value.isdigit() or int(value) == 0:
         raise ValueError(f"MODELOPS_RUN_AS_USER={value!r}: a non-root numeric user id, or empty")
     return int(value)
-
-
-async def ensure(obj: dict[str, Any]) -> dict[str, Any]:
-    """Create a child unless it exists; an existing one is left as it is (Jobs are immutable)."""
-    meta = obj["metadata"]
-    existing = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if existing is not None:
-        return existing
-    try:
-        return await kube().create(obj)
-    except KubeError as error:
-        if error.status != 409:
-            raise
-        found = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        return found or obj
 
 
 async def lookup(api_version: str, kind: str, namespace: str, name: str) -> tuple[Any, str | None]:

@@ -22,12 +22,11 @@ import kopf
 
 from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import results, trainers
+from modelops.controller import children, results, trainers
 from modelops.controller.common import (
     API,
     ARTIFACT_STORE,
     TRAINER_IMAGE,
-    ensure,
     kube,
     poll_seconds,
     run_as_user,
@@ -88,9 +87,9 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
             summary=cond.Summary(ready=False, reason="Unsupported", message=str(error), stalled=True),
             status={"phase": "Failed", "message": str(error)},
         )
-    await ensure(configmap)
-    created = await ensure(job)
-    job_now = await kube().get("batch/v1", "Job", ctx.namespace, job["metadata"]["name"]) or created
+    # Both immutable once made: the Job's pods read the ConfigMap as it was when it started.
+    await children.apply(configmap, immutable=True)
+    job_now = (await children.apply(job, immutable=True)).obj
     pods = await kube().list("v1", "Pod", ctx.namespace, label_selector=f"{training.RUN_LABEL}={ctx.name}")
     seen = training.observe(spec, job_now, pods, now=cond.now_iso())
     status: dict[str, Any] = {
