@@ -16,10 +16,13 @@ Where they come from, in kubectl's order:
 4. the pod's service account. A controller prefers it to a kubeconfig found by default
    (``in_cluster_first``), as controller-runtime does; kubectl looks at it last.
 
-Two places where the library differs from kubectl are corrected here: with several files it takes
+Three places where the library differs from kubectl are corrected here: with several files it takes
 ``current-context`` from the *last* file that sets one (kubectl: the first), so the context is
-chosen here and handed to it by name; and it logs a failed ``exec`` plugin and goes on without
-credentials, so that failure is raised here with the plugin's own words, in one line.
+chosen here and handed to it by name; it logs a failed ``exec`` plugin and goes on without
+credentials, so that failure is raised here with the plugin's own words, in one line; and it runs a
+relative ``exec`` command (``./bin/get-token``) from the directory of the file that names the
+*cluster*, where kubectl resolves it against the file that names the *user*, so that path is made
+absolute here first. A bare command (``aws``) is looked up on ``$PATH`` by both.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Connection:
     certificate_path: str | None = None
     private_key_path: str | None = None
     tls_server_name: str | None = None
+    proxy: str | None = None  # the cluster's proxy-url (http, https or socks5)
     expiration: datetime.datetime | None = None  # when an exec plugin's answer expires, if it said
 
     @property
@@ -111,6 +115,7 @@ class Credentials:
                 certificate_path=config.cert_file or None,
                 private_key_path=config.key_file or None,
                 tls_server_name=getattr(config, "tls_server_name", None) or None,
+                proxy=getattr(config, "proxy", None) or None,
                 expiration=expiry - EXPIRY_MARGIN if isinstance(expiry, datetime.datetime) else None,
             )
 
@@ -196,6 +201,7 @@ def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -
         known = [c.get("name") for c in entries if isinstance(c, Mapping)]
         if name not in known:
             raise CredentialsError(f"{where} has no context {name!r}")
+        _resolve_exec_command(merger, name)
         loader = KubeConfigLoader(config_dict=merger.config, active_context=name)
         namespace = (loader.current_context.get("context") or {}).get("namespace")
         return Credentials(loader, source=f"{where} (context {name})", namespace=namespace or None)
@@ -203,6 +209,24 @@ def from_kubeconfig(kubeconfig: str | None = None, context: str | None = None) -
         raise
     except Exception as error:  # the library raises whatever the YAML or its shape leads to
         raise CredentialsError(explain(error, where)) from None
+
+
+def _resolve_exec_command(merger: KubeConfigMerger, context: str) -> None:
+    """A relative exec command with a slash in it made absolute against its user's file, as kubectl does."""
+    contexts = [getattr(c, "value", c) for c in merger.config.value.get("contexts") or []]
+    chosen = next((c for c in contexts if isinstance(c, Mapping) and c.get("name") == context), None)
+    user_name = ((chosen or {}).get("context") or {}).get("user")
+    for node in merger.config.value.get("users") or []:
+        entry = getattr(node, "value", node)
+        if not isinstance(entry, Mapping) or entry.get("name") != user_name:
+            continue
+        exec_ = (entry.get("user") or {}).get("exec")
+        if not isinstance(exec_, dict):
+            return
+        command, source = exec_.get("command"), getattr(node, "path", None)
+        if isinstance(command, str) and "/" in command and not os.path.isabs(command) and source:
+            exec_["command"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(source)), command))
+        return
 
 
 def in_cluster(directory: Path = SERVICE_ACCOUNT, environ: Mapping[str, str] | None = None) -> Credentials | None:

@@ -6,7 +6,8 @@ feedback keys: the stable (``iris-v1``, a logistic regression), a healthy canary
 same family regularised more) and a bad one (``iris-v3``, a depth-1 tree, which cannot tell two of
 the three species apart). Every iris row goes through each; until their labels come back the check
 is inconclusive, after that the bad canary fails on its accuracy, by the figure scikit-learn gives
-on the same rows, and the healthy one passes.
+on the same rows, and the healthy one passes. Before any label, the estimated F1 of one class (CBPE)
+already fails the bad canary, by the figure its probabilities give.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Labelled:
     y: np.ndarray
     predicted: dict[str, np.ndarray]
     confidence: dict[str, float]  # the mean top probability of every row: the estimated accuracy
+    proba: dict[str, np.ndarray]  # every row's predicted probabilities
     ids: dict[str, list[str]]
 
 
@@ -99,8 +101,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Labelled]:
                 assert answer.status_code == 200, answer.text
                 ids[version].append(answer.json()["id"])
             predicted[version] = pipelines[version].predict(data.data)
-        confidence = {v: float(p.predict_proba(data.data).max(axis=1).mean()) for v, p in pipelines.items()}
-        yield Labelled(servers, prometheus, x, data.target.to_numpy(), predicted, confidence, ids)
+        proba = {v: p.predict_proba(data.data) for v, p in pipelines.items()}
+        confidence = {v: float(p.max(axis=1).mean()) for v, p in proba.items()}
+        yield Labelled(servers, prometheus, x, data.target.to_numpy(), predicted, confidence, proba, ids)
     finally:
         prometheus.stop()
         for server in servers.values():
@@ -199,3 +202,32 @@ async def test_quality_waits_for_labels_then_judges_the_canary_against_the_stabl
                                                       abs=1e-9)  # fmt: skip
     starved = await measure(spec(fleet, limit=3, minFeedback=len(fleet.y) * 2), target(BAD), None, now=now())
     assert starved.phase == "Inconclusive"
+
+
+def estimated_f1(fleet: Labelled, version: str, positive: int) -> float:
+    """CBPE's F1 of one class from the probabilities alone: the expected true positives of the rows
+    predicted ``positive``, twice, over those rows plus the expected rows of the class."""
+    proba, predicted = fleet.proba[version][:, positive], fleet.predicted[version]
+    return float(2 * proba[predicted == positive].sum() / ((predicted == positive).sum() + proba.sum()))
+
+
+async def test_an_estimated_f1_of_one_class_judges_the_canary_before_labels(fleet: Labelled) -> None:
+    for version in (STABLE, BAD, HEALTHY):
+        rows = f'sum(modelops_predictions_total{{deployment="{MODEL}",version="{version}"}})'
+        fleet.prometheus.wait(lambda rows=rows: (r := fleet.prometheus.query(rows)) and float(r[0]["value"][1]) == 150,
+                              timeout=60, what=f"the rows of {version} scraped")  # fmt: skip
+    stable, bad = estimated_f1(fleet, STABLE, 1), estimated_f1(fleet, BAD, 1)
+    assert stable - bad > 0.05  # the depth-1 tree cannot tell versicolor from virginica, and knows it
+    verdict = await measure(spec(fleet, metric="estimatedF1", positiveClass="1"), target(BAD), None, now=now())
+    result = verdict.results[0]
+    assert verdict.phase == "Failed", result
+    # One pod served every row of its version: the figures are exact, by the probabilities alone.
+    assert result["value"] == pytest.approx(bad, abs=1e-9)
+    assert f"estimatedF1 of class 1 {bad:.4g} is " in result["message"]
+    assert f"below the stable's {stable:.4g}" in result["message"]
+    # The more regularised logistic regression is less sure of itself (about 0.05 lower): within 0.1.
+    assert stable - estimated_f1(fleet, HEALTHY, 1) < 0.1
+    healthy = await measure(spec(fleet, metric="estimatedF1", positiveClass="1", maxDrop=0.1), target(HEALTHY), None,
+                            now=now())  # fmt: skip
+    assert healthy.phase == "Successful", healthy.results
+    assert healthy.results[0]["value"] == pytest.approx(estimated_f1(fleet, HEALTHY, 1), abs=1e-9)

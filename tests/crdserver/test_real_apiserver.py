@@ -136,7 +136,7 @@ def test_printer_columns_show_ready_and_its_message(real_server: RealServer, nam
     ).json()
     names = [column["name"] for column in table["columnDefinitions"]]
     assert names[:5] == ["Name", "Model", "Version", "Stage", "Requested"]
-    assert {"Ready", "Message", "Age"} <= set(names)
+    assert {"Ready", "Message", "Age", "Estimate"} <= set(names)
     row = dict(zip(names, table["rows"][0]["cells"], strict=True))
     assert row["Model"] == "breast-cancer"
     assert row["Version"] == 1
@@ -164,6 +164,23 @@ def test_printer_columns_show_ready_and_its_message(real_server: RealServer, nam
             "ModelDeployment",
             lambda spec: spec["rollout"]["steps"].append({"setWeight": 20, "pause": {}}),
             "a canary step sets exactly one of setWeight, pause, analysis or shadow",
+        ),
+        (
+            "ModelDeployment",
+            lambda spec: spec.setdefault("analysis", {}).setdefault("builtin", {}).update(
+                quality={"metric": "estimatedF1"}),
+            "quality metrics precision, recall, f1 and their estimates need positiveClass",
+        ),
+        (
+            "DriftPolicy",
+            lambda spec: spec.update(quality={"thresholds": [{"metric": "accuracy", "threshold": 0.9,
+                                                               "positiveClass": "1"}]}),
+            "positiveClass applies to precision, recall, f1 and their estimates",
+        ),
+        (
+            "DriftPolicy",
+            lambda spec: spec.update(quality={"thresholds": [{"metric": "macroF1", "maxDrop": 0.1}]}),
+            "maxDrop applies to accuracy, mae, rmse, precision, recall, f1 and their estimates",
         ),
     ],
 )
@@ -212,6 +229,18 @@ def test_modelversion_stage_and_card_may_change(real_server: RealServer, namespa
     response = real_server.request("PUT", _path("ModelVersion", namespace, obj["metadata"]["name"]), json=stored)
     assert response.status_code == 200, response.text
     assert response.json()["metadata"]["generation"] == 2
+
+
+def test_estimated_per_class_thresholds_are_accepted(real_server: RealServer, namespace: str) -> None:
+    policy = copy.deepcopy(_example("DriftPolicy"))
+    policy["spec"]["quality"] = {"thresholds": [{"metric": "estimatedF1", "maxDrop": 0.1},
+                                                {"metric": "estimatedRecall", "threshold": 0.6, "positiveClass": "1"}]}
+    assert _create(real_server, policy, namespace).status_code == 201
+    deployment = copy.deepcopy(_example("ModelDeployment"))
+    deployment["spec"].setdefault("analysis", {}).setdefault("builtin", {})["quality"] = {
+        "metric": "estimatedPrecision", "positiveClass": "1"}
+    response = _create(real_server, deployment, namespace)
+    assert response.status_code == 201, response.text
 
 
 @pytest.mark.parametrize(

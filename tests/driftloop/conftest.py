@@ -37,22 +37,25 @@ class TrainedModel:
         return [i["name"] for i in self.result["signature"]["inputs"]]
 
 
-@pytest.fixture(scope="session")
-def iris_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    work = tmp_path_factory.mktemp("iris-train")
-    config = {
-        "model": "iris",
-        "dataset": {"uri": "sklearn://iris", "target": "target"},
-        "estimator": {"className": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
-    }
+def train(work: Path, config: dict[str, Any]) -> TrainedModel:
+    """``modelops train`` on ``config`` in ``work``: the model dir it wrote and its result."""
     (work / "run.json").write_text(json.dumps(config))
     out = work / "out"
     done = subprocess.run(
         [sys.executable, "-m", "modelops", "train", "--config", str(work / "run.json"), "--output", str(out)],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")}, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return TrainedModel(out, json.loads((out / "result.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def iris_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return train(tmp_path_factory.mktemp("iris-train"), {
+        "model": "iris",
+        "dataset": {"uri": "sklearn://iris", "target": "target"},
+        "estimator": {"className": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 3}},
+    })  # fmt: skip
 
 
 @pytest.fixture

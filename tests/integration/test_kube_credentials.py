@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import stat
 import sys
@@ -238,3 +239,38 @@ def test_the_operators_client_checks_the_server_as_tls_server_name_says(emulator
     assert asyncio.run(configmaps(config("kubernetes.default"))) == 0
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         asyncio.run(configmaps(config(None)))
+
+
+def test_the_operators_client_and_kopfs_login_go_through_the_clusters_proxy_url(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kopf._cogs.structs.credentials import ConnectionInfo  # the type the login handler returns
+
+    from modelops.controller import settings
+    from proxykit import forward_proxy
+
+    emulator.add_user("tok-p", "pat", groups=["system:masters"])
+    with forward_proxy() as proxy:
+        path = tmp_path / "config"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": emulator.url, "proxy-url": proxy.url}}],
+            "users": [{"name": "u", "user": {"token": "tok-p"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": NAMESPACE}}],
+        }))  # fmt: skip
+
+        async def configmaps() -> int:
+            client = Kube(kubeauth.from_kubeconfig(str(path)))
+            try:
+                return len(await client.list("v1", "ConfigMap", "default"))
+            finally:
+                await client.close()
+
+        assert asyncio.run(configmaps()) == 0
+        assert proxy.forwarded == [("GET", f"{emulator.url}/api/v1/namespaces/default/configmaps")]
+
+        monkeypatch.setenv("KUBECONFIG", str(path))  # a new event loop is a new run: loaded afresh
+        info = asyncio.run(settings._login(logger=logging.getLogger("test")))
+        assert isinstance(info, ConnectionInfo)
+        assert info.proxy_url == proxy.url
+        assert info.server == emulator.url

@@ -110,6 +110,13 @@ def test_a_run_trains_for_real_and_its_status_follows_the_job(
     assert len(lineage["dataset"]["sha256"]) == 64
     assert lineage["params"]["max_depth"] == 3
     assert lineage["sklearnVersion"]
+    # Its calibration as training measured it says whether quality estimated before labels can be trusted.
+    assert lineage["calibration"]["method"] == "none"
+    trusted = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1",
+                               lambda o: bool(condition(o, "EstimateTrusted")), timeout=30)  # fmt: skip
+    estimate = condition(trusted, "EstimateTrusted")
+    assert estimate["reason"] == ("WellCalibrated" if spec["metrics"]["ece"] <= 0.05 else "PoorCalibration")
+    assert f"expected calibration error {spec['metrics']['ece']:.4g}" in estimate["message"]
 
     # Editing the finished run registers nothing new.
     cluster.patch(API, "TrainingRun", NAMESPACE, "iris-tree", {"spec": {"sourceRevision": "edited"}})

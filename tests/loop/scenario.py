@@ -117,16 +117,27 @@ def train(loop: Parts, run: str) -> Obj:
 
 
 class Traffic:
-    """Batches of iris rows posted to every running server pod; ``shift`` adds to chosen features."""
+    """Batches of iris rows posted to every running server pod; ``shift`` adds to chosen features.
 
-    def __init__(self, loop: Parts, features: list[str], *, batch: int = 10, pause: float = 0.1) -> None:
+    With ``labels`` the business sends each batch's labels back by its prediction id, to the pod that
+    answered: the truth, or — while ``wrong`` is set — a class other than the one predicted for every row.
+    """
+
+    def __init__(
+        self, loop: Parts, features: list[str], *, batch: int = 10, pause: float = 0.1, labels: bool = False
+    ) -> None:
         self.loop = loop
         self.features = features
         self.rows = load_iris().data.astype(np.float64)
+        self.truth = load_iris().target
         self.batch = batch
         self.pause = pause
+        self.labels = labels
+        self.wrong = False
         self.shift: dict[str, float] = {}
         self.codes: dict[str, dict[int, int]] = {}  # pod URL → HTTP code → count
+        self.feedback: dict[int, int] = {}  # feedback HTTP code → count
+        self.counted = 0  # labels the servers counted
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._rng = np.random.default_rng(11)
@@ -135,17 +146,29 @@ class Traffic:
         with requests.Session() as session:
             while not self._stop.is_set():
                 for url in self.loop.server_urls():
-                    rows = self.rows[self._rng.integers(0, len(self.rows), self.batch)].copy()
+                    picked = self._rng.integers(0, len(self.rows), self.batch)
+                    rows = self.rows[picked].copy()
                     for feature, delta in dict(self.shift).items():
                         rows[:, self.features.index(feature)] += delta
                     body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64",
                                         "data": rows.ravel().tolist()}]}  # fmt: skip
                     # A pod starting or stopping refuses the connection: a client sees the same.
                     with contextlib.suppress(requests.RequestException):
-                        code = session.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5).status_code
+                        answer = session.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5)
                         counts = self.codes.setdefault(url, {})
-                        counts[code] = counts.get(code, 0) + 1
+                        counts[answer.status_code] = counts.get(answer.status_code, 0) + 1
+                        if self.labels and answer.status_code == 200:
+                            self._label(session, url, answer.json(), self.truth[picked])
                 self._stop.wait(self.pause)  # pacing the load, not synchronisation
+
+    def _label(self, session: requests.Session, url: str, answer: Obj, truth: np.ndarray) -> None:
+        predicted = np.asarray(answer["outputs"][0]["data"])
+        actual = (predicted + 1) % 3 if self.wrong else truth
+        back = session.post(f"{url}/v2/models/{MODEL}/feedback", json={"id": answer["id"], "actual": actual.tolist()},
+                            timeout=5)  # fmt: skip
+        self.feedback[back.status_code] = self.feedback.get(back.status_code, 0) + 1
+        if back.status_code == 200:
+            self.counted += int(back.json()["counted"])
 
     def __enter__(self) -> Traffic:
         self._thread.start()
@@ -214,9 +237,10 @@ def drifted_features(obj: Obj) -> list[str]:
 APPROVE_PRODUCTION = {"metadata": {"annotations": {gov.APPROVE: "Production"}}}
 
 
-def whole_loop(loop: Parts) -> None:
-    """The scenario of the module docstring, step by step."""
-    kube, alice, bob, operator = loop.kube, loop.alice, loop.bob, loop.operator
+def first_version_in_production(loop: Parts, deployment: Obj) -> tuple[Obj, list[str]]:
+    """Steps 1-3: iris-v1 trained, granted Production by four eyes, served by ``deployment``; the version
+    and its input features."""
+    alice, bob, operator = loop.alice, loop.bob, loop.operator
 
     # --- 1. alice trains; the operator registers iris-v1 with its reference statistics.
     alice.create(training_run("iris-tree"))
@@ -246,13 +270,20 @@ def whole_loop(loop: Parts) -> None:
     assert condition(v1, "Ready")["status"] == "True"
 
     # --- 3. a deployment tracking Production serves iris-v1 from the training pod's artifact.
-    alice.create(model_deployment())
+    alice.create(deployment)
     served = waiting(loop, "ModelDeployment", DEPLOYMENT,
                      lambda o: status(o).get("stableVersion") == "iris-v1" and is_ready(o),
                      60, "ModelDeployment serving iris-v1 and Ready")  # fmt: skip
     assert status(served)["phase"] == "Healthy", status(served)
     assert loop.server_versions() == {f"{DEPLOYMENT}-stable": "iris-v1"}
     loop.prometheus.wait_scraped(1)
+    return v1, features
+
+
+def whole_loop(loop: Parts) -> None:
+    """The scenario of the module docstring, step by step."""
+    kube, alice, operator = loop.kube, loop.alice, loop.operator
+    v1, features = first_version_in_production(loop, model_deployment())
 
     with Traffic(loop, features) as traffic:
         # --- 4. a DriftPolicy: quiet on training-like traffic, drift on exactly the shifted features.
@@ -283,58 +314,66 @@ def whole_loop(loop: Parts) -> None:
         assert retrain["spec"]["estimator"]["params"] == v1["spec"]["lineage"]["params"]
         assert retrain["spec"]["estimator"]["params"]["max_depth"] == 3
 
-        # --- 5. the retrain trains → iris-v2, which the policy asks Staging for, and gets it.
-        done = train(loop, retrain["metadata"]["name"])
-        assert status(done)["modelVersion"] == "iris-v2", status(done)
-        v2 = waiting(loop, "ModelVersion", "iris-v2", lambda o: status(o).get("stage") == "Staging", 30,
-                     "iris-v2 granted Staging (promoteTo)")  # fmt: skip
-        assert v2["spec"]["stage"] == "Staging"
-        assert created_by(v2) == operator
-        # The policy asked for Staging, through the operator's own identity; no approval was needed.
-        assert history(v2) == [("None", "Staging", operator)], status(v2)
-        assert f"asked by {operator}" in status(v2)["history"][0]["reason"]
-        record = waiting(loop, "DriftPolicy", POLICY,
-                         lambda o: (status(o).get("retrains") or [{}])[0].get("stageRequested") == "Staging",
-                         30, "the policy recorded its Staging request")["status"]["retrains"][0]  # fmt: skip
-        assert record["modelVersion"] == "iris-v2"
-
-        # --- 6. alice asks Production, bob approves → iris-v1 archived; canary, analysis, promotion.
-        alice.patch(API, "ModelVersion", NAMESPACE, "iris-v2", {"spec": {"stage": "Production"}})
-        waiting(loop, "ModelVersion", "iris-v2", lambda o: condition(o, "Approved").get("reason") == "AwaitingApproval",
-                30, "iris-v2 held for approval")  # fmt: skip
-        # v2 was trained by the operator, retraining alice's iris-v1: four eyes still keeps alice out.
-        with pytest.raises(ApiError) as retrained_four_eyes:
-            alice.patch(API, "ModelVersion", NAMESPACE, "iris-v2", APPROVE_PRODUCTION)
-        assert "four eyes: alice created the TrainingRun" in retrained_four_eyes.value.body["message"]
-        assert "retrained from" in retrained_four_eyes.value.body["message"]
-        bob.patch(API, "ModelVersion", NAMESPACE, "iris-v2", APPROVE_PRODUCTION)
-        v2 = waiting(loop, "ModelVersion", "iris-v2",
-                     lambda o: status(o).get("stage") == "Production", 30, "iris-v2 granted Production")  # fmt: skip
-        assert history(v2)[-1] == ("Staging", "Production", "bob")
-        assert "archived iris-v1" in status(v2)["history"][-1]["reason"]
-        v1 = kube.get(API, "ModelVersion", NAMESPACE, "iris-v1")
-        assert status(v1)["stage"] == "Archived", status(v1)
-
-        canary = waiting(loop, "ModelDeployment", DEPLOYMENT,
-                         lambda o: status(o).get("canaryVersion") == "iris-v2", 30, "a canary of iris-v2")  # fmt: skip
-        assert status(canary)["stableVersion"] == "iris-v1"
-        Prometheus.wait(lambda: loop.server_versions().get(f"{DEPLOYMENT}-canary") == "iris-v2",
-                        timeout=30 * loop.patience,
-                        what="the canary pod running iris-v2")  # fmt: skip
-        ended = waiting(loop, "ModelDeployment", DEPLOYMENT,
-                        lambda o: phase_is("RolledBack")(o) or (status(o).get("stableVersion") == "iris-v2"
-                                                                 and phase_is("Healthy")(o)),
-                        90, "the canary of iris-v2 promoted or rolled back")  # fmt: skip
-        assert status(ended)["phase"] == "Healthy", f"the canary was not promoted: {status(ended)['message']}"
-        promoted = ended
+        promoted = retrain_governed_and_promoted(loop, POLICY, retrain, traffic)
         analysis = {r["name"]: r for r in status(promoted).get("analysis") or []}
         assert analysis["error-rate"]["phase"] == "Successful", analysis
         assert analysis["error-rate"]["value"] == 0.0, analysis
         assert analysis["latency-p99"]["phase"] == "Successful", analysis
-        rollouts = [(h["version"], h.get("fromVersion"), h["result"]) for h in status(promoted)["history"]]
-        assert rollouts == [("iris-v2", "iris-v1", "Promoted"), ("iris-v1", None, "Deployed")], rollouts  # newest first
-        Prometheus.wait(lambda: loop.server_versions() == {f"{DEPLOYMENT}-stable": "iris-v2"},
-                        timeout=30 * loop.patience,
-                        what="only the stable pod, on iris-v2, left running")  # fmt: skip
-        failing = {url: codes for url, codes in traffic.codes.items() if set(codes) - {200}}
-        assert failing == {}, f"non-200 answers from the servers: {traffic.codes}"
+
+
+def retrain_governed_and_promoted(loop: Parts, policy: str, retrain: Obj, traffic: Traffic) -> Obj:
+    """Steps 5-6: the policy's retrain trained to iris-v2, Staging, Production by four eyes, a canary
+    analysed and promoted while ``traffic`` flows; the deployment once promoted."""
+    kube, alice, bob, operator = loop.kube, loop.alice, loop.bob, loop.operator
+    # --- 5. the retrain trains → iris-v2, which the policy asks Staging for, and gets it.
+    done = train(loop, retrain["metadata"]["name"])
+    assert status(done)["modelVersion"] == "iris-v2", status(done)
+    v2 = waiting(loop, "ModelVersion", "iris-v2", lambda o: status(o).get("stage") == "Staging", 30,
+                 "iris-v2 granted Staging (promoteTo)")  # fmt: skip
+    assert v2["spec"]["stage"] == "Staging"
+    assert created_by(v2) == operator
+    # The policy asked for Staging, through the operator's own identity; no approval was needed.
+    assert history(v2) == [("None", "Staging", operator)], status(v2)
+    assert f"asked by {operator}" in status(v2)["history"][0]["reason"]
+    record = waiting(loop, "DriftPolicy", policy,
+                     lambda o: (status(o).get("retrains") or [{}])[0].get("stageRequested") == "Staging",
+                     30, "the policy recorded its Staging request")["status"]["retrains"][0]  # fmt: skip
+    assert record["modelVersion"] == "iris-v2"
+
+    # --- 6. alice asks Production, bob approves → iris-v1 archived; canary, analysis, promotion.
+    alice.patch(API, "ModelVersion", NAMESPACE, "iris-v2", {"spec": {"stage": "Production"}})
+    waiting(loop, "ModelVersion", "iris-v2", lambda o: condition(o, "Approved").get("reason") == "AwaitingApproval",
+            30, "iris-v2 held for approval")  # fmt: skip
+    # v2 was trained by the operator, retraining alice's iris-v1: four eyes still keeps alice out.
+    with pytest.raises(ApiError) as retrained_four_eyes:
+        alice.patch(API, "ModelVersion", NAMESPACE, "iris-v2", APPROVE_PRODUCTION)
+    assert "four eyes: alice created the TrainingRun" in retrained_four_eyes.value.body["message"]
+    assert "retrained from" in retrained_four_eyes.value.body["message"]
+    bob.patch(API, "ModelVersion", NAMESPACE, "iris-v2", APPROVE_PRODUCTION)
+    v2 = waiting(loop, "ModelVersion", "iris-v2",
+                 lambda o: status(o).get("stage") == "Production", 30, "iris-v2 granted Production")  # fmt: skip
+    assert history(v2)[-1] == ("Staging", "Production", "bob")
+    assert "archived iris-v1" in status(v2)["history"][-1]["reason"]
+    v1 = kube.get(API, "ModelVersion", NAMESPACE, "iris-v1")
+    assert status(v1)["stage"] == "Archived", status(v1)
+
+    canary = waiting(loop, "ModelDeployment", DEPLOYMENT,
+                     lambda o: status(o).get("canaryVersion") == "iris-v2", 30, "a canary of iris-v2")  # fmt: skip
+    assert status(canary)["stableVersion"] == "iris-v1"
+    Prometheus.wait(lambda: loop.server_versions().get(f"{DEPLOYMENT}-canary") == "iris-v2",
+                    timeout=30 * loop.patience,
+                    what="the canary pod running iris-v2")  # fmt: skip
+    ended = waiting(loop, "ModelDeployment", DEPLOYMENT,
+                    lambda o: phase_is("RolledBack")(o) or (status(o).get("stableVersion") == "iris-v2"
+                                                             and phase_is("Healthy")(o)),
+                    90, "the canary of iris-v2 promoted or rolled back")  # fmt: skip
+    assert status(ended)["phase"] == "Healthy", f"the canary was not promoted: {status(ended)['message']}"
+    promoted = ended
+    rollouts = [(h["version"], h.get("fromVersion"), h["result"]) for h in status(promoted)["history"]]
+    assert rollouts == [("iris-v2", "iris-v1", "Promoted"), ("iris-v1", None, "Deployed")], rollouts  # newest first
+    Prometheus.wait(lambda: loop.server_versions() == {f"{DEPLOYMENT}-stable": "iris-v2"},
+                    timeout=30 * loop.patience,
+                    what="only the stable pod, on iris-v2, left running")  # fmt: skip
+    failing = {url: codes for url, codes in traffic.codes.items() if set(codes) - {200}}
+    assert failing == {}, f"non-200 answers from the servers: {traffic.codes}"
+    return promoted

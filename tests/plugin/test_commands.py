@@ -333,7 +333,12 @@ def test_actions_on_a_missing_deployment_fail(seeded: Seeded, run: Run) -> None:
 def test_bad_usage_exits_2(run: Run, args: tuple[str, ...], message: str) -> None:
     result = run(*args)
     assert result.code == 2
-    assert message in result.err
+    first, *rest = result.err.splitlines()
+    assert message in first  # one line saying what is wrong, as kubectl does; no usage block
+    assert first.startswith("kubectl modelops")
+    assert ": error: " in first
+    assert all(line.startswith("hint: run 'kubectl modelops") for line in rest), result.err
+    assert len(rest) <= 1
     assert result.out == ""
 
 
@@ -493,3 +498,27 @@ def test_an_estimate_from_poorly_calibrated_probabilities_is_marked_untrusted() 
     assert "untrusted:" not in " ".join(v2)
     assert "untrusted:" not in " ".join(diab)
     assert "(untrusted: training ece=0.083 > 0.05)" in " ".join(v3)
+
+
+def test_the_operators_estimate_trusted_condition_wins_over_the_plugins_own_reading() -> None:
+    from modelops.plugin import views
+
+    deployment = {"metadata": {"name": "iris"}, "status": {"quality": [
+        {"version": "iris-v2", "role": "stable", "window": "1h", "predictions": 900.0, "estimatedAccuracy": 0.93},
+        {"version": "iris-v3", "role": "canary", "window": "1h", "predictions": 100.0, "estimatedAccuracy": 0.97},
+    ]}}  # fmt: skip
+
+    def condition(status: str, reason: str) -> dict[str, Any]:
+        return {"conditions": [{"type": "EstimateTrusted", "status": status, "reason": reason}]}
+
+    versions = [  # v2's ECE alone would be trusted, v3 has none: the conditions decide
+        {"metadata": {"name": "iris-v2"}, "spec": {"metrics": {"ece": 0.021}}, "status": condition("False", "X")},
+        {"metadata": {"name": "iris-v3"}, "spec": {"metrics": {}}, "status": condition("False", "NoProbabilities")},
+    ]
+    table = views.quality_rows([deployment], versions)
+    assert [r["estimateTrusted"] for r in table] == [False, False]
+    text = cli.status_text({"model": "iris", "namespace": NS, "trainingRuns": [], "modelVersions": [],
+                            "modelDeployments": [], "driftPolicies": [], "quality": table}, colour=False)  # fmt: skip
+    [v2, v3] = rows("LIVE QUALITY", text)
+    for row in (v2, v3):
+        assert "(untrusted: the version's EstimateTrusted condition is False)" in " ".join(row)

@@ -43,4 +43,7 @@ def test_the_console_script_reads_the_pipeline_and_acts(seeded: Seeded) -> None:
 
     usage = run_script("promote", kubeconfig=seeded.kubeconfig)
     assert usage.returncode == 2
-    assert "usage: kubectl modelops promote" in usage.stderr
+    assert usage.stderr == (
+        "kubectl modelops promote: error: the following arguments are required: VERSION|DEPLOYMENT\n"
+        "hint: run 'kubectl modelops promote --help' for usage\n"
+    )

@@ -312,3 +312,77 @@ def test_in_cluster_credentials_are_the_pods_service_account(tmp_path: Path) -> 
     assert conn.scheme_and_token == ("bearer", "pod-token")
     assert creds.namespace == "ml-prod"
     assert kubeauth.in_cluster(account, {}) is None
+
+
+def test_a_relative_exec_command_is_found_next_to_the_file_that_names_its_user(
+    seeded: Seeded, emulator: Emulator, tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """kubectl resolves `./bin/get-token` against the file the user is in; the library would run it from
+    the directory of the file that names the cluster (here another one, without the script)."""
+    (clusters := tmp_path / "clusters").mkdir()
+    (users := tmp_path / "users" / "bin").mkdir(parents=True)
+    log = tmp_path / "plugin.log"
+    exec_plugin(users / "get-token", reader)
+    cluster_file = write(clusters / "config", {
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "contexts": [{"name": "sso", "context": {"cluster": "emu", "user": "sso", "namespace": NS}}],
+        "current-context": "sso",
+    })  # fmt: skip
+    user = exec_user(Path("./bin/get-token"), log)
+    user_file = write(tmp_path / "users" / "config", {"users": [{"name": "sso", "user": user}]})
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join([str(cluster_file), str(user_file)]))
+    monkeypatch.chdir(clusters)  # neither the working directory nor the cluster's file has ./bin
+    code, out, err = run(capsys, "status", "iris", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "iris"
+    assert log.read_text().splitlines() == ["client.authentication.k8s.io/v1"]
+
+
+def test_a_clusters_proxy_url_carries_every_call(
+    seeded: Seeded, emulator: Emulator, tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from proxykit import forward_proxy
+
+    monkeypatch.setenv("HTTP_PROXY", UNREACHABLE)  # the kubeconfig's proxy-url wins over the environment's
+    with forward_proxy() as proxy:
+        config = write(tmp_path / "config", {
+            "clusters": [{"name": "emu", "cluster": {"server": emulator.url, "proxy-url": proxy.url}}],
+            "users": [{"name": "reader", "user": {"token": reader}}],
+            "contexts": [{"name": "ml", "context": {"cluster": "emu", "user": "reader", "namespace": NS}}],
+            "current-context": "ml",
+        })  # fmt: skip
+        start = len(emulator.audit)
+        code, out, err = run(capsys, "--kubeconfig", str(config), "status", "iris", "-o", "json")
+        assert code == 0, err
+        assert json.loads(out)["model"] == "iris"
+        calls = len(emulator.audit) - start
+        assert calls > 0
+        assert len(proxy.forwarded) == calls
+        assert all(url.startswith(emulator.url + "/apis/modelops.io/") for _, url in proxy.forwarded)
+
+
+def test_tls_server_name_checks_the_certificate_against_that_name(
+    seeded: Seeded, emulator: Emulator, tmp_path: Path, reader: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The serving certificate names `kubernetes.default`, not `localhost`: kubectl reaches such a
+    cluster by `localhost` (a tunnel) with tls-server-name set, and refuses it without."""
+    api = emulator.serve_in_cluster("127.0.0.1", tmp_path / "apiserver")
+
+    def config(name: str | None) -> Path:
+        cluster: dict[str, Any] = {"server": f"https://localhost:{api.port}", "certificate-authority": str(api.ca_path)}
+        if name:
+            cluster["tls-server-name"] = name
+        return write(tmp_path / f"config-{name}", {
+            "clusters": [{"name": "k", "cluster": cluster}],
+            "users": [{"name": "reader", "user": {"token": reader}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "reader", "namespace": NS}}],
+            "current-context": "c",
+        })  # fmt: skip
+
+    code, out, err = run(capsys, "--kubeconfig", str(config("kubernetes.default")), "status", "iris", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "iris"
+    code, _, err = run(capsys, "--kubeconfig", str(config(None)), "status", "iris")
+    one_line_error(code, err, "cannot reach the API server at https://localhost")

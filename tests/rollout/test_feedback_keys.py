@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,11 @@ def test_the_secret_is_made_before_the_servers_owned_by_each_deployment_and_put_
     )  # fmt: skip
     assert reset is not None
     assert keys_of(reset)["key-1"] != keys_of(back)["key-1"]
-    events = cluster.list("v1", "Event", NAMESPACE)
-    assert any(e.get("reason") == "FeedbackKeysReset" for e in events)
+    # Kopf posts Events in the background: wait for it, with a deadline.
+    deadline = time.monotonic() + 30
+    while not any(e.get("reason") == "FeedbackKeysReset" for e in cluster.list("v1", "Event", NAMESPACE)):
+        assert time.monotonic() < deadline, "no FeedbackKeysReset Event within 30 s"
+        time.sleep(0.1)  # polling interval, not synchronisation: the deadline bounds the wait
 
 
 def test_a_secret_of_that_name_that_is_not_the_operators_is_never_overwritten(

@@ -61,6 +61,11 @@ def check(**fields: Any) -> QualityCheck:
         # An estimate rests on served rows, not labels.
         ({"metric": "estimatedAccuracy"}, (0.8, 50), (0.9, 500), "Inconclusive", "the canary has 50 rows"),
         ({"metric": "estimatedAccuracy"}, (0.8, 500), (0.9, 500), "Failed", "(500 and 500 rows)"),
+        # An estimate of one class too, named with its class.
+        ({"metric": "estimatedF1", "positiveClass": "1"}, (0.7, 500), (0.8, 500), "Failed",
+         "estimatedF1 of class 1 0.7 is 0.1 below the stable's 0.8, more than maxDrop 0.02 (500 and 500 rows)"),
+        ({"metric": "estimatedRecall", "positiveClass": "1"}, (0.79, 40), (0.8, 500), "Inconclusive",
+         "the canary has 40 rows"),
     ],
 )  # fmt: skip
 def test_the_decision(
@@ -96,6 +101,8 @@ def test_too_few_labels_follows_the_inconclusive_policy(policy: str, limit: int,
 def test_per_class_metrics_need_a_class_and_the_check_is_listed() -> None:
     with pytest.raises(ValidationError, match="need positiveClass"):
         QualityCheck.model_validate({"metric": "precision"})
+    with pytest.raises(ValidationError, match="need positiveClass"):
+        QualityCheck.model_validate({"metric": "estimatedF1"})
     with pytest.raises(ValidationError):
         QualityCheck.model_validate({"metric": "auc"})
     spec = AnalysisSpec.model_validate({"builtin": {"predictionShift": {}, "quality": {}}})
@@ -183,9 +190,15 @@ def test_the_queries_are_scikit_learns_figures(tmp_path: Path) -> None:
     cells = np.array([[proba[predicted == k, c].sum() for c in range(3)] for k in range(3)])  # rows: predicted
     served, columns = cells.sum(axis=1), cells.sum(axis=0)
     estimates = {"estimatedAccuracy": float(np.trace(cells) / ROWS),
-                 "estimatedMacroF1": float(np.mean(2 * np.diag(cells) / (served + columns)))}  # fmt: skip
+                 "estimatedMacroF1": float(np.mean(2 * np.diag(cells) / (served + columns))),
+                 # CBPE of one class: expected true positives over predicted, over expected actual, and F1.
+                 "estimatedPrecision": float(cells[1, 1] / served[1]),
+                 "estimatedRecall": float(cells[1, 1] / columns[1]),
+                 "estimatedF1": float(2 * cells[1, 1] / (served[1] + columns[1]))}  # fmt: skip
+    assert len({round(v, 6) for v in estimates.values()}) == len(estimates)  # each figure is its own
     for metric, value in estimates.items():
-        query = a.quality_query(check(metric=metric), TARGET, "iris-v2", "5m")
+        of = {"positiveClass": "1"} if metric in ("estimatedPrecision", "estimatedRecall", "estimatedF1") else {}
+        query = a.quality_query(check(metric=metric, **of), TARGET, "iris-v2", "5m")
         cases.append({"expr": f"abs(({query}) - {value!r}) < bool 1e-9", "eval_time": "10m",
                       "exp_samples": [{"labels": "{}", "value": 1}]})  # fmt: skip
     rows_query = a.evidence_query(check(metric="estimatedAccuracy"), TARGET, "iris-v2", "5m")

@@ -35,11 +35,77 @@ def test_limits_from_thresholds_and_training_metrics() -> None:
     assert problems == ["rmse: maxDrop needs the version's training metric rmse, which it lacks"]
 
 
+BINARY = ["no", "yes"]
+TRAINED_BINARY = {"accuracy": 0.9, "precision": 0.8, "recall": 0.7, "f1": 0.75}
+
+
+@pytest.mark.parametrize(
+    ("threshold", "classes", "expected", "problem"),
+    [
+        # A binary version: its second class, the one its training precision/recall/F1 are of.
+        ({"metric": "estimatedF1", "threshold": 0.6}, BINARY, ("yes", 0.6, "threshold 0.6"), None),
+        ({"metric": "estimatedPrecision", "maxDrop": 0.1}, BINARY,
+         ("yes", pytest.approx(0.7), "training precision 0.8 - maxDrop 0.1"), None),
+        ({"metric": "recall", "maxDrop": 0.2}, [0, 1], ("1", pytest.approx(0.5), "training recall 0.7"), None),
+        # Named: that class, whatever the version; a maxDrop only where training measured that class.
+        ({"metric": "estimatedRecall", "threshold": 0.5, "positiveClass": "no"}, BINARY, ("no", 0.5, "threshold"),
+         None),
+        ({"metric": "estimatedF1", "threshold": 0.5, "positiveClass": "2"}, [0, 1, 2], ("2", 0.5, "threshold"), None),
+        ({"metric": "estimatedF1", "maxDrop": 0.1, "positiveClass": "no"}, BINARY, None,
+         "estimatedF1: maxDrop needs the training f1 of class no"),
+        ({"metric": "estimatedF1", "maxDrop": 0.1, "positiveClass": "2"}, [0, 1, 2], None,
+         "estimatedF1: maxDrop needs the training f1 of class 2"),
+        # No class to be had: named, never guessed.
+        ({"metric": "estimatedF1", "threshold": 0.5}, [0, 1, 2], None,
+         "estimatedF1: name positiveClass: the version has 3 classes"),
+        ({"metric": "estimatedF1", "threshold": 0.5}, None, None, "records no classes"),
+        ({"metric": "estimatedF1", "threshold": 0.5, "positiveClass": "maybe"}, BINARY, None,
+         "positiveClass 'maybe' is not a class of the version (no, yes)"),
+        # Other metrics have no class.
+        ({"metric": "estimatedAccuracy", "threshold": 0.8}, BINARY, (None, 0.8, "threshold"), None),
+    ],
+)  # fmt: skip
+def test_the_class_of_a_per_class_threshold(
+    threshold: dict[str, Any], classes: list[Any] | None, expected: tuple[Any, ...] | None, problem: str | None
+) -> None:
+    bounds, problems = q.limits(policy(threshold), TRAINED_BINARY, classes)
+    if expected is None:
+        assert bounds == []
+        (named,) = problems
+        assert problem in named
+        return
+    assert problems == []
+    (bound,) = bounds
+    assert (bound.positive_class, bound.bound) == expected[:2]
+    assert expected[2] in bound.source
+
+
+def test_a_per_class_limit_reads_its_own_class_series() -> None:
+    spec = policy({"metric": "estimatedF1", "threshold": 0.6}, {"metric": "estimatedF1", "threshold": 0.5,
+                                                                "positiveClass": "no"})  # fmt: skip
+    bounds, _ = q.limits(spec, TRAINED_BINARY, BINARY)
+    assert [b.key for b in bounds] == ["estimatedF1:yes", "estimatedF1:no"]
+    where = ("ml", "churn", "churn", "churn-v1", "5m")
+    yes, no = (q.value_query(b, *where) for b in bounds)
+    assert 'modelops_expected_correct_total{namespace="ml",deployment="churn",model="churn",version="churn-v1",' \
+           'class="yes"}[5m]' in yes
+    assert 'class="no"' in no
+    assert 'class="yes"' not in no
+    # The estimate rests on every row served, not on one class's.
+    assert q.evidence_query(bounds[0], *where) == q.evidence_query("estimatedAccuracy", *where)
+    verdict = q.judge(spec, bounds, {"estimatedF1:yes": (0.55, 500), "estimatedF1:no": (0.9, 500)})
+    assert verdict.degraded is True
+    assert "estimatedF1 of class yes 0.55 is below 0.6 (threshold 0.6)" in verdict.message
+    assert [r.get("positiveClass") for r in verdict.results] == ["yes", "no"]
+
+
 def test_the_spec_refuses_what_cannot_be_judged() -> None:
     with pytest.raises(ValidationError, match="sets threshold or maxDrop"):
         policy({"metric": "accuracy"})
-    with pytest.raises(ValidationError, match="maxDrop applies to accuracy, mae, rmse and estimatedAccuracy"):
+    with pytest.raises(ValidationError, match="maxDrop applies to accuracy, mae, rmse, precision, recall, f1"):
         policy({"metric": "macroF1", "maxDrop": 0.1})
+    with pytest.raises(ValidationError, match="positiveClass applies to precision, recall, f1"):
+        policy({"metric": "accuracy", "threshold": 0.9, "positiveClass": "1"})
     with pytest.raises(ValidationError):
         policy()  # at least one threshold
     spec = DriftPolicySpec.model_validate({"deployment": "iris"})
@@ -123,21 +189,53 @@ def test_the_alert_fires_on_decay_with_enough_labels(tmp_path: Path) -> None:
     ]
     labels = {"severity": "critical", "metric": "accuracy", "quality": "live", "model": "iris",
               "version": "iris-v2", "team": "ml", "drift_policy": "ml/p", "deployment": "iris"}  # fmt: skip
+    quiet_then_firing(tmp_path, rules, series, "3m", labels, {  # at 3m, 90 labels: fewer than minFeedback
+        "summary": "Model iris iris-v2: live accuracy degraded",
+        "description": "accuracy of iris iris-v2 over the last 5m is 0.8, past 0.9 (training accuracy "
+                       "0.95 - maxDrop 0.05); deployment ml/iris.",
+    })  # fmt: skip
+
+
+def quiet_then_firing(
+    tmp_path: Path, rules: list[dict[str, Any]], series: list[dict[str, str]], quiet_at: str,
+    labels: dict[str, str], annotations: dict[str, str],
+) -> None:  # fmt: skip
+    """promtool: no alert at ``quiet_at``, one alert with these labels and annotations at 10m."""
     result = promtool_test(tmp_path, [{"name": "quality", "rules": rules}], [{
         "interval": "1m", "input_series": series,
         "alert_rule_test": [
-            {"eval_time": "3m", "alertname": q.ALERT, "exp_alerts": []},  # 90 labels: fewer than minFeedback
-            {"eval_time": "10m", "alertname": q.ALERT, "exp_alerts": [{
-                "exp_labels": labels,
-                "exp_annotations": {
-                    "summary": "Model iris iris-v2: live accuracy degraded",
-                    "description": "accuracy of iris iris-v2 over the last 5m is 0.8, past 0.9 (training accuracy "
-                                   "0.95 - maxDrop 0.05); deployment ml/iris.",
-                },
-            }]},
+            {"eval_time": quiet_at, "alertname": q.ALERT, "exp_alerts": []},
+            {"eval_time": "10m", "alertname": q.ALERT,
+             "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]},
         ],
     }])  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool is not installed")
+def test_the_estimated_f1_alert_reads_the_positive_class_only(tmp_path: Path) -> None:
+    spec = policy({"metric": "estimatedF1", "maxDrop": 0.1}, window="5m")
+    bounds, problems = q.limits(spec, {"f1": 0.8}, [0, 1])  # binary: F1 of class 1, below 0.7
+    assert problems == []
+    rules = q.alert_rules(spec, bounds, namespace="ml", deployment="churn", model="churn", version="churn-v1",
+                          window="5m", labels={}, for_="1m", severity="warning")  # fmt: skip
+    where = 'namespace="ml", deployment="churn", model="churn", version="churn-v1"'
+
+    def counters(cls: str, served: int, correct: float, actual: float) -> list[dict[str, str]]:
+        return [{"series": f'modelops_{part}_total{{{where}, class="{cls}"}}', "values": f"0+{step!r}x20"}
+                for part, step in (("predictions", served), ("expected_correct", correct),
+                                   ("expected_actual", actual))]  # fmt: skip
+
+    # A minute: class 1 predicted 20 times, 12 expected right, 20 expected actual → F1 2·12/40 = 0.6;
+    # class 0 (80 rows, 76 right, F1 about 0.95) would never fire: the alert is of class 1 alone.
+    series = counters("1", 20, 12.0, 20.0) + counters("0", 80, 76.0, 80.0)
+    labels = {"severity": "warning", "metric": "estimatedF1", "quality": "estimated", "model": "churn",
+              "version": "churn-v1", "class": "1"}  # fmt: skip
+    quiet_then_firing(tmp_path, rules, series, "1m", labels, {  # at 1m: not yet for 1m
+        "summary": "Model churn churn-v1: estimated estimatedF1 of class 1 degraded",
+        "description": "estimatedF1 of class 1 of churn churn-v1 over the last 5m is 0.6, past 0.7 "
+                       "(training f1 0.8 - maxDrop 0.1); deployment ml/churn.",
+    })  # fmt: skip
 
 
 def test_a_retrain_on_decay_says_so() -> None:
@@ -149,3 +247,41 @@ def test_a_retrain_on_decay_says_so() -> None:
     cooling = driftloop.retrain_decision(enabled, drifted_now=True, records=recent, now=now, cause="quality decay")
     assert cooling.reason == "CoolingDown"
     assert cooling.message.startswith("quality decay persists; no retrain before")
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "metrics", "expected"),
+    [
+        ("classification", [0, 1], {"accuracy": 0.9, "ece": 0.021}, (True, q.REASON_CALIBRATED, "0.021")),
+        ("classification", [0, 1], {"ece": 0.05}, (True, q.REASON_CALIBRATED, "at most 0.05")),
+        ("classification", [0, 1], {"ece": 0.1234}, (False, q.REASON_POOR_CALIBRATION, "0.1234 on the held-out")),
+        ("classification", [0, 1, 2], {"accuracy": 0.9}, (False, q.REASON_NO_PROBABILITIES, "spec.metrics.ece")),
+        (None, ["a", "b"], {"ece": float("nan")}, (False, q.REASON_NO_PROBABILITIES, "predict_proba")),
+        (None, ["a", "b"], {"ece": 0.2}, (False, q.REASON_POOR_CALIBRATION, "above 0.05")),
+        ("classification", None, None, (False, q.REASON_NO_PROBABILITIES, "no calibration")),
+        ("regression", None, {"mae": 1.0}, None),
+        (None, None, {"ece": 0.01}, None),  # neither a task nor classes: nothing to estimate
+    ],
+)
+def test_estimate_trust_from_the_recorded_calibration(
+    task: str | None, classes: list[Any] | None, metrics: dict[str, float] | None,
+    expected: tuple[bool, str, str] | None,
+) -> None:
+    found = q.estimate_trust(task, classes, metrics, None)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    type_, status, reason, message = found
+    assert (type_, status, reason) == (q.ESTIMATE_TRUSTED, *expected[:2])
+    assert expected[2] in message
+
+
+def test_estimate_trust_says_how_calibration_was_measured() -> None:
+    found = q.estimate_trust("classification", [0, 1], {"ece": 0.08},
+                             {"method": "none", "bins": 10, "rows": 38})  # fmt: skip
+    assert found is not None
+    assert "(10 bins, 38 held-out rows, the estimator's own probabilities) is above 0.05" in found[3]
+    calibrated = q.estimate_trust("classification", [0, 1], {"ece": 0.01}, {"method": "sigmoid", "cv": 5})
+    assert calibrated is not None
+    assert "(calibrated: sigmoid) is at most 0.05" in calibrated[3]

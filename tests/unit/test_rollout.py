@@ -10,6 +10,7 @@ import pytest
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic import rollout
 from modelops.logic.analysis import Verdict
+from modelops.logic.rolloutstate import VersionBinding
 from modelops.logic.serving import Availability
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -295,14 +296,15 @@ def test_bindings_follow_the_versions_through_canary_promotion_and_rollback() ->
     assert first.status["stableBinding"] == V1
     started = bound(first.status, binding=V2)
     assert started.status["canaryBinding"] == V2
-    assert rollout.bindings_of(started.status) == (V1, V2)
+    assert rollout.bindings_of(started.status) == (VersionBinding(**V1), VersionBinding(**V2))
     promoted = bound(started.status, binding=V2, action="promote/1")
     assert (promoted.status["stableBinding"], promoted.status["canaryBinding"]) == (V2, None)
     assert promoted.status["previousStableBindings"] == [V1]
     failed = bound({**started.status, "step": 1, "canaryWeight": 20, "stepStartedAt": iso(0)}, binding=V2,
                    now=10, verdict=FAIL)  # fmt: skip
     assert (failed.status["failedVersion"], failed.status["failedBinding"]) == ("iris-v2", V2)
-    assert rollout.bindings_of(failed.status) == (V1, V2)  # the canary Deployment keeps the failed one, at 0
+    # the canary Deployment keeps the failed one, at 0
+    assert rollout.bindings_of(failed.status) == (VersionBinding(**V1), VersionBinding(**V2))
 
 
 def test_another_object_under_the_stable_name_goes_through_the_canary() -> None:
@@ -341,6 +343,8 @@ def test_a_status_from_before_bindings_binds_by_name_and_records_the_binding() -
     legacy = {"stableVersion": "iris-v1", "phase": "Healthy"}
     adopted = bound(legacy, desired="iris-v1", binding=V1)
     assert (adopted.status["stableBinding"], adopted.status["canaryVersion"]) == (V1, None)
+    # Recording the binding of the object already served changes no Deployment: still serving, Ready.
+    assert (adopted.status["phase"], adopted.summary.ready) == ("Healthy", True)
     # Without bindings on either side the name decides, as before.
     assert bound(legacy, desired="iris-v1").status["canaryVersion"] is None
 

@@ -105,6 +105,12 @@ KINDS: tuple[KindInfo, ...] = (
             PrinterColumn("Version", ".spec.version", type="integer", description="The version number."),
             PrinterColumn("Stage", ".status.stage", description="The stage granted."),
             PrinterColumn("Requested", ".spec.stage", description="The stage asked for.", priority=1),
+            PrinterColumn(
+                "Estimate",
+                '.status.conditions[?(@.type=="EstimateTrusted")].reason',
+                description="Whether quality estimated before labels can be trusted (the training's calibration).",
+                priority=1,
+            ),
             *_ready_columns(),
         ],
     ),

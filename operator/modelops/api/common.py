@@ -143,13 +143,14 @@ class Condition(StatusModel):
     )
 
 
-def conditions_field() -> Any:
-    """A ``conditions`` list keyed by ``type``, as kstatus, Argo CD and Flux read it."""
+def conditions_field(more: str = "") -> Any:
+    """A ``conditions`` list keyed by ``type``, as kstatus, Argo CD and Flux read it; ``more`` describes the
+    kind's own condition types."""
     return Field(
         default_factory=list,
         description=(
             "The latest observations of the object's state. 'Ready' summarises them; 'Reconciling' and "
-            "'Stalled' appear only while true."
+            "'Stalled' appear only while true." + (f" {more}" if more else "")
         ),
         json_schema_extra={
             "x-kubernetes-list-type": "map",

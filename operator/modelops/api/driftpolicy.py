@@ -69,10 +69,24 @@ class DriftActions(ApiModel):
     )
 
 
-QualityPolicyMetric = Literal["accuracy", "macroF1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1"]
-# Error metrics: higher is worse. The metrics a version's training metrics can anchor a maxDrop to.
+QualityPolicyMetric = Literal[
+    "accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1",
+    "estimatedPrecision", "estimatedRecall", "estimatedF1",
+]
+# Error metrics: higher is worse. The metrics a version's training metrics can anchor a maxDrop to (precision,
+# recall and f1 of a binary classifier's positive class, which training measures as classes[1]'s).
 LOWER_IS_BETTER = ("mae", "rmse")
-TRAINING_METRIC = {"accuracy": "accuracy", "mae": "mae", "rmse": "rmse", "estimatedAccuracy": "accuracy"}
+TRAINING_METRIC = {
+    "accuracy": "accuracy", "mae": "mae", "rmse": "rmse", "estimatedAccuracy": "accuracy",
+    "precision": "precision", "recall": "recall", "f1": "f1",
+    "estimatedPrecision": "precision", "estimatedRecall": "recall", "estimatedF1": "f1",
+}  # fmt: skip
+# Metrics of one class: positiveClass, or a binary version's classes[1].
+PER_CLASS = ("precision", "recall", "f1", "estimatedPrecision", "estimatedRecall", "estimatedF1")
+_MAX_DROP_MESSAGE = (
+    "maxDrop applies to accuracy, mae, rmse, precision, recall, f1 and their estimates (a training metric to "
+    "drop from)"
+)
 
 
 class QualityThreshold(ApiModel):
@@ -81,9 +95,20 @@ class QualityThreshold(ApiModel):
 
     metric: QualityPolicyMetric = Field(
         description=(
-            "accuracy, macroF1, mae or rmse from labels sent back; estimatedAccuracy or estimatedMacroF1 "
-            "from the predicted probabilities (no labels needed)."
+            "accuracy, macroF1, precision, recall, f1, mae or rmse from labels sent back; estimatedAccuracy, "
+            "estimatedMacroF1, estimatedPrecision, estimatedRecall or estimatedF1 from the predicted "
+            "probabilities (no labels needed). precision, recall and F1 are of positiveClass."
         )
+    )
+    positive_class: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description=(
+            "precision, recall, f1 and their estimates: the class, as predict names it (e.g. '1'). Default: "
+            "a binary version's second class (classes[1], the positive class of its training metrics); a "
+            "multiclass version needs it named."
+        ),
     )
     threshold: float | None = Field(
         default=None, description="Degraded below this (above it for mae and rmse)."
@@ -93,7 +118,8 @@ class QualityThreshold(ApiModel):
         ge=0,
         description=(
             "Degraded when more than this worse than the version's training metric (accuracy, mae, rmse; "
-            "estimatedAccuracy against the training accuracy)."
+            "precision, recall, f1 of a binary version's positive class; an estimate against the metric it "
+            "estimates)."
         ),
     )
 
@@ -103,8 +129,12 @@ class QualityThreshold(ApiModel):
             "message": "a quality threshold sets threshold or maxDrop",
         },
         {
-            "rule": "!has(self.maxDrop) || self.metric in ['accuracy', 'mae', 'rmse', 'estimatedAccuracy']",
-            "message": "maxDrop applies to accuracy, mae, rmse and estimatedAccuracy (a training metric to drop from)",
+            "rule": "!has(self.maxDrop) || self.metric in " + str(list(TRAINING_METRIC)),
+            "message": _MAX_DROP_MESSAGE,
+        },
+        {
+            "rule": "!has(self.positiveClass) || self.metric in " + str(list(PER_CLASS)),
+            "message": "positiveClass applies to precision, recall, f1 and their estimates",
         },
     )
 
@@ -113,9 +143,9 @@ class QualityThreshold(ApiModel):
         if self.threshold is None and self.max_drop is None:
             raise ValueError("a quality threshold sets threshold or maxDrop")
         if self.max_drop is not None and self.metric not in TRAINING_METRIC:
-            raise ValueError(
-                "maxDrop applies to accuracy, mae, rmse and estimatedAccuracy (a training metric to drop from)"
-            )
+            raise ValueError(_MAX_DROP_MESSAGE)
+        if self.positive_class is not None and self.metric not in PER_CLASS:
+            raise ValueError("positiveClass applies to precision, recall, f1 and their estimates")
         return self
 
 
@@ -210,6 +240,7 @@ class QualityResult(StatusModel):
     """The latest reading of one quality threshold."""
 
     metric: str = Field(description="The metric.")
+    positive_class: str | None = Field(default=None, description="precision, recall, f1: the class measured.")
     value: float | None = Field(default=None, description="Its value over the window; empty without evidence.")
     limit: float | None = Field(default=None, description="The limit: threshold, or training less maxDrop.")
     evidence: float | None = Field(default=None, description="Labels (rows, for an estimate) in the window.")

@@ -140,9 +140,12 @@ class PredictionShiftCheck(ApiModel):
 
 
 QualityMetric = Literal[
-    "accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1"
+    "accuracy", "macroF1", "precision", "recall", "f1", "mae", "rmse", "estimatedAccuracy", "estimatedMacroF1",
+    "estimatedPrecision", "estimatedRecall", "estimatedF1",
 ]
-PER_CLASS_METRICS = ("precision", "recall", "f1")
+# Metrics of one class (positiveClass): live from labels, or estimated (CBPE) from the probabilities.
+PER_CLASS_METRICS = ("precision", "recall", "f1", "estimatedPrecision", "estimatedRecall", "estimatedF1")
+PER_CLASS_MESSAGE = "quality metrics precision, recall, f1 and their estimates need positiveClass"
 ERROR_METRICS = ("mae", "rmse")
 
 
@@ -153,7 +156,8 @@ class QualityCheck(ApiModel):
         default="accuracy",
         description=(
             "accuracy, macroF1, precision/recall/f1 of positiveClass (classifiers), or mae/rmse (regressors) "
-            "from labels; estimatedAccuracy or estimatedMacroF1 from the probabilities, before labels."
+            "from labels; estimatedAccuracy, estimatedMacroF1, or estimatedPrecision/estimatedRecall/estimatedF1 "
+            "of positiveClass from the probabilities, before labels."
         ),
     )
     positive_class: str | None = Field(
@@ -181,15 +185,15 @@ class QualityCheck(ApiModel):
 
     model_config = with_rules(
         {
-            "rule": "!(self.metric in ['precision', 'recall', 'f1']) || has(self.positiveClass)",
-            "message": "quality metrics precision, recall and f1 need positiveClass",
+            "rule": "!(self.metric in " + str(list(PER_CLASS_METRICS)) + ") || has(self.positiveClass)",
+            "message": PER_CLASS_MESSAGE,
         }
     )
 
     @model_validator(mode="after")
     def _class_when_per_class(self) -> QualityCheck:
         if self.metric in PER_CLASS_METRICS and self.positive_class is None:
-            raise ValueError("quality metrics precision, recall and f1 need positiveClass")
+            raise ValueError(PER_CLASS_MESSAGE)
         return self
 
 

@@ -446,7 +446,12 @@ class ModelVersionStatus(StatusModel):
     """The granted stage and the evidence behind it."""
 
     observed_generation: int = observed_generation_field()
-    conditions: list[Condition] = conditions_field()
+    conditions: list[Condition] = conditions_field(
+        "'Validated' (the gates), 'IntegrityVerified' (the artifact's digest), 'Approved' (the approvals), and "
+        "for a classifier 'EstimateTrusted': whether its quality estimated from predicted probabilities before "
+        "labels arrive can be trusted, from the expected calibration error training measured (spec.metrics.ece; "
+        f"False with reason PoorCalibration above {MAX_TRUSTED_ECE:g}, NoProbabilities when none was recorded)."
+    )
     stage: Stage = Field(default="None", description="The stage granted.")
     message: str | None = Field(default=None, description="A one-line summary, e.g. what a move still needs.")
     gates: list[GateResult] | None = Field(default=None, description="Each gate's metric, threshold and verdict.")

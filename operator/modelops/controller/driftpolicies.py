@@ -1,24 +1,20 @@
-"""DriftPolicy: watch a ModelDeployment's live inputs for drift, alert, and retrain.
+"""DriftPolicy: watch a ModelDeployment's live inputs for drift and quality, alert, and retrain.
 
 One reconcile, run on create/update/resume and again every ``spec.interval`` (``Outcome.
-requeue_after``), does in order:
+requeue_after``), as thin as the ModelDeployment's: it reads, asks the pure decisions in
+``logic.driftplan`` what to do, and writes. In order:
 
 1. resolve the ModelDeployment, its serving version (``status.servingVersion``, else
-   ``stableVersion``) and that ModelVersion's ``referenceStats`` -- waiting while missing;
-2. apply the PrometheusRule (server-side apply, owned by the policy, so an edited or deleted
-   rule is put back at the next reconcile and a new serving version rewrites it) and set
-   ``RuleSynced`` from what the API server returned (exists, carries MODELOPS_RULE_LABELS);
-   ``Ready`` follows it: a policy whose alerting rule is not in place is not ready;
-3. when due, evaluate through the Prometheus HTTP API: the raw bucket and category
-   increases over the window, scored with the drift library (``logic.driftloop``) -- not the
-   recording rules, so the evaluation works whether or not the cluster's Prometheus loaded
-   them; unreachable Prometheus keeps the previous results and retries next interval;
-   With ``spec.quality``, the same evaluation reads the serving version's live (or estimated)
-   metrics and their evidence and sets ``QualityDegraded`` (``logic.qualityloop``); no Prometheus,
-   or no answer, is Unknown and no action;
-4. retrain on drift or on quality decay (``logic.driftloop.retrain_decision``: one decision, one
-   cooldown and budget), follow the runs in ``status.retrains`` and ask for ``promoteTo`` on the
-   versions they registered.
+   ``stableVersion``) and that ModelVersion -- waiting while missing; ``driftplan.subject``;
+2. when an evaluation is due (``driftplan.due``), read the Prometheus HTTP API: the raw bucket
+   and category increases over the window (not the recording rules, so the evaluation works
+   whether or not the cluster's Prometheus loaded them) and, with ``spec.quality``, the serving
+   version's live (or estimated) metrics and their evidence; list the policy's TrainingRuns;
+3. ``driftplan.decide`` gives the plan; then server-side apply its PrometheusRule (owned by the
+   policy, so an edited or deleted rule is put back at the next reconcile and a new serving
+   version rewrites it), create the retraining TrainingRun it asks for, ask for ``promoteTo`` on
+   the versions finished retrains registered;
+4. ``driftplan.settle`` turns what the API server answered into the outcome.
 """
 
 from __future__ import annotations
@@ -38,15 +34,12 @@ from modelops.controller import requeue
 from modelops.controller.common import API, kube, lookup, poll_seconds, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
-from modelops.drift import bins as binning
 from modelops.logic import conditions as cond
 from modelops.logic import driftloop as loop
+from modelops.logic import driftplan as plan
 from modelops.logic import driftrules as rules
 from modelops.logic import qualityloop as quality
-from modelops.logic.analysis import parse_duration
-from modelops.logic.rules import missing_labels, rule_labels
-
-Condition = tuple[str, bool | cond.Status, str, str]
+from modelops.logic.rules import rule_labels
 
 
 def _not_ready(reason: str, message: str, *, stalled: bool = False) -> Outcome:
@@ -56,25 +49,15 @@ def _not_ready(reason: str, message: str, *, stalled: bool = False) -> Outcome:
     )
 
 
-async def _sync_rule(rule: dict[str, Any], wanted: Mapping[str, str]) -> Condition:
+async def _apply_rule(rule: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[int, str] | None]:
+    """Server-side apply: (the object the API server returned, None) or (None, (status, message))."""
     try:
-        applied = await kube().apply(rule)
+        return await kube().apply(rule), None
     except KubeError as error:
-        if error.status == 404:
-            return (loop.RULE_SYNCED, False, "PrometheusRuleUnavailable",
-                    f"the API server has no PrometheusRule kind (install the Prometheus Operator CRDs): "
-                    f"{error.message}")  # fmt: skip
-        return (loop.RULE_SYNCED, False, "ApplyFailed", f"PrometheusRule {rule['metadata']['name']}: {error.message}")
-    missing = missing_labels((applied.get("metadata") or {}).get("labels"), wanted)
-    if missing:
-        pairs = ",".join(f"{k}={v}" for k, v in missing.items())
-        return (loop.RULE_SYNCED, False, "LabelsMissing", f"PrometheusRule lacks the selected labels {pairs}")
-    return (loop.RULE_SYNCED, True, "Synced", f"PrometheusRule {rule['metadata']['name']} is applied")
+        return None, (error.status, error.message)
 
 
-async def _query_counts(
-    url: str, target: rules.Target, window: str
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+async def _query_counts(url: str, target: rules.Target, window: str) -> plan.Counts:
     buckets: dict[str, dict[str, float]] = {}
     for sample in await prom.query(url, loop.bucket_query(target, window)):
         buckets.setdefault(sample.labels.get("feature", ""), {})[sample.labels.get("le", "")] = sample.value
@@ -84,15 +67,49 @@ async def _query_counts(
     return buckets, categories
 
 
-async def _runs_of(namespace: str, policy: str) -> list[dict[str, Any]]:
-    return await kube().list(API, "TrainingRun", namespace, label_selector=f"{rules.POLICY_LABEL}={policy}")
+async def _read_prometheus(spec: DriftPolicySpec, sub: plan.Subject) -> plan.Readings:
+    """What Prometheus says for one evaluation: the drift counts and the quality readings."""
+    url = spec.prometheus.address if spec.prometheus and spec.prometheus.address else prom.default_url()
+    if url is None:
+        return plan.Readings(url=None)
+    counts: plan.Counts | None = None
+    counts_error: str | None = None
+    if sub.reference_stats:
+        try:
+            counts = await _query_counts(url, sub.target, rules.prom_duration(spec.window))
+        except prom.PrometheusError as error:
+            counts_error = str(error)
+    readings: dict[str, tuple[float | None, float]] | None = None
+    quality_error: str | None = None
+    if spec.quality is not None:
+        target = sub.target
+        where = (target.namespace, target.deployment, target.model, target.version,
+                 rules.prom_duration(spec.quality.window))  # fmt: skip
+        readings = {}
+        try:
+            for bound in {b.key: b for b in sub.bounds}.values():
+                value = await prom.query_one(url, quality.value_query(bound, *where))
+                evidence = await prom.query_one(url, quality.evidence_query(bound, *where))
+                readings[bound.key] = (value, evidence or 0.0)
+        except prom.PrometheusError as error:
+            readings, quality_error = None, str(error)
+    return plan.Readings(url, counts, counts_error, readings, quality_error)
 
 
-async def _promote(records: list[dict[str, Any]], spec: DriftPolicySpec, namespace: str) -> list[str]:
+async def _runs_of(namespace: str, policy: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    try:
+        return await kube().list(API, "TrainingRun", namespace, label_selector=f"{rules.POLICY_LABEL}={policy}"), None
+    except KubeError as error:
+        return None, error.message
+
+
+async def _promote(
+    records: list[dict[str, Any]], wanted: list[Mapping[str, Any]], spec: DriftPolicySpec, namespace: str
+) -> list[str]:
     """Ask for promoteTo on the versions finished retrains registered; problems as messages."""
     problems = []
     stage = spec.actions.retrain.promote_to
-    for record in loop.to_promote(records, spec.actions.retrain):
+    for record in wanted:
         name = str(record["modelVersion"])
         version, problem = await lookup(API, "ModelVersion", namespace, name)
         if problem is not None:
@@ -112,6 +129,7 @@ async def _promote(records: list[dict[str, Any]], spec: DriftPolicySpec, namespa
 
 
 async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
+    """Read, decide (``logic.driftplan``), write what the plan says, and settle the outcome."""
     deployment, problem = await lookup(API, "ModelDeployment", ctx.namespace, spec.deployment)
     if problem is not None:
         return waiting_for("spec.deployment", problem)
@@ -123,206 +141,43 @@ async def reconcile_driftpolicy(spec: DriftPolicySpec, ctx: Context) -> Outcome:
     version, problem = await lookup(API, "ModelVersion", ctx.namespace, serving)
     if problem is not None:
         return waiting_for("spec.deployment", f"its serving version: {problem}")
-    vspec = version.get("spec") or {}
-    reference_stats = vspec.get("referenceStats")
-    no_reference = (f"ModelVersion {serving} has no spec.referenceStats; drift cannot be measured until they are "
-                    "added")  # fmt: skip
-    if not reference_stats and spec.quality is None:
-        return _not_ready("NoReferenceStats", no_reference)
-    try:
-        # A policy with quality thresholds still judges quality for a version without reference statistics.
-        reference = binning.parse_reference_stats(reference_stats) if reference_stats else {}
-        features = rules.select_features(spec, reference) if reference_stats else []
-        loop.check_methods(spec, reference, features)
-    except ValueError as error:
-        # spec.features / spec.method name themselves; anything else is the version's referenceStats. Look
-        # again later either way: the deployment may move to a version that has those features.
-        text = str(error)
-        message = text if text.startswith("spec.") else f"ModelVersion {serving} spec.referenceStats: {text}"
-        return _not_ready(cond.Reason.INVALID_SPEC, message, stalled=True)
-    model = str((deployment.get("spec") or {}).get("model") or vspec.get("model") or "")
-    target = rules.Target(
-        policy=ctx.name, namespace=ctx.namespace, deployment=spec.deployment, model=model, version=serving,
-        uid=(ctx.body.get("metadata") or {}).get("uid"),
-    )  # fmt: skip
-    conditions: list[Condition] = []
-    status: dict[str, Any] = {"modelVersion": serving}
-    events: list[tuple[str, str, str]] = []
-    bounds, bound_problems = (
-        quality.limits(spec.quality, vspec.get("metrics") or {}) if spec.quality is not None else ([], [])
-    )
+    uid = (ctx.body.get("metadata") or {}).get("uid")
+    sub = plan.subject(spec, ctx.name, ctx.namespace, uid, deployment, serving, version)
+    if isinstance(sub, plan.Refusal):
+        return _not_ready(sub.reason, sub.message, stalled=sub.stalled)
 
-    # 2. the PrometheusRule.
-    try:
-        wanted_labels = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
-    except ValueError as error:
-        conditions.append((loop.RULE_SYNCED, False, "InvalidRuleLabels", str(error)))
-        wanted_labels = None
-    if wanted_labels is not None:
-        # KS critical values come from scipy's exact distribution: seconds of CPU the first time a
-        # threshold is seen, so off the event loop.
-        alerts = _quality_alerts(spec, target, bounds) if spec.actions.alert.enabled else []
-        rule = await asyncio.to_thread(
-            rules.prometheus_rule, spec, target, reference, features, wanted_labels, alerts
-        )
-        synced = await _sync_rule(rule, wanted_labels)
-        note = rules.alerts_note(spec)
-        if synced[1] is True and note is not None:
-            synced = (loop.RULE_SYNCED, True, "SyncedWithoutAlerts", f"{synced[3]}; {note}")
-        conditions.append(synced)
-
-    # 3. the evaluation, when due.
     now = datetime.datetime.now(datetime.UTC)
-    old = ctx.status
-    changed = old.get("modelVersion") != serving or old.get("observedGeneration") != ctx.generation
-    due = changed or loop.seconds_until_due(old.get("lastEvaluation"), spec.interval, now) <= 0
-    drifted_now: bool | None = None
-    degraded_now: bool | None = None
-    message = str(old.get("message") or "waiting for the first evaluation")
-    url: str | None = None
-    if due:
-        url = spec.prometheus.address if spec.prometheus and spec.prometheus.address else prom.default_url()
-        if url is None:
-            message = "no Prometheus: set spec.prometheus.address or the operator's MODELOPS_PROMETHEUS_URL"
-            conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_NO_PROMETHEUS, message))
-        elif not reference_stats:
-            message = no_reference
-            conditions.append((loop.DRIFT_DETECTED, "Unknown", "NoReferenceStats", message))
-        else:
-            try:
-                buckets, categories = await _query_counts(url, target, rules.prom_duration(spec.window))
-            except prom.PrometheusError as error:
-                message = f"Prometheus unreachable, previous results kept, retrying in {spec.interval}: {error}"
-                conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_PROM_UNREACHABLE, message))
-            else:
-                evaluation = loop.evaluate(spec, reference_stats, features, buckets, categories)
-                status["lastEvaluation"] = cond.now_iso(now)
-                status["samples"] = round(evaluation.samples)
-                if evaluation.samples < spec.min_samples:
-                    message = loop.too_few_message(spec, evaluation.samples)
-                    conditions.append((loop.DRIFT_DETECTED, "Unknown", loop.REASON_TOO_FEW, message))
-                else:
-                    message = loop.drift_message(spec, evaluation)
-                    reason = loop.REASON_DRIFT if evaluation.drifted else loop.REASON_NO_DRIFT
-                    conditions.append((loop.DRIFT_DETECTED, evaluation.drifted, reason, message))
-                    status["features"] = evaluation.features
-                    status["drifted"] = evaluation.drifted
-                    events += loop.drift_events(old.get("drifted"), evaluation, message)
-                    drifted_now = evaluation.drifted
-        if spec.quality is not None:
-            verdict = await _judge_quality(spec, target, url, bounds, bound_problems)
-            conditions.append((quality.QUALITY_DEGRADED, _tristate(verdict.degraded), verdict.reason,
-                               verdict.message))  # fmt: skip
-            if verdict.results or verdict.degraded is not None:
-                status["quality"] = verdict.results
-            if verdict.degraded is not None:
-                status["qualityDegraded"] = verdict.degraded
-                events += quality.events(old.get("qualityDegraded"), verdict)
-            if verdict.degraded is True:
-                degraded_now, message = True, f"{message}; {verdict.message}"
-            elif verdict.degraded is False:
-                degraded_now = False
-    status["message"] = message
-
-    # 4. retraining.
-    action = spec.actions.retrain
     try:
-        runs = await _runs_of(ctx.namespace, ctx.name)
-    except KubeError as error:
-        listing = f"cannot list TrainingRuns: {error.message}"
-        conditions.append((loop.RETRAIN_TRIGGERED, "Unknown", "ListFailed", listing))
-        runs = None
-    if runs is not None:
-        records = loop.merge_records(old.get("retrains"), runs)
-        # Decay of quality retrains like drift: the same decision, cooldown and budget.
-        act_now = True if (drifted_now or degraded_now) else (None if drifted_now is None and degraded_now is None
-                                                              else False)  # fmt: skip
-        cause = "drift" if drifted_now or not degraded_now else "quality decay"
-        decision = loop.retrain_decision(action, drifted_now=act_now, records=records, now=now, cause=cause)
-        retrain_condition: Condition = (loop.RETRAIN_TRIGGERED, decision.status, decision.reason, decision.message)
-        if decision.create:
-            retrain_condition, created = await _create_retrain(spec, target, version, message, now)
-            if created is not None:
-                records = loop.merge_records(records, [created])
-                events.append(("Normal", "RetrainStarted", retrain_condition[3]))
-        problems = await _promote(records, spec, ctx.namespace)
-        # Between evaluations only a run's progress changes the condition, so it does not flip to "no drift".
-        fresh = due or decision.create or decision.reason == "InFlight"
-        if problems:
-            conditions.append((loop.RETRAIN_TRIGGERED, False, "PromoteFailed", "; ".join(problems)))
-        elif fresh or cond.find(old.get("conditions"), loop.RETRAIN_TRIGGERED) is None:
-            conditions.append(retrain_condition)
-        if records or old.get("retrains"):
-            status["retrains"] = records
-        pending = loop.in_flight(records) is not None or bool(loop.to_promote(records, action))
-    else:
-        pending = False
+        wanted_labels: dict[str, str] | None = rule_labels(os.environ.get("MODELOPS_RULE_LABELS"))
+        labels_problem = None
+    except ValueError as error:
+        wanted_labels, labels_problem = None, str(error)
+    readings = await _read_prometheus(spec, sub) if plan.due(spec, ctx.status, serving, ctx.generation, now) else None
+    runs, runs_problem = await _runs_of(ctx.namespace, ctx.name)
+    observed = plan.Observations(sub, wanted_labels, labels_problem, readings, runs, runs_problem)
+    # The rule's KS critical values may take seconds of CPU: decide off the event loop.
+    decided = await asyncio.to_thread(plan.decide, spec, ctx.status, observed, now)
 
-    if due and "lastEvaluation" not in status:
-        next_due = parse_duration(spec.interval)  # no answer from Prometheus: retry next interval
-    else:
-        last = status.get("lastEvaluation") or old.get("lastEvaluation")
-        next_due = max(loop.seconds_until_due(last, spec.interval, now), 0.5)
-    if pending:
-        next_due = min(next_due, poll_seconds())
-    rule_synced = next(c for c in conditions if c[0] == loop.RULE_SYNCED)
-    if rule_synced[1] is not True:
-        # The alerts the policy promises are not in place: not Ready, and looked at again soon.
-        next_due = min(next_due, wait_retry_seconds())
-        summary = cond.Summary(ready=False, reason=rule_synced[2], message=f"{rule_synced[3]}; {message}",
-                               reconciling=True)  # fmt: skip
-    else:
-        summary = cond.Summary(ready=True, reason=cond.Reason.RECONCILED, message=message)
-    return Outcome(
-        summary=summary,
-        status=status,
-        conditions=conditions,
-        events=events,
-        requeue_after=next_due,
-    )
-
-
-def _tristate(value: bool | None) -> bool | cond.Status:
-    return "Unknown" if value is None else value
-
-
-def _quality_alerts(spec: DriftPolicySpec, target: rules.Target, bounds: list[quality.Limit]) -> list[dict[str, Any]]:
-    if spec.quality is None:
-        return []
-    alert = spec.actions.alert
-    return quality.alert_rules(
-        spec.quality, bounds, namespace=target.namespace, deployment=target.deployment, model=target.model,
-        version=target.version, window=rules.prom_duration(spec.quality.window),
-        labels={**(alert.labels or {}), "drift_policy": target.policy_id, "deployment": target.deployment},
-        for_=rules.prom_duration(alert.for_), severity=alert.severity,
-    )  # fmt: skip
-
-
-async def _judge_quality(
-    spec: DriftPolicySpec, target: rules.Target, url: str | None, bounds: list[quality.Limit], problems: list[str]
-) -> quality.Verdict:
-    """QualityDegraded from the Prometheus HTTP API; no Prometheus or no answer is Unknown, saying so."""
-    assert spec.quality is not None
-    if url is None:
-        return quality.Verdict(None, loop.REASON_NO_PROMETHEUS, "no Prometheus: set spec.prometheus.address or the "
-                               "operator's MODELOPS_PROMETHEUS_URL", [])  # fmt: skip
-    window = rules.prom_duration(spec.quality.window)
-    where = (target.namespace, target.deployment, target.model, target.version, window)
-    readings: dict[str, tuple[float | None, float]] = {}
-    try:
-        for metric in {b.metric for b in bounds}:
-            value = await prom.query_one(url, quality.value_query(metric, *where))
-            evidence = await prom.query_one(url, quality.evidence_query(metric, *where))
-            readings[metric] = (value, evidence or 0.0)
-    except prom.PrometheusError as error:
-        message = f"Prometheus unreachable, no action, retrying in {spec.interval}: {error}"
-        return quality.Verdict(None, loop.REASON_PROM_UNREACHABLE, message, [])
-    return quality.judge(spec.quality, bounds, readings, problems)
+    synced = None
+    if decided.rule is not None and wanted_labels is not None:
+        applied, apply_error = await _apply_rule(decided.rule)
+        synced = plan.rule_synced(decided.rule, applied, apply_error, wanted_labels, spec)
+    retrained, created = None, None
+    records = decided.records
+    if decided.retrain is not None and decided.retrain.create and records is not None:
+        retrained, created = await _create_retrain(spec, sub.target, version, decided.message, now)
+        if created is not None:
+            records = loop.merge_records(records, [created])
+    problems = await _promote(records, decided.promote, spec, ctx.namespace) if records is not None else []
+    settled = plan.Settled(synced, retrained, created, records, problems)
+    result = plan.settle(spec, ctx.status, decided, settled, now, poll=poll_seconds(), retry=wait_retry_seconds())
+    return Outcome(summary=result.summary, status=result.status, conditions=result.conditions, events=result.events,
+                   requeue_after=result.requeue_after)  # fmt: skip
 
 
 async def _create_retrain(
     spec: DriftPolicySpec, target: rules.Target, version: Mapping[str, Any], reason: str, now: datetime.datetime
-) -> tuple[Condition, dict[str, Any] | None]:
+) -> tuple[cond.Condition, dict[str, Any] | None]:
     action = spec.actions.retrain
     original = None
     lineage_run = ((version.get("spec") or {}).get("lineage") or {}).get("trainingRun") or {}
@@ -331,15 +186,16 @@ async def _create_retrain(
     try:
         run_spec = loop.retrain_spec(action, target.model, version, original)
     except loop.RetrainError as error:
-        return (loop.RETRAIN_TRIGGERED, False, "CannotRetrain", str(error)), None
+        return cond.Condition(loop.RETRAIN_TRIGGERED, False, cond.Reason.CANNOT_RETRAIN, str(error)), None
     run = loop.retrain_run(target, action, run_spec, reason, now, cond.now_iso(now))
     try:
         created = await kube().create(run)
     except KubeError as error:
-        return (loop.RETRAIN_TRIGGERED, False, "CreateFailed",
-                f"cannot create TrainingRun {run['metadata']['name']}: {error.message}"), None  # fmt: skip
+        failed = f"cannot create TrainingRun {run['metadata']['name']}: {error.message}"
+        return cond.Condition(loop.RETRAIN_TRIGGERED, False, cond.Reason.CREATE_FAILED, failed), None
     name = run["metadata"]["name"]
-    return (loop.RETRAIN_TRIGGERED, True, "RetrainStarted", f"TrainingRun {name} created: {reason}"), created
+    return cond.Condition(loop.RETRAIN_TRIGGERED, True, cond.Reason.RETRAIN_STARTED,
+                          f"TrainingRun {name} created: {reason}"), created  # fmt: skip
 
 
 async def on_rule_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

@@ -21,6 +21,7 @@ from modelops.controller import runtime
 from modelops.controller.kube import KubeError
 from modelops.controller.runtime import kube
 from modelops.logic import feedbackkeys as logic
+from modelops.logic.conditions import Reason
 
 _ATTEMPTS = 8
 
@@ -67,7 +68,7 @@ async def _step(namespace: str, owner: dict[str, Any]) -> bool:
     if state is None:
         await _patch(namespace, logic.reset_patch(now, os.urandom, secret))
         message = "the feedback keys were malformed and are made anew: earlier prediction ids are refused"
-        kopf.warn(kopf.Body(cast(kopf.RawBody, secret)), reason="FeedbackKeysReset", message=message)
+        kopf.warn(kopf.Body(cast(kopf.RawBody, secret)), reason=Reason.FEEDBACK_KEYS_RESET, message=message)
         return False
     patch = logic.owner_patch(secret, owner)
     if patch is not None:

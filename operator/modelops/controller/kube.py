@@ -120,7 +120,7 @@ class Kube:
         for attempt in (1, 2):
             async with self._get_session().request(
                 method, path, data=data, headers={**headers, **self._auth()}, params=query,
-                server_hostname=self.connection.tls_server_name,
+                server_hostname=self.connection.tls_server_name, proxy=self.connection.proxy,
             ) as response:  # fmt: skip
                 text = await response.text()
                 if response.status != 401 or attempt == 2:

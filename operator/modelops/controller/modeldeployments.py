@@ -58,7 +58,7 @@ from modelops.controller.kube import KubeError
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
-from modelops.logic import governance, rollout, serving, workloads
+from modelops.logic import governance, rollout, rolloutstate, serving, workloads
 from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.rules import rule_labels
 from modelops.logic.validation import parse
@@ -68,9 +68,9 @@ VERSIONS_ANNOTATION = "modelops.io/observed-versions"
 GOVERNED = "Governed"
 OBSERVED_ANNOTATION = "modelops.io/observed-deployments"
 DEFAULT_IMAGE = "ghcr.io/modelops/modelops-operator:0.1.0"
-INVALID_VERSION = "InvalidVersion"
-WORKLOAD_NOT_ALLOWED = "WorkloadNotAllowed"
-PICKLE_NOT_ALLOWED = "PickleNotAllowed"
+INVALID_VERSION = cond.Reason.INVALID_VERSION
+WORKLOAD_NOT_ALLOWED = cond.Reason.WORKLOAD_NOT_ALLOWED
+PICKLE_NOT_ALLOWED = cond.Reason.PICKLE_NOT_ALLOWED
 
 # (apiVersion, kind, plural group, plural) of every child kind, for watching and removal.
 CHILD_KINDS: tuple[tuple[str, str, str, str], ...] = (
@@ -188,12 +188,12 @@ def _owner(body: Mapping[str, Any]) -> serving.Owner:
     return serving.Owner(name=str(meta["name"]), namespace=str(meta["namespace"]), uid=str(meta["uid"]))
 
 
-def _describe(bound: Mapping[str, Any]) -> str:
-    return f"{bound.get('name')} (uid {str(bound.get('uid'))[:8]}…, sha256 {str(bound.get('sha256'))[:12]}…)"
+def _describe(bound: rolloutstate.VersionBinding) -> str:
+    return f"{bound.name} (uid {bound.uid[:8]}…, sha256 {bound.sha256[:12]}…)"
 
 
 async def bound_versions(
-    namespace: str, traffic: serving.Traffic, status: Mapping[str, Any]
+    namespace: str, traffic: serving.Traffic, status: Mapping[str, Any] | rolloutstate.RolloutState
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
     """(stable, canary) ModelVersion objects the Deployments are bound to, None where that object is gone
     (deleted, or another object under its name), and a note per role left as it is."""
@@ -224,7 +224,7 @@ async def converge(
     spec: ModelDeploymentSpec,
     body: Mapping[str, Any],
     traffic: serving.Traffic,
-    status: Mapping[str, Any],
+    status: Mapping[str, Any] | rolloutstate.RolloutState,
     bound: Bound | None = None,
     policy: Policy = DEFAULT,
 ) -> tuple[list[str], str | None]:
@@ -381,7 +381,7 @@ def _invalid(message: str, reason: str = cond.Reason.INVALID_SPEC) -> Outcome:
 
 
 async def _reject(
-    namespace: str, name: str, rejection: rollout.Rejection, bound: Mapping[str, Any] | None, at: str
+    namespace: str, name: str, rejection: rollout.Rejection, bound: rolloutstate.VersionBinding | None, at: str
 ) -> None:
     """Record the rollback on the exact version that failed (compare-and-swap; governed status)."""
     record: dict[str, Any] = {
@@ -505,36 +505,35 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
                                subresource="status")  # fmt: skip
         if decision.rejection is not None:
-            failed = decision.status.get("failedBinding")
-            await _reject(ctx.namespace, ctx.name, decision.rejection, failed, cond.now_iso(now))
+            await _reject(ctx.namespace, ctx.name, decision.rejection, decision.state.failed_binding, cond.now_iso(now))
         problem = None
         events = list(decision.events)
         replaced: list[str] = []
         stable_stage: str | None = None
         if decision.traffic is not None:
-            bound = await bound_versions(ctx.namespace, decision.traffic, decision.status)
+            bound = await bound_versions(ctx.namespace, decision.traffic, decision.state)
             stable_obj, _, replaced = bound
             stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
             # The servers mount the namespace's feedback keys: the Secret comes first.
             problem = await feedbackkeys.ensure(ctx.namespace, ctx.name, str(fresh["metadata"]["uid"]))
             put_back: list[str] = []
             if problem is None:
-                put_back, problem = await converge(spec, fresh, decision.traffic, decision.status, bound, policy)
+                put_back, problem = await converge(spec, fresh, decision.traffic, decision.state, bound, policy)
             if put_back and not moved:  # the rollout stood still, yet children differed: a repair
-                events.append(("Normal", "ChildRepaired", f"put back: {', '.join(put_back)}"))
-        stable_name = decision.status.get("stableVersion")
+                events.append(("Normal", cond.Reason.CHILD_REPAIRED, f"put back: {', '.join(put_back)}"))
+        stable_name = decision.state.stable_version
         serving_desired = stable_name == desired and rollout.same_version(
-            decision.status.get("stableBinding"), rollout.binding(version)
+            decision.state.stable_binding, rollout.binding(version)
         )  # then the question is whether the stable may go on serving, not whether a rollout may start
         governed = governance.serving_condition(governance.Serving(
             namespace=ctx.namespace, production_namespace=production, stable=stable_name, stable_stage=stable_stage,
             replaced=replaced, blocked=None if serving_desired else blocked,
         ))  # fmt: skip
         events += _governed_events(status, governed)
-        conditions = [*decision.conditions, (GOVERNED, *governed)]
+        conditions = [*decision.conditions, cond.Condition(GOVERNED, *governed)]
     if problem is not None:
         return Outcome(
-            summary=cond.Summary(ready=False, reason="ChildrenFailed", message=problem, reconciling=True),
+            summary=cond.Summary(ready=False, reason=cond.Reason.CHILDREN_FAILED, message=problem, reconciling=True),
             status=new_status,
             conditions=conditions,
             events=events,
@@ -571,7 +570,9 @@ async def repair(namespace: str, name: str, logger: Any, policy: Policy = DEFAUL
         logger.warning(f"cannot repair the children of {namespace}/{name}: {problem}")
     if changed:
         message = f"put back: {', '.join(changed)}"
-        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type="Normal", reason="ChildRepaired", message=message)
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, body)), type="Normal", reason=cond.Reason.CHILD_REPAIRED, message=message
+        )
     return changed
 
 
@@ -597,7 +598,7 @@ async def on_child_event(
 def _waiting_for_pods(status: kopf.Status, **_: Any) -> bool:
     conditions: Any = dict(status or {}).get("conditions")
     ready = cond.find(conditions, cond.READY) or {}
-    waiting = (rollout.REASON_UNAVAILABLE, rollout.REASON_CANARY_UNAVAILABLE, rollout.REASON_DEADLINE)
+    waiting = (cond.Reason.UNAVAILABLE, cond.Reason.CANARY_UNAVAILABLE, cond.Reason.PROGRESS_DEADLINE_EXCEEDED)
     return ready.get("status") == "False" and ready.get("reason") in waiting
 
 

@@ -36,7 +36,7 @@ from modelops.controller import audit, common, metrics, runtime, trainers
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
-from modelops.logic import governance
+from modelops.logic import governance, qualityloop
 from modelops.logic.policy import DEFAULT, Policy
 from modelops.logic.validation import parse
 
@@ -106,7 +106,9 @@ async def archive(other: Mapping[str, Any], successor: str, now: str) -> bool:
             current = await common.kube().get(API_VERSION, "ModelVersion", namespace, name)
             continue
         audit.status_written(current, status, archived)
-        kopf.event(kopf.Body(cast(kopf.RawBody, current)), type="Normal", reason="StageChanged", message=message)
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, current)), type="Normal", reason=cond.Reason.STAGE_CHANGED, message=message
+        )
         return True
     raise kopf.TemporaryError(f"ModelVersion {namespace}/{name} kept changing while it was archived", delay=1)
 
@@ -144,7 +146,9 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     creators, creator_problem = await creators_of(body)
     if creator_problem:
         problems.append(creator_problem)
-    events = [("Warning", "MalformedApproval", f"ignored: {problem}") for problem in problems]
+    events: list[tuple[str, str, str]] = [
+        ("Warning", cond.Reason.MALFORMED_APPROVAL, f"ignored: {problem}") for problem in problems
+    ]
     history = list(status_now.get("history") or [])
     decision = governance.decide(
         desired=spec.stage,
@@ -173,15 +177,27 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     t = decision.transition
     if t is not None:
         status["history"] = governance.append_history(history, t)
-        kind = "Warning" if decision.reason == "Rejected" else "Normal"
-        events.append((kind, "StageChanged", f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
+        kind = "Warning" if decision.reason == cond.Reason.REJECTED else "Normal"
+        events.append((kind, cond.Reason.STAGE_CHANGED, f"stage {t['from']} → {t['to']} by {t['by']}: {t['reason']}"))
     return Outcome(
         summary=cond.Summary(ready=decision.ready, reason=decision.reason, message=decision.message),
         status=status,
-        conditions=decision.conditions,
+        conditions=[*decision.conditions, *_estimate_trust(spec)],
         events=events,
         status_written=True,
     )
+
+
+def _estimate_trust(spec: ModelVersionSpec) -> list[tuple[str, bool, str, str]]:
+    """EstimateTrusted from the calibration training recorded (none for a regressor)."""
+    calibration = spec.lineage.calibration if spec.lineage else None
+    trust = qualityloop.estimate_trust(
+        spec.task,
+        spec.signature.classes if spec.signature else None,
+        spec.metrics,
+        calibration.model_dump(exclude_none=True) if calibration else None,
+    )
+    return [trust] if trust else []
 
 
 def _name_archived(outcome: Outcome, others: list[str]) -> None:
@@ -192,7 +208,7 @@ def _name_archived(outcome: Outcome, others: list[str]) -> None:
     entry["reason"] = f"{entry['reason']}; archived {', '.join(others)}"
     outcome.status["history"] = [*outcome.status["history"][:-1], entry]
     outcome.events = [
-        (kind, reason, f"{text}; archived {', '.join(others)}" if reason == "StageChanged" else text)
+        (kind, reason, f"{text}; archived {', '.join(others)}" if reason == cond.Reason.STAGE_CHANGED else text)
         for kind, reason, text in outcome.events
     ]
 

@@ -66,6 +66,7 @@ async def _login(
         private_key_path=conn.private_key_path,
         default_namespace=creds.namespace,
         expiration=conn.expiration,
+        proxy_url=conn.proxy,
     )
 
 

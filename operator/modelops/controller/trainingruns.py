@@ -84,7 +84,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
         )
     except training.UnsupportedSpecError as error:
         return Outcome(
-            summary=cond.Summary(ready=False, reason="Unsupported", message=str(error), stalled=True),
+            summary=cond.Summary(ready=False, reason=cond.Reason.UNSUPPORTED, message=str(error), stalled=True),
             status={"phase": "Failed", "message": str(error)},
         )
     # Both immutable once made: the Job's pods read the ConfigMap as it was when it started.
@@ -116,7 +116,7 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
         if result is None:
             message = f"{seen.message}, but no trial reported a result to register"
             return Outcome(
-                summary=cond.Summary(ready=False, reason="NoResult", message=message, stalled=True),
+                summary=cond.Summary(ready=False, reason=cond.Reason.NO_RESULT, message=message, stalled=True),
                 status={**status, "message": message},
             )
         if training.needs_whole_result(result) and not ctx.status.get("modelVersion"):
@@ -126,9 +126,11 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
                 # Registering without the reference statistics would make a version drift cannot watch.
                 message = f"{seen.message}, but its whole result (a wide table's statistics) cannot be read: {error}"
                 return Outcome(
-                    summary=cond.Summary(ready=False, reason="ResultUnavailable", message=message, reconciling=True),
+                    summary=cond.Summary(
+                        ready=False, reason=cond.Reason.RESULT_UNAVAILABLE, message=message, reconciling=True
+                    ),
                     status={**status, "message": message},
-                    conditions=[("Registered", False, "ResultUnavailable", str(error))],
+                    conditions=[cond.Condition("Registered", False, cond.Reason.RESULT_UNAVAILABLE, str(error))],
                     requeue_after=wait_retry_seconds(),
                 )
         try:
@@ -139,14 +141,16 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
             # Refused by the schema or an admission webhook (e.g. a pickle where the policy allows none).
             message = f"{seen.message}, but registering the ModelVersion was refused: {error.message}"
             return Outcome(
-                summary=cond.Summary(ready=False, reason="RegistrationRefused", message=message, stalled=True),
+                summary=cond.Summary(
+                    ready=False, reason=cond.Reason.REGISTRATION_REFUSED, message=message, stalled=True
+                ),
                 status={**status, "message": message},
             )
         message = f"{seen.message}; registered as ModelVersion {name}"
         return Outcome(
             summary=cond.Summary(ready=True, reason=cond.Reason.SUCCEEDED, message=message),
             status={**status, "message": message, "modelVersion": name},
-            conditions=[("Registered", True, "ModelVersionCreated", f"ModelVersion {name}")],
+            conditions=[cond.Condition("Registered", True, cond.Reason.MODEL_VERSION_CREATED, f"ModelVersion {name}")],
         )
     if seen.phase == "Failed":
         return Outcome(

@@ -192,6 +192,9 @@ def quality_query(check: QualityCheck, target: AnalysisTarget, version: str, win
         return estimated_query("accuracy", target, version, window)
     if check.metric == "estimatedMacroF1":
         return estimated_query("macroF1", target, version, window)
+    if check.metric in ("estimatedPrecision", "estimatedRecall", "estimatedF1"):
+        assert check.positive_class is not None  # the API refuses a per-class metric without it
+        return estimated_class_query(check.metric, check.positive_class, target, version, window)
     labels = total("modelops_feedback_labels_total")
     if check.metric == "accuracy":
         return f"{total('modelops_feedback_correct_total')} / {labels}"
@@ -232,6 +235,28 @@ def estimated_query(metric: Literal["accuracy", "macroF1"], target: AnalysisTarg
         return f"sum({correct}) / {predictions_query(target, version, window)}"
     served, actual = per_class("modelops_predictions_total"), per_class("modelops_expected_actual_total")
     return f"avg(2 * {correct} / (({served} + {actual}) > 0))"
+
+
+def estimated_class_query(
+    metric: Literal["estimatedPrecision", "estimatedRecall", "estimatedF1"],
+    positive: str,
+    target: AnalysisTarget,
+    version: str,
+    window: str,
+) -> str:
+    """The estimated (CBPE) precision, recall or F1 of class ``positive`` over ``window``: expected correct
+    over predicted, over expected actual, or twice it over their sum; empty while the denominator is 0."""
+    one = f'class="{_label_value(positive)}"'
+
+    def total(name: str) -> str:
+        return f"sum({_increase(name, target, version, window, one)})"
+
+    correct = total("modelops_expected_correct_total")
+    if metric == "estimatedPrecision":
+        return f"{correct} / ({total('modelops_predictions_total')} > 0)"
+    if metric == "estimatedRecall":
+        return f"{correct} / ({total('modelops_expected_actual_total')} > 0)"
+    return f"2 * {correct} / (({total('modelops_predictions_total')} + {total('modelops_expected_actual_total')}) > 0)"
 
 
 def _group_predictions(check: FairnessCheck, target: AnalysisTarget, version: str, by: str) -> str:

@@ -30,7 +30,7 @@ from modelops.drift import bins as binning
 from modelops.drift import comparison
 from modelops.drift.methods import DRIFTED_WHEN, METHOD_KINDS
 from modelops.logic.analysis import parse_duration
-from modelops.logic.conditions import parse_time
+from modelops.logic.conditions import Reason, parse_time
 from modelops.logic.driftrules import FEATURE_BUCKET, FEATURE_CATEGORY, POLICY_LABEL, Target, series_selector
 
 JsonDict = dict[str, Any]
@@ -40,12 +40,12 @@ RULE_SYNCED: Final = "RuleSynced"
 DRIFT_DETECTED: Final = "DriftDetected"
 RETRAIN_TRIGGERED: Final = "RetrainTriggered"
 
-REASON_DRIFT: Final = "DriftDetected"
-REASON_NO_DRIFT: Final = "NoDrift"
-REASON_TOO_FEW: Final = "TooFewSamples"
-REASON_PROM_UNREACHABLE: Final = "PrometheusUnreachable"
-REASON_NO_PROMETHEUS: Final = "NoPrometheus"
-REASON_NOT_EVALUATED: Final = "NotEvaluated"
+REASON_DRIFT: Final = Reason.DRIFT_DETECTED
+REASON_NO_DRIFT: Final = Reason.NO_DRIFT
+REASON_TOO_FEW: Final = Reason.TOO_FEW_SAMPLES
+REASON_PROM_UNREACHABLE: Final = Reason.PROMETHEUS_UNREACHABLE
+REASON_NO_PROMETHEUS: Final = Reason.NO_PROMETHEUS
+REASON_NOT_EVALUATED: Final = Reason.NOT_EVALUATED
 
 TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed", "Deleted"})
 REASON_ANNOTATION: Final = "modelops.io/retrain-reason"
@@ -196,9 +196,9 @@ def too_few_message(spec: DriftPolicySpec, samples: float) -> str:
 def drift_events(was_drifted: bool | None, evaluation: Evaluation, message: str) -> list[tuple[str, str, str]]:
     """An Event when drift starts or ends (not on every evaluation)."""
     if evaluation.drifted and was_drifted is not True:
-        return [("Warning", "DriftStarted", message)]
+        return [("Warning", Reason.DRIFT_STARTED, message)]
     if not evaluation.drifted and was_drifted is True:
-        return [("Normal", "DriftEnded", message)]
+        return [("Normal", Reason.DRIFT_ENDED, message)]
     return []
 
 
@@ -246,29 +246,29 @@ def retrain_decision(
     running = in_flight(records)
     if running is not None:
         phase = running.get("phase") or "Pending"
-        return Decision(False, True, "InFlight", f"TrainingRun {running['name']} is {phase}")
+        return Decision(False, True, Reason.IN_FLIGHT, f"TrainingRun {running['name']} is {phase}")
     if not action.enabled:
-        return Decision(False, False, "Disabled", "retraining is disabled (spec.actions.retrain.enabled)")
+        return Decision(False, False, Reason.DISABLED, "retraining is disabled (spec.actions.retrain.enabled)")
     if drifted_now is not True:
         last = records[-1] if records else None
         if last is not None:
             message = f"TrainingRun {last['name']} is {last.get('phase')}; no drift to retrain on now"
-            return Decision(False, False, "Finished", message)
-        return Decision(False, False, "NoDrift", "no drift to retrain on")
+            return Decision(False, False, Reason.FINISHED, message)
+        return Decision(False, False, Reason.NO_DRIFT, "no drift to retrain on")
     times = [t for t in (parse_time(r.get("at")) for r in records) if t is not None]
     if times:
         ready_at = max(times) + datetime.timedelta(seconds=parse_duration(action.cooldown))
         if now < ready_at:
-            return Decision(False, False, "CoolingDown",
+            return Decision(False, False, Reason.COOLING_DOWN,
                             f"{cause} persists; no retrain before {ready_at:%Y-%m-%dT%H:%M:%SZ} "
                             f"(cooldown {action.cooldown})")  # fmt: skip
     if action.max_per_day is not None:
         today = [t for t in times if now - t < DAY]
         if len(today) >= action.max_per_day:
-            return Decision(False, False, "BudgetUsed",
+            return Decision(False, False, Reason.BUDGET_USED,
                             f"{cause} persists; {len(today)} retrains in the last 24h, maxPerDay is "
                             f"{action.max_per_day}")  # fmt: skip
-    return Decision(True, True, "RetrainStarted", f"{cause} detected: retraining")
+    return Decision(True, True, Reason.RETRAIN_STARTED, f"{cause} detected: retraining")
 
 
 def run_name(policy: str, now: datetime.datetime) -> str:

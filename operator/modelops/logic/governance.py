@@ -28,6 +28,7 @@ from modelops.api.keys import (
 )
 from modelops.api.modelversion import TRAINED_BY_IMMUTABLE
 from modelops.logic import fairness
+from modelops.logic.conditions import Condition, Reason
 from modelops.logic.conditions import parse_time as _parse_time
 from modelops.logic.policy import GOVERNED_STAGES, Policy
 
@@ -454,9 +455,9 @@ def serving_condition(serving: Serving) -> tuple[bool, str, str]:
     keep = "it keeps serving the digest it was promoted with"
     stop = "scale spec.replicas to 0 or delete the ModelDeployment to stop it"
     if serving.replaced:
-        return False, "VersionReplaced", f"{'; '.join(serving.replaced)}: {keep} ({stop})"
+        return False, Reason.VERSION_REPLACED, f"{'; '.join(serving.replaced)}: {keep} ({stop})"
     if serving.blocked is not None:
-        return False, "VersionNotAllowed", serving.blocked
+        return False, Reason.VERSION_NOT_ALLOWED, serving.blocked
     allowed = allowed_stages(serving.production_namespace)
     where = (
         f"namespace {serving.namespace} is labelled as production and serves"
@@ -464,13 +465,13 @@ def serving_condition(serving: Serving) -> tuple[bool, str, str]:
         else f"namespace {serving.namespace} serves"
     )
     if serving.stable is not None and serving.stable_stage not in allowed:
-        return False, "StableNotAllowed", (
+        return False, Reason.STABLE_NOT_ALLOWED, (
             f"stable {serving.stable} holds stage {serving.stable_stage}; {where} only {' or '.join(allowed)}: "
             f"{keep} until a version that does replaces it ({stop})"
         )
     if serving.stable is None:
-        return True, "Allowed", "nothing is served yet"
-    return True, "Allowed", f"stable {serving.stable} holds stage {serving.stable_stage}"
+        return True, Reason.ALLOWED, "nothing is served yet"
+    return True, Reason.ALLOWED, f"stable {serving.stable} holds stage {serving.stable_stage}"
 
 
 # --- the reconcile's decision --------------------------------------------------------------------
@@ -633,7 +634,7 @@ class Decision:
     reason: str
     message: str
     gates: list[dict[str, Any]]
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
 
 
 def decide(
@@ -657,10 +658,10 @@ def decide(
     ``requested_by`` is who asked for the desired stage (recorded by the webhook): a grant that
     needs no approval is theirs in the history, and every grant's reason names them.
     """
-    integrity = (
+    integrity = Condition(
         "IntegrityVerified",
         True,
-        "DigestRecorded",
+        Reason.DIGEST_RECORDED,
         f"artifact pinned by sha256 {sha256[:12]}…; the model server verifies it before loading "
         "(the operator itself does not read the artifact)",
     )
@@ -668,29 +669,31 @@ def decide(
     gates = evaluate_gates(policy, version_gates, metrics, desired, fairness_record) if governed else []
     failing = [g for g in gates if not g["passed"]]
     if failing:
-        validated = (
+        validated = Condition(
             "Validated",
             False,
-            "GatesFailed",
+            Reason.GATES_FAILED,
             f"gates for {desired}: " + "; ".join(map(gate_problem, failing)),
         )
     elif gates:
-        validated = ("Validated", True, "GatesPassed", f"all {len(gates)} gate(s) for {desired} pass")
+        validated = Condition("Validated", True, Reason.GATES_PASSED, f"all {len(gates)} gate(s) for {desired} pass")
     else:
-        validated = ("Validated", True, "SpecValid", f"spec is valid; no gates for {desired}")
+        validated = Condition("Validated", True, Reason.SPEC_VALID, f"spec is valid; no gates for {desired}")
     need = policy.stage(desired).approvals if governed else 0
     floor = production_floor(history, rejected) if desired == "Production" else None
     counted, ignored = count_approvals(records, desired, policy, creators, floor) if governed else ([], [])
     names = ", ".join(approver(r) for r in counted)
     if need == 0:
-        approved = ("Approved", True, "NotRequired", f"{desired} needs no approval")
+        approved = Condition("Approved", True, Reason.NOT_REQUIRED, f"{desired} needs no approval")
     elif len(counted) >= need:
-        approved = ("Approved", True, "Approved", f"{len(counted)}/{need} approval(s) for {desired}: {names}")
+        approved = Condition(
+            "Approved", True, Reason.APPROVED, f"{len(counted)}/{need} approval(s) for {desired}: {names}"
+        )
     else:
         text = f"{desired} needs {need} approval(s), has {len(counted)}"
         if ignored:
             text += "; not counted: " + ", ".join(ignored)
-        approved = ("Approved", False, "AwaitingApproval", text)
+        approved = Condition("Approved", False, Reason.AWAITING_APPROVAL, text)
     conditions = [validated, integrity, approved]
     if granted == "Production" and rejected is not None and rejected_in_production(history, rejected):
         # Evidence from production traffic withdraws the grant: no new deployment picks the version up,
@@ -698,11 +701,11 @@ def decide(
         why = f"{REJECTED_PREFIX}{rejection_text(rejected)}; approve Production again to bring it back"
         transition = {"from": "Production", "to": "Archived", "by": OPERATOR_IDENTITY, "at": now, "reason": why}
         message = f"stage Production withdrawn: {why}"
-        return Decision("Archived", transition, False, "Rejected", message, gates, conditions)
+        return Decision("Archived", transition, False, Reason.REJECTED, message, gates, conditions)
     if desired == granted:
-        return Decision(granted, None, True, "Reconciled", f"stage {granted} granted", gates, conditions)
+        return Decision(granted, None, True, Reason.RECONCILED, f"stage {granted} granted", gates, conditions)
     if failing or not approved[1]:
-        reason = "GatesFailed" if failing else "AwaitingApproval"
+        reason = Reason.GATES_FAILED if failing else Reason.AWAITING_APPROVAL
         missing = validated[3] if failing else approved[3]
         message = f"stage {granted} held, {desired} not granted: {missing}"
         return Decision(granted, None, False, reason, message, gates, conditions)
@@ -716,7 +719,7 @@ def decide(
         why = f"spec.stage asks for {desired}{asked}"
         by = requested_by or OPERATOR_IDENTITY
     transition = {"from": granted, "to": desired, "by": by, "at": now, "reason": why}
-    return Decision(desired, transition, True, "Reconciled", f"stage {desired} granted", gates, conditions)
+    return Decision(desired, transition, True, Reason.RECONCILED, f"stage {desired} granted", gates, conditions)
 
 
 def supersede(successor: str, now: str) -> dict[str, Any]:

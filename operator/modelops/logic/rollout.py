@@ -1,7 +1,9 @@
 """The rollout state machine of a ModelDeployment, as one pure function.
 
 ``decide(Inputs) -> Decision`` reads the spec, the rollout state in status (all of it lives
-there, so an operator restarted at any moment continues at the same step), the version wanted,
+there, so an operator restarted at any moment continues at the same step; parsed into a typed,
+frozen ``logic.rolloutstate.RolloutState`` and written back from it, a garbled field reported
+with a ``StatusRepaired`` Warning), the version wanted,
 the clock, the last analysis verdict and the ``modelops.io/action`` annotation, and returns the
 next status, the traffic (which versions run where and with which weight), the summary and
 conditions, Events, whether to measure the canary now, and when to look again.
@@ -63,6 +65,7 @@ from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeployme
 from modelops.logic import conditions as cond
 from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
 from modelops.logic.conditions import parse_time
+from modelops.logic.rolloutstate import HistoryEntry, RolloutState, VersionBinding
 from modelops.logic.serving import Availability, Traffic, canary_name, stable_name, uses_gateway
 
 ACTION_ANNOTATION: Final = keys.ACTION
@@ -71,29 +74,11 @@ HISTORY_LIMIT: Final = 20
 PREVIOUS_LIMIT: Final = 10
 MIN_REQUEUE: Final = 0.5
 
-# Condition types and reasons of this kind (CamelCase constants, in one place).
+# Condition types of this kind (its reasons are in logic.conditions.Reason).
 PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
-REASON_ANALYSIS_FAILED: Final = "AnalysisFailed"
-REASON_ABORTED: Final = "Aborted"
-REASON_CANARY: Final = "CanaryProgressing"
-REASON_PAUSED: Final = "Paused"
-REASON_HOLDING: Final = "AnalysisInconclusive"
-REASON_COMPLETE: Final = "RolloutComplete"
-REASON_HEALTHY: Final = "Healthy"
-REASON_UNAVAILABLE: Final = "Unavailable"
-REASON_SCALED_TO_ZERO: Final = "ScaledToZero"
-REASON_DEADLINE: Final = "ProgressDeadlineExceeded"
-REASON_CANARY_UNAVAILABLE: Final = "CanaryUnavailable"
-REASON_NOT_ALLOWED: Final = "VersionNotAllowed"
 # The "metric" of a canary whose pods never became available (its Deployment's progress deadline passed).
 AVAILABILITY: Final = "availability"
-
-STATUS_KEYS: Final = (
-    "phase", "message", "desiredVersion", "servingVersion", "stableVersion", "canaryVersion", "canaryWeight",
-    "step", "stepStartedAt", "analysis", "previousStableVersions", "failedVersion", "lastMeasuredAt",
-    "lastAction", "history", "stableBinding", "canaryBinding", "failedBinding", "previousStableBindings",
-)  # fmt: skip
 
 DEFAULT_STEPS: Final = (
     CanaryStep(set_weight=20),
@@ -123,57 +108,52 @@ def check_spec(spec: ModelDeploymentSpec) -> str | None:
     return None
 
 
-def traffic_of(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> Traffic | None:
+def traffic_of(spec: ModelDeploymentSpec, status: Mapping[str, Any] | RolloutState) -> Traffic | None:
     """Which versions run where, from the rollout state in status; None before a first rollout."""
-    stable = status.get("stableVersion")
+    state = status if isinstance(status, RolloutState) else RolloutState.from_status(status)
+    stable, canary = state.stable_version, state.canary_version
     if not stable:
         return None
-    canary = status.get("canaryVersion") or None
     mirror: int | None = None
-    step = status.get("step")
     steps = steps_of(spec)
-    if canary and isinstance(step, int) and 0 <= step < len(steps):
-        shadow = steps[step].shadow
+    if canary and state.step is not None and state.step < len(steps):
+        shadow = steps[state.step].shadow
         mirror = shadow.percent if shadow is not None else None
-    weight = status.get("canaryWeight") or 0
     return Traffic(
-        stable_version=str(stable),
-        canary_version=str(canary or status.get("failedVersion") or stable),
-        canary_weight=int(weight) if canary else 0,
+        stable_version=stable,
+        canary_version=canary or state.failed_version or stable,
+        canary_weight=state.canary_weight if canary else 0,
         canary_active=bool(canary),
         mirror_percent=mirror,
     )
 
 
-Binding = Mapping[str, Any]  # {name, uid, sha256}: the exact version a role serves
-
-
-def binding(version: Mapping[str, Any]) -> dict[str, str]:
+def binding(version: Mapping[str, Any]) -> VersionBinding:
     """The binding of a ModelVersion object: its name, uid and artifact digest."""
     meta, spec = version.get("metadata") or {}, version.get("spec") or {}
-    return {"name": str(meta.get("name")), "uid": str(meta.get("uid")),
-            "sha256": str((spec.get("artifact") or {}).get("sha256"))}  # fmt: skip
+    return VersionBinding(name=str(meta.get("name")), uid=str(meta.get("uid")),
+                          sha256=str((spec.get("artifact") or {}).get("sha256")))  # fmt: skip
 
 
-def bindings_of(status: Mapping[str, Any]) -> tuple[Binding | None, Binding | None]:
+def bindings_of(status: Mapping[str, Any] | RolloutState) -> tuple[VersionBinding | None, VersionBinding | None]:
     """The bindings of the stable and canary Deployments for the traffic in status (see ``traffic_of``)."""
-    def known(key: str) -> Binding | None:
-        value = status.get(key)
-        return value if isinstance(value, Mapping) and value.get("uid") else None
-
-    stable = known("stableBinding")
-    if status.get("canaryVersion"):
-        return stable, known("canaryBinding")
-    if status.get("failedVersion"):
-        return stable, known("failedBinding")
-    return stable, stable
+    state = status if isinstance(status, RolloutState) else RolloutState.from_status(status)
+    if state.canary_version:
+        return state.stable_binding, state.canary_binding
+    if state.failed_version:
+        return state.stable_binding, state.failed_binding
+    return state.stable_binding, state.stable_binding
 
 
-def same_version(bound: Binding | None, wanted: Binding | None) -> bool:
+AnyBinding = VersionBinding | Mapping[str, Any] | None  # typed, or as written in status
+
+
+def same_version(bound: AnyBinding, wanted: AnyBinding) -> bool:
     """Whether a role's binding is the wanted object; unknown on either side: the name decided already."""
-    if bound is None or wanted is None:
+    left, right = VersionBinding.parse(bound), VersionBinding.parse(wanted)
+    if left is None or right is None:
         return True
-    return bound.get("uid") == wanted.get("uid") and bound.get("sha256") == wanted.get("sha256")
+    return left.uid == right.uid and left.sha256 == right.sha256
 
 
 @dataclass(frozen=True)
@@ -183,7 +163,7 @@ class Inputs:
     spec: ModelDeploymentSpec
     namespace: str
     name: str
-    status: Mapping[str, Any]
+    status: Mapping[str, Any]  # the object's status as read (parsed with ``RolloutState.from_status``)
     desired: str
     now: datetime.datetime
     desired_field: str = "spec.modelVersion"  # where the wanted version comes from, for the Event
@@ -193,7 +173,8 @@ class Inputs:
     # (counts as not available).
     stable: Availability | None = None
     canary: Availability | None = None
-    desired_binding: Binding | None = None  # the wanted version's name, uid and digest (None: by name only)
+    # The wanted version's name, uid and digest (None: by name only; a status-form mapping is accepted).
+    desired_binding: AnyBinding = None
     blocked: str | None = None  # why the wanted version may not be rolled out here (governance)
 
 
@@ -211,94 +192,100 @@ class Rejection:
 class Decision:
     """What to do now."""
 
-    status: dict[str, Any]
+    state: RolloutState
     traffic: Traffic | None
     summary: cond.Summary
-    conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
+    conditions: list[cond.Condition] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     measure: AnalysisTarget | None = None
     requeue_after: float | None = None
     rejection: Rejection | None = None
 
+    @property
+    def status(self) -> dict[str, Any]:
+        """The state as the status fields to write (every rollout field; ``None`` removes one)."""
+        return self.state.to_status()
+
 
 class _Machine:
-    """One decision's working state: a copy of the status fields, events and results."""
+    """One decision's working state: the rollout state (replaced as it moves on), events and results."""
 
     def __init__(self, inputs: Inputs) -> None:
         self.inputs = inputs
         self.spec = inputs.spec
         self.now = inputs.now
         self.now_text = cond.now_iso(inputs.now)
-        self.st: dict[str, Any] = {key: inputs.status.get(key) for key in STATUS_KEYS}
+        self.before = RolloutState.from_status(inputs.status)
+        self.s = self.before
+        self.wanted = VersionBinding.parse(inputs.desired_binding)
         self.events: list[tuple[str, str, str]] = []
         self.rejection: Rejection | None = None
+        if self.before.problems:
+            self.event(
+                "Warning", cond.Reason.STATUS_REPAIRED,
+                f"status fields not understood, reset to their defaults: {'; '.join(self.before.problems)}",
+            )  # fmt: skip
 
     # --- small helpers ---------------------------------------------------------------------------
+
+    def set(self, **changes: Any) -> None:
+        self.s = replace(self.s, **changes)
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
 
     def record(self, version: str, result: str, message: str) -> None:
-        entry = {"version": version, "result": result, "at": self.now_text, "message": message}
-        if self.st.get("stableVersion") and self.st["stableVersion"] != version:
-            entry["fromVersion"] = self.st["stableVersion"]
-        history = [dict(h) for h in self.st.get("history") or [] if isinstance(h, Mapping)]
-        self.st["history"] = [entry, *history][:HISTORY_LIMIT]
+        stable = self.s.stable_version
+        entry = HistoryEntry(version=version, result=result, at=self.now_text, message=message,
+                             from_version=stable if stable and stable != version else None)  # fmt: skip
+        self.set(history=(entry, *self.s.history)[:HISTORY_LIMIT])
 
     def clear_canary(self) -> None:
-        self.st.update(canaryVersion=None, canaryWeight=0, step=None, stepStartedAt=None, canaryBinding=None)
+        self.set(canary_version=None, canary_weight=0, step=None, step_started_at=None, canary_binding=None)
 
-    def make_stable(self, version: str, bound: Binding | None) -> None:
-        old = self.st.get("stableVersion")
-        old_binding = self.bound("stableBinding")
-        previous = [str(v) for v in self.st.get("previousStableVersions") or [] if v != version]
+    def make_stable(self, version: str, bound: VersionBinding | None) -> None:
+        old, old_binding = self.s.stable_version, self.s.stable_binding
+        previous = [v for v in self.s.previous_stable_versions if v != version]
         if old and old != version:
-            previous = [str(old), *[v for v in previous if v != old]]
+            previous = [old, *[v for v in previous if v != old]]
         previous = previous[:PREVIOUS_LIMIT]
-        bindings = [b for b in self.st.get("previousStableBindings") or [] if isinstance(b, Mapping)]
+        bindings = list(self.s.previous_stable_bindings)
         if old_binding is not None and old != version:
             bindings = [old_binding, *bindings]
-        kept = {}  # the newest binding of each name still in the window
+        kept: dict[str, VersionBinding] = {}  # the newest binding of each name still in the window
         for entry in bindings:
-            if entry.get("name") in previous and entry.get("name") not in kept:
-                kept[entry.get("name")] = dict(entry)
-        self.st["previousStableVersions"] = previous or None
-        self.st["previousStableBindings"] = [kept[n] for n in previous if n in kept] or None
-        self.st["stableVersion"] = version
-        self.st["stableBinding"] = dict(bound) if bound is not None else None
-        self.st["failedVersion"] = None
-        self.st["failedBinding"] = None
+            if entry.name in previous and entry.name not in kept:
+                kept[entry.name] = entry
+        self.set(
+            previous_stable_versions=tuple(previous),
+            previous_stable_bindings=tuple(kept[n] for n in previous if n in kept),
+            stable_version=version, stable_binding=bound, failed_version=None, failed_binding=None,
+        )  # fmt: skip
         self.clear_canary()
 
-    def bound(self, key: str) -> Binding | None:
-        value = self.st.get(key)
-        return value if isinstance(value, Mapping) and value.get("uid") else None
-
-    def is_desired(self, name_key: str, binding_key: str) -> bool:
-        """Whether the role's version is the wanted object (by name, then uid and digest where known)."""
-        if self.st.get(name_key) != self.inputs.desired:
+    def is_desired(self, role: str) -> bool:
+        """Whether the role's version (stable, canary or failed) is the wanted object (by name, then
+        uid and digest where known)."""
+        if getattr(self.s, f"{role}_version") != self.inputs.desired:
             return False
-        return same_version(self.bound(binding_key), self.inputs.desired_binding)
+        return same_version(getattr(self.s, f"{role}_binding"), self.wanted)
 
     def in_window(self, desired: str) -> bool:
-        window = [str(v) for v in self.st.get("previousStableVersions") or []][: self.spec.rollout.rollback_window]
-        if desired not in window:
+        if desired not in self.s.previous_stable_versions[: self.spec.rollout.rollback_window]:
             return False
-        bindings = [b for b in self.st.get("previousStableBindings") or [] if isinstance(b, Mapping)]
-        recorded = next((b for b in bindings if b.get("name") == desired), None)
-        return same_version(recorded, self.inputs.desired_binding)
+        recorded = next((b for b in self.s.previous_stable_bindings if b.name == desired), None)
+        return same_version(recorded, self.wanted)
 
     def start_step(self, index: int) -> None:
-        self.st["step"] = index
-        self.st["stepStartedAt"] = self.now_text
+        self.set(step=index, step_started_at=self.now_text)
 
     def target(self) -> AnalysisTarget:
         return AnalysisTarget(
             namespace=self.inputs.namespace,
             deployment=self.inputs.name,
             model=self.spec.model,
-            stable_version=self.st.get("stableVersion"),
-            canary_version=str(self.st.get("canaryVersion")),
+            stable_version=self.s.stable_version,
+            canary_version=str(self.s.canary_version),
         )
 
     # --- outcomes ----------------------------------------------------------------------------------
@@ -312,58 +299,59 @@ class _Machine:
         measure: AnalysisTarget | None = None,
         reason: str | None = None,
     ) -> Decision:
-        st = self.st
-        st["phase"] = phase
-        st["message"] = message
-        stable, canary = st.get("stableVersion"), st.get("canaryVersion")
-        weight = int(st.get("canaryWeight") or 0)
-        st["servingVersion"] = canary if canary and weight > 50 else stable
-        conditions: list[tuple[str, bool, str, str]]
+        stable, canary, weight = self.s.stable_version, self.s.canary_version, self.s.canary_weight
+        self.set(phase=phase, message=message, serving_version=canary if canary and weight > 50 else stable)
+        conditions: list[cond.Condition]
         unavailable = self.stable_problem() if phase == "Healthy" else None
         if unavailable is not None:
             stalled, why = unavailable
             message = f"{stable} is stable, not serving yet: {why}"
-            st["message"] = message
             if stalled:
-                st["phase"] = "Degraded"
-                summary = cond.Summary(ready=False, reason=REASON_DEADLINE, message=message, stalled=True)
+                self.set(phase="Degraded", message=message)
+                summary = cond.Summary(
+                    ready=False, reason=cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message=message, stalled=True
+                )
                 conditions = [
-                    (PROGRESSING, False, REASON_DEADLINE, message),
-                    (DEGRADED, True, REASON_DEADLINE, message),
+                    cond.Condition(PROGRESSING, False, cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message),
+                    cond.Condition(DEGRADED, True, cond.Reason.PROGRESS_DEADLINE_EXCEEDED, message),
                 ]
             else:
-                st["phase"] = "Progressing"
-                summary = cond.Summary(ready=False, reason=REASON_UNAVAILABLE, message=message, reconciling=True)
+                self.set(phase="Progressing", message=message)
+                summary = cond.Summary(ready=False, reason=cond.Reason.UNAVAILABLE, message=message, reconciling=True)
                 conditions = [
-                    (PROGRESSING, True, REASON_UNAVAILABLE, message),
-                    (DEGRADED, False, REASON_HEALTHY, message),
+                    cond.Condition(PROGRESSING, True, cond.Reason.UNAVAILABLE, message),
+                    cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
                 ]
         elif phase == "Healthy":
             zero = self.inputs.stable is not None and self.inputs.stable.scaled_to_zero
             if zero:
                 message = f"{message}: scaled to zero (spec.replicas is 0), no pod answers"
-                st["message"] = message
-            reason = REASON_SCALED_TO_ZERO if zero else cond.Reason.RECONCILED
+                self.set(message=message)
+            reason = cond.Reason.SCALED_TO_ZERO if zero else cond.Reason.RECONCILED
             summary = cond.Summary(ready=True, reason=reason, message=message)
-            conditions = [(PROGRESSING, False, REASON_COMPLETE, message), (DEGRADED, False, REASON_HEALTHY, message)]
+            conditions = [
+                cond.Condition(PROGRESSING, False, cond.Reason.ROLLOUT_COMPLETE, message),
+                cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
+            ]
         elif phase == "RolledBack":
-            degraded_reason = reason or REASON_ANALYSIS_FAILED
+            degraded_reason = reason or cond.Reason.ANALYSIS_FAILED
             summary = cond.Summary(ready=False, reason=cond.Reason.ROLLED_BACK, message=message, stalled=True)
             conditions = [
-                (PROGRESSING, False, cond.Reason.ROLLED_BACK, message),
-                (DEGRADED, True, degraded_reason, message),
+                cond.Condition(PROGRESSING, False, cond.Reason.ROLLED_BACK, message),
+                cond.Condition(DEGRADED, True, degraded_reason, message),
             ]
         else:
-            progress_reason = reason or (REASON_PAUSED if phase == "Paused" else REASON_CANARY)
+            progress_reason = reason or (cond.Reason.PAUSED if phase == "Paused" else cond.Reason.CANARY_PROGRESSING)
             summary = cond.Summary(ready=False, reason=progress_reason, message=message, reconciling=True)
-            conditions = [(PROGRESSING, True, progress_reason, message), (DEGRADED, False, REASON_HEALTHY, message)]
-        status = dict(st)
-        status["canaryWeight"] = weight
+            conditions = [
+                cond.Condition(PROGRESSING, True, progress_reason, message),
+                cond.Condition(DEGRADED, False, cond.Reason.HEALTHY, message),
+            ]
         if requeue is not None:
             requeue = max(MIN_REQUEUE, requeue)
         return Decision(
-            status=status,
-            traffic=traffic_of(self.spec, status),
+            state=self.s,
+            traffic=traffic_of(self.spec, self.s),
             summary=summary,
             conditions=conditions,
             events=self.events,
@@ -372,16 +360,24 @@ class _Machine:
             rejection=self.rejection,
         )
 
-    def _moved(self, *keys: str) -> bool:
-        """Whether this decision changed these status fields (the Deployments will change with them)."""
-        before = self.inputs.status
-        return any((before.get(k) or None) != (self.st.get(k) or None) for k in keys)
+    def _moved(self, *fields: str) -> bool:
+        """Whether this decision changed these state fields (the Deployments will change with them).
+
+        A binding recorded where none was known (a status from before bindings, or one that could not
+        be read) names the object the Deployment already serves: that changes no Deployment."""
+        def changed(name: str) -> bool:
+            before, after = getattr(self.before, name), getattr(self.s, name)
+            if name.endswith("_binding") and before is None:
+                return False
+            return bool(before != after)
+
+        return any(changed(f) for f in fields)
 
     def stable_problem(self) -> tuple[bool, str] | None:
         """(stalled, why) while the stable Deployment does not serve; None when it does."""
         name = stable_name(self.inputs.name)
-        if self._moved("stableVersion", "canaryVersion", "canaryWeight", "stableBinding", "canaryBinding"):
-            return False, f"Deployment {name} is being updated to {self.st.get('stableVersion')}"
+        if self._moved("stable_version", "canary_version", "canary_weight", "stable_binding", "canary_binding"):
+            return False, f"Deployment {name} is being updated to {self.s.stable_version}"
         found = self.inputs.stable
         if found is None:
             return False, f"the availability of Deployment {name} is not known yet"
@@ -392,8 +388,8 @@ class _Machine:
     def canary_problem(self) -> str | None:
         """Why the canary cannot be judged now (its Deployment not available); None when it can."""
         name = canary_name(self.inputs.name)
-        if self._moved("canaryVersion", "canaryWeight", "canaryBinding"):
-            return f"Deployment {name} is being resized for {self.st.get('canaryWeight') or 0}%"
+        if self._moved("canary_version", "canary_weight", "canary_binding"):
+            return f"Deployment {name} is being resized for {self.s.canary_weight}%"
         found = self.inputs.canary
         if found is None:
             return f"the availability of Deployment {name} is not known yet"
@@ -401,28 +397,29 @@ class _Machine:
 
     def hold(self, what: str, why: str) -> Decision:
         found = self.inputs.canary
-        if found is not None and found.stalled and not self._moved("canaryVersion", "canaryWeight"):
+        if found is not None and found.stalled and not self._moved("canary_version", "canary_weight"):
             # The deployment controller gave up on the canary's pods (its progress deadline): a hold
             # would last for ever, so the canary fails, with the evidence, as a failed analysis does.
             detail = f"{found.message}; the canary never became available"
-            return self.rollback(REASON_ANALYSIS_FAILED, (AVAILABILITY, float(found.ready), detail))
-        canary, weight = self.st.get("canaryVersion"), self.st.get("canaryWeight") or 0
+            return self.rollback(cond.Reason.ANALYSIS_FAILED, (AVAILABILITY, float(found.ready), detail))
         return self.finish(
-            "Progressing", f"canary {canary} at {weight}%: {what}, holding until the canary is available: {why}",
-            requeue=parse_duration(self.spec.analysis.interval), reason=REASON_CANARY_UNAVAILABLE,
+            "Progressing",
+            f"canary {self.s.canary_version} at {self.s.canary_weight}%: {what}, holding until the canary is "
+            f"available: {why}",
+            requeue=parse_duration(self.spec.analysis.interval), reason=cond.Reason.CANARY_UNAVAILABLE,
         )  # fmt: skip
 
     def rolled_back_message(self) -> str:
-        failed = self.st.get("failedVersion")
+        failed = self.s.failed_version
         return (
-            f"{failed} was rolled back; {self.st.get('stableVersion')} keeps serving. Revert the commit that set "
+            f"{failed} was rolled back; {self.s.stable_version} keeps serving. Revert the commit that set "
             f"{self.inputs.desired_field} to {failed}, set a new version, or retry with "
             f"{ACTION_ANNOTATION}=retry"
         )
 
     def rollback(self, reason: str, failing: tuple[str, float | None, str] | None) -> Decision:
-        version = str(self.st.get("canaryVersion"))
-        stable = self.st.get("stableVersion")
+        version = str(self.s.canary_version)
+        stable = self.s.stable_version
         if failing is not None:
             metric, value, detail = failing
             shown = "no value" if value is None else f"{value:g}"
@@ -430,39 +427,38 @@ class _Machine:
         else:
             metric, value, detail = ("", None, "")
             why = f"aborted by {ACTION_ANNOTATION}"
-        failed_binding = self.bound("canaryBinding")
+        failed_binding = self.s.canary_binding
         self.clear_canary()
-        self.st["failedVersion"] = version
-        self.st["failedBinding"] = dict(failed_binding) if failed_binding is not None else None
-        self.record(version, "Aborted" if reason == REASON_ABORTED else "RolledBack", why)
+        self.set(failed_version=version, failed_binding=failed_binding)
+        self.record(version, "Aborted" if reason == cond.Reason.ABORTED else "RolledBack", why)
         message = (
             f"canary {version} rolled back ({why}); {stable} keeps serving. Revert the commit that set "
             f"{self.inputs.desired_field} to {version}"
         )
         self.event("Warning", cond.Reason.ROLLED_BACK, message)
-        if reason == REASON_ANALYSIS_FAILED and failing is not None:
+        if reason == cond.Reason.ANALYSIS_FAILED and failing is not None:
             self.rejection = Rejection(version=version, metric=metric, value=value, message=detail)
         return self.finish("RolledBack", message, reason=reason)
 
     def promote(self, how: str) -> Decision:
-        version = str(self.st.get("canaryVersion"))
-        old = self.st.get("stableVersion")
+        version = str(self.s.canary_version)
+        old = self.s.stable_version
         self.record(version, "Promoted", how)
-        self.make_stable(version, self.bound("canaryBinding"))
-        self.event("Normal", "Promoted", f"{version} promoted to stable ({how}); {old} retired")
+        self.make_stable(version, self.s.canary_binding)
+        self.event("Normal", cond.Reason.PROMOTED, f"{version} promoted to stable ({how}); {old} retired")
         return self.finish("Healthy", f"serving {version}")
 
     # --- the machine ------------------------------------------------------------------------------
 
     def take_action(self) -> str | None:
         raw = (self.inputs.action or "").strip()
-        if not raw or raw == self.st.get("lastAction"):
+        if not raw or raw == self.s.last_action:
             return None
-        self.st["lastAction"] = raw
+        self.set(last_action=raw)
         verb = raw.split("/", 1)[0].strip().lower()
         if verb not in VERBS:
             self.event(
-                "Warning", "UnknownAction",
+                "Warning", cond.Reason.UNKNOWN_ACTION,
                 f"{ACTION_ANNOTATION}: {raw!r} is not one of {', '.join(VERBS)} (optionally /<nonce>); ignored",
             )  # fmt: skip
             return None
@@ -471,68 +467,72 @@ class _Machine:
     def run(self) -> Decision:
         action = self.take_action()
         desired = self.inputs.desired
-        self.st["desiredVersion"] = desired
-        stable = self.st.get("stableVersion")
+        self.set(desired_version=desired)
+        stable = self.s.stable_version
         blocked = self.inputs.blocked
-        if blocked is not None and not (stable and self.is_desired("stableVersion", "stableBinding")):
+        if blocked is not None and not (stable and self.is_desired("stable")):
             return self.not_allowed(action, blocked)
         if not stable:
-            self.make_stable(desired, self.inputs.desired_binding)
+            self.make_stable(desired, self.wanted)
             self.record(desired, "Deployed", "first version: no canary")
-            self.event("Normal", "Deployed", f"{desired} deployed as the first stable version")
+            self.event("Normal", cond.Reason.DEPLOYED, f"{desired} deployed as the first stable version")
             return self.finish("Healthy", f"serving {desired}")
-        canary = self.st.get("canaryVersion")
-        if canary and not self.is_desired("canaryVersion", "canaryBinding"):
-            self.record(str(canary), "Cancelled", f"superseded by {desired}")
-            self.event("Normal", "CanaryCancelled", f"canary {canary} stopped: {desired} is wanted now")
+        canary = self.s.canary_version
+        if canary and not self.is_desired("canary"):
+            self.record(canary, "Cancelled", f"superseded by {desired}")
+            self.event("Normal", cond.Reason.CANARY_CANCELLED, f"canary {canary} stopped: {desired} is wanted now")
             self.clear_canary()
             canary = None
         if not canary:
-            return self.steady(action, str(stable), desired)
+            return self.steady(action, stable, desired)
         if action == "abort":
-            return self.rollback(REASON_ABORTED, None)
+            return self.rollback(cond.Reason.ABORTED, None)
         if action == "promote":
             held = self.canary_problem()
             if held is None:
                 return self.promote(f"promoted by {ACTION_ANNOTATION}")
             self.event(
-                "Warning", "PromoteRefused",
+                "Warning", cond.Reason.PROMOTE_REFUSED,
                 f"promote: canary {canary} is not available ({held}); a promote needs an available canary: "
                 "wait for it, or abort",
             )  # fmt: skip
         elif action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: a canary of {canary} is already running")
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: a canary of {canary} is already running")
         return self.walk()
 
     def not_allowed(self, action: str | None, why: str) -> Decision:
         """The wanted version may not roll out here: no canary of it, what serves keeps serving."""
-        desired, stable, canary = self.inputs.desired, self.st.get("stableVersion"), self.st.get("canaryVersion")
+        desired, stable, canary = self.inputs.desired, self.s.stable_version, self.s.canary_version
         if canary:
-            self.record(str(canary), "Cancelled", f"{desired} may not roll out: {why}")
-            self.event("Warning", "CanaryCancelled", f"canary {canary} stopped: {desired} may not roll out: {why}")
+            self.record(canary, "Cancelled", f"{desired} may not roll out: {why}")
+            self.event(
+                "Warning", cond.Reason.CANARY_CANCELLED, f"canary {canary} stopped: {desired} may not roll out: {why}"
+            )
             self.clear_canary()
         if action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: {desired} may not roll out: {why}")
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: {desired} may not roll out: {why}")
         serving = f"{stable} keeps serving" if stable else "nothing is served yet"
-        return self.finish("Paused", f"{desired} is not rolled out: {why}; {serving}", reason=REASON_NOT_ALLOWED)
+        return self.finish(
+            "Paused", f"{desired} is not rolled out: {why}; {serving}", reason=cond.Reason.VERSION_NOT_ALLOWED
+        )
 
     def steady(self, action: str | None, stable: str, desired: str) -> Decision:
-        if self.is_desired("stableVersion", "stableBinding"):
-            if self.bound("stableBinding") is None and self.inputs.desired_binding is not None:
-                self.st["stableBinding"] = dict(self.inputs.desired_binding)  # a status from before bindings
-            if self.st.get("failedVersion"):
-                self.st["failedVersion"] = None
-                self.st["failedBinding"] = None
+        if self.is_desired("stable"):
+            if self.s.stable_binding is None and self.wanted is not None:
+                self.set(stable_binding=self.wanted)  # a status from before bindings
+            if self.s.failed_version:
+                self.set(failed_version=None, failed_binding=None)
             if action is not None:
-                self.event("Normal", "ActionIgnored", f"{action}: {stable} is already stable, no rollout to act on")
+                self.event(
+                    "Normal", cond.Reason.ACTION_IGNORED, f"{action}: {stable} is already stable, no rollout to act on"
+                )
             return self.finish("Healthy", f"serving {stable}")
-        if self.is_desired("failedVersion", "failedBinding") and action not in ("retry", "promote"):
+        if self.is_desired("failed") and action not in ("retry", "promote"):
             if action == "abort":
-                self.event("Normal", "ActionIgnored", f"abort: {desired} is already rolled back")
+                self.event("Normal", cond.Reason.ACTION_IGNORED, f"abort: {desired} is already rolled back")
             return self.finish(
-                "RolledBack", self.st.get("message") or self.rolled_back_message(),
-                reason=self._degraded_reason(),
-            )  # fmt: skip
+                "RolledBack", self.s.message or self.rolled_back_message(), reason=self._degraded_reason()
+            )
         how: str | None = None
         if self.spec.rollout.strategy == "Recreate":
             how = "strategy Recreate: swapped at once"
@@ -542,33 +542,30 @@ class _Machine:
             how = f"promoted by {ACTION_ANNOTATION} without a canary"
         if how is not None:
             self.record(desired, "Replaced", how)
-            self.make_stable(desired, self.inputs.desired_binding)
-            self.event("Normal", "Replaced", f"{desired} replaced {stable} ({how})")
+            self.make_stable(desired, self.wanted)
+            self.event("Normal", cond.Reason.REPLACED, f"{desired} replaced {stable} ({how})")
             return self.finish("Healthy", f"serving {desired}")
         if action == "retry":
-            self.event("Normal", "Retry", f"retrying the canary of {desired} from step 0")
+            self.event("Normal", cond.Reason.RETRY, f"retrying the canary of {desired} from step 0")
         elif action is not None:
-            self.event("Normal", "ActionIgnored", f"{action}: no canary is running")
-        self.st.update(failedVersion=None, failedBinding=None, canaryVersion=desired, canaryWeight=0, analysis=None,
-                       lastMeasuredAt=None)
-        wanted = self.inputs.desired_binding
-        self.st["canaryBinding"] = dict(wanted) if wanted is not None else None
+            self.event("Normal", cond.Reason.ACTION_IGNORED, f"{action}: no canary is running")
+        self.set(failed_version=None, failed_binding=None, canary_version=desired, canary_weight=0, analysis=(),
+                 last_measured_at=None, canary_binding=self.wanted)  # fmt: skip
         self.start_step(0)
-        self.event("Normal", "RolloutStarted", f"canary {desired} started against stable {stable}")
+        self.event("Normal", cond.Reason.ROLLOUT_STARTED, f"canary {desired} started against stable {stable}")
         return self.walk()
 
     def _degraded_reason(self) -> str:
-        history = self.st.get("history") or []
-        latest = history[0] if history and isinstance(history[0], Mapping) else {}
-        return REASON_ABORTED if latest.get("result") == "Aborted" else REASON_ANALYSIS_FAILED
+        latest = self.s.history[0] if self.s.history else None
+        return cond.Reason.ABORTED if latest is not None and latest.result == "Aborted" else cond.Reason.ANALYSIS_FAILED
 
     def walk(self) -> Decision:
         steps = steps_of(self.spec)
         interval = parse_duration(self.spec.analysis.interval)
-        canary = self.st.get("canaryVersion")
+        canary = self.s.canary_version
         while True:
-            index = self.st.get("step")
-            if not isinstance(index, int) or index < 0:
+            index = self.s.step
+            if index is None:
                 index = 0
                 self.start_step(0)
             if index >= len(steps):
@@ -577,16 +574,16 @@ class _Machine:
                     return self.hold(f"all {len(steps)} steps passed, promotion", held)
                 return self.promote("all steps passed")
             step = steps[index]
-            started = parse_time(self.st.get("stepStartedAt")) or self.now
+            started = parse_time(self.s.step_started_at) or self.now
             where = f"step {index + 1}/{len(steps)}"
             if step.set_weight is not None:
-                self.st["canaryWeight"] = step.set_weight
+                self.set(canary_weight=step.set_weight)
                 self.start_step(index + 1)
                 continue
             if step.pause is not None:
                 if step.pause.duration is None:
                     return self.finish(
-                        "Paused", f"canary {canary} at {self.st.get('canaryWeight') or 0}%: paused at {where} until "
+                        "Paused", f"canary {canary} at {self.s.canary_weight}%: paused at {where} until "
                         f"promoted ({ACTION_ANNOTATION}=promote)",
                     )  # fmt: skip
                 deadline = started + datetime.timedelta(seconds=parse_duration(step.pause.duration))
@@ -599,14 +596,13 @@ class _Machine:
                 left = (deadline - self.now).total_seconds()
                 return self.finish(
                     "Paused",
-                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: paused at {where} until "
-                    f"{cond.now_iso(deadline)}",
+                    f"canary {canary} at {self.s.canary_weight}%: paused at {where} until {cond.now_iso(deadline)}",
                     requeue=left,
                 )
             measured = step.analysis if step.analysis is not None else step.shadow
             assert measured is not None  # the schema allows exactly one action per step
             duration = parse_duration(measured.duration) if measured.duration else interval
-            last = parse_time(self.st.get("lastMeasuredAt"))
+            last = parse_time(self.s.last_measured_at)
             if last is not None and last < started:
                 last = None
             kind = "shadow" if step.shadow is not None else "analysis"
@@ -616,22 +612,20 @@ class _Machine:
                 # and the step's duration would count time the canary did not serve at its weight.
                 held = self.canary_problem()
                 if held is not None:
-                    self.st["stepStartedAt"] = None
+                    self.set(step_started_at=None)
                     return self.hold(f"{kind} at {where} not measured", held)
-                if self.st.get("stepStartedAt") is None:
+                if self.s.step_started_at is None:
                     self.start_step(index)
                     started = self.now
             due = (last or started) + datetime.timedelta(seconds=interval)
             if self.now < due:
-                holding = last is not None and any(
-                    isinstance(r, Mapping) and r.get("phase") != "Successful" for r in self.st.get("analysis") or []
-                )
+                holding = last is not None and any(r.get("phase") != "Successful" for r in self.s.analysis)
                 state = "inconclusive, holding" if holding else "measuring"
                 return self.finish(
                     "Progressing",
-                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} {state}",
+                    f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} {state}",
                     requeue=(due - self.now).total_seconds(),
-                    reason=REASON_HOLDING if holding else None,
+                    reason=cond.Reason.ANALYSIS_INCONCLUSIVE if holding else None,
                 )
             held = self.canary_problem()
             if held is not None:
@@ -640,40 +634,39 @@ class _Machine:
             if verdict is None:
                 return self.finish(
                     "Progressing",
-                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} measuring",
+                    f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} measuring",
                     measure=self.target(),
                     requeue=interval,
                 )
             self.inputs = replace(self.inputs, verdict=None)  # a verdict counts once
-            self.st["analysis"] = [dict(r) for r in verdict.results]
-            self.st["lastMeasuredAt"] = self.now_text
+            self.set(analysis=tuple(dict(r) for r in verdict.results), last_measured_at=self.now_text)
             if verdict.phase == "Failed":
-                return self.rollback(REASON_ANALYSIS_FAILED, verdict.failing)
+                return self.rollback(cond.Reason.ANALYSIS_FAILED, verdict.failing)
             if verdict.phase == "Inconclusive":
                 return self.finish(
                     "Progressing",
-                    f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} inconclusive, "
+                    f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} inconclusive, "
                     "holding and measuring again",
                     requeue=interval,
-                    reason=REASON_HOLDING,
+                    reason=cond.Reason.ANALYSIS_INCONCLUSIVE,
                 )
             if self.now >= started + datetime.timedelta(seconds=duration):
                 self.start_step(index + 1)
                 continue
             return self.finish(
                 "Progressing",
-                f"canary {canary} at {self.st.get('canaryWeight') or 0}%: {kind} at {where} passing",
+                f"canary {canary} at {self.s.canary_weight}%: {kind} at {where} passing",
                 requeue=interval,
             )
 
 
-def previous_results(status: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+def previous_results(status: Mapping[str, Any] | RolloutState) -> list[Mapping[str, Any]] | None:
     """status.analysis of the current step (what ``measure`` carries counts over from)."""
-    started = parse_time(status.get("stepStartedAt"))
-    results = [r for r in status.get("analysis") or [] if isinstance(r, Mapping)]
-    if started is None or not results:
+    state = status if isinstance(status, RolloutState) else RolloutState.from_status(status)
+    started = parse_time(state.step_started_at)
+    if started is None or not state.analysis:
         return None
-    kept = [r for r in results if (parse_time(r.get("at")) or started) >= started]
+    kept = [r for r in state.analysis if (parse_time(r.get("at")) or started) >= started]
     return kept or None
 
 

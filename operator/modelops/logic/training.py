@@ -23,6 +23,7 @@ from typing import Any
 from modelops.api import keys
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.logic import fairness
+from modelops.logic.conditions import Reason
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 from modelops.train import locations
@@ -554,7 +555,7 @@ def observe(
 ) -> Observation:
     """The run's state from its Job and Pods; ``now`` (RFC 3339) puts the elapsed time in the message."""
     if job is None:
-        return Observation(phase="Pending", reason="JobPending", message="the training Job is being created")
+        return Observation(phase="Pending", reason=Reason.JOB_PENDING, message="the training Job is being created")
     status = job.get("status") or {}
     results: dict[int, JsonDict] = {}
     trials = _trials(spec, pods, results)
@@ -582,7 +583,7 @@ def observe(
         best = best_trial(candidates, metric, goal) if metric else (0 if candidates and candidates[0] else None)
         return Observation(
             phase="Succeeded",
-            reason="Succeeded",
+            reason=Reason.SUCCEEDED,
             message=f"training finished: {progress} trials succeeded" + _took(start, completion),
             start_time=start,
             completion_time=completion,
@@ -594,7 +595,7 @@ def observe(
     running = bool(status.get("active")) or any(t["phase"] == "Running" for t in trials)
     return Observation(
         phase="Running" if running or start else "Pending",
-        reason="Running" if running else "JobPending",
+        reason=Reason.RUNNING if running else Reason.JOB_PENDING,
         message=running_message(trials, start, now) if running else "waiting for the training pods to start",
         start_time=start,
         progress=progress,

@@ -13,7 +13,7 @@ import datetime
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from modelops.api.keys import ACTION, APPROVALS, APPROVE, REVIEWER
 from modelops.api.modelversion import MAX_TRUSTED_ECE, Stage
@@ -70,14 +70,21 @@ def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line and where to look, as kubectl says it (not argparse's usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nhint: run '{self.prog} --help' for usage\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="kubectl modelops",
         description="The modelops pipeline of a model: training runs, versions, deployments, drift; and governance.",
         epilog="Exit codes: 0 ok, 1 API error or not found, 2 usage. See docs/kubectl-modelops.md.",
     )
     _global_flags(top, top=True)
-    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
@@ -196,7 +203,10 @@ def _untrusted(row: Mapping[str, Any]) -> str:
     """A warning beside an estimate made from probabilities that training found poorly calibrated."""
     if row.get("estimateTrusted") is not False:
         return ""
-    return f" (untrusted: training ece={row['training'].get('ece'):.3g} > {MAX_TRUSTED_ECE})"
+    ece = row["training"].get("ece")
+    if isinstance(ece, int | float) and ece > MAX_TRUSTED_ECE:
+        return f" (untrusted: training ece={ece:.3g} > {MAX_TRUSTED_ECE})"
+    return " (untrusted: the version's EstimateTrusted condition is False)"  # the operator said so otherwise
 
 
 def status_text(view: Mapping[str, Any], colour: bool) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from modelops import __version__
 from modelops.api.common import GROUP, VERSION
@@ -74,6 +75,23 @@ def load_credentials(kubeconfig: str | None, context: str | None) -> kubeauth.Cr
         raise ConnectError(str(error)) from None
 
 
+class _ServerNameAdapter(HTTPAdapter):
+    """Checks the server's certificate against ``tls-server-name`` instead of the URL's host (what
+    kubectl does when it reaches a cluster through a tunnel or by IP), and sends that name as SNI."""
+
+    def __init__(self, server_name: str) -> None:
+        self.server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(server_hostname=self.server_name, assert_hostname=self.server_name)
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        kwargs.update(server_hostname=self.server_name, assert_hostname=self.server_name)
+        return super().proxy_manager_for(proxy, **kwargs)
+
+
 class Client:
     """GET, LIST and merge-PATCH of our kinds in one namespace (LIST in all of them: ``all_namespaces``)."""
 
@@ -91,6 +109,11 @@ class Client:
         # Given with each request: requests lets $REQUESTS_CA_BUNDLE override a session's own CA
         # (psf/requests#3829), and a cluster's CA is the kubeconfig's, never the machine's bundle.
         self.verify: bool | str = False if connection.insecure else (connection.ca_path or True)
+        if connection.tls_server_name:
+            self.session.mount("https://", _ServerNameAdapter(connection.tls_server_name))
+        # The cluster's proxy-url, over $HTTPS_PROXY (as kubectl does): given with each request,
+        # where requests lets the environment's win over a session's own (psf/requests#2018).
+        self.proxies = {"http": connection.proxy, "https": connection.proxy} if connection.proxy else None
 
     def _url(self, kind: Kind, name: str | None = None) -> str:
         if self.all_namespaces:
@@ -102,7 +125,9 @@ class Client:
 
     def _call(self, method: str, url: str, *, kind: Kind, name: str | None = None, **kwargs: Any) -> Obj:
         try:
-            response = self.session.request(method, url, timeout=TIMEOUT_SECONDS, verify=self.verify, **kwargs)
+            response = self.session.request(
+                method, url, timeout=TIMEOUT_SECONDS, verify=self.verify, proxies=self.proxies, **kwargs
+            )
         except requests.RequestException as error:
             raise ConnectError(f"cannot reach the API server at {self.server}: {error}") from None
         if response.status_code >= 400:

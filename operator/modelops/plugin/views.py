@@ -122,9 +122,16 @@ ESTIMATED_FIGURES = {"estimatedAccuracy": "accuracy", "estimatedMacroF1": "macro
 TRAINING_FIGURES = ("accuracy", "f1", "ece", "mae", "rmse")
 
 
-def estimate_trusted(metrics: Any) -> bool | None:
-    """Whether a version's probabilities are calibrated enough for the estimate (its training ECE at most
-    ``MAX_TRUSTED_ECE``, docs/quality.md); None when the version has no ECE (a regressor, an old version)."""
+def estimate_trusted(version: Any) -> bool | None:
+    """Whether a version's probabilities are calibrated enough for the estimate: the operator's
+    ``EstimateTrusted`` condition where it has set one, else its training ECE at most ``MAX_TRUSTED_ECE``
+    (docs/quality.md); None when there is neither (a regressor, an old version)."""
+    for condition in dig(version, "status.conditions", []):
+        if isinstance(condition, Mapping) and condition.get("type") == "EstimateTrusted":
+            status = condition.get("status")
+            if status in ("True", "False"):
+                return bool(status == "True")
+    metrics = dig(version, "spec.metrics", {})
     ece = metrics.get("ece") if isinstance(metrics, Mapping) else None
     if not isinstance(ece, int | float):
         return None
@@ -134,13 +141,14 @@ def estimate_trusted(metrics: Any) -> bool | None:
 def quality_rows(deployments: Iterable[Obj], versions: Iterable[Obj]) -> list[Obj]:
     """Per deployment and served version: live quality with its labels, the estimate with its rows,
     and the version's training metrics, from ``status.quality`` (filled by the operator)."""
-    trained = {name_of(v): dig(v, "spec.metrics", {}) for v in versions}
+    by_name = {name_of(v): v for v in versions}
     rows: list[Obj] = []
     for deployment in deployments:
         for entry in dig(deployment, "status.quality", []):
             if not isinstance(entry, Mapping):
                 continue
-            metrics = trained.get(str(entry.get("version")), {})
+            version = by_name.get(str(entry.get("version")), {})
+            metrics = dig(version, "spec.metrics", {})
             rows.append({
                 "deployment": name_of(deployment),
                 "version": entry.get("version"),
@@ -151,7 +159,7 @@ def quality_rows(deployments: Iterable[Obj], versions: Iterable[Obj]) -> list[Ob
                 "predictions": entry.get("predictions"),
                 "estimated": {short: entry[k] for k, short in ESTIMATED_FIGURES.items() if entry.get(k) is not None},
                 "training": {k: metrics[k] for k in TRAINING_FIGURES if isinstance(metrics, Mapping) and k in metrics},
-                "estimateTrusted": estimate_trusted(metrics),
+                "estimateTrusted": estimate_trusted(version),
                 "measuredAt": dig(deployment, "status.qualityMeasuredAt"),
             })  # fmt: skip
     return rows
