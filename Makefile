@@ -15,7 +15,7 @@ BASE_IMAGE ?= python:3.11.15-slim-bookworm
 EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
 DOCKER_BUILD_FLAGS ?=
 
-.PHONY: test test-slow test-all venv lint unit crds trusted-types install-manifests image test-image kind-up kind-down e2e clean
+.PHONY: test test-slow test-all venv lint unit crds trusted-types install-manifests argocd-health image test-image kind-up kind-down e2e clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,7 @@ lint: venv
 	$(PY) -m modelops crds --output crds --check
 	$(PY) -m modelops crds --output charts/modelops-operator/crds --check
 	$(PY) tests/packaging/render_install.py --check
+	$(PY) tests/packaging/render_argocd.py --check
 
 # The default tier: every check and every test but the slow ones (about ten minutes on two cores).
 test: lint
@@ -58,6 +59,10 @@ trusted-types: venv
 # manifests/install: the chart rendered as plain YAML (checked by `make lint`)
 install-manifests: venv
 	$(PY) tests/packaging/render_install.py
+
+# deploy/argocd: the four kinds' Argo CD health checks from one template (checked by `make lint`)
+argocd-health: venv
+	$(PY) tests/packaging/render_argocd.py
 
 # The image of the operator, the trainer and the model server (Dockerfile).
 image:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kopf
 import pytest
 import yaml
 
@@ -269,8 +270,8 @@ def test_the_operators_client_and_kopfs_login_go_through_the_clusters_proxy_url(
         assert asyncio.run(configmaps()) == 0
         assert proxy.forwarded == [("GET", f"{emulator.url}/api/v1/namespaces/default/configmaps")]
 
-        monkeypatch.setenv("KUBECONFIG", str(path))  # a new event loop is a new run: loaded afresh
-        info = asyncio.run(settings._login(logger=logging.getLogger("test")))
+        monkeypatch.setenv("KUBECONFIG", str(path))  # a new memo is a new run: loaded afresh
+        info = asyncio.run(settings._login(memo=kopf.Memo(), logger=logging.getLogger("test")))
         assert isinstance(info, ConnectionInfo)
         assert info.proxy_url == proxy.url
         assert info.server == emulator.url

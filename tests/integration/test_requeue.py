@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,3 +39,39 @@ def test_a_spec_change_is_not_held_back_by_a_pending_requeue(
         ready = next(c for c in second["status"]["conditions"] if c["type"] == "Ready")
         assert "elsewhere" in ready["message"]
     assert runner.exception is None, runner.exception
+
+
+def test_a_deleted_objects_pending_look_goes_with_it(
+    cluster: KubeClient, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kopf
+
+    from modelops.controller import handlers, runtime
+
+    monkeypatch.setenv("MODELOPS_WAIT_RETRY_SECONDS", "600")  # the look would otherwise wait ten minutes
+    registry = handlers.registry()
+    memos: list[kopf.Memo] = []
+    kopf.on.startup(registry=registry, id="test-memo")(lambda memo, **_: memos.append(memo))
+    args = ["run", "--standalone", "--all-namespaces", "--verbose"]
+    key = ("DriftPolicy", NAMESPACE, "inputs")
+    with KopfRunner(args, registry=registry, timeout=60) as runner:
+        cluster.create(policy("nowhere"))
+        assert cluster.wait_for(API, "DriftPolicy", NAMESPACE, "inputs",
+                                lambda o: (o.get("status") or {}).get("observedGeneration") == 1, timeout=15)
+        state = runtime.of(memos[0])
+        assert until(lambda: key in state.pending, 15), "the reconcile scheduled no look"
+        look = state.pending[key]
+        cluster.delete(API, "DriftPolicy", NAMESPACE, "inputs")
+        assert until(lambda: key not in state.pending and look.done(), 15), "the deleted object's look is kept"
+        assert look.cancelled()
+    assert runner.exception is None, runner.exception
+
+
+def until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds (checked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import render_argocd
 import yaml
 from chartkit import REPO
 
@@ -108,6 +109,29 @@ def test_argocd_cm_embeds_the_scripts_verbatim_for_the_four_kinds() -> None:
         f"resource.customizations.health.modelops.io_{kind}": (ARGOCD / "health" / f"{kind}.lua").read_text()
         for kind in KINDS
     }
+
+
+def test_the_scripts_are_the_template_with_each_kinds_rules_and_up_to_date() -> None:
+    files = render_argocd.rendered()
+    assert {path: path.read_text() for path in files} == files  # else: python tests/packaging/render_argocd.py
+    template = render_argocd.TEMPLATE.read_text()
+    shared = template[template.index("if conditions.Stalled") : template.index("-- @RULES-BEFORE-READY@")]
+    for kind in KINDS:
+        text = files[ARGOCD / "health" / f"{kind}.lua"]
+        assert shared in text
+        assert "@" not in text.splitlines()[0]
+        for rules in render_argocd.RULES.glob(f"{kind}.*.lua"):
+            assert rules.read_text() in text
+    assert "Training failed" in files[ARGOCD / "health" / "TrainingRun.lua"]
+    assert "Training failed" not in files[ARGOCD / "health" / "DriftPolicy.lua"]
+
+
+def test_a_rules_file_for_no_kind_fails_the_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for rules in render_argocd.RULES.glob("*.lua"):
+        (tmp_path / rules.name).write_text(rules.read_text())
+    (tmp_path / "TrainingRuns.before-ready.lua").write_text("-- a typo in the kind\n")
+    monkeypatch.setattr(render_argocd, "RULES", tmp_path)
+    assert render_argocd.main(["--check"]) == 1
 
 
 def test_lua_literal_round_trips_through_lua(scripts: dict[str, Path]) -> None:

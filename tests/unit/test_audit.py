@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from modelops.api import keys
 from modelops.logic import audit, governance
 from modelops.logic.policy import parse
 
@@ -131,14 +132,14 @@ def test_a_version_ever_in_production_is_deleted_only_when_acknowledged_by_its_n
         message = str(error)
     assert "ModelVersion ml/iris-v1 was in Production (last entered 2026-11-20T10:00:00Z)" in message
     assert "modelops.io/acknowledge-delete=iris-v1" in message
-    wrong = {**archived, "metadata": {**archived["metadata"], "annotations": {governance.ACKNOWLEDGE_DELETE: "yes"}}}
+    wrong = {**archived, "metadata": {**archived["metadata"], "annotations": {keys.ACKNOWLEDGE_DELETE: "yes"}}}
     try:
         governance.validate_delete(wrong, identity)
         raise AssertionError("an acknowledgement that is not the version's name was accepted")
     except governance.DeniedError:
         pass
     acknowledged = {**archived, "metadata": {**archived["metadata"],
-                                             "annotations": {governance.ACKNOWLEDGE_DELETE: "iris-v1"}}}  # fmt: skip
+                                             "annotations": {keys.ACKNOWLEDGE_DELETE: "iris-v1"}}}  # fmt: skip
     assert governance.validate_delete(acknowledged, identity) == T1
     # A namespace being deleted takes it along (else the namespace stays Terminating for ever).
     assert governance.validate_delete(archived, identity, namespace_terminating=True) == T1

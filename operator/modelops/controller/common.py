@@ -1,18 +1,20 @@
-"""What the kinds' reconciles share: the API client, intervals, and small child helpers."""
+"""What the kinds' reconciles share: intervals, settings of the pods, reading what a spec names.
+
+The API client is the run's (:func:`modelops.controller.runtime.kube`), re-exported here as ``kube``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import weakref
 from typing import Any
 
+from modelops.api import API_VERSION
 from modelops.controller.framework import Outcome
-from modelops.controller.kube import Kube, KubeError, forget_run_credentials, run_credentials
+from modelops.controller.kube import KubeError
+from modelops.controller.runtime import kube as kube  # re-exported: the kinds import it from here
 from modelops.logic import conditions as cond
 from modelops.logic import pods
 
-API = "modelops.io/v1alpha1"
+API = API_VERSION  # the name the kinds' modules import
 
 
 # Intervals are read at each use, so a test (or an operator restart with new env) can change them.
@@ -41,55 +43,6 @@ def run_as_user() -> int | None:
     if not value.isdigit() or int(value) == 0:
         raise ValueError(f"MODELOPS_RUN_AS_USER={value!r}: a non-root numeric user id, or empty")
     return int(value)
-_kube: Kube | None = None
-_kube_loop: asyncio.AbstractEventLoop | None = None
-# Loops whose operator has shut its client: a timer or watch that still fires there gets no new one.
-_closed_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-
-
-class ShuttingDownError(RuntimeError):
-    """The operator closed its API client: nothing more is sent from this event loop."""
-
-
-def kube() -> Kube:
-    """One client per operator run, made on first use inside the operator's event loop.
-
-    A client belongs to the loop it was made in: a call from another loop (the next operator
-    run in the same process, as in the tests) gets a fresh one.
-    """
-    global _kube, _kube_loop  # a lazily made client shared by the handlers
-    loop = asyncio.get_running_loop()
-    if loop in _closed_loops:
-        raise ShuttingDownError("the operator is shutting down: its Kubernetes API client is closed")
-    if _kube is None or _kube_loop is not loop:
-        _kube, _kube_loop = Kube(run_credentials()), loop
-    return _kube
-
-
-async def close_client(**_: Any) -> None:
-    # Several operator runs in one process (tests) must not share a client of an old server.
-    global _kube, _kube_loop
-    loop = asyncio.get_running_loop()
-    _closed_loops.add(loop)
-    if _kube is not None and _kube_loop is loop:
-        await _kube.close()
-    _kube, _kube_loop = None, None
-    forget_run_credentials()
-
-
-async def ensure(obj: dict[str, Any]) -> dict[str, Any]:
-    """Create a child unless it exists; an existing one is left as it is (Jobs are immutable)."""
-    meta = obj["metadata"]
-    existing = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if existing is not None:
-        return existing
-    try:
-        return await kube().create(obj)
-    except KubeError as error:
-        if error.status != 409:
-            raise
-        found = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        return found or obj
 
 
 async def lookup(api_version: str, kind: str, namespace: str, name: str) -> tuple[Any, str | None]:

@@ -10,20 +10,20 @@ and puts a deleted Secret back.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 from typing import Any, cast
 
 import kopf
 
-from modelops.controller.common import kube
+from modelops.api import GROUP, VERSION
+from modelops.controller import runtime
 from modelops.controller.kube import KubeError
+from modelops.controller.runtime import kube
 from modelops.logic import feedbackkeys as logic
 from modelops.logic.conditions import Reason
 
 _ATTEMPTS = 8
-_locks: dict[tuple[int, str], asyncio.Lock] = {}
 
 
 def rotation_seconds() -> int:
@@ -37,13 +37,6 @@ def check_seconds() -> float:
     return float(configured) if configured else max(1.0, min(60.0, rotation_seconds() / 4))
 
 
-def _lock(namespace: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), namespace)
-    if key not in _locks:
-        _locks[key] = asyncio.Lock()
-    return _locks[key]
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -51,7 +44,7 @@ def _now() -> datetime.datetime:
 async def ensure(namespace: str, owner_name: str, owner_uid: str) -> str | None:
     """The Secret exists, names this ModelDeployment among its owners and is rotated when due; or the problem."""
     owner = logic.owner_ref(owner_name, owner_uid)
-    async with _lock(namespace):
+    async with runtime.current().lock("feedback-keys", namespace):
         for _ in range(_ATTEMPTS):
             try:
                 if await _step(namespace, owner):
@@ -108,6 +101,6 @@ async def keep_keys(name: str, namespace: str | None, uid: str | None, logger: A
 
 def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "modeldeployments", id="feedback-keys", registry=registry,
+        GROUP, VERSION, "modeldeployments", id="feedback-keys", registry=registry,
         interval=check_seconds(),
     )(keep_keys)  # fmt: skip

@@ -18,7 +18,7 @@ import kopf
 from pydantic import BaseModel
 
 from modelops.api import GROUP, VERSION, KindInfo
-from modelops.controller import metrics
+from modelops.controller import metrics, requeue, runtime
 from modelops.logic import conditions as cond
 from modelops.logic.validation import parse
 
@@ -121,14 +121,19 @@ def register(registry: kopf.OperatorRegistry, info: KindInfo, reconcile: Reconci
         for event_type, reason, message in outcome.events:
             kopf.event(body, type=event_type, reason=reason, message=message)
         # Another look later, without holding back changes meanwhile (see controller/requeue.py).
-        from modelops.controller import requeue
-
         name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         if outcome.requeue_after is not None:
             requeue.schedule(info.kind, namespace, name, outcome.requeue_after)
         else:
             requeue.cancel(info.kind, namespace, name)
 
+    async def forget(type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+        """A deleted object's lock and pending look go with it."""
+        if type == "DELETED":
+            runtime.of(memo).forget(info.kind, str(namespace), name)
+
+    forget.__name__ = f"forget_{info.singular}"
+    kopf.on.event(GROUP, VERSION, info.plural, id="forget-deleted", registry=registry)(forget)
     handler.__name__ = f"reconcile_{info.singular}"
     handler.__qualname__ = handler.__name__
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):

@@ -13,11 +13,10 @@ import os
 import kopf
 
 from modelops.controller import (
-    common,
     driftpolicies,
     modeldeployments,
     modelversions,
-    requeue,
+    runtime,
     settings,
     trainingruns,
     webhooks,
@@ -36,8 +35,7 @@ def registry(
     governance = policy if policy is not None else policies.load(os.environ.get("MODELOPS_POLICY_FILE"))
     result = kopf.OperatorRegistry()
     settings.register(result)
-    kopf.on.cleanup(registry=result, id="cancel-requeues")(requeue.cancel_all)
-    kopf.on.cleanup(registry=result, id="close-client")(common.close_client)
+    runtime.register(result)
     for module in (trainingruns, driftpolicies):
         module.setup(result)
     modeldeployments.setup(result, policy=governance)

@@ -3,7 +3,7 @@
 Only this module talks to the Kubernetes API for our own reads and writes (Kopf talks to
 it for watching and for patching the object being handled). Credentials are read by the
 Kubernetes client library (:mod:`modelops.kubeauth`), once per operator run, and shared by
-Kopf's login handler and this client (:func:`run_credentials`), so both talk to the same
+Kopf's login handler and this client (``controller/runtime.py``, in Kopf's memo), so both talk to the same
 server as the same identity. Why a thin aiohttp layer rather than the library's own REST
 client: bench/kubeclient (the library is synchronous, so every call would take a thread).
 """
@@ -14,21 +14,18 @@ import asyncio
 import datetime
 import json
 import ssl
-import weakref
 from typing import Any
 
 import aiohttp
 
 from modelops import kubeauth
+from modelops.api import API_VERSION, KINDS
 
 JsonDict = dict[str, Any]
 
 # Resources the operator reads or writes, by (apiVersion, kind) → plural.
 PLURALS: dict[tuple[str, str], str] = {
-    ("modelops.io/v1alpha1", "TrainingRun"): "trainingruns",
-    ("modelops.io/v1alpha1", "ModelVersion"): "modelversions",
-    ("modelops.io/v1alpha1", "ModelDeployment"): "modeldeployments",
-    ("modelops.io/v1alpha1", "DriftPolicy"): "driftpolicies",
+    **{(API_VERSION, info.kind): info.plural for info in KINDS},
     ("batch/v1", "Job"): "jobs",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Pod"): "pods",
@@ -59,31 +56,6 @@ def path_for(api_version: str, kind: str, namespace: str | None, name: str | Non
     prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
     return f"{path}/{name}" if name else path
-
-
-# One set of credentials per operator run: a run is an event loop (tests run several in one process).
-_run_credentials: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, kubeauth.Credentials] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def run_credentials(loop: asyncio.AbstractEventLoop | None = None) -> kubeauth.Credentials:
-    """This run's credentials, loaded on first use (a pod's service account before any kubeconfig).
-
-    ``loop``: the run's event loop, when called from a thread (loading may run an exec plugin)."""
-    loop = loop or asyncio.get_running_loop()
-    found = _run_credentials.get(loop)
-    if found is None:
-        found = _run_credentials[loop] = kubeauth.load(in_cluster_first=True)
-    return found
-
-
-def has_run_credentials(loop: asyncio.AbstractEventLoop) -> bool:
-    return loop in _run_credentials
-
-
-def forget_run_credentials() -> None:
-    _run_credentials.pop(asyncio.get_running_loop(), None)
 
 
 def _ssl_context(conn: kubeauth.Connection) -> ssl.SSLContext | bool:

@@ -30,9 +30,9 @@ from typing import Any, cast
 
 import kopf
 
-from modelops.api import kind_info
+from modelops.api import API_VERSION, GROUP, VERSION, keys, kind_info
 from modelops.api.modelversion import ModelVersionSpec
-from modelops.controller import audit, common, metrics, webhooks
+from modelops.controller import audit, common, metrics, runtime, trainers
 from modelops.controller.framework import Context, Outcome, build_status, invalid_outcome, register
 from modelops.controller.kube import KubeError
 from modelops.logic import conditions as cond
@@ -43,24 +43,21 @@ from modelops.logic.validation import parse
 # How often one reconcile reads again after a 409 before Kopf retries it later.
 MAX_ATTEMPTS = 8
 
-_PRODUCTION_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
-
 
 class ConflictError(Exception):
     """The object changed since it was read: read it again and decide again."""
 
 
 def _production_lock(namespace: str, model: str) -> asyncio.Lock:
-    """A lock per model in this operator's event loop (tests run several operators in turn)."""
-    key = (id(asyncio.get_running_loop()), namespace, model)
-    return _PRODUCTION_LOCKS.setdefault(key, asyncio.Lock())
+    """A lock per model in this operator run."""
+    return runtime.current().lock("production", namespace, model)
 
 
 async def write_status(namespace: str, name: str, resource_version: str, status: Mapping[str, Any]) -> Any:
     """A status merge patch that only applies to the object as it was read (409, 404 → :class:`ConflictError`)."""
     patch = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
     try:
-        return await common.kube().patch(common.API, "ModelVersion", namespace, name, patch, subresource="status")
+        return await common.kube().patch(API_VERSION, "ModelVersion", namespace, name, patch, subresource="status")
     except KubeError as error:
         if error.status in (404, 409):  # changed, or deleted: the next read tells which
             raise ConflictError(str(error)) from None
@@ -68,7 +65,7 @@ async def write_status(namespace: str, name: str, resource_version: str, status:
 
 
 async def _model_versions(namespace: str, model: str) -> list[dict[str, Any]]:
-    listed = await common.kube().list(common.API, "ModelVersion", namespace)
+    listed = await common.kube().list(API_VERSION, "ModelVersion", namespace)
     return [v for v in listed if (v.get("spec") or {}).get("model") == model]
 
 
@@ -106,7 +103,7 @@ async def archive(other: Mapping[str, Any], successor: str, now: str) -> bool:
         try:
             await write_status(namespace, name, str(meta.get("resourceVersion")), archived)
         except ConflictError:
-            current = await common.kube().get(common.API, "ModelVersion", namespace, name)
+            current = await common.kube().get(API_VERSION, "ModelVersion", namespace, name)
             continue
         audit.status_written(current, status, archived)
         kopf.event(
@@ -133,10 +130,10 @@ async def settle_production(namespace: str, model: str, now: str) -> list[str]:
 async def creators_of(body: Mapping[str, Any]) -> tuple[list[str], str | None]:
     """Everyone four eyes keeps from approving: the creator, spec.trainedBy, and its TrainingRun's creators."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    creator, problem = governance.parse_creator(annotations.get(governance.CREATED_BY))
+    creator, problem = governance.parse_creator(annotations.get(keys.CREATED_BY))
     people = ([creator] if creator else []) + governance.trainers(body.get("spec"))
     # The live TrainingRun too: versions registered before spec.trainedBy existed, or made by hand.
-    people += await webhooks.trainingrun_creators(body)
+    people += await trainers.trainingrun_creators(body)
     return list(dict.fromkeys(people)), problem
 
 
@@ -145,7 +142,7 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
     status_now: Mapping[str, Any] = body.get("status") or {}
     granted = str(status_now.get("stage") or "None")
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    records, problems = governance.parse_records(annotations.get(governance.APPROVALS))
+    records, problems = governance.parse_records(annotations.get(keys.APPROVALS))
     creators, creator_problem = await creators_of(body)
     if creator_problem:
         problems.append(creator_problem)
@@ -165,7 +162,7 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
         rejected=status_now.get("rejected"),
         sha256=spec.artifact.sha256,
         now=now,
-        requested_by=governance.parse_requester(annotations.get(governance.STAGE_REQUESTED_BY), spec.stage),
+        requested_by=governance.parse_requester(annotations.get(keys.STAGE_REQUESTED_BY), spec.stage),
         fairness_record=spec.fairness.model_dump(by_alias=True, exclude_none=True) if spec.fairness else None,
     )
     status: dict[str, Any] = {
@@ -174,7 +171,7 @@ async def evaluate(spec: ModelVersionSpec, body: Mapping[str, Any], policy: Poli
         "gates": decision.gates,
         "approvals": records,
         "stageRequest": governance.stage_request(
-            spec.stage, annotations.get(governance.STAGE_REQUESTED_BY), status_now.get("stageRequest"), now
+            spec.stage, annotations.get(keys.STAGE_REQUESTED_BY), status_now.get("stageRequest"), now
         ),
     }
     t = decision.transition
@@ -221,7 +218,7 @@ def make_reconcile(policy: Policy) -> Any:
         uid = (ctx.body.get("metadata") or {}).get("uid")
         for _ in range(MAX_ATTEMPTS):
             now = cond.now_iso()
-            fresh = await common.kube().get(common.API, "ModelVersion", ctx.namespace, ctx.name)
+            fresh = await common.kube().get(API_VERSION, "ModelVersion", ctx.namespace, ctx.name)
             meta = (fresh or {}).get("metadata") or {}
             if fresh is None or meta.get("uid") != uid or meta.get("deletionTimestamp"):
                 metrics.VERSIONS.forget(ctx.namespace, ctx.name)
@@ -269,6 +266,6 @@ def make_reconcile(policy: Policy) -> Any:
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry."""
     register(registry, kind_info("ModelVersion"), make_reconcile(policy))
-    kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="forget-training-series", registry=registry)(
+    kopf.on.event(GROUP, VERSION, "modelversions", id="forget-training-series", registry=registry)(
         metrics.forget_deleted(metrics.VERSIONS)
     )

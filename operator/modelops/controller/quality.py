@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from modelops.api import GROUP, VERSION
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.controller import prometheus
 from modelops.logic import conditions as cond
@@ -64,6 +65,6 @@ async def refresh(
 
 def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "modeldeployments", id="live-quality", registry=registry,
+        GROUP, VERSION, "modeldeployments", id="live-quality", registry=registry,
         interval=interval_seconds(), initial_delay=min(interval_seconds(), 5.0),
     )(refresh)  # fmt: skip

@@ -15,53 +15,41 @@ import asyncio
 import datetime
 import logging
 
-from modelops.controller.common import kube
+from modelops.api import API_VERSION
+from modelops.controller import runtime
 from modelops.controller.kube import KubeError
 
 ANNOTATION = "modelops.io/requeue-at"
-API_VERSION = "modelops.io/v1alpha1"
 
 logger = logging.getLogger(__name__)
-# (event loop, kind, namespace, name) → the pending look; several operators may run in one process (tests).
-_pending: dict[tuple[int, str, str, str], asyncio.Task[None]] = {}
-
-
-def _key(kind: str, namespace: str, name: str) -> tuple[int, str, str, str]:
-    return (id(asyncio.get_running_loop()), kind, namespace, name)
 
 
 def cancel(kind: str, namespace: str, name: str) -> None:
     """Forget a pending look (the object was just reconciled and needs none)."""
-    task = _pending.pop(_key(kind, namespace, name), None)
+    task = runtime.current().pending.pop((kind, namespace, name), None)
     if task is not None and task is not asyncio.current_task():
         task.cancel()
-
-
-async def cancel_all(**_: object) -> None:
-    """Forget every pending look of this operator run (at its cleanup)."""
-    loop = id(asyncio.get_running_loop())
-    for key in [k for k in _pending if k[0] == loop]:
-        task = _pending.pop(key, None)
-        if task is not None:
-            task.cancel()
 
 
 def schedule(kind: str, namespace: str, name: str, delay: float) -> None:
     """Reconcile the object again in ``delay`` seconds, replacing any pending look."""
     cancel(kind, namespace, name)
-    key = _key(kind, namespace, name)
+    pending = runtime.current().pending
+    key = (kind, namespace, name)
     task = asyncio.create_task(
         _later(kind, namespace, name, max(delay, 0.0)), name=f"requeue {kind} {namespace}/{name}"
     )
-    _pending[key] = task
-    task.add_done_callback(lambda done: _pending.pop(key, None) if _pending.get(key) is done else None)
+    pending[key] = task
+    task.add_done_callback(lambda done: pending.pop(key, None) if pending.get(key) is done else None)
 
 
 async def _later(kind: str, namespace: str, name: str, delay: float) -> None:
     await asyncio.sleep(delay)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
-        await kube().patch(API_VERSION, kind, namespace, name, {"metadata": {"annotations": {ANNOTATION: stamp}}})
+        await runtime.kube().patch(
+            API_VERSION, kind, namespace, name, {"metadata": {"annotations": {ANNOTATION: stamp}}}
+        )
     except KubeError as error:
         if error.status != 404:  # gone meanwhile: nothing to look at
             logger.warning("cannot requeue %s %s/%s: %s", kind, namespace, name, error)

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from modelops import kubeauth
-from modelops.controller import kube
+from modelops.controller import runtime
 
 FINALIZER = "modelops.io/finalizer"
 PEERING_NAME = "modelops-operator"
@@ -36,7 +36,9 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
 
 
-async def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> kopf.ConnectionInfo:
+async def _login(
+    memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> kopf.ConnectionInfo:
     """Kopf logs in with this run's credentials, the ones the operator's own client uses.
 
     Kopf's ``login_via_client`` reads the library's defaults too, but knows no context namespace, no
@@ -44,9 +46,9 @@ async def _login(logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) 
     Kopf asks again when its credentials expire or the API server refuses them: then they are loaded
     anew (an exec plugin run again, a rotated token read)."""
     try:
-        loop = asyncio.get_running_loop()
-        again = kube.has_run_credentials(loop)
-        creds = await asyncio.to_thread(kube.run_credentials, loop)
+        state = runtime.of(memo)
+        again = state.creds is not None
+        creds = await asyncio.to_thread(state.credentials)
         conn = await asyncio.to_thread(creds.renew if again else creds.connection)
     except kubeauth.CredentialsError as error:
         # The operator checked its credentials before starting; lost since (a kubeconfig edited, a token

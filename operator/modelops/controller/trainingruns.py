@@ -20,14 +20,13 @@ from typing import Any
 
 import kopf
 
-from modelops.api import kind_info
+from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import results, webhooks
+from modelops.controller import children, results, trainers
 from modelops.controller.common import (
     API,
     ARTIFACT_STORE,
     TRAINER_IMAGE,
-    ensure,
     kube,
     poll_seconds,
     run_as_user,
@@ -55,7 +54,7 @@ async def _register(
         return str(mine[0]["metadata"]["name"])
     by_model = f"{training.MODEL_LABEL}={spec.model}"
     version = registration.next_version(await kube().list(API, "ModelVersion", ref.namespace, label_selector=by_model))
-    trained_by = await webhooks.registered_trainers(run)  # four eyes must outlive the run
+    trained_by = await trainers.registered_trainers(run)  # four eyes must outlive the run
     for _ in range(20):
         body = registration.model_version(
             spec, ref, result, version=version, job=job, image=TRAINER_IMAGE, trial=trial, trained_by=trained_by
@@ -88,9 +87,9 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
             summary=cond.Summary(ready=False, reason=cond.Reason.UNSUPPORTED, message=str(error), stalled=True),
             status={"phase": "Failed", "message": str(error)},
         )
-    await ensure(configmap)
-    created = await ensure(job)
-    job_now = await kube().get("batch/v1", "Job", ctx.namespace, job["metadata"]["name"]) or created
+    # Both immutable once made: the Job's pods read the ConfigMap as it was when it started.
+    await children.apply(configmap, immutable=True)
+    job_now = (await children.apply(job, immutable=True)).obj
     pods = await kube().list("v1", "Pod", ctx.namespace, label_selector=f"{training.RUN_LABEL}={ctx.name}")
     seen = training.observe(spec, job_now, pods, now=cond.now_iso())
     status: dict[str, Any] = {
@@ -235,6 +234,6 @@ def setup(registry: kopf.OperatorRegistry) -> None:
             labels={training.RUN_LABEL: kopf.PRESENT},
         )(on_child_event)  # fmt: skip
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "trainingruns", id="recheck-runs", registry=registry,
+        GROUP, VERSION, "trainingruns", id="recheck-runs", registry=registry,
         interval=min(poll_seconds(), progress_tick()), when=_running,
     )(recheck)  # fmt: skip

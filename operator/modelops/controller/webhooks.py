@@ -10,9 +10,7 @@ in ``modelops.logic.governance``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +18,12 @@ from typing import Any
 
 import kopf
 
-from modelops.api import GROUP, VERSION
-from modelops.controller import artifactpolicy, audit, common
+from modelops.api import API_VERSION, GROUP, VERSION
+from modelops.controller import artifactpolicy, audit, common, trainers
 from modelops.controller.kube import KubeError
 from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
 from modelops.logic import governance, workloads
-from modelops.logic.driftloop import FROM_VERSION_ANNOTATION
 from modelops.logic.governance import DeniedError, Identity
 from modelops.logic.policy import Policy
 
@@ -69,10 +66,6 @@ def _deny(error: DeniedError) -> kopf.AdmissionError:
     return kopf.AdmissionError(str(error), code=403)
 
 
-def _annotations(obj: Mapping[str, Any] | None) -> dict[str, str]:
-    return dict(((obj or {}).get("metadata") or {}).get("annotations") or {})
-
-
 async def may_approve(userinfo: Mapping[str, Any], namespace: str, name: str | None) -> str | None:
     """None if RBAC lets the user approve ModelVersions here, else what permission is missing."""
     attributes: dict[str, Any] = {
@@ -109,88 +102,6 @@ async def may_approve(userinfo: Mapping[str, Any], namespace: str, name: str | N
     )
 
 
-# A retrain's run is created by the operator; four eyes follows it back to the people behind it.
-RETRAINED_FROM = FROM_VERSION_ANNOTATION
-MAX_RETRAIN_DEPTH = 5
-
-
-async def _retrained(
-    run: Mapping[str, Any] | None, namespace: str, *, strict: bool = False
-) -> tuple[str | None, dict[str, Any] | None]:
-    """The version a run retrains (``modelops.io/retrained-from``): its name and the object, if it exists.
-
-    A read that fails is logged and treated as missing, or raised when ``strict``.
-    """
-    origin = _annotations(run).get(RETRAINED_FROM)
-    if not origin:
-        return None, None
-    try:
-        return origin, await common.kube().get(common.API, "ModelVersion", namespace, str(origin))
-    except KubeError as error:
-        if strict:
-            raise
-        log.warning("cannot read ModelVersion %s/%s for four eyes: %s", namespace, origin, error)
-        return origin, None
-
-
-async def trainingrun_creators(version: Mapping[str, Any], depth: int = 0) -> list[str]:
-    """Who created the version's TrainingRun (its created-by annotation), if it is known.
-
-    A run the operator created to retrain (annotated ``modelops.io/retrained-from: <version>``)
-    also brings the creators behind that version, its own creator and its run's, so nobody
-    approves the retrain of a model they trained themselves.
-    """
-    ref = ((version.get("spec") or {}).get("lineage") or {}).get("trainingRun") or {}
-    if not ref.get("name"):
-        return []
-    namespace = str(ref.get("namespace") or (version.get("metadata") or {}).get("namespace") or "")
-    try:
-        run = await common.kube().get(common.API, "TrainingRun", namespace, str(ref["name"]))
-    except KubeError as error:
-        log.warning("cannot read TrainingRun %s/%s for four eyes: %s", namespace, ref["name"], error)
-        return []
-    creator, _ = governance.parse_creator(_annotations(run).get(governance.CREATED_BY))
-    creators = [creator] if creator else []
-    origin, earlier = await _retrained(run, namespace) if depth < MAX_RETRAIN_DEPTH else (None, None)
-    if origin and earlier is not None:
-        own, _ = governance.parse_creator(_annotations(earlier).get(governance.CREATED_BY))
-        creators += ([own] if own else []) + await trainingrun_creators(earlier, depth + 1)
-    return list(dict.fromkeys(creators))
-
-
-async def registered_trainers(run: Mapping[str, Any]) -> list[dict[str, str]]:
-    """``spec.trainedBy`` for the version a run registers: the run's creator and, for a retrain, the people
-    behind the version it retrains (that version's own trainedBy and creator), so the chain never depends
-    on a run that may be deleted later."""
-    meta = run.get("metadata") or {}
-    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    found: list[dict[str, str]] = []
-
-    def add(record: str | None, via: str) -> None:
-        try:
-            data = json.loads(record) if record else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("user"), str) and data["user"]:
-            found.append({"user": data["user"], **({"uid": str(data["uid"])} if data.get("uid") else {}), "via": via})
-
-    add(_annotations(run).get(governance.CREATED_BY), f"created TrainingRun {namespace}/{name}")
-    # Recorded once and for ever: a version that cannot be read now fails the registration (retried),
-    # only one that no longer exists is left out.
-    origin, earlier = await _retrained(run, namespace, strict=True)
-    if origin and earlier is not None:
-        for entry in (earlier.get("spec") or {}).get("trainedBy") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("user"), str):
-                found.append({k: str(v) for k, v in entry.items() if k in ("user", "uid", "via") and v})
-        add(_annotations(earlier).get(governance.CREATED_BY), f"created ModelVersion {origin}, which this retrains")
-        for person in await trainingrun_creators(earlier):  # an earlier version registered without trainedBy
-            found.append({"user": person, "via": f"created the TrainingRun of {origin}, which this retrains"})
-    unique: dict[str, dict[str, str]] = {}
-    for entry in found:
-        unique.setdefault(entry["user"], entry)
-    return list(unique.values())
-
-
 def _annotate(patch: kopf.Patch, sent: Mapping[str, str], changes: Mapping[str, str]) -> None:
     """Add to the admission patch the annotations whose value differs from what the request sent."""
     for key, value in changes.items():
@@ -212,8 +123,8 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     )
     async def mutate_modelversion(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         op = str(kwargs.get("operation"))
-        old_ann = _annotations(kwargs.get("old"))
-        new_ann = _annotations(body)
+        old_ann = trainers.annotations_of(kwargs.get("old"))
+        new_ann = trainers.annotations_of(body)
         identity = Identity.from_userinfo(userinfo)
         if governance.requested_approval(op, old_ann, new_ann) is not None:
             meta = body.get("metadata") or {}
@@ -223,7 +134,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         old_body: Mapping[str, Any] = kwargs.get("old") or {}
         # spec.trainedBy of the stored object too: a request that drops it is denied by validation anyway.
         upstream = governance.trainers(old_body.get("spec")) + governance.trainers(body.get("spec"))
-        upstream += await trainingrun_creators(body)
+        upstream += await trainers.trainingrun_creators(body)
         try:
             stages = ((old_body.get("spec") or {}).get("stage"), (body.get("spec") or {}).get("stage"))
             changes = governance.mutate_version(
@@ -237,10 +148,13 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         GROUP, VERSION, "trainingruns", id="mutate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
     )
     async def mutate_trainingrun(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
-        new_ann = _annotations(body)
+        new_ann = trainers.annotations_of(body)
         try:
             changes = governance.mutate_trainingrun(
-                str(kwargs.get("operation")), _annotations(kwargs.get("old")), new_ann, Identity.from_userinfo(userinfo)
+                str(kwargs.get("operation")),
+                trainers.annotations_of(kwargs.get("old")),
+                new_ann,
+                Identity.from_userinfo(userinfo),
             )
         except DeniedError as error:
             raise _deny(error) from None
@@ -323,7 +237,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         try:
             stage: str | None = None
             if version:
-                found = await common.kube().get(common.API, "ModelVersion", namespace, str(version))
+                found = await common.kube().get(API_VERSION, "ModelVersion", namespace, str(version))
                 stage = None if found is None else str((found.get("status") or {}).get("stage") or "None")
         except KubeError as error:
             raise kopf.AdmissionError(f"cannot check the deployment's version: {error.message}", code=500) from None
@@ -359,11 +273,3 @@ async def production_namespace(policy: Policy, namespace: str) -> bool:
     except KubeError as error:
         raise kopf.AdmissionError(f"cannot read namespace {namespace}: {error.message}", code=500) from None
     return policy.is_production_namespace((found.get("metadata") or {}).get("labels"))
-
-
-def options_from_env() -> WebhookOptions:
-    return WebhookOptions(
-        port=int(os.environ.get("MODELOPS_WEBHOOK_PORT", "9443")),
-        cert_dir=os.environ.get("MODELOPS_WEBHOOK_CERT_DIR", WebhookOptions.cert_dir),
-        host=os.environ.get("MODELOPS_WEBHOOK_HOST", WebhookOptions.host),
-    )

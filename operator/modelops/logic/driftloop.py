@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from modelops.api.common import API_VERSION
 from modelops.api.driftpolicy import DriftPolicySpec, RetrainAction
 from modelops.drift import bins as binning
 from modelops.drift import comparison
@@ -361,7 +362,7 @@ def retrain_run(
         POLICY_LABEL: target.policy,
     }
     return {
-        "apiVersion": "modelops.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "TrainingRun",
         "metadata": {
             "name": run_name(target.policy, now),

@@ -75,6 +75,7 @@ from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.drift import bins as binning
 from modelops.drift.methods import DEFAULT_THRESHOLDS, DRIFTED_WHEN, PSI_EPSILON, WASSERSTEIN_MIN_SCALE
 from modelops.logic.analysis import parse_duration
+from modelops.logic.names import owner_reference
 
 JsonDict = dict[str, Any]
 
@@ -631,10 +632,7 @@ def prometheus_rule(
     groups = rule_groups(spec, target, reference, features)
     groups[0]["rules"] = [*groups[0]["rules"], *extra_rules]
     if target.uid:
-        metadata["ownerReferences"] = [{
-            "apiVersion": "modelops.io/v1alpha1", "kind": "DriftPolicy", "name": target.policy,
-            "uid": target.uid, "controller": True, "blockOwnerDeletion": True,
-        }]  # fmt: skip
+        metadata["ownerReferences"] = [owner_reference("DriftPolicy", target.policy, target.uid)]
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

@@ -18,6 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.api.keys import (
+    ACKNOWLEDGE_DELETE,
+    APPROVALS,
+    APPROVE,
+    CREATED_BY,
+    REVIEWER,
+    STAGE_REQUESTED_BY,
+)
 from modelops.api.modelversion import TRAINED_BY_IMMUTABLE
 from modelops.logic import fairness
 from modelops.logic.conditions import Condition, Reason
@@ -26,14 +34,6 @@ from modelops.logic.policy import GOVERNED_STAGES, Policy
 
 OPERATOR_IDENTITY = "system:serviceaccount:modelops-system:modelops-operator"
 
-APPROVE = "modelops.io/approve"
-REVIEWER = "modelops.io/reviewer"
-APPROVALS = "modelops.io/approvals"
-CREATED_BY = "modelops.io/created-by"
-# Set to the version's own name before deleting a version that was ever in Production (docs/governance.md).
-ACKNOWLEDGE_DELETE = "modelops.io/acknowledge-delete"
-# Who asked for the current spec.stage, and when: {"user", "stage", "at"}, written by the webhook.
-STAGE_REQUESTED_BY = "modelops.io/stage-requested-by"
 PROTECTED_ANNOTATIONS = (APPROVALS, CREATED_BY, STAGE_REQUESTED_BY)
 IMMUTABLE_FIELDS = ("artifact", "metrics", "lineage", "fairness", "featureImportance")
 GOVERNED_STATUS = ("stage", "approvals", "history", "rejected", "stageRequest")

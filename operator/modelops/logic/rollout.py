@@ -60,14 +60,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from modelops.api import keys
 from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeploymentSpec
 from modelops.logic import conditions as cond
 from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
 from modelops.logic.conditions import parse_time
 from modelops.logic.rolloutstate import HistoryEntry, RolloutState, VersionBinding
-from modelops.logic.serving import Availability, Traffic, canary_name, stable_name
+from modelops.logic.serving import Availability, Traffic, canary_name, stable_name, uses_gateway
 
-ACTION_ANNOTATION: Final = "modelops.io/action"
+ACTION_ANNOTATION: Final = keys.ACTION
 VERBS: Final = ("abort", "promote", "retry")
 HISTORY_LIMIT: Final = 20
 PREVIOUS_LIMIT: Final = 10
@@ -90,10 +91,6 @@ DEFAULT_STEPS: Final = (
 
 def steps_of(spec: ModelDeploymentSpec) -> Sequence[CanaryStep]:
     return spec.rollout.steps if spec.rollout.steps else DEFAULT_STEPS
-
-
-def uses_gateway(spec: ModelDeploymentSpec) -> bool:
-    return spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
 
 
 def check_spec(spec: ModelDeploymentSpec) -> str | None:

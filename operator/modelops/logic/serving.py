@@ -40,8 +40,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.api import keys
 from modelops.api.modeldeployment import ModelDeploymentSpec, ServerSpec
 from modelops.logic import fairnessrules, feedbackkeys, policy, qualityrules
+
+# The children are compared by the one diff every kind uses (modelops.logic.children).
+from modelops.logic.children import needs_repair as needs_repair
+from modelops.logic.children import repair_patch as repair_patch
 from modelops.logic.names import child_name, owner_reference
 from modelops.logic.pods import IMAGE_UID, container_security, pod_security, scheduling
 
@@ -50,7 +55,7 @@ JsonDict = dict[str, Any]
 DEPLOYMENT_LABEL = "modelops.io/deployment"
 ROLE_LABEL = "modelops.io/role"
 VERSION_LABEL = "modelops.io/version"
-MODEL_LABEL = "modelops.io/model"
+MODEL_LABEL = keys.MODEL_LABEL
 CONTAINER = "server"
 MODEL_DIR = "/etc/modelops/model"
 CACHE_DIR = "/var/cache/modelops"
@@ -126,6 +131,11 @@ def replica_counts(replicas: int, weight: int, *, gateway: bool, canary_active: 
     return stable, canary
 
 
+def uses_gateway(spec: ModelDeploymentSpec) -> bool:
+    """Whether traffic is split by a Gateway API HTTPRoute (else by the Services' replica counts)."""
+    return spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+
+
 def expected_replicas(
     spec: ModelDeploymentSpec, traffic: Traffic, stable_replicas_now: int | None = None
 ) -> tuple[int | None, int]:
@@ -134,7 +144,7 @@ def expected_replicas(
     With an HPA, ``stable_replicas_now`` (the stable Deployment's current count, the HPA's choice)
     sizes the canary, or ``minReplicas`` before the Deployment exists.
     """
-    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    gateway = uses_gateway(spec)
     base = spec.replicas
     if spec.autoscaling is not None:
         base = stable_replicas_now if stable_replicas_now is not None else spec.autoscaling.min_replicas
@@ -628,7 +638,7 @@ def desired_children(
     ``feedback_ttl`` is the prediction ids' lifetime, the keys' rotation period.
     Raises InvalidVersionError when a version cannot be served.
     """
-    gateway = spec.traffic_routing is not None and spec.traffic_routing.gateway_api is not None
+    gateway = uses_gateway(spec)
     stable_count, canary_count = expected_replicas(spec, traffic, stable_replicas_now)
     keep: list[JsonDict] = []
     frozen: list[str] = []
@@ -687,79 +697,3 @@ def stale_config_maps(
         if (cm.get("metadata") or {}).get("labels", {}).get(DEPLOYMENT_LABEL) == owner
         and str(cm["metadata"]["name"]) not in wanted
     )
-
-
-def differs(desired: Any, actual: Any) -> bool:
-    """Whether ``actual`` lacks or changes anything ``desired`` sets (fields the server adds are fine)."""
-    if isinstance(desired, Mapping):
-        if not isinstance(actual, Mapping):
-            return True
-        return any(differs(value, actual.get(key)) for key, value in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(actual, list) or len(actual) != len(desired):
-            return True
-        return any(differs(d, a) for d, a in zip(desired, actual, strict=True))
-    if isinstance(desired, (int, float)) and isinstance(actual, (int, float)) and not isinstance(desired, bool):
-        return desired != actual
-    return bool(desired != actual)
-
-
-# Maps where a key added by hand changes behaviour, so they must match exactly (not as a subset).
-EXACT_MAPS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Service": (("spec", "selector"),),
-    "Deployment": (("spec", "selector", "matchLabels"),),
-}
-
-
-def _at(obj: Mapping[str, Any], path: Sequence[str]) -> Any:
-    node: Any = obj
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
-
-
-# Optional fields the operator sets only sometimes: present but not desired is a difference too
-# ("*" walks every item of a list). A shadow step's RequestMirror must go when the step ends.
-OWNED_OPTIONAL: dict[str, tuple[tuple[str, ...], ...]] = {
-    "HTTPRoute": (("spec", "rules", "*", "filters"),),
-}
-
-
-def _present(obj: Any, path: Sequence[str]) -> list[tuple[int, ...]]:
-    """The list indexes at which ``path`` exists in ``obj`` (``*`` steps through list items)."""
-    if not path:
-        return [()]
-    head, rest = path[0], path[1:]
-    if head == "*":
-        if not isinstance(obj, list):
-            return []
-        return [(i, *found) for i, item in enumerate(obj) for found in _present(item, rest)]
-    if not isinstance(obj, Mapping) or head not in obj:
-        return []
-    return _present(obj[head], rest)
-
-
-def needs_repair(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
-    """Whether a child differs from what is desired, counting keys added to its exact maps and
-    optional fields it should not have."""
-    if differs(desired, actual):
-        return True
-    for path in OWNED_OPTIONAL.get(str(desired.get("kind")), ()):
-        if set(_present(actual, path)) - set(_present(desired, path)):
-            return True
-    for path in EXACT_MAPS.get(str(desired.get("kind")), ()):
-        wanted, found = _at(desired, path), _at(actual, path)
-        if isinstance(found, Mapping) and isinstance(wanted, Mapping) and set(found) - set(wanted):
-            return True
-    return False
-
-
-def repair_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> JsonDict:
-    """A JSON merge patch that makes ``actual`` what is desired, removing keys added to exact maps."""
-    patch: JsonDict = json.loads(json.dumps(desired))
-    for path in EXACT_MAPS.get(str(desired.get("kind")), ()):
-        wanted, found = _at(patch, path), _at(actual, path)
-        if isinstance(found, Mapping) and isinstance(wanted, dict):
-            for extra in set(found) - set(wanted):
-                wanted[extra] = None
-    return patch

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelops.api import keys
 from modelops.api.trainingrun import TrainingRunSpec
 from modelops.logic import fairness
 from modelops.logic.conditions import Reason
@@ -40,7 +41,7 @@ CONFIG_DIR = "/etc/modelops"
 PVC_ROOT = "/mnt/pvc"
 CONTAINER = "train"
 RUN_LABEL = "modelops.io/training-run"
-MODEL_LABEL = "modelops.io/model"
+MODEL_LABEL = keys.MODEL_LABEL
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 

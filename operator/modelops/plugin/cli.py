@@ -15,16 +15,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, get_args
 
+from modelops.api.keys import ACTION, APPROVALS, APPROVE, REVIEWER
 from modelops.api.modelversion import MAX_TRUSTED_ECE, Stage
 from modelops.logic import audit
 from modelops.plugin import card as cardpage
 from modelops.plugin import client as kube
 from modelops.plugin import render, views
 
-APPROVE = "modelops.io/approve"
-REVIEWER = "modelops.io/reviewer"
-APPROVALS = "modelops.io/approvals"
-ACTION = "modelops.io/action"
 STAGES: tuple[str, ...] = get_args(Stage)
 APPROVABLE = ("Staging", "Production")
 OUTPUTS = ("table", "json", "yaml")

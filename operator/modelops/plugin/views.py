@@ -11,12 +11,12 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from modelops.api.keys import MODEL_LABEL
 from modelops.api.modelversion import MAX_TRUSTED_ECE
 from modelops.logic.conditions import parse_time
 
 Obj = dict[str, Any]
 
-MODEL_LABEL = "modelops.io/model"
 
 
 def dig(obj: Mapping[str, Any] | None, path: str, default: Any = None) -> Any:

@@ -1,0 +1,124 @@
+"""What one operator run holds: its credentials, its API client, its locks and pending looks.
+
+All of it lives in Kopf's ``memo`` (``memo.runtime``), never in module globals: several
+operators may run in one process (the tests run one per test, each in its own event loop),
+and each gets its own. The memo Kopf passes to a resource's handlers is a shallow copy of the
+operator-wide one, so every handler sees the same :class:`Runtime`.
+
+Code called from a handler reaches it with :func:`current`, through the cause Kopf keeps for
+the handler it is running (every handler, and every task it starts, sees it). A pending look
+at an object is dropped by :meth:`Runtime.forget` when the object is deleted; a lock lives only
+while someone holds or awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kopf._core.actions import execution  # the cause of the handler being run, and so its memo
+
+from modelops import kubeauth
+from modelops.controller.kube import Kube
+
+
+class ShuttingDownError(RuntimeError):
+    """The operator closed its API client: nothing more is sent from this run."""
+
+
+@dataclass
+class Runtime:
+    """One operator run's state; made at start-up (or at Kopf's first login), closed at clean-up."""
+
+    creds: kubeauth.Credentials | None = None
+    closed: bool = False
+    _kube: Kube | None = None
+    # (scope, …) → lock, kept only while someone holds or awaits it (so nothing to prune).
+    _locks: weakref.WeakValueDictionary[tuple[Hashable, ...], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    # (kind, namespace, name) → the pending look at the object (controller/requeue.py).
+    pending: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
+
+    def credentials(self) -> kubeauth.Credentials:
+        """This run's credentials, loaded on first use (a pod's service account before any kubeconfig).
+
+        Loading may run an exec plugin: callers on the event loop that can wait call it in a thread."""
+        if self.creds is None:
+            self.creds = kubeauth.load(in_cluster_first=True)
+        return self.creds
+
+    @property
+    def kube(self) -> Kube:
+        """The run's API client, made on first use."""
+        if self.closed:
+            raise ShuttingDownError("the operator is shutting down: its Kubernetes API client is closed")
+        if self._kube is None:
+            self._kube = Kube(self.credentials())
+        return self._kube
+
+    def lock(self, *key: Hashable) -> asyncio.Lock:
+        """The lock named by ``key`` (a scope, then what it is about), e.g. ``("feedback-keys", namespace)``."""
+        found = self._locks.get(key)
+        if found is None:
+            found = self._locks[key] = asyncio.Lock()
+        return found
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Drop what is kept for a deleted object: its pending look."""
+        task = self.pending.pop((kind, namespace, name), None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def close(self) -> None:
+        self.closed = True
+        for task in list(self.pending.values()):
+            task.cancel()
+        self.pending.clear()
+        self._locks.clear()
+        if self._kube is not None:
+            await self._kube.close()
+            self._kube = None
+        self.creds = None
+
+
+def of(memo: Any) -> Runtime:
+    """The run's state in a Kopf memo, put there on first use."""
+    found = getattr(memo, "runtime", None)
+    if not isinstance(found, Runtime):
+        found = Runtime()
+        memo.runtime = found
+    return found
+
+
+def current() -> Runtime:
+    """The state of the operator run whose handler is calling (a handler's memo holds it)."""
+    cause = execution.cause_var.get(None)
+    memo = getattr(cause, "memo", None)
+    if memo is None:
+        raise RuntimeError("no Kopf handler is running here: the operator's state is in its handlers' memo")
+    return of(memo)
+
+
+def kube() -> Kube:
+    """The API client of the operator run whose handler is calling."""
+    return current().kube
+
+
+async def start(memo: kopf.Memo, **_: Any) -> None:
+    """Start-up: the run's state in the operator-wide memo, before any resource's memo copies it."""
+    of(memo)
+
+
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Clean-up: pending looks cancelled, the client closed; a handler still running gets no new one."""
+    await of(memo).close()
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(registry=registry, id="runtime-start")(start)
+    kopf.on.cleanup(registry=registry, id="runtime-stop")(stop)
