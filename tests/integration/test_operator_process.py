@@ -160,3 +160,43 @@ def test_peering_identity_is_the_pod_name_and_needs_no_user_name(monkeypatch: py
     monkeypatch.delenv("POD_NAME")
     monkeypatch.setattr(getpass, "getuser", unknown_uid)
     assert run.identity().startswith(f"uid{os.getuid()}@{socket.gethostname()}/")
+
+
+def test_kubeconfig_and_context_flags_choose_the_credentials(
+    cluster: KubeClient, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess]
+) -> None:
+    """`--kubeconfig F --context C`: that file alone and that context, over $KUBECONFIG and the file's
+    own current context (both point at nothing here), as kubectl reads them."""
+    import yaml
+
+    config = yaml.safe_load(kubeconfig.read_text())
+    good = config["contexts"][0]
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "http://127.0.0.1:1"}})
+    config["contexts"] = [
+        {"name": "chosen", "context": dict(good["context"])},
+        {"name": "broken", "context": {**good["context"], "cluster": "nowhere"}},
+    ]
+    config["current-context"] = "broken"
+    chosen = tmp_path / "chosen"
+    chosen.write_text(yaml.safe_dump(config))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text(yaml.safe_dump({**config, "contexts": config["contexts"][1:]}))
+
+    operator = OperatorProcess(elsewhere, tmp_path / "operator.log", "--standalone",
+                               "--kubeconfig", str(chosen), "--context", "chosen")  # fmt: skip
+    processes.append(operator)
+    wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
+    cluster.create(MODEL_VERSION)
+    mv = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
+    assert mv is not None
+    assert mv["status"]["stage"] == "Staging"
+    assert "127.0.0.1:1" not in operator.output()
+
+    # A context the file does not have: one line, exit 1, before Kopf starts.
+    missing = subprocess.run(
+        operator_command("--standalone", "--kubeconfig", str(chosen), "--context", "nope"),
+        env={**os.environ, "PYTHONPATH": str(REPO / "operator")}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 1, missing.stderr
+    assert f"kubeconfig {chosen} has no context 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr

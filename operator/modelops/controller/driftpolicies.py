@@ -27,7 +27,7 @@ from typing import Any
 
 import kopf
 
-from modelops.api import kind_info
+from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
 from modelops.controller import fairnesspolicy, requeue
 from modelops.controller import prometheus as prom
@@ -230,6 +230,6 @@ def setup(registry: kopf.OperatorRegistry) -> None:
         "monitoring.coreos.com", "v1", "prometheusrules", id="restore-drift-rules", registry=registry,
         labels={rules.POLICY_LABEL: kopf.PRESENT},
     )(on_rule_event)  # fmt: skip
-    kopf.on.event("modelops.io", "v1alpha1", "modeldeployments", id="follow-serving-version", registry=registry)(
+    kopf.on.event(GROUP, VERSION, "modeldeployments", id="follow-serving-version", registry=registry)(
         on_deployment_event
     )

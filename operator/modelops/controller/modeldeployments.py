@@ -49,9 +49,9 @@ from typing import Any, Protocol, cast
 
 import kopf
 
-from modelops.api import kind_info
+from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
-from modelops.controller import artifactpolicy, audit, feedbackkeys, metrics, quality, requeue
+from modelops.controller import artifactpolicy, audit, feedbackkeys, metrics, quality, requeue, runtime
 from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
@@ -93,14 +93,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
-
-
 def _lock(namespace: str, name: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), namespace, name)
-    if key not in _locks:
-        _locks[key] = asyncio.Lock()
-    return _locks[key]
+    """One reconcile of a deployment at a time (the run's lock, gone when nobody holds it)."""
+    return runtime.current().lock("modeldeployment", namespace, name)
 
 
 # --- the analysis, through the Prometheus analysis module ---------------------------------------
@@ -674,13 +669,13 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
             group, version, plural, id=f"repair-{plural}", registry=registry,
             labels={serving.DEPLOYMENT_LABEL: kopf.PRESENT},
         )(on_child)  # fmt: skip
-    kopf.on.event("modelops.io", "v1alpha1", "modelversions", id="track-versions", registry=registry)(
+    kopf.on.event(GROUP, VERSION, "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )
-    kopf.on.event("modelops.io", "v1alpha1", "modeldeployments", id="forget-rollout-series", registry=registry)(
+    kopf.on.event(GROUP, VERSION, "modeldeployments", id="forget-rollout-series", registry=registry)(
         metrics.forget_deleted(metrics.ROLLOUTS)
     )
     kopf.on.timer(
-        "modelops.io", "v1alpha1", "modeldeployments", id="recheck-deployments", registry=registry,
+        GROUP, VERSION, "modeldeployments", id="recheck-deployments", registry=registry,
         interval=wait_retry_seconds(), when=_waiting_for_pods,
     )(recheck_deployments)  # fmt: skip

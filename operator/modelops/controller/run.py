@@ -29,7 +29,7 @@ import kopf
 
 from modelops import kubeauth
 from modelops.cli import ArgumentParser
-from modelops.controller import audit, common, metrics, webhooks
+from modelops.controller import audit, common, metrics, runtime, webhooks
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
 
@@ -48,6 +48,12 @@ def _parser() -> ArgumentParser:
         help="watch this namespace (repeatable; globs allowed); default: all namespaces",
     )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
+    parser.add_argument(
+        "--kubeconfig",
+        help="that kubeconfig file alone (default: $KUBECONFIG's files merged, else the pod's service account, "
+        "else ~/.kube/config)",
+    )
+    parser.add_argument("--context", help="a kubeconfig context other than the current one")
     parser.add_argument("--standalone", action="store_true", help="do not coordinate with other replicas (no peering)")
     parser.add_argument(
         "--peering",
@@ -191,9 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.error("%s", error)
         return 2
     try:
-        kubeauth.load(in_cluster_first=True)  # Kopf would retry a failed login every minute
-    except kubeauth.CredentialsError as error:
-        return _fail(f"no Kubernetes credentials: {error} (set KUBECONFIG, or run in a pod)")
+        kubeauth.load(args.kubeconfig, args.context, in_cluster_first=True)  # Kopf would retry a failed login
+    except kubeauth.CredentialsError as error:  # every minute
+        return _fail(f"no Kubernetes credentials: {error} (set --kubeconfig or KUBECONFIG, or run in a pod)")
     webhook: webhooks.WebhookOptions | None = None
     if args.webhook_port:
         webhook = webhooks.WebhookOptions(
@@ -227,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Kopf types this as its private NewType of str (kopf._core.engines.peering.Identity).
             identity=identity(),  # type: ignore[arg-type]
             liveness_endpoint=args.liveness or None,
+            memo=kopf.Memo(runtime=runtime.Runtime(kubeconfig=args.kubeconfig, context=args.context)),
         )
     )
     return 0

@@ -34,6 +34,10 @@ class ShuttingDownError(RuntimeError):
 class Runtime:
     """One operator run's state; made at start-up (or at Kopf's first login), closed at clean-up."""
 
+    # Where credentials come from: `modelops operator --kubeconfig/--context` (None: kubectl's order,
+    # the pod's service account first).
+    kubeconfig: str | None = None
+    context: str | None = None
     creds: kubeauth.Credentials | None = None
     closed: bool = False
     _kube: Kube | None = None
@@ -49,7 +53,7 @@ class Runtime:
 
         Loading may run an exec plugin: callers on the event loop that can wait call it in a thread."""
         if self.creds is None:
-            self.creds = kubeauth.load(in_cluster_first=True)
+            self.creds = kubeauth.load(self.kubeconfig, self.context, in_cluster_first=True)
         return self.creds
 
     @property
