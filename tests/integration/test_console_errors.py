@@ -62,7 +62,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def good_kubeconfig(tmp_path: Path) -> Path:
-    """A well-formed kubeconfig (its server is never reached: the operator fails before that)."""
+    """A well-formed kubeconfig whose server never answers."""
     path = tmp_path / "kubeconfig"
     path.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
@@ -134,6 +134,13 @@ def test_operator_whose_exec_plugin_fails_says_so_in_one_line(tmp_path: Path, ho
     )
     one_line(operator(home, env={"KUBECONFIG": str(config)}), 1, "no Kubernetes credentials",
              f"kubeconfig {config} (context c): the exec credential plugin failed", "sso: session expired")  # fmt: skip
+
+
+def test_operator_whose_api_server_never_answers_says_so_in_one_line(home: Path, good_kubeconfig: Path) -> None:
+    """Kopf would retry for minutes, a traceback at the end: the operator waits --api-wait, then one line."""
+    line = one_line(operator(home, "--api-wait", "1", env={"KUBECONFIG": str(good_kubeconfig)}), 1,
+                    "modelops operator: error: cannot reach the API server at https://127.0.0.1:1")  # fmt: skip
+    assert f"kubeconfig {good_kubeconfig} (context c)" in line
 
 
 @pytest.mark.parametrize(("text", "needle"), [(BROKEN_YAML, "is not valid YAML"), (WRONG_SHAPE, "is malformed")])

@@ -25,13 +25,20 @@ import sys
 import urllib.parse
 from collections.abc import Sequence
 
+import aiohttp
 import kopf
 
 from modelops import kubeauth
 from modelops.cli import ArgumentParser
 from modelops.controller import audit, common, metrics, runtime, webhooks
+from modelops.controller.kube import Kube, KubeError
 from modelops.controller.settings import PEERING_NAME
 from modelops.logic import policy as policies
+
+# How long a starting operator waits for the API server to answer at all before giving up with one
+# line (the kubelet restarts it); Kopf itself would retry for minutes, logging each failure.
+API_WAIT_SECONDS = 30.0
+
 
 LIVENESS = "http://0.0.0.0:8080/healthz"
 METRICS_PORT = 8081
@@ -54,6 +61,11 @@ def _parser() -> ArgumentParser:
         "else ~/.kube/config)",
     )
     parser.add_argument("--context", help="a kubeconfig context other than the current one")
+    parser.add_argument(
+        "--api-wait", type=float, default=API_WAIT_SECONDS, metavar="SECONDS",
+        help="at start, how long to wait for the API server to answer before exiting with an error "
+        f"(default: {API_WAIT_SECONDS:g})",
+    )  # fmt: skip
     parser.add_argument("--standalone", action="store_true", help="do not coordinate with other replicas (no peering)")
     parser.add_argument(
         "--peering",
@@ -147,6 +159,28 @@ def _preflight(args: argparse.Namespace, webhook: webhooks.WebhookOptions | None
         _check_port(webhook.host, webhook.port, "webhook", "--webhook-port or MODELOPS_WEBHOOK_PORT")
 
 
+async def _reach_api(creds: kubeauth.Credentials, wait: float = API_WAIT_SECONDS) -> str | None:
+    """None once the API server answers anything (even a refusal: that is Kopf's to report); else why not."""
+    client = Kube(creds, timeout=10)
+    deadline = asyncio.get_running_loop().time() + wait
+    delay = 0.5
+    try:
+        while True:
+            try:
+                await client.call("GET", "/version")
+                return None
+            except KubeError:
+                return None
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                problem = " ".join(str(error).split()) or type(error).__name__
+            if asyncio.get_running_loop().time() + delay > deadline:
+                return f"cannot reach the API server at {client.connection.server} ({creds.source}): {problem}"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    finally:
+        await client.close()
+
+
 def _fail(message: str) -> int:
     print(f"modelops operator: error: {message}", file=sys.stderr)
     return 1
@@ -197,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.error("%s", error)
         return 2
     try:
-        kubeauth.load(args.kubeconfig, args.context, in_cluster_first=True)  # Kopf would retry a failed login
-    except kubeauth.CredentialsError as error:  # every minute
+        creds = kubeauth.load(args.kubeconfig, args.context, in_cluster_first=True)  # Kopf would retry a
+    except kubeauth.CredentialsError as error:  # failed login every minute
         return _fail(f"no Kubernetes credentials: {error} (set --kubeconfig or KUBECONFIG, or run in a pod)")
     webhook: webhooks.WebhookOptions | None = None
     if args.webhook_port:
@@ -212,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook = None
     try:
         _preflight(args, webhook)
+        # Local problems first (they are quick to tell); then whether the API server answers at all.
+        unreachable = asyncio.run(_reach_api(creds, max(args.api_wait, 0.0)))
+        if unreachable is not None:
+            return _fail(unreachable)
         if args.metrics_port:
             metrics.serve(args.metrics_port)
     except StartupError as error:
