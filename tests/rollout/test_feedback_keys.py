@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,27 @@ def test_the_secret_is_made_before_the_servers_owned_by_each_deployment_and_put_
     events = cluster.list("v1", "Event", NAMESPACE)
     assert any(e.get("reason") == "FeedbackKeysReset" for e in events)
 
+
+def test_the_deployments_of_a_namespace_share_one_read_of_the_secret_per_check(
+    cluster: KubeClient, emulator: Any, operator: KopfRunner
+) -> None:
+    """Five deployments, a check every half second: the Secret is read about once per check, not five times
+    (bench/operator found 300 deployments reading the same Secret 300 times a minute)."""
+    cluster.create(model_version(1))
+    names = [f"iris-{i}" for i in range(5)]
+    for name in names:
+        cluster.create(deployment(name, modelVersion="iris-v1"))
+    for name in names:
+        cluster.wait_for(API, "ModelDeployment", NAMESPACE, name, status_is(phase="Healthy"), timeout=60)
+    cluster.wait_for("v1", "Secret", NAMESPACE, SECRET,
+                     lambda s: len((s or {})["metadata"].get("ownerReferences") or []) == 5, timeout=30)  # fmt: skip
+    start = len(emulator.audit)
+    began = time.monotonic()
+    time.sleep(3)  # the measure: six check intervals
+    window = time.monotonic() - began
+    reads = [r for r in emulator.audit[start:] if r.resource == "secrets" and r.verb == "get"]
+    assert 1 <= len(reads) <= window / 0.5 + 2, len(reads)
+    assert generation(cluster.get("v1", "Secret", NAMESPACE, SECRET)) == 1
 
 def test_a_secret_of_that_name_that_is_not_the_operators_is_never_overwritten(
     cluster: KubeClient, operator: KopfRunner
