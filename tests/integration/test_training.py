@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,4 +267,39 @@ def test_a_run_follows_its_job_by_watching_not_polling(
         assert done is not None
         assert done["status"]["modelVersion"] == "iris-v1"
         assert done["metadata"]["annotations"]["modelops.io/observed-job"]
+    assert runner.exception is None, runner.exception
+
+
+def test_waiting_runs_cost_no_requests_between_changes(
+    cluster: KubeClient, emulator: Any, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-check timer fires every half second here, on three pending runs, and reads nothing from the
+    API: it works from the Job and pods the watches delivered and the run Kopf hands it (bench/operator
+    found it polling three requests per run per interval, and patching pending runs every tick)."""
+    from kopf.testing import KopfRunner as Runner
+
+    from modelops.controller import handlers
+
+    monkeypatch.setenv("MODELOPS_POLL_SECONDS", "0.5")
+    monkeypatch.setenv("MODELOPS_PROGRESS_TICK_SECONDS", "1")
+    args = ["run", "--standalone", "--all-namespaces", "--verbose"]
+    with Runner(args, registry=handlers.registry(), timeout=60) as runner:
+        for name in ("quiet-a", "quiet-b", "quiet-c"):
+            cluster.create(run(name))
+        for name in ("quiet-a", "quiet-b", "quiet-c"):
+            job_of(cluster, name)
+            cluster.wait_for(API, "TrainingRun", NAMESPACE, name, phase_is("Pending"), timeout=15)
+        settled = len(emulator.audit)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # settled: two seconds without a write to the runs
+            time.sleep(2)
+            now = len(emulator.audit)
+            if not any(r.resource == "trainingruns" and r.verb == "patch" for r in emulator.audit[settled:now]):
+                break
+            settled = now
+        start = len(emulator.audit)
+        time.sleep(3)  # six timer intervals, three ticks: what the operator asks meanwhile is the measure
+        asked = [(r.verb, r.resource) for r in emulator.audit[start:] if r.resource in ("trainingruns", "jobs", "pods")]
+        assert [a for a in asked if a[0] != "watch"] == []
+        assert cluster.get(API, "TrainingRun", NAMESPACE, "quiet-a")["status"]["jobName"] == "quiet-a-train"
     assert runner.exception is None, runner.exception

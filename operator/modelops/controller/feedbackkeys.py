@@ -5,13 +5,18 @@ what they return with the Secret's ``resourceVersion`` as a precondition, and re
 conflict, so that two reconciles (or two operators) never rotate twice or lose an owner. The
 ModelDeployment reconcile calls :func:`ensure` before it writes the server Deployments that mount
 the Secret; a timer on every ModelDeployment calls it too, which rotates when a period has passed
-and puts a deleted Secret back.
+and puts a deleted Secret back. The deployments of a namespace share its Secret, so their timers
+share one read per check interval: a timer whose deployment the Secret named at a read less than
+an interval old has nothing to do (kept per operator in Kopf's memo), instead of every deployment
+reading the same Secret every interval.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -41,13 +46,29 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def ensure(namespace: str, owner_name: str, owner_uid: str) -> str | None:
-    """The Secret exists, names this ModelDeployment among its owners and is rotated when due; or the problem."""
+@dataclass(frozen=True)
+class Seen:
+    """A namespace's Secret as last read in good order: when, and the uids of the deployments it named."""
+
+    at: float  # time.monotonic()
+    owners: frozenset[str]
+
+
+def fresh_enough(seen: dict[str, Seen], namespace: str, owner_uid: str) -> bool:
+    """The Secret was read less than a check interval ago, needed nothing, and named this deployment."""
+    last = seen.get(namespace)
+    return last is not None and time.monotonic() - last.at < check_seconds() and owner_uid in last.owners
+
+
+async def ensure(namespace: str, owner_name: str, owner_uid: str, *, seen: dict[str, Seen] | None = None) -> str | None:
+    """The Secret exists, names this ModelDeployment among its owners and is rotated when due; or the problem.
+
+    ``seen`` records the read that found nothing to do (the timers' shared memory)."""
     owner = logic.owner_ref(owner_name, owner_uid)
     async with runtime.current().lock("feedback-keys", namespace):
         for _ in range(_ATTEMPTS):
             try:
-                if await _step(namespace, owner):
+                if await _step(namespace, owner, seen):
                     return None
             except KubeError as error:
                 if error.status != 409:
@@ -55,7 +76,7 @@ async def ensure(namespace: str, owner_name: str, owner_uid: str) -> str | None:
     return f"Secret {namespace}/{logic.SECRET_NAME} kept changing; will try again"
 
 
-async def _step(namespace: str, owner: dict[str, Any]) -> bool:
+async def _step(namespace: str, owner: dict[str, Any], seen: dict[str, Seen] | None = None) -> bool:
     """One read and at most one write; True when nothing more is to be done."""
     secret = await kube().get("v1", "Secret", namespace, logic.SECRET_NAME)
     now = _now()
@@ -76,6 +97,9 @@ async def _step(namespace: str, owner: dict[str, Any]) -> bool:
         return False
     if logic.seconds_to_rotation(state, now, rotation_seconds()) <= 0:
         await _patch(namespace, logic.rotation_patch(secret, state, now, os.urandom))
+    elif seen is not None:
+        owners = (secret.get("metadata") or {}).get("ownerReferences") or []
+        seen[namespace] = Seen(time.monotonic(), frozenset(str(o.get("uid")) for o in owners))
     return True
 
 
@@ -90,16 +114,37 @@ async def _patch(namespace: str, patch: dict[str, Any]) -> None:
     await kube().patch("v1", "Secret", namespace, logic.SECRET_NAME, patch)
 
 
-async def keep_keys(name: str, namespace: str | None, uid: str | None, logger: Any, **_: Any) -> None:
-    """The timer: rotate when due, put a deleted Secret back."""
+def shared_seen(memo: Any) -> dict[str, Seen]:
+    """The timers' memory of the last reads, by namespace (one per operator, kept in Kopf's memo)."""
+    found = memo.get("feedback_keys_seen")
+    if not isinstance(found, dict):
+        found = memo["feedback_keys_seen"] = {}
+    return cast(dict[str, Seen], found)
+
+
+async def share_seen(memo: kopf.Memo, **_: Any) -> None:
+    """At startup, in the operator's own memo, of which each object's memo is a shallow copy: one memory for
+    every deployment's timer."""
+    shared_seen(memo)
+
+
+async def keep_keys(
+    name: str, namespace: str | None, uid: str | None, logger: Any, memo: kopf.Memo, **_: Any
+) -> None:
+    """The timer: rotate when due, put a deleted Secret back; nothing when another deployment's timer just
+    found the Secret in order."""
     if not namespace or not uid:
         return
-    problem = await ensure(namespace, name, uid)
+    seen = shared_seen(memo)
+    if fresh_enough(seen, namespace, uid):
+        return
+    problem = await ensure(namespace, name, uid, seen=seen)
     if problem is not None:
         logger.warning(f"feedback keys: {problem}")
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(registry=registry, id="share-feedback-keys-reads")(share_seen)
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="feedback-keys", registry=registry,
         interval=check_seconds(),

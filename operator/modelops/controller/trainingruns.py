@@ -3,10 +3,14 @@
 The run follows its Job and pods as they change: a watch on Jobs and Pods labelled with the
 run writes a digest of what the reconcile reads into the run's ``modelops.io/observed-job``
 annotation when it changes, which makes the run reconcile at once (a Kopf retry delay would
-hold a handler back even when news arrive). A timer on running runs re-checks every
-``MODELOPS_POLL_SECONDS`` in case a watch event was missed, and, while the run is running,
-nudges it once every ``MODELOPS_PROGRESS_TICK_SECONDS`` (default 60) even when nothing changed,
-so the time elapsed in its status message stays current during a long fit.
+hold a handler back even when news arrive). The watch keeps the last Job and pods it saw per run
+in the operator's memo (:class:`Children`, forgotten as they and the run are deleted): the digest
+is computed from them, not read again from the API. A timer on pending and running runs
+re-checks every ``MODELOPS_POLL_SECONDS`` from that memory and the run Kopf hands it, so a nudge
+that failed is made again without a request per run per interval; while the run is running it
+nudges once every ``MODELOPS_PROGRESS_TICK_SECONDS`` (default 60) even when nothing changed, so the
+time elapsed in its status message stays current during a long fit (a pending run's message
+shows no time, so it gets no tick).
 """
 
 from __future__ import annotations
@@ -87,10 +91,15 @@ async def reconcile_trainingrun(spec: TrainingRunSpec, ctx: Context) -> Outcome:
             summary=cond.Summary(ready=False, reason=cond.Reason.UNSUPPORTED, message=str(error), stalled=True),
             status={"phase": "Failed", "message": str(error)},
         )
-    # Both immutable once made: the Job's pods read the ConfigMap as it was when it started.
-    await children.apply(configmap, immutable=True)
-    job_now = (await children.apply(job, immutable=True)).obj
-    pods = await kube().list("v1", "Pod", ctx.namespace, label_selector=f"{training.RUN_LABEL}={ctx.name}")
+    # Both immutable once made: the Job's pods read the ConfigMap as it was when it started. A new run
+    # (no jobName yet) creates them without reading first: one request each.
+    new = not ctx.status.get("jobName")
+    await children.apply(configmap, immutable=True, create_first=new)
+    applied = await children.apply(job, immutable=True, create_first=new)
+    job_now = applied.obj
+    # A Job this reconcile made has no pods yet; any pod it gets later is an event that nudges the run.
+    by_run = f"{training.RUN_LABEL}={ctx.name}"
+    pods = [] if applied.created else await kube().list("v1", "Pod", ctx.namespace, label_selector=by_run)
     seen = training.observe(spec, job_now, pods, now=cond.now_iso())
     status: dict[str, Any] = {
         "phase": seen.phase,
@@ -186,17 +195,85 @@ def job_digest(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
     return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()[:16]
 
 
-async def nudge(namespace: str, name: str) -> bool:
+class Children:
+    """The last state the watches delivered of each run's Job and pods, by (namespace, run)."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._pods: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+
+    def record(self, event_type: str | None, body: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Take one watch event of a Job or pod; the run it belongs to, if it names one."""
+        meta = body.get("metadata") or {}
+        run, namespace = (meta.get("labels") or {}).get(training.RUN_LABEL), meta.get("namespace")
+        if not run or not namespace:
+            return None
+        key, name, gone = (str(namespace), str(run)), str(meta.get("name", "")), event_type == "DELETED"
+        if body.get("kind") == "Job":
+            if gone:
+                self._jobs.pop(key, None)
+            else:
+                self._jobs[key] = body
+        else:
+            pods = self._pods.setdefault(key, {})
+            if gone:
+                pods.pop(name, None)
+            else:
+                pods[name] = body
+            if not pods:
+                del self._pods[key]
+        return key
+
+    def of(self, namespace: str, run: str) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
+        key = (namespace, run)
+        return self._jobs.get(key), list(self._pods.get(key, {}).values())
+
+    def forget(self, namespace: str, run: str) -> None:
+        """The run is gone: so is what it owned (its Job and pods follow it by garbage collection)."""
+        self._jobs.pop((namespace, run), None)
+        self._pods.pop((namespace, run), None)
+
+    def __len__(self) -> int:
+        return len(self._jobs) + len(self._pods)
+
+
+def known_children(memo: Any) -> Children:
+    """This operator's memory of runs' children (one per operator, kept in Kopf's memo)."""
+    found = memo.get("trainingrun_children")
+    if not isinstance(found, Children):
+        found = memo["trainingrun_children"] = Children()
+    return found
+
+
+async def share_children(memo: kopf.Memo, **_: Any) -> None:
+    """At startup, in the operator's own memo: each object's memo is a shallow copy of it, so every handler
+    of every run, Job and pod then shares the one memory."""
+    known_children(memo)
+
+
+def just_made(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> bool:
+    """A Job without status and without pods: as the reconcile that created it saw it (no news for the run)."""
+    return job is not None and not job.get("status") and not pods
+
+
+def observed_digest(run: Mapping[str, Any], known: Children) -> str:
+    """The digest a run's annotation should hold now: its Job and pods as last seen, and the clock's tick
+    while it runs."""
+    meta = run.get("metadata") or {}
+    job, pods = known.of(str(meta.get("namespace")), str(meta.get("name")))
+    running = ((run.get("status") or {}).get("phase")) == "Running"
+    return job_digest(job, pods, int(time.time() // progress_tick()) if running else None)
+
+
+async def nudge(run: Mapping[str, Any], known: Children) -> bool:
     """Make a run reconcile when its Job or pods changed since it last looked; whether it did."""
-    run = await kube().get(API, "TrainingRun", namespace, name)
-    if run is None or run["metadata"].get("deletionTimestamp"):
+    meta = run.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
         return False
-    job = await kube().get("batch/v1", "Job", namespace, training.job_name(name))
-    pods = await kube().list("v1", "Pod", namespace, label_selector=f"{training.RUN_LABEL}={name}")
-    running = ((run.get("status") or {}).get("phase")) in ("Pending", "Running")
-    digest = job_digest(job, pods, int(time.time() // progress_tick()) if running else None)
-    if (run["metadata"].get("annotations") or {}).get(OBSERVED_ANNOTATION) == digest:
-        return False
+    digest, last = observed_digest(run, known), (meta.get("annotations") or {}).get(OBSERVED_ANNOTATION)
+    if last == digest or (last is None and just_made(*known.of(str(meta.get("namespace")), str(meta.get("name"))))):
+        return False  # nothing new; or a Job just made, which the reconcile that made it saw as it is
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
     try:
         await kube().patch(
             API, "TrainingRun", namespace, name, {"metadata": {"annotations": {OBSERVED_ANNOTATION: digest}}}
@@ -208,31 +285,45 @@ async def nudge(namespace: str, name: str) -> bool:
     return True
 
 
-async def on_child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    """A Job or pod of a run changed: let the run look."""
+async def on_child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Job or pod of a run changed: remember it, and let the run look."""
+    known = known_children(memo)
+    if event.get("type") not in (None, "ADDED", "MODIFIED", "DELETED"):
+        return
+    owner = known.record(event.get("type"), body)
+    if owner is None or just_made(*known.of(*owner)):
+        return  # a Job just made, without pods: its run's reconcile made it and saw it so
+    run = await kube().get(API, "TrainingRun", *owner)
+    if run is not None:
+        await nudge(run, known)
+
+
+async def on_run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A run deleted: forget its children."""
     meta = body.get("metadata") or {}
-    run, namespace = (meta.get("labels") or {}).get(training.RUN_LABEL), meta.get("namespace")
-    if run and namespace and event.get("type") in (None, "ADDED", "MODIFIED", "DELETED"):
-        await nudge(str(namespace), str(run))
+    if event.get("type") == "DELETED":
+        known_children(memo).forget(str(meta.get("namespace")), str(meta.get("name")))
 
 
 def _running(status: kopf.Status, **_: Any) -> bool:
     return dict(status or {}).get("phase") in ("Pending", "Running")
 
 
-async def recheck(name: str, namespace: str | None, **_: Any) -> None:
-    """The safety net for a missed watch event: nudge only if something changed."""
-    await nudge(str(namespace), str(name))
+async def recheck(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The safety net for a nudge that failed, and the running run's tick: no API read, a patch only if due."""
+    await nudge(body, known_children(memo))
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile, the Job/pod watch, the timer."""
     register(registry, kind_info("TrainingRun"), reconcile_trainingrun)
+    kopf.on.startup(registry=registry, id="share-trainingrun-children")(share_children)
     for group, version, plural in (("batch", "v1", "jobs"), ("", "v1", "pods")):
         kopf.on.event(
             group, version, plural, id=f"follow-{plural}", registry=registry,
             labels={training.RUN_LABEL: kopf.PRESENT},
         )(on_child_event)  # fmt: skip
+    kopf.on.event(GROUP, VERSION, "trainingruns", id="forget-run-children", registry=registry)(on_run_event)
     kopf.on.timer(
         GROUP, VERSION, "trainingruns", id="recheck-runs", registry=registry,
         interval=min(poll_seconds(), progress_tick()), when=_running,
