@@ -522,3 +522,25 @@ def test_the_operators_estimate_trusted_condition_wins_over_the_plugins_own_read
     [v2, v3] = rows("LIVE QUALITY", text)
     for row in (v2, v3):
         assert "(untrusted: the version's EstimateTrusted condition is False)" in " ".join(row)
+
+
+def test_status_shows_each_fairness_thresholds_last_reading() -> None:
+    from modelops.plugin import views
+
+    policy = {"metadata": {"name": "iris-fair"}, "spec": {"deployment": "iris", "method": "psi"}, "status": {
+        "fairnessDegraded": True,
+        "fairness": [
+            {"feature": "sex", "metric": "equalizedOddsDifference", "value": 0.31234, "max": 0.1, "evidence": 42.0,
+             "degraded": True, "message": "above"},
+            {"feature": "age", "metric": "demographicParityDifference", "max": 0.2, "degraded": False},
+        ],
+    }}  # fmt: skip
+    row = views.drift_policy_row(policy)
+    assert [f["feature"] for f in row["fairness"]] == ["sex", "age"]
+    text = cli.status_text({"model": "iris", "namespace": NS, "trainingRuns": [], "modelVersions": [],
+                            "modelDeployments": [], "driftPolicies": [row], "quality": []}, colour=False)  # fmt: skip
+    sex, age = rows("LIVE FAIRNESS", text)
+    assert sex == ["iris-fair", "sex", "equalizedOddsDifference", "0.3123", "0.1", "42", "yes"]
+    assert age[:3] == ["iris-fair", "age", "demographicParityDifference"]
+    assert "0.2" in age
+    assert age[-1] == "no"

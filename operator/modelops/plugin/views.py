@@ -113,6 +113,10 @@ def drift_policy_row(policy: Mapping[str, Any]) -> Obj:
         "lastEvaluation": dig(policy, "status.lastEvaluation"),
         "samples": dig(policy, "status.samples"),
         "retrains": [r.get("name") for r in dig(policy, "status.retrains", []) if isinstance(r, Mapping)],
+        "fairness": [
+            {k: f.get(k) for k in ("feature", "metric", "value", "max", "evidence", "degraded")}
+            for f in dig(policy, "status.fairness", []) if isinstance(f, Mapping)
+        ],
     }
 
 
