@@ -83,7 +83,10 @@ def test_huge_heads(start: Start) -> None:
     )  # fmt: skip
     under_attack(attack, probe)
     assert attack.seen["431"] > 0, attack.seen
-    assert set(attack.seen) <= {"431", "closed"}, attack.seen
+    # A connection opened as the attack's time runs out sends its first line and stops short of the limit:
+    # the head deadline answers it 408 (a refusal too); every other one must meet the 431.
+    assert set(attack.seen) <= {"431", "408", "closed"}, attack.seen
+    assert attack.seen["431"] > 10 * attack.seen["408"], attack.seen
     assert max(attack.sent) < 32 * MiB, "the server should stop reading long before 32 MiB"
     # Six connections' worth of 32 MiB went nowhere: the worker's memory barely moves.
     assert max(probe.rss_kib) - probe.rss_kib[0] < 64 * 1024, probe.rss_kib
