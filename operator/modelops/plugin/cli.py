@@ -199,11 +199,6 @@ def _evidence(values: Mapping[str, Any], count: Any, unit: str) -> str:
     return f"{_metrics(values, limit=4)} ({(count or 0):.0f} {unit})"
 
 
-def _figure(value: Any) -> str | None:
-    """A reading as the tables show numbers (4 significant digits); none without evidence."""
-    return f"{value:.4g}" if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _untrusted(row: Mapping[str, Any]) -> str:
     """A warning beside an estimate made from probabilities that training found poorly calibrated."""
     if row.get("estimateTrusted") is not False:
@@ -274,8 +269,7 @@ def status_text(view: Mapping[str, Any], colour: bool) -> str:
         "LIVE FAIRNESS",
         ["POLICY", "FEATURE", "METRIC", "GAP", "MAX", "SMALLEST-GROUP", "DEGRADED"],
         [
-            [p["name"], f["feature"], f["metric"], _figure(f["value"]), _figure(f["max"]), _figure(f["evidence"]),
-             f["degraded"]]
+            [p["name"], f["feature"], f["metric"], f["value"], f["max"], f["evidence"], f["degraded"]]
             for p in view["driftPolicies"]
             for f in p.get("fairness") or []
         ],
