@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from modelops.controller import runtime
 from modelops.controller.trainingruns import (
     OBSERVED_ANNOTATION,
     Children,
@@ -16,7 +17,6 @@ from modelops.controller.trainingruns import (
     known_children,
     nudge,
     observed_digest,
-    share_children,
 )
 from modelops.logic.training import RUN_LABEL
 
@@ -54,7 +54,7 @@ def test_a_deleted_run_is_forgotten_with_its_children() -> None:
 
 def test_one_memory_per_operator_shared_by_every_objects_memo() -> None:
     root = kopf.Memo()
-    asyncio.run(share_children(memo=root))
+    asyncio.run(runtime.start(memo=root))  # the run's state, which keeps the memory, in the operator's memo
     run_memo, job_memo = copy.copy(root), copy.copy(root)  # Kopf's per-object memos: shallow copies of the root
     assert known_children(run_memo) is known_children(job_memo) is known_children(root)
     assert known_children(kopf.Memo()) is not known_children(root)

@@ -7,7 +7,7 @@ ModelDeployment reconcile calls :func:`ensure` before it writes the server Deplo
 the Secret; a timer on every ModelDeployment calls it too, which rotates when a period has passed
 and puts a deleted Secret back. The deployments of a namespace share its Secret, so their timers
 share one read per check interval: a timer whose deployment the Secret named at a read less than
-an interval old has nothing to do (kept per operator in Kopf's memo), instead of every deployment
+an interval old has nothing to do (kept for the operator run in its Runtime), instead of every deployment
 reading the same Secret every interval.
 """
 
@@ -115,17 +115,9 @@ async def _patch(namespace: str, patch: dict[str, Any]) -> None:
 
 
 def shared_seen(memo: Any) -> dict[str, Seen]:
-    """The timers' memory of the last reads, by namespace (one per operator, kept in Kopf's memo)."""
-    found = memo.get("feedback_keys_seen")
-    if not isinstance(found, dict):
-        found = memo["feedback_keys_seen"] = {}
-    return cast(dict[str, Seen], found)
-
-
-async def share_seen(memo: kopf.Memo, **_: Any) -> None:
-    """At startup, in the operator's own memo, of which each object's memo is a shallow copy: one memory for
-    every deployment's timer."""
-    shared_seen(memo)
+    """The timers' memory of the last reads, by namespace (one per operator run, in its Runtime)."""
+    seen: dict[str, Seen] = runtime.of(memo).kept("feedback-keys-seen", dict)
+    return seen
 
 
 async def keep_keys(
@@ -144,7 +136,6 @@ async def keep_keys(
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:
-    kopf.on.startup(registry=registry, id="share-feedback-keys-reads")(share_seen)
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="feedback-keys", registry=registry,
         interval=check_seconds(),

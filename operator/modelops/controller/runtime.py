@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import kopf
 from kopf._core.actions import execution  # the cause of the handler being run, and so its memo
 
 from modelops import kubeauth
 from modelops.controller.kube import Kube
+
+T = TypeVar("T")
 
 
 class ShuttingDownError(RuntimeError):
@@ -47,6 +49,8 @@ class Runtime:
     )
     # (kind, namespace, name) → the pending look at the object (controller/requeue.py).
     pending: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
+    # What a kind's module keeps for the whole run (see :meth:`kept`), by the module's own name for it.
+    _kept: dict[str, Any] = field(default_factory=dict)
 
     def credentials(self) -> kubeauth.Credentials:
         """This run's credentials, loaded on first use (a pod's service account before any kubeconfig).
@@ -64,6 +68,14 @@ class Runtime:
         if self._kube is None:
             self._kube = Kube(self.credentials())
         return self._kube
+
+    def kept(self, name: str, make: Callable[[], T]) -> T:
+        """The run's one ``name`` (made by ``make`` on first use): memory a kind's handlers share, such as the
+        children the watches delivered or the last read of a Secret."""
+        found = self._kept.get(name)
+        if found is None:
+            found = self._kept[name] = make()
+        return cast(T, found)
 
     def lock(self, *key: Hashable) -> asyncio.Lock:
         """The lock named by ``key`` (a scope, then what it is about), e.g. ``("feedback-keys", namespace)``."""

@@ -26,7 +26,7 @@ import kopf
 
 from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.trainingrun import TrainingRunSpec
-from modelops.controller import children, results, trainers
+from modelops.controller import children, results, runtime, trainers
 from modelops.controller.common import (
     API,
     ARTIFACT_STORE,
@@ -238,17 +238,8 @@ class Children:
 
 
 def known_children(memo: Any) -> Children:
-    """This operator's memory of runs' children (one per operator, kept in Kopf's memo)."""
-    found = memo.get("trainingrun_children")
-    if not isinstance(found, Children):
-        found = memo["trainingrun_children"] = Children()
-    return found
-
-
-async def share_children(memo: kopf.Memo, **_: Any) -> None:
-    """At startup, in the operator's own memo: each object's memo is a shallow copy of it, so every handler
-    of every run, Job and pod then shares the one memory."""
-    known_children(memo)
+    """This operator run's memory of runs' children (one per run, in its :class:`runtime.Runtime`)."""
+    return runtime.of(memo).kept("trainingrun-children", Children)
 
 
 def just_made(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> bool:
@@ -317,7 +308,6 @@ async def recheck(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def setup(registry: kopf.OperatorRegistry) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile, the Job/pod watch, the timer."""
     register(registry, kind_info("TrainingRun"), reconcile_trainingrun)
-    kopf.on.startup(registry=registry, id="share-trainingrun-children")(share_children)
     for group, version, plural in (("batch", "v1", "jobs"), ("", "v1", "pods")):
         kopf.on.event(
             group, version, plural, id=f"follow-{plural}", registry=registry,
