@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +22,24 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("modelops.serve.cli", "serve a model with the Open Inference Protocol v2 REST API"),
     "drift": ("modelops.drift.cli", "compute drift statistics between a reference and a current sample"),
 }
+
+
+def number(
+    kind: type[int] | type[float], low: float, high: float | None = None, hint: str = ""
+) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` in [low, high], with one line saying what is wrong."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or value < low or (high is not None and value > high):  # NaN too
+            bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}{hint}")
+        return value
+
+    return parse
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -186,6 +186,8 @@ def test_operator_with_its_webhook_port_taken_names_the_port(
         (("--metrics-port", "-3"), {}, "--metrics-port must be 0..65535"),
         ((), {"MODELOPS_METRICS_PORT": "lots"}, "invalid int value: 'lots'"),
         (("--liveness", "healthz"), {}, "--liveness 'healthz' is not an http://HOST:PORT/PATH URL"),
+        (("--api-wait", "nan"), {}, "--api-wait: nan is out of range: must be at least 0"),
+        (("--api-wait", "-1"), {}, "--api-wait: -1 is out of range: must be at least 0"),
     ],
 )
 def test_operator_bad_usage_is_one_line_and_status_2(

@@ -29,7 +29,7 @@ import aiohttp
 import kopf
 
 from modelops import kubeauth
-from modelops.cli import ArgumentParser
+from modelops.cli import ArgumentParser, number
 from modelops.controller import audit, common, metrics, runtime, webhooks
 from modelops.controller.kube import Kube, KubeError
 from modelops.controller.settings import PEERING_NAME
@@ -62,7 +62,7 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--context", help="a kubeconfig context other than the current one")
     parser.add_argument(
-        "--api-wait", type=float, default=API_WAIT_SECONDS, metavar="SECONDS",
+        "--api-wait", type=number(float, 0), default=API_WAIT_SECONDS, metavar="SECONDS",
         help="at start, how long to wait for the API server to answer before exiting with an error "
         f"(default: {API_WAIT_SECONDS:g})",
     )  # fmt: skip
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _preflight(args, webhook)
         # Local problems first (they are quick to tell); then whether the API server answers at all.
-        unreachable = asyncio.run(_reach_api(creds, max(args.api_wait, 0.0)))
+        unreachable = asyncio.run(_reach_api(creds, args.api_wait))
         if unreachable is not None:
             return _fail(unreachable)
         if args.metrics_port:

@@ -31,6 +31,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
+from modelops.cli import number as _number  # noqa: E402
+
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 DEFAULT_MAX_HEADER = 32 * 1024
 DEFAULT_MAX_URL = 8 * 1024
@@ -54,24 +56,6 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _UsageError(message)
-
-
-def _number(
-    kind: type[int] | type[float], low: float, high: float | None = None, hint: str = ""
-) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` in [low, high], with one line saying what is wrong."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if value != value or value < low or (high is not None and value > high):  # NaN too
-            bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}{hint}")
-        return value
-
-    return parse
 
 
 #: (flag, type, default, help) of the limits; ``[status]`` is what a client past one gets.
