@@ -184,3 +184,14 @@ def available(obj: dict[str, Any] | None) -> bool:
     replicas = 1 if replicas is None else replicas
     return bool(status.get("observedGeneration") == obj["metadata"]["generation"]
                 and status.get("availableReplicas", 0) >= replicas)
+
+
+def stable_goes_and_comes_back(kube: KubeClient, deployments: DeploymentController, name: str = "iris") -> None:
+    """The stable's pods go and come back: two status changes of its Deployment, each a nudge and a reconcile
+    of the owner, seen through its Ready condition."""
+    deployments.hold(f"{name}-stable")
+    kube.wait_for(API, "ModelDeployment", NAMESPACE, name,
+                  lambda o: condition(o, "Ready").get("reason") == "Unavailable", timeout=30)  # fmt: skip
+    deployments.release(f"{name}-stable")
+    kube.wait_for(API, "ModelDeployment", NAMESPACE, name,
+                  lambda o: condition(o, "Ready").get("status") == "True", timeout=30)  # fmt: skip

@@ -17,7 +17,7 @@ from kopf.testing import KopfRunner
 from prometheus_client import REGISTRY, generate_latest
 
 from kubeemu.client import KubeClient
-from rollout.kit import API, NAMESPACE, condition, deployment, events_for, model_version, replicas, status_is
+from rollout.kit import API, NAMESPACE, available, condition, deployment, events_for, model_version, replicas, status_is
 
 
 def template_version(kube: KubeClient, name: str) -> str:
@@ -66,6 +66,8 @@ def test_weights_and_status_per_step_then_promote_by_annotation(cluster: KubeCli
     assert f'modelops_rollout_traffic_weight{{{where},role="stable",version="iris-v1"}} 75.0' in exported
     assert f"modelops_rollout_step{{{where}}} 1.0" in exported
 
+    # A promote needs an available canary (else it is refused with PromoteRefused): as a person would, wait for it.
+    cluster.wait_for("apps/v1", "Deployment", NAMESPACE, "iris-canary", available, timeout=30)
     act(cluster, "promote/1")
     done = cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris",
                             status_is(phase="Healthy", stableVersion="iris-v2"), timeout=30)

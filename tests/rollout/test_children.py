@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from kopf.testing import KopfRunner
 
 from k8sschemas import problems
 from kubeemu.client import KubeClient
-from rollout.kit import API, IMAGE, NAMESPACE, SHA, condition, deployment, events_for, model_version, status_is
+from rollout.kit import (
+    API,
+    IMAGE,
+    NAMESPACE,
+    SHA,
+    condition,
+    deployment,
+    events_for,
+    model_version,
+    stable_goes_and_comes_back,
+    status_is,
+)
 
 
 def test_first_version_goes_straight_to_stable_with_every_child(cluster: KubeClient, operator: KopfRunner) -> None:
@@ -124,3 +136,52 @@ def test_a_child_deleted_or_edited_by_hand_is_put_back(cluster: KubeClient, oper
     while "ChildRepaired" not in {e["reason"] for e in events_for(cluster, "iris")}:
         assert time.monotonic() < deadline, f"no ChildRepaired event: {events_for(cluster, 'iris')}"
         time.sleep(0.1)
+
+
+CHILD_RESOURCES = {"deployments", "services", "configmaps", "horizontalpodautoscalers", "poddisruptionbudgets",
+                   "servicemonitors", "prometheusrules", "httproutes", "modelversions", "secrets",
+                   "driftpolicies"}  # fmt: skip
+
+
+def _operators(records: list[Any]) -> list[tuple[str, str]]:
+    """(verb, resource) of the operator's requests (the tests' client and the deployment stand-in use requests)."""
+    return [(r.verb, r.resource) for r in records if "python-requests" not in r.user_agent and r.verb != "watch"]
+
+
+def _settled(emulator: Any, timeout: float = 30) -> int:
+    """Wait until the operator has made no request for two seconds; the audit's length then."""
+    deadline = time.monotonic() + timeout
+    seen = len(emulator.audit)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = len(emulator.audit)
+        if not _operators(emulator.audit[seen:now]):
+            return now
+        seen = now
+    raise AssertionError(f"the operator never went quiet: {_operators(emulator.audit[seen:])[-20:]}")
+
+
+def test_a_reconcile_whose_children_are_as_desired_reads_none_of_them(
+    cluster: KubeClient, emulator: Any, deployments: Any, operator: KopfRunner
+) -> None:
+    """Children, versions and the Deployments' availability come from what the watches delivered (bench/operator
+    measured 119 requests per deployment to Ready when every reconcile read and patched its eight children)."""
+    cluster.create(model_version(1))
+    cluster.create(deployment(modelVersion="iris-v1"))
+    cluster.wait_for(API, "ModelDeployment", NAMESPACE, "iris",
+                     lambda o: status_is(phase="Healthy")(o) and condition(o, "Ready").get("status") == "True",
+                     timeout=30)  # fmt: skip
+    start = _settled(emulator)
+
+    # The stable's pods go and come back: two status changes, each a nudge and a reconcile of the owner.
+    stable_goes_and_comes_back(cluster, deployments)
+    asked = _operators(emulator.audit[start:_settled(emulator)])
+    assert ("patch", "modeldeployments") in asked  # the reconciles did run
+    assert [a for a in asked if a[1] in CHILD_RESOURCES] == []
+    assert asked.count(("get", "namespaces")) <= 2  # its labels are read again after ten seconds at most
+    assert asked.count(("get", "modeldeployments")) <= 4  # the reconcile reads its own status fresh, once each
+
+    # A child edited by hand is still put back: the watch delivers the edit, and the repair patches it.
+    cluster.patch("v1", "Service", NAMESPACE, "iris", {"spec": {"selector": {"app": "other"}}})
+    cluster.wait_for("v1", "Service", NAMESPACE, "iris",
+                     lambda o: o is not None and o["spec"]["selector"].get("app") is None, timeout=30)  # fmt: skip

@@ -92,9 +92,11 @@ async def _step(namespace: str, owner: dict[str, Any], seen: dict[str, Seen] | N
         kopf.warn(kopf.Body(cast(kopf.RawBody, secret)), reason=Reason.FEEDBACK_KEYS_RESET, message=message)
         return False
     patch = logic.owner_patch(secret, owner)
-    if patch is not None:
-        await _patch(namespace, patch)
-        return False
+    if patch is not None:  # then go on from what the patch answered (the keys are as they were)
+        secret = await _patch(namespace, patch)
+        state = logic.state_of(secret)
+        if state is None:
+            return False
     if logic.seconds_to_rotation(state, now, rotation_seconds()) <= 0:
         await _patch(namespace, logic.rotation_patch(secret, state, now, os.urandom))
     elif seen is not None:
@@ -110,14 +112,27 @@ class _NotOursError(KubeError):
         super().__init__(403, "NotOurs", "a Secret of that name exists and is not the operator's (its labels)")
 
 
-async def _patch(namespace: str, patch: dict[str, Any]) -> None:
-    await kube().patch("v1", "Secret", namespace, logic.SECRET_NAME, patch)
+async def _patch(namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return await kube().patch("v1", "Secret", namespace, logic.SECRET_NAME, patch)
+
+
+async def ensure_shared(namespace: str, owner_name: str, owner_uid: str) -> str | None:
+    """``ensure`` for a reconcile: nothing when a read less than a check interval old found the Secret in order
+    and naming this deployment (the timers' shared memory, which this read refreshes)."""
+    seen = _seen(runtime.current())
+    if fresh_enough(seen, namespace, owner_uid):
+        return None
+    return await ensure(namespace, owner_name, owner_uid, seen=seen)
+
+
+def _seen(state: runtime.Runtime) -> dict[str, Seen]:
+    seen: dict[str, Seen] = state.kept("feedback-keys-seen", dict)
+    return seen
 
 
 def shared_seen(memo: Any) -> dict[str, Seen]:
     """The timers' memory of the last reads, by namespace (one per operator run, in its Runtime)."""
-    seen: dict[str, Seen] = runtime.of(memo).kept("feedback-keys-seen", dict)
-    return seen
+    return _seen(runtime.of(memo))
 
 
 async def keep_keys(

@@ -52,11 +52,14 @@ import kopf
 from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.modeldeployment import AnalysisSpec, ModelDeploymentSpec
 from modelops.controller import artifactpolicy, audit, feedbackkeys, metrics, quality, requeue, runtime
-from modelops.controller.common import API, kube, lookup, run_as_user, wait_retry_seconds, waiting_for
+from modelops.controller import children as child_objects
+from modelops.controller.common import API, kube, run_as_user, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
 from modelops.controller.kube import KubeError
+from modelops.controller.watched import Watched
 from modelops.logic import analysis as analysis_logic
 from modelops.logic import audit as audit_records
+from modelops.logic import children as child_logic
 from modelops.logic import conditions as cond
 from modelops.logic import governance, rollout, rolloutstate, serving, workloads
 from modelops.logic.policy import DEFAULT, Policy
@@ -96,6 +99,22 @@ def _now() -> datetime.datetime:
 def _lock(namespace: str, name: str) -> asyncio.Lock:
     """One reconcile of a deployment at a time (the run's lock, gone when nobody holds it)."""
     return runtime.current().lock("modeldeployment", namespace, name)
+
+
+def watched() -> Watched:
+    """What the watches delivered of the deployments, their children and the versions (one per run)."""
+    return runtime.current().kept("modeldeployment-watched", Watched)
+
+
+async def read(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """An object as the watches last delivered it; read from the API server (and kept) when never seen."""
+    store = watched()
+    found = store.get(api_version, kind, namespace, name)
+    if not isinstance(found, child_logic.Unread):
+        return found
+    live = await kube().get(api_version, kind, namespace, name)
+    store.read(api_version, kind, namespace, name, live)
+    return live
 
 
 # --- the analysis, through the Prometheus analysis module ---------------------------------------
@@ -198,7 +217,7 @@ async def bound_versions(
     roles = (("stable", traffic.stable_version, stable_binding),
              ("canary", traffic.canary_version or traffic.stable_version, canary_binding))  # fmt: skip
     for role, name, bound in roles:
-        live = await kube().get(API, "ModelVersion", namespace, name)
+        live = await read(API, "ModelVersion", namespace, name)
         if live is not None and rollout.same_version(bound, rollout.binding(live)):
             found.append(live)
             continue
@@ -232,7 +251,8 @@ async def converge(
     present = [v for v in (stable_version, canary_version) if v is not None]
     allow_pickle = await artifactpolicy.pickle_allowed(policy, owner.namespace, present)
     stable_now: int | None = None
-    current_stable = await kube().get("apps/v1", "Deployment", owner.namespace, serving.stable_name(owner.name))
+    store = watched()
+    current_stable = await read("apps/v1", "Deployment", owner.namespace, serving.stable_name(owner.name))
     if spec.autoscaling is not None and current_stable is not None:
         replicas = (current_stable.get("spec") or {}).get("replicas")
         stable_now = replicas if isinstance(replicas, int) else None
@@ -248,43 +268,37 @@ async def converge(
     changed: list[str] = []
     kept_mounts: set[str] = set()
     for name in children.frozen:  # its bound version is gone: left exactly as it is, its ConfigMap too
-        current = await kube().get("apps/v1", "Deployment", owner.namespace, name)
+        current = await read("apps/v1", "Deployment", owner.namespace, name)
         if current is None:
             return [], f"Deployment {name} cannot be put back: the version it served no longer exists"
         kept_mounts |= serving.mounted_config_maps(current)
-    for obj in children.keep:
-        meta = obj["metadata"]
-        current = await kube().get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        if current is not None and not serving.needs_repair(obj, current):
+    for obj in children.keep:  # a child as the watches last delivered it costs no request when it is as desired
+        api_version, kind, name = obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
+        optional = serving.optional_api(api_version)  # the cluster may lack it (no prometheus-operator, Gateway API)
+        if optional and store.api_missing(api_version, kind):
             continue
-        if current is not None and current["metadata"].get("deletionTimestamp"):
-            continue  # being deleted: its DELETED event brings it back
-        try:
-            if current is None:
-                await kube().apply(obj)
-            else:
-                patch = serving.repair_patch(obj, current)
-                await kube().patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], patch)
-        except KubeError as error:
-            if error.status == 404 and obj["apiVersion"].startswith(("monitoring.", "gateway.")):
-                continue  # the cluster has no such API (no prometheus-operator or Gateway API)
-            raise
-        changed.append(f"{obj['kind']} {meta['name']}")
+        # Never seen: most likely a new owner's, so create before any read (a 409 reads and decides).
+        applied = await child_objects.apply(
+            obj, known=store.get(api_version, kind, owner.namespace, name), optional_api=optional, create_first=True
+        )
+        if applied.missing_api:
+            store.missing_api(api_version, kind)
+            continue
+        store.record(None, applied.obj, api_version=api_version, kind=kind)
+        if applied.changed:
+            changed.append(f"{kind} {name}")
     for api_version, kind, name in children.remove:
-        try:
-            existing = await kube().get(api_version, kind, owner.namespace, name)
-        except KubeError as error:
-            if error.status == 404:
-                continue
-            raise
+        if store.api_missing(api_version, kind):
+            continue
+        existing = await read(api_version, kind, owner.namespace, name)
         if existing is not None and _owned_by(existing, owner):
             await kube().delete(api_version, kind, owner.namespace, name)
+            store.absent(api_version, kind, owner.namespace, name)
             changed.append(f"{kind} {name} removed")
-    configmaps = await kube().list(
-        "v1", "ConfigMap", owner.namespace, label_selector=f"{serving.DEPLOYMENT_LABEL}={owner.name}"
-    )
+    configmaps = store.listed("ConfigMap", owner.namespace, serving.DEPLOYMENT_LABEL, owner.name)
     for name in serving.stale_config_maps(owner.name, configmaps, children.keep, kept_mounts):
         await kube().delete("v1", "ConfigMap", owner.namespace, name)
+        store.absent("v1", "ConfigMap", owner.namespace, name)
     return changed, None
 
 
@@ -295,20 +309,33 @@ def _owned_by(obj: Mapping[str, Any], owner: serving.Owner) -> bool:
 # --- availability of the server Deployments -----------------------------------------------------
 
 
-async def _server_deployments(namespace: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    stable = await kube().get("apps/v1", "Deployment", namespace, serving.stable_name(name))
-    canary = await kube().get("apps/v1", "Deployment", namespace, serving.canary_name(name))
-    return stable, canary
+async def _server_deployments(
+    namespace: str, name: str, *, fresh: bool = False
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The stable and canary Deployments as the watches last delivered them; ``fresh``: read from the API server."""
+    found: list[dict[str, Any] | None] = []
+    for deployment in (serving.stable_name(name), serving.canary_name(name)):
+        if fresh:
+            live = await kube().get("apps/v1", "Deployment", namespace, deployment)
+            if live is None:
+                watched().absent("apps/v1", "Deployment", namespace, deployment)
+            else:
+                watched().record(None, live)
+            found.append(live)
+        else:
+            found.append(await read("apps/v1", "Deployment", namespace, deployment))
+    return found[0], found[1]
 
 
 async def availabilities(
-    spec: ModelDeploymentSpec, namespace: str, name: str, status: Mapping[str, Any]
+    spec: ModelDeploymentSpec, namespace: str, name: str, status: Mapping[str, Any], *, fresh: bool = False
 ) -> tuple[serving.Availability | None, serving.Availability | None]:
-    """(stable, canary) availability for the traffic in status; None before a first rollout."""
+    """(stable, canary) availability for the traffic in status; None before a first rollout. ``fresh``: from
+    the API server, not from what the watches delivered (for a person's action, decided on the latest)."""
     traffic = rollout.traffic_of(spec, status)
     if traffic is None:
         return None, None
-    stable, canary = await _server_deployments(namespace, name)
+    stable, canary = await _server_deployments(namespace, name, fresh=fresh)
     replicas_now = ((stable or {}).get("spec") or {}).get("replicas") if spec.autoscaling is not None else None
     stable_count, canary_count = serving.expected_replicas(
         spec, traffic, replicas_now if isinstance(replicas_now, int) else None
@@ -348,8 +375,9 @@ def deployments_digest(*deployments: Mapping[str, Any] | None) -> str:
 
 
 async def nudge(namespace: str, name: str) -> bool:
-    """Re-trigger the owner's reconcile when its Deployments changed since it last looked."""
-    body = await kube().get(API, "ModelDeployment", namespace, name)
+    """Re-trigger the owner's reconcile when its Deployments changed since it last looked (all three as the
+    watches last delivered them: a patch only when the digest moved)."""
+    body = await read(API, "ModelDeployment", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return False
     digest = deployments_digest(*await _server_deployments(namespace, name))
@@ -357,11 +385,13 @@ async def nudge(namespace: str, name: str) -> bool:
         return False
     patch = {"metadata": {"annotations": {OBSERVED_ANNOTATION: digest}}}
     try:
-        await kube().patch(API, "ModelDeployment", namespace, name, patch)
+        patched = await kube().patch(API, "ModelDeployment", namespace, name, patch)
     except KubeError as error:
         if error.status != 404:
             raise
+        watched().absent(API, "ModelDeployment", namespace, name)
         return False
+    watched().record(None, patched)
     return True
 
 
@@ -409,10 +439,14 @@ async def _reject(
 
 async def _is_production_namespace(policy: Policy, namespace: str) -> tuple[bool, str | None]:
     """Whether the namespace serves only Production; unreadable counts as production (fail closed)."""
-    try:
-        found = await kube().call("GET", f"/api/v1/namespaces/{namespace}")
-    except KubeError as error:
-        return True, f"cannot read namespace {namespace} ({error.message}): treated as production"
+    store = watched()
+    found = store.namespace(namespace)
+    if found is None:
+        try:
+            found = await kube().call("GET", f"/api/v1/namespaces/{namespace}")
+        except KubeError as error:
+            return True, f"cannot read namespace {namespace} ({error.message}): treated as production"
+        store.namespace_read(found)
     return policy.is_production_namespace((found.get("metadata") or {}).get("labels")), None
 
 
@@ -450,9 +484,15 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
     desired, source, problem = await resolve(spec, ctx.namespace)
     if desired is None:
         return waiting_for(source, problem or "", {"phase": "Progressing", "desiredVersion": None})
-    version, problem = await lookup(API, "ModelVersion", ctx.namespace, desired)
-    if problem is not None:
-        return waiting_for(source, problem, {"phase": "Progressing", "desiredVersion": desired})
+    try:
+        found = await read(API, "ModelVersion", ctx.namespace, desired)
+    except KubeError as error:
+        problem, found = f"cannot read ModelVersion {ctx.namespace}/{desired}: {error.message}", None
+    else:
+        problem = None if found is not None else f"ModelVersion {ctx.namespace}/{desired} does not exist"
+    if found is None:
+        return waiting_for(source, problem or "", {"phase": "Progressing", "desiredVersion": desired})
+    version = found
     if (version.get("spec") or {}).get("model") != spec.model:
         return _invalid(
             f"{source}: {desired} is a version of {(version.get('spec') or {}).get('model')!r}, not of {spec.model!r}"
@@ -476,14 +516,21 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         # Read the freshest status: a repair or a previous run may have moved on since the event.
         fresh = await kube().get(API, "ModelDeployment", ctx.namespace, ctx.name)
         if fresh is None:
+            watched().absent(API, "ModelDeployment", ctx.namespace, ctx.name)
+        else:
+            watched().record(None, fresh)
+        if fresh is None:
             metrics.ROLLOUTS.forget(ctx.namespace, ctx.name)
             return Outcome(summary=cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted"))
         status = fresh.get("status") or ctx.status
         now = _now()
-        stable_now, canary_now = await availabilities(spec, ctx.namespace, ctx.name, status)
+        # A person's new action (promote needs an available canary) is decided on the Deployments as they are now.
+        action = annotations.get(rollout.ACTION_ANNOTATION)
+        new_action = bool(action) and action != status.get("lastAction")
+        stable_now, canary_now = await availabilities(spec, ctx.namespace, ctx.name, status, fresh=new_action)
         inputs = rollout.Inputs(
             spec=spec, namespace=ctx.namespace, name=ctx.name, status=status, desired=desired, now=now,
-            desired_field=source, action=annotations.get(rollout.ACTION_ANNOTATION),
+            desired_field=source, action=action,
             stable=stable_now, canary=canary_now, desired_binding=rollout.binding(version), blocked=blocked,
         )  # fmt: skip
         decision = rollout.decide(inputs)
@@ -497,8 +544,9 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
         moved = any(status.get(k) != v for k, v in new_status.items())
         metrics.ROLLOUTS.observe(ctx.namespace, ctx.name, {**status, **new_status})
         if moved:
-            await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
-                               subresource="status")  # fmt: skip
+            written = await kube().patch(API, "ModelDeployment", ctx.namespace, ctx.name, {"status": new_status},
+                                         subresource="status")  # fmt: skip
+            watched().record(None, written)
         if decision.rejection is not None:
             await _reject(ctx.namespace, ctx.name, decision.rejection, decision.state.failed_binding, cond.now_iso(now))
         problem = None
@@ -510,7 +558,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
             stable_obj, _, replaced = bound
             stable_stage = str((stable_obj.get("status") or {}).get("stage") or "None") if stable_obj else None
             # The servers mount the namespace's feedback keys: the Secret comes first.
-            problem = await feedbackkeys.ensure(ctx.namespace, ctx.name, str(fresh["metadata"]["uid"]))
+            problem = await feedbackkeys.ensure_shared(ctx.namespace, ctx.name, str(fresh["metadata"]["uid"]))
             put_back: list[str] = []
             if problem is None:
                 put_back, problem = await converge(spec, fresh, decision.traffic, decision.state, bound, policy)
@@ -549,7 +597,8 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
 async def repair(namespace: str, name: str, logger: Any, policy: Policy = DEFAULT) -> list[str]:
     """Put the children of one ModelDeployment back as its status says they should be."""
     async with _lock(namespace, name):
-        body = await kube().get(API, "ModelDeployment", namespace, name)
+        # As last delivered or written: the reconcile records the status it writes before it touches children.
+        body = await read(API, "ModelDeployment", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return []
         parsed = parse(ModelDeploymentSpec, body.get("spec") or {})
@@ -575,6 +624,14 @@ async def on_child_event(
     event: kopf.RawEvent, body: kopf.Body, logger: Any, policy: Policy = DEFAULT, **_: Any
 ) -> None:
     labels = body.get("metadata", {}).get("labels") or {}
+    owner_name, namespace = labels.get(serving.DEPLOYMENT_LABEL), body.get("metadata", {}).get("namespace")
+    store = watched()
+    if event.get("type") == "DELETED" and not isinstance(
+        store.get(API, "ModelDeployment", str(namespace), str(owner_name)), dict
+    ):
+        store.drop(body)  # a child of a deployment not kept (gone, or not seen yet): nothing to remember
+    else:
+        store.record(event.get("type"), body)
     owner = labels.get(serving.DEPLOYMENT_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
     if not owner or not namespace:
@@ -604,6 +661,7 @@ async def recheck_deployments(name: str, namespace: str | None, **_: Any) -> Non
 
 async def on_model_version_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     """A version changed: nudge the ModelDeployments that track its model."""
+    watched().record(event.get("type"), body, api_version=API, kind="ModelVersion")
     if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
         return
     namespace = body.get("metadata", {}).get("namespace")
@@ -653,6 +711,16 @@ def versions_digest(deployment: Mapping[str, Any], versions: Sequence[Mapping[st
     return hashlib.sha256(json.dumps([sorted(map(str, names)), seen]).encode()).hexdigest()[:16]
 
 
+async def on_deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Keep the deployment as the watch delivered it; once deleted, forget its series and its children."""
+    watched().record(event.get("type"), body, api_version=API, kind="ModelDeployment")
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    if event.get("type") == "DELETED":
+        metrics.ROLLOUTS.forget(namespace, name)
+        watched().forget(namespace, serving.DEPLOYMENT_LABEL, name, (API, "ModelDeployment", namespace, name))
+
+
 def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry: the reconcile, the two watchers, the keys' and the
     live quality's timers."""
@@ -672,8 +740,8 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     kopf.on.event(GROUP, VERSION, "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )
-    kopf.on.event(GROUP, VERSION, "modeldeployments", id="forget-rollout-series", registry=registry)(
-        metrics.forget_deleted(metrics.ROLLOUTS)
+    kopf.on.event(GROUP, VERSION, "modeldeployments", id="keep-deployments", registry=registry)(
+        on_deployment_event
     )
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="recheck-deployments", registry=registry,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 JsonDict = dict[str, Any]
 
@@ -32,6 +32,16 @@ class Patch:
 
 
 Action = Create | Patch | None  # None: leave the child as it is
+
+
+class Unread:
+    """What a caller knows of a live child when it has not read it (to tell from None: known absent)."""
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Final = Unread()
 
 
 def plan(desired: Mapping[str, Any], current: Mapping[str, Any] | None, *, immutable: bool = False) -> Action:

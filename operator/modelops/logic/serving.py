@@ -674,6 +674,11 @@ def desired_children(
     return Children(keep=keep, remove=remove, frozen=frozen)
 
 
+def optional_api(api_version: str) -> bool:
+    """Whether a child's API may be missing from a cluster (the Prometheus Operator's, the Gateway API)."""
+    return api_version.startswith(("monitoring.coreos.com/", "gateway.networking.k8s.io/"))
+
+
 def mounted_config_maps(deployment: Mapping[str, Any] | None) -> set[str]:
     """The ConfigMaps a Deployment's pods mount (a frozen Deployment's must stay)."""
     pod = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
