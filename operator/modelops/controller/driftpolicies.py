@@ -10,7 +10,8 @@ requeue_after``), as thin as the ModelDeployment's: it reads, asks the pure deci
    and category increases over the window (not the recording rules, so the evaluation works
    whether or not the cluster's Prometheus loaded them) and, with ``spec.quality``, the serving
    version's live (or estimated) metrics and their evidence; list the policy's TrainingRuns;
-3. ``driftplan.decide`` gives the plan; then server-side apply its PrometheusRule (owned by the
+3. ``driftplan.decide`` gives the plan; then apply its PrometheusRule (``children.apply``: created,
+   patched or left as it is; owned by the
    policy, so an edited or deleted rule is put back at the next reconcile and a new serving
    version rewrites it), create the retraining TrainingRun it asks for, ask for ``promoteTo`` on
    the versions finished retrains registered;
@@ -29,7 +30,7 @@ import kopf
 
 from modelops.api import GROUP, VERSION, kind_info
 from modelops.api.driftpolicy import DriftPolicySpec
-from modelops.controller import fairnesspolicy, requeue
+from modelops.controller import children, fairnesspolicy, requeue, runtime
 from modelops.controller import prometheus as prom
 from modelops.controller.common import API, kube, lookup, poll_seconds, wait_retry_seconds, waiting_for
 from modelops.controller.framework import Context, Outcome, register
@@ -50,11 +51,15 @@ def _not_ready(reason: str, message: str, *, stalled: bool = False) -> Outcome:
 
 
 async def _apply_rule(rule: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[int, str] | None]:
-    """Server-side apply: (the object the API server returned, None) or (None, (status, message))."""
+    """The rule created, patched or left as it is (``children.apply``, the way every kind applies its children):
+    (the object the API server has, None) or (None, (status, message))."""
     try:
-        return await kube().apply(rule), None
+        applied = await children.apply(rule, optional_api=True)
     except KubeError as error:
         return None, (error.status, error.message)
+    if applied.missing_api:
+        return None, (404, f"the server could not find the requested resource ({rule['apiVersion']})")
+    return applied.obj, None
 
 
 async def _query_counts(url: str, target: rules.Target, window: str) -> plan.Counts:
@@ -208,18 +213,28 @@ async def on_rule_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None
         requeue.schedule("DriftPolicy", str(namespace), str(policy), 0)
 
 
-async def on_deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    """A deployment now serves another version: its policies re-target their rule at once."""
+async def on_deployment_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deployment now serves another version: its policies re-target their rule at once.
+
+    Only when the version it serves changed since this run last looked (a deployment's other events,
+    its status's many, list no policies)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     namespace, name = meta.get("namespace"), meta.get("name")
     serving = status.get("servingVersion") or status.get("stableVersion")
+    seen: dict[tuple[str, str], str] = runtime.of(memo).kept("driftpolicy-serving-seen", dict)
+    key = (str(namespace), str(name))
+    if event.get("type") == "DELETED":
+        seen.pop(key, None)
     if not namespace or not name or not serving or event.get("type") not in (None, "ADDED", "MODIFIED"):
+        return
+    if seen.get(key) == serving:
         return
     for item in await kube().list(API, "DriftPolicy", str(namespace)):
         if (item.get("spec") or {}).get("deployment") != name:
             continue
         if (item.get("status") or {}).get("modelVersion") != serving:
             requeue.schedule("DriftPolicy", str(namespace), str(item["metadata"]["name"]), 0)
+    seen[key] = str(serving)
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:

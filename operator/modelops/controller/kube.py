@@ -181,13 +181,6 @@ class Kube:
         path = path_for(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
         return await self.call("PATCH", path, patch, patch_type)
 
-    async def apply(self, obj: JsonDict, field_manager: str = "modelops-operator") -> JsonDict:
-        """Server-side apply: the object as desired, owned by the operator's field manager."""
-        meta = obj["metadata"]
-        path = path_for(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        query = {"fieldManager": field_manager, "force": "true"}
-        return await self.call("PATCH", path, obj, "application/apply-patch+yaml", query)
-
     async def pod_log(self, namespace: str, name: str, container: str, tail_lines: int = 100) -> str:
         """The last lines of a container's log (``pods/log``), as text."""
         path = path_for("v1", "Pod", namespace, name) + "/log"

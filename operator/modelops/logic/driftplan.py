@@ -11,7 +11,7 @@ The controller (``controller.driftpolicies``) does only I/O, in this order:
    ``QualityDegraded`` and ``FairnessDegraded`` (``logic.fairnessloop``) conditions and their
    Events, the PrometheusRule to apply, whether to create a retraining TrainingRun, and the
    retrain records whose versions to ask ``promoteTo`` for;
-4. applies the plan (server-side apply of the rule, the create, the stage requests) and hands
+4. applies the plan (the rule through children.apply, the create, the stage requests) and hands
    what the API server said to :func:`settle`, which gives the outcome: ``RuleSynced`` (``Ready``
    follows it: a policy whose alerting rule is not in place is not ready), ``RetrainTriggered``,
    ``status.retrains``, the summary and when to look again.
