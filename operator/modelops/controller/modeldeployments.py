@@ -106,7 +106,7 @@ class _Measure(Protocol):
         self,
         spec: AnalysisSpec,
         target: analysis_logic.AnalysisTarget,
-        previous: Sequence[Mapping[str, Any]] | None,
+        previous: Sequence[rolloutstate.AnalysisResult] | None,
         *,
         now: str,
     ) -> analysis_logic.Verdict: ...
@@ -115,7 +115,7 @@ class _Measure(Protocol):
 async def measure(
     spec: AnalysisSpec,
     target: analysis_logic.AnalysisTarget,
-    previous: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[rolloutstate.AnalysisResult] | None,
     now: str,
 ) -> analysis_logic.Verdict:
     """One analysis round through ``controller.analysis.measure``."""
