@@ -27,6 +27,7 @@ from analysis.conftest import (
 )
 from modelops.api.modeldeployment import AnalysisSpec
 from modelops.controller.analysis import AnalysisTarget, Verdict, measure
+from modelops.logic.rolloutstate import AnalysisResult
 from promkit import free_port
 
 
@@ -46,8 +47,8 @@ def spec(fleet: Fleet, **fields: Any) -> AnalysisSpec:
     return AnalysisSpec.model_validate({**base, **fields})
 
 
-def by_name(verdict: Verdict) -> dict[str, dict[str, Any]]:
-    return {result["name"]: result for result in verdict.results}
+def by_name(verdict: Verdict) -> dict[str, AnalysisResult]:
+    return {result.name: result for result in verdict.results}
 
 
 @pytest.fixture
@@ -71,10 +72,10 @@ async def test_healthy_canary_passes_every_builtin_check(live: Fleet) -> None:
     assert verdict.failing is None
     results = by_name(verdict)
     assert set(results) == {"error-rate", "latency-p99", "prediction-shift"}
-    assert results["error-rate"]["value"] == 0.0
-    assert 0 < results["latency-p99"]["value"] < 0.5
-    assert 0 <= results["prediction-shift"]["value"] < 0.25
-    assert all(r["failures"] == 0 and r["inconclusive"] == 0 for r in verdict.results)
+    assert results["error-rate"].value == 0.0
+    assert 0 < results["latency-p99"].value < 0.5
+    assert 0 <= results["prediction-shift"].value < 0.25
+    assert all(r.failures == 0 and r.inconclusive == 0 for r in verdict.results)
 
 
 async def test_two_deployments_of_one_version_are_judged_each_on_its_own_evidence(live: Fleet) -> None:
@@ -89,7 +90,7 @@ async def test_two_deployments_of_one_version_are_judged_each_on_its_own_evidenc
 
     ours = await measure(analysis, target(HEALTHY), None, now=now())
     assert ours.phase == "Successful", ours.results
-    assert by_name(ours)["error-rate"]["value"] == 0.0
+    assert by_name(ours)["error-rate"].value == 0.0
 
     theirs = await measure(analysis, target(HEALTHY, stable=None, deployment=OTHER), None, now=now())
     assert theirs.phase == "Failed", theirs.results
@@ -108,7 +109,7 @@ async def test_canary_answering_500_fails_on_error_rate(live: Fleet) -> None:
     assert name == "error-rate"
     assert value == pytest.approx(1.0)
     assert "maxRatio 0.05" in message
-    assert by_name(verdict)["error-rate"]["failures"] == 1
+    assert by_name(verdict)["error-rate"].failures == 1
 
 
 async def test_slow_canary_fails_on_p99_latency(live: Fleet) -> None:
@@ -121,7 +122,7 @@ async def test_slow_canary_fails_on_p99_latency(live: Fleet) -> None:
     # The sleep puts every live request in the (0.25, 0.5] bucket of the server's histogram.
     assert value is not None
     assert 0.25 < value <= 0.5
-    assert by_name(verdict)["error-rate"]["phase"] == "Successful"
+    assert by_name(verdict)["error-rate"].phase == "Successful"
 
 
 async def test_slow_canary_fails_against_the_stable_under_the_absolute_limit(live: Fleet) -> None:
@@ -144,8 +145,8 @@ async def test_canary_with_shifted_predictions_fails_on_psi(live: Fleet) -> None
     assert value is not None
     assert value > 2
     results = by_name(verdict)
-    assert results["error-rate"]["phase"] == "Successful"
-    assert results["latency-p99"]["phase"] == "Successful"
+    assert results["error-rate"].phase == "Successful"
+    assert results["latency-p99"].phase == "Successful"
 
 
 async def test_user_promql_checks_with_substitution(live: Fleet) -> None:
@@ -164,7 +165,7 @@ async def test_user_promql_checks_with_substitution(live: Fleet) -> None:
     )
     healthy = await measure(analysis, target(HEALTHY), None, now=now())
     assert healthy.phase == "Successful", healthy.results
-    assert by_name(healthy)["ok-share"]["value"] == pytest.approx(1.0)
+    assert by_name(healthy)["ok-share"].value == pytest.approx(1.0)
     broken = await measure(analysis, target(BROKEN), None, now=now())
     assert broken.phase == "Failed"
     assert broken.failing is not None
@@ -182,9 +183,9 @@ async def test_no_traffic_to_the_canary_is_inconclusive_never_a_pass(live: Fleet
     )  # fmt: skip
     verdict = await measure(analysis, target("iris-v9"), None, now=now())
     assert verdict.phase == "Inconclusive"
-    assert {r["phase"] for r in verdict.results} == {"Inconclusive"}
-    assert all(r["inconclusive"] == 1 and "value" not in r for r in verdict.results)
-    assert "no requests to the canary" in by_name(verdict)["error-rate"]["message"]
+    assert {r.phase for r in verdict.results} == {"Inconclusive"}
+    assert all(r.inconclusive == 1 and r.value is None for r in verdict.results)
+    assert "no requests to the canary" in by_name(verdict)["error-rate"].message
 
 
 async def test_prometheus_stopped_mid_analysis_holds_then_fails_at_the_limit(live: Fleet) -> None:
@@ -196,8 +197,8 @@ async def test_prometheus_stopped_mid_analysis_holds_then_fails_at_the_limit(liv
         second = await measure(analysis, target(HEALTHY), first.results, now=now())
         assert second.phase == "Inconclusive"  # hold: no promotion, no rollback yet
         assert second.failing is None
-        assert all(r["phase"] == "Inconclusive" and r["inconclusive"] == 1 for r in second.results)
-        assert all("Prometheus gave no answer" in r["message"] for r in second.results)
+        assert all(r.phase == "Inconclusive" and r.inconclusive == 1 for r in second.results)
+        assert all("Prometheus gave no answer" in r.message for r in second.results)
         third = await measure(analysis, target(HEALTHY), second.results, now=now())
         assert third.phase == "Failed"
         assert third.failing is not None
@@ -219,7 +220,7 @@ async def test_unreachable_prometheus_under_fail_and_pass_policies(fleet: Fleet)
     passing = AnalysisSpec.model_validate({"inconclusivePolicy": "Pass", "prometheus": {"address": address}})
     verdict = await measure(passing, target(HEALTHY), None, now=now())
     assert verdict.phase == "Successful"
-    assert all(r["phase"] == "Inconclusive" and r["inconclusive"] == 1 for r in verdict.results)
+    assert all(r.phase == "Inconclusive" and r.inconclusive == 1 for r in verdict.results)
 
 
 async def test_no_prometheus_configured_is_inconclusive(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -227,8 +228,8 @@ async def test_no_prometheus_configured_is_inconclusive(monkeypatch: pytest.Monk
     # The defaults (Pause, failureLimit 3): held twice, failed at the third inconclusive measurement.
     verdict = await measure(AnalysisSpec(), target(HEALTHY), None, now=now())
     assert verdict.phase == "Inconclusive"
-    assert [r["name"] for r in verdict.results] == ["error-rate", "latency-p99"]
-    assert all("MODELOPS_PROMETHEUS_URL" in r["message"] for r in verdict.results)
+    assert [r.name for r in verdict.results] == ["error-rate", "latency-p99"]
+    assert all("MODELOPS_PROMETHEUS_URL" in r.message for r in verdict.results)
     verdict = await measure(AnalysisSpec(), target(HEALTHY), verdict.results, now=now())
     assert verdict.phase == "Inconclusive"
     verdict = await measure(AnalysisSpec(), target(HEALTHY), verdict.results, now=now())

@@ -153,23 +153,23 @@ async def test_quality_waits_for_labels_then_judges_the_canary_against_the_stabl
                               timeout=60, what=f"the rows of {version} scraped")  # fmt: skip
     early = await measure(spec(fleet, metric="estimatedAccuracy"), target(BAD), None, now=now())
     assert early.phase == "Failed", early.results
-    assert early.results[0]["value"] == pytest.approx(fleet.confidence[BAD], abs=1e-9)
-    assert f"below the stable's {fleet.confidence[STABLE]:.4g}" in early.results[0]["message"]
+    assert early.results[0].value == pytest.approx(fleet.confidence[BAD], abs=1e-9)
+    assert f"below the stable's {fleet.confidence[STABLE]:.4g}" in early.results[0].message
     # The rows behind both figures (increase() extrapolates them to the window's edges: at least 150 each).
-    assert re.search(r"\((\d+) and (\d+) rows\)$", early.results[0]["message"])
+    assert re.search(r"\((\d+) and (\d+) rows\)$", early.results[0].message)
 
     # Served, but no label back yet: inconclusive, held under the default policy (Pause).
     verdict = await measure(spec(fleet, limit=3), target(BAD), None, now=now())
     assert verdict.phase == "Inconclusive"
-    assert verdict.results[0]["name"] == "quality"
-    assert "the canary has 0 labels in the last 1h, minFeedback 100" in verdict.results[0]["message"]
+    assert verdict.results[0].name == "quality"
+    assert "the canary has 0 labels in the last 1h, minFeedback 100" in verdict.results[0].message
 
     # The canary's labels alone are not enough: the stable needs its minFeedback too.
     send_labels(fleet, BAD)
     wait_labels(fleet, BAD)
     verdict = await measure(spec(fleet, limit=3), target(BAD), None, now=now())
     assert verdict.phase == "Inconclusive"
-    assert "the stable has 0 labels" in verdict.results[0]["message"]
+    assert "the stable has 0 labels" in verdict.results[0].message
     # ... and the Pass policy lets it through.
     passed = await measure(spec(fleet).model_copy(update={"inconclusive_policy": "Pass"}), target(BAD), None, now=now())
     assert passed.phase == "Successful"
@@ -188,17 +188,17 @@ async def test_quality_waits_for_labels_then_judges_the_canary_against_the_stabl
     assert verdict.failing is not None
     assert verdict.failing[0] == "quality"
     # One pod counted every label of its version, so the ratio is exact despite increase()'s extrapolation.
-    assert result["value"] == pytest.approx(bad_accuracy, abs=1e-9)
-    assert f"below the stable's {stable_accuracy:.4g}, more than maxDrop 0.05" in result["message"]
+    assert result.value == pytest.approx(bad_accuracy, abs=1e-9)
+    assert f"below the stable's {stable_accuracy:.4g}, more than maxDrop 0.05" in result.message
 
     healthy = await measure(spec(fleet), target(HEALTHY), None, now=now())
     assert healthy.phase == "Successful", healthy.results
-    assert healthy.results[0]["value"] == pytest.approx(accuracy_score(fleet.y, fleet.predicted[HEALTHY]), abs=1e-9)
+    assert healthy.results[0].value == pytest.approx(accuracy_score(fleet.y, fleet.predicted[HEALTHY]), abs=1e-9)
 
     # Macro F1 too, and a minFeedback above the labels there are holds the verdict again.
     macro = await measure(spec(fleet, metric="macroF1"), target(BAD), None, now=now())
     assert macro.phase == "Failed"
-    assert macro.results[0]["value"] == pytest.approx(f1_score(fleet.y, fleet.predicted[BAD], average="macro"),
+    assert macro.results[0].value == pytest.approx(f1_score(fleet.y, fleet.predicted[BAD], average="macro"),
                                                       abs=1e-9)  # fmt: skip
     starved = await measure(spec(fleet, limit=3, minFeedback=len(fleet.y) * 2), target(BAD), None, now=now())
     assert starved.phase == "Inconclusive"
@@ -222,12 +222,12 @@ async def test_an_estimated_f1_of_one_class_judges_the_canary_before_labels(flee
     result = verdict.results[0]
     assert verdict.phase == "Failed", result
     # One pod served every row of its version: the figures are exact, by the probabilities alone.
-    assert result["value"] == pytest.approx(bad, abs=1e-9)
-    assert f"estimatedF1 of class 1 {bad:.4g} is " in result["message"]
-    assert f"below the stable's {stable:.4g}" in result["message"]
+    assert result.value == pytest.approx(bad, abs=1e-9)
+    assert f"estimatedF1 of class 1 {bad:.4g} is " in result.message
+    assert f"below the stable's {stable:.4g}" in result.message
     # The more regularised logistic regression is less sure of itself (about 0.05 lower): within 0.1.
     assert stable - estimated_f1(fleet, HEALTHY, 1) < 0.1
     healthy = await measure(spec(fleet, metric="estimatedF1", positiveClass="1", maxDrop=0.1), target(HEALTHY), None,
                             now=now())  # fmt: skip
     assert healthy.phase == "Successful", healthy.results
-    assert healthy.results[0]["value"] == pytest.approx(estimated_f1(fleet, HEALTHY, 1), abs=1e-9)
+    assert healthy.results[0].value == pytest.approx(estimated_f1(fleet, HEALTHY, 1), abs=1e-9)

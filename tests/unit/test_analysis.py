@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -16,6 +17,7 @@ from modelops.api.modeldeployment import (
 )
 from modelops.logic import analysis as a
 from modelops.logic.analysis import AnalysisTarget, Measurement
+from modelops.logic.rolloutstate import AnalysisResult, RolloutState
 
 NOW = "2025-01-01T00:00:00Z"
 TARGET = AnalysisTarget(
@@ -262,7 +264,7 @@ def decide(
     *,
     limit: int = 1,
     policy: Any = "Pause",
-    previous: list[dict[str, Any]] | None = None,
+    previous: tuple[AnalysisResult, ...] | None = None,
 ) -> a.Verdict:
     return a.decide(measurements, failure_limit=limit, inconclusive_policy=policy, previous=previous, now=NOW)
 
@@ -271,12 +273,15 @@ def test_all_successful() -> None:
     verdict = decide([ok(), ok("latency-p99", 0.01)])
     assert verdict.phase == "Successful"
     assert verdict.failing is None
-    assert verdict.results == [
+    written = [r.to_status() for r in verdict.results]
+    # the status.analysis JSON, keys in their order: name, phase, message, at, the counts, value
+    assert json.dumps(written) == json.dumps([
         {"name": "error-rate", "phase": "Successful", "message": "fine", "at": NOW, "failures": 0,
          "inconclusive": 0, "value": 0.0},
         {"name": "latency-p99", "phase": "Successful", "message": "fine", "at": NOW, "failures": 0,
          "inconclusive": 0, "value": 0.01},
-    ]  # fmt: skip
+    ])  # fmt: skip
+    assert tuple(AnalysisResult.parse(entry) for entry in written) == verdict.results
 
 
 def test_no_checks_is_successful() -> None:
@@ -287,7 +292,7 @@ def test_a_failure_at_the_limit_fails_with_the_check() -> None:
     verdict = decide([ok("latency-p99"), bad()])
     assert verdict.phase == "Failed"
     assert verdict.failing == ("error-rate", 0.5, "too many errors")
-    assert verdict.results[1]["failures"] == 1
+    assert verdict.results[1].failures == 1
 
 
 def test_failures_below_the_limit_hold_and_carry_across_measurements() -> None:
@@ -296,30 +301,32 @@ def test_failures_below_the_limit_hold_and_carry_across_measurements() -> None:
     assert first.failing is None
     second = decide([ok(), ok("latency-p99")], limit=3, previous=first.results)
     assert second.phase == "Successful"
-    assert second.results[0]["failures"] == 1  # cumulative within the step, not reset by a success
+    assert second.results[0].failures == 1  # cumulative within the step, not reset by a success
     third = decide([bad(), ok("latency-p99")], limit=3, previous=second.results)
-    assert (third.phase, third.results[0]["failures"]) == ("Inconclusive", 2)
+    assert (third.phase, third.results[0].failures) == ("Inconclusive", 2)
     fourth = decide([bad(value=0.7), ok("latency-p99")], limit=3, previous=third.results)
     assert fourth.phase == "Failed"
     assert fourth.failing == ("error-rate", 0.7, "too many errors")
-    assert fourth.results[0]["failures"] == 3
+    assert fourth.results[0].failures == 3
 
 
 def test_counts_are_carried_by_name_and_malformed_previous_is_ignored() -> None:
-    previous: list[dict[str, Any]] = [
-        {"name": "latency-p99", "failures": 2, "inconclusive": 1},
-        {"name": "error-rate", "failures": "many", "inconclusive": -3},
-        "garbage",  # type: ignore[list-item]
-    ]
-    verdict = decide([bad(), ok("latency-p99")], limit=3, previous=previous)
+    state = RolloutState.from_status({"analysis": [
+        {"name": "latency-p99", "phase": "Inconclusive", "at": NOW, "failures": 2, "inconclusive": 1},
+        {"name": "error-rate", "phase": "Failed", "at": NOW, "failures": "many", "inconclusive": -3},
+        "garbage",
+    ]})  # fmt: skip
+    assert [r.name for r in state.analysis] == ["latency-p99"]
+    assert len(state.problems) == 2  # the entry that is not an object, and the one with bad counts
+    verdict = decide([bad(), ok("latency-p99")], limit=3, previous=state.analysis)
     assert verdict.phase == "Inconclusive"
-    assert [(r["failures"], r["inconclusive"]) for r in verdict.results] == [(1, 0), (2, 1)]
+    assert [(r.failures, r.inconclusive) for r in verdict.results] == [(1, 0), (2, 1)]
 
 
 def test_inconclusive_under_pause_holds_then_fails_at_the_limit() -> None:
     first = decide([ok("latency-p99"), unknown()], limit=2)
     assert first.phase == "Inconclusive"
-    assert first.results[1] == {
+    assert first.results[1].to_status() == {
         "name": "error-rate", "phase": "Inconclusive", "message": "Prometheus gave no answer", "at": NOW,
         "failures": 0, "inconclusive": 1,
     }  # fmt: skip
@@ -328,18 +335,18 @@ def test_inconclusive_under_pause_holds_then_fails_at_the_limit() -> None:
     assert second.failing is not None
     assert second.failing[:2] == ("error-rate", None)
     assert "inconclusive 2 times, failureLimit 2 reached" in second.failing[2]
-    assert second.results[1]["failures"] == 0  # never failed: held too long
+    assert second.results[1].failures == 0  # never failed: held too long
 
 
 def test_inconclusive_under_pass_counts_as_success() -> None:
     verdict = decide([unknown(), ok("latency-p99")], policy="Pass")
     assert verdict.phase == "Successful"
-    assert verdict.results[0]["phase"] == "Inconclusive"
-    assert verdict.results[0]["inconclusive"] == 1
-    assert "inconclusivePolicy Pass" in verdict.results[0]["message"]
+    assert verdict.results[0].phase == "Inconclusive"
+    assert verdict.results[0].inconclusive == 1
+    assert "inconclusivePolicy Pass" in (verdict.results[0].message or "")
     again = decide([unknown(), ok("latency-p99")], policy="Pass", previous=verdict.results)
     assert again.phase == "Successful"
-    assert again.results[0]["inconclusive"] == 2
+    assert again.results[0].inconclusive == 2
 
 
 def test_inconclusive_under_fail_counts_as_failure() -> None:
@@ -347,7 +354,7 @@ def test_inconclusive_under_fail_counts_as_failure() -> None:
     assert verdict.phase == "Failed"
     assert verdict.failing is not None
     assert "inconclusivePolicy Fail" in verdict.failing[2]
-    assert verdict.results[0]["failures"] == 1
+    assert verdict.results[0].failures == 1
     held = decide([unknown()], policy="Fail", limit=2)
     assert held.phase == "Inconclusive"
     assert decide([unknown()], policy="Fail", limit=2, previous=held.results).phase == "Failed"

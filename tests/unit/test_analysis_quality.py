@@ -94,8 +94,8 @@ def test_too_few_labels_follows_the_inconclusive_policy(policy: str, limit: int,
     measured = a.judge_quality(check(), QualityReading(0.2, 5), QualityReading(0.9, 500))
     verdict = a.decide([measured], failure_limit=limit, inconclusive_policy=policy, previous=None, now=NOW)  # type: ignore[arg-type]
     assert verdict.phase == phase
-    assert verdict.results[0]["failures"] == failures
-    assert verdict.results[0]["inconclusive"] == 1
+    assert verdict.results[0].failures == failures
+    assert verdict.results[0].inconclusive == 1
 
 
 def test_per_class_metrics_need_a_class_and_the_check_is_listed() -> None:

@@ -10,14 +10,15 @@ import pytest
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic import rollout
 from modelops.logic.analysis import Verdict
-from modelops.logic.rolloutstate import VersionBinding
+from modelops.logic.rolloutstate import AnalysisResult, VersionBinding
 from modelops.logic.serving import Availability
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
-FAIL = Verdict("Failed", [{"name": "error-rate", "phase": "Failed", "value": 0.3, "at": "x"}],
+MEASURED = "2026-01-01T12:00:00Z"
+FAIL = Verdict("Failed", (AnalysisResult("error-rate", "Failed", MEASURED, value=0.3),),
                ("error-rate", 0.3, "0.3 > 0.05"))
-PASS = Verdict("Successful", [{"name": "error-rate", "phase": "Successful", "value": 0.0, "at": "x"}], None)
-HOLD = Verdict("Inconclusive", [{"name": "error-rate", "phase": "Inconclusive", "at": "x"}], None)
+PASS = Verdict("Successful", (AnalysisResult("error-rate", "Successful", MEASURED, value=0.0),), None)
+HOLD = Verdict("Inconclusive", (AnalysisResult("error-rate", "Inconclusive", MEASURED),), None)
 
 
 def spec(**changes: Any) -> ModelDeploymentSpec:

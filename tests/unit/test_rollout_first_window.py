@@ -14,6 +14,7 @@ import datetime
 from modelops.api.modeldeployment import ModelDeploymentSpec
 from modelops.logic import rollout
 from modelops.logic.analysis import Verdict
+from modelops.logic.rolloutstate import AnalysisResult
 from modelops.logic.serving import Availability
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -25,7 +26,8 @@ SPEC = ModelDeploymentSpec.model_validate({
 STABLE_UP = Availability("iris-stable", True, 1, 1, "Deployment iris-stable: 1/1 available")
 CANARY_DOWN = Availability("iris-canary", False, 0, 1, "Deployment iris-canary: 0/1 replicas of x available")
 CANARY_UP = Availability("iris-canary", True, 1, 1, "Deployment iris-canary: 1/1 available")
-PASS = Verdict("Successful", [{"name": "error-rate", "phase": "Successful", "value": 0.0, "at": "x"}], None)
+MEASURED = "2026-01-01T12:00:00Z"
+PASS = Verdict("Successful", (AnalysisResult("error-rate", "Successful", MEASURED, value=0.0),), None)
 
 
 def decide(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import json
 import string
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelops.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
+from modelops.logic import analysis, rollout
 from modelops.logic import conditions as cond
-from modelops.logic import rollout
-from modelops.logic.rolloutstate import HistoryEntry, RolloutState, VersionBinding
+from modelops.logic.rolloutstate import AnalysisResult, HistoryEntry, RolloutState, VersionBinding
 from modelops.logic.serving import Availability
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -25,7 +27,11 @@ times = st.datetimes(
 bindings = st.builds(VersionBinding, name=names, uid=names, sha256=st.text(string.hexdigits, min_size=1, max_size=64))
 history = st.builds(HistoryEntry, version=names, result=st.sampled_from(["Deployed", "Promoted", "RolledBack"]),
                     at=times, message=st.none() | st.text(max_size=30), from_version=optional_names)  # fmt: skip
-results = st.dictionaries(st.sampled_from(["name", "phase", "at"]), st.text(max_size=8), max_size=3)
+counts = st.integers(0, 10**6)
+phases = st.sampled_from(["Successful", "Failed", "Inconclusive", "Running"])
+results = st.builds(AnalysisResult, name=names, phase=phases, at=times, message=st.none() | st.text(max_size=30),
+                    value=st.none() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False, allow_infinity=False),
+                    failures=counts, inconclusive=counts)  # fmt: skip
 states = st.builds(
     RolloutState,
     phase=st.none() | st.sampled_from(["Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]),
@@ -71,6 +77,52 @@ def test_any_status_parses_and_what_is_written_back_is_clean(status: dict[str, A
     clean = RolloutState.from_status(state.to_status())
     assert clean == state
     assert clean.problems == ()
+
+
+@given(st.lists(results, max_size=4))
+def test_analysis_entries_are_written_back_byte_for_byte(entries: list[AnalysisResult]) -> None:
+    written = json.dumps(RolloutState(analysis=tuple(entries)).to_status()["analysis"])
+    reread = RolloutState.from_status({"analysis": json.loads(written)})
+    assert reread.analysis == tuple(entries)
+    assert json.dumps(reread.to_status()["analysis"]) == written
+
+
+@given(st.lists(st.sampled_from(["Successful", "Failed", "Inconclusive"]), max_size=4), st.integers(1, 3),
+       st.sampled_from(["Pause", "Pass", "Fail"]))  # fmt: skip
+def test_what_a_verdict_writes_reads_back_as_the_same_json(phases: list[Any], limit: int, policy: Any) -> None:
+    measured = [analysis.Measurement(f"check-{i}", p, 0.5 if p != "Inconclusive" else None, f"m{i}")
+                for i, p in enumerate(phases)]  # fmt: skip
+    first = analysis.decide(measured, failure_limit=limit, inconclusive_policy=policy, previous=None,
+                            now="2026-01-01T12:00:00Z")  # fmt: skip
+    status = json.loads(json.dumps(RolloutState(analysis=first.results).to_status()))
+    state = RolloutState.from_status(status)
+    assert (state.analysis, state.problems) == (first.results, ())
+    assert json.dumps(state.to_status()) == json.dumps(status)
+    again = analysis.decide(measured, failure_limit=limit, inconclusive_policy=policy, previous=state.analysis,
+                            now="2026-01-01T12:00:10Z")  # fmt: skip
+    assert [r.failures + r.inconclusive for r in again.results] == [2 * (r.failures + r.inconclusive)
+                                                                    for r in first.results]  # fmt: skip
+
+
+def test_an_entry_without_its_counts_reads_as_the_crd_default_zero() -> None:
+    entry = {"name": "error-rate", "phase": "Successful", "at": "2026-01-01T12:00:00Z"}
+    state = RolloutState.from_status({"analysis": [entry]})
+    assert (state.analysis, state.problems) == ((AnalysisResult("error-rate", "Successful", entry["at"]),), ())
+    assert state.to_status()["analysis"] == [{**entry, "failures": 0, "inconclusive": 0}]
+
+
+@pytest.mark.parametrize("change", [
+    {"name": ""}, {"name": 3}, {"phase": "Passed"}, {"phase": None}, {"at": "yesterday"}, {"at": None},
+    {"message": 5}, {"value": "0.1"}, {"value": True}, {"value": float("nan")}, {"value": float("inf")},
+    {"failures": -1}, {"failures": 1.5}, {"failures": False}, {"inconclusive": "2"},
+])  # fmt: skip
+def test_an_unparseable_analysis_entry_is_dropped_and_named(change: dict[str, Any]) -> None:
+    good = {"name": "latency-p99", "phase": "Failed", "at": "2026-01-01T12:00:00Z", "failures": 1, "value": 0.4}
+    state = RolloutState.from_status({"analysis": [good, {**good, "name": "error-rate", **change}]})
+    assert [r.name for r in state.analysis] == ["latency-p99"]
+    (problem,) = state.problems
+    assert problem.startswith("status.analysis: ")
+    assert RolloutState.from_status(state.to_status()).problems == ()
 
 
 def test_every_field_written_is_a_field_of_the_status_schema() -> None:
@@ -121,3 +173,20 @@ def test_a_garbled_weight_during_a_canary_restarts_nothing_and_warns() -> None:
     (warning,) = [e for e in decision.events if e[1] == cond.Reason.STATUS_REPAIRED]
     assert warning[0] == "Warning"
     assert "status.canaryWeight" in warning[2]
+
+
+def test_previous_results_are_the_typed_entries_of_the_current_step_and_garbage_is_reported() -> None:
+    status = {"stableVersion": "iris-v1", "canaryVersion": "iris-v2", "canaryWeight": 20, "step": 1,
+              "stepStartedAt": "2026-01-01T11:59:00Z", "phase": "Progressing", "analysis": [
+                  {"name": "error-rate", "phase": "Inconclusive", "at": "2026-01-01T11:59:30Z", "inconclusive": 1},
+                  {"name": "latency-p99", "phase": "Failed", "at": "2026-01-01T11:58:00Z", "failures": 1},
+                  {"name": "prediction-shift", "phase": "Failed", "at": "2026-01-01T11:59:30Z", "failures": "one"},
+              ]}  # fmt: skip
+    (current,) = rollout.previous_results(status) or ()
+    assert current == AnalysisResult("error-rate", "Inconclusive", "2026-01-01T11:59:30Z", inconclusive=1)
+    assert rollout.previous_results({**status, "stepStartedAt": None}) is None
+    decision = rollout.decide(rollout.Inputs(spec=SPEC, namespace="ml", name="iris", status=status,
+                                             desired="iris-v2", now=T0, stable=UP, canary=UP))  # fmt: skip
+    (warning,) = [e for e in decision.events if e[1] == cond.Reason.STATUS_REPAIRED]
+    assert "status.analysis: entries that are not check results" in warning[2]
+    assert [r["name"] for r in decision.status["analysis"]] == ["error-rate", "latency-p99"]

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from modelops.api.modeldeployment import AnalysisSpec, FairnessCheck, MetricCheck, QualityCheck
 from modelops.controller import prometheus
 from modelops.logic import analysis as logic
 from modelops.logic.analysis import AnalysisTarget, Measurement, Verdict
+from modelops.logic.rolloutstate import AnalysisResult
 
 __all__ = ["AnalysisTarget", "Verdict", "measure"]
 
@@ -166,7 +167,7 @@ async def _metric(check: MetricCheck, url: str, target: AnalysisTarget) -> Measu
 async def measure(
     spec: AnalysisSpec,
     target: AnalysisTarget,
-    previous: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[AnalysisResult] | None,
     *,
     now: str,
 ) -> Verdict:

@@ -125,7 +125,7 @@ class _Measure(Protocol):
         self,
         spec: AnalysisSpec,
         target: analysis_logic.AnalysisTarget,
-        previous: Sequence[Mapping[str, Any]] | None,
+        previous: Sequence[rolloutstate.AnalysisResult] | None,
         *,
         now: str,
     ) -> analysis_logic.Verdict: ...
@@ -134,7 +134,7 @@ class _Measure(Protocol):
 async def measure(
     spec: AnalysisSpec,
     target: analysis_logic.AnalysisTarget,
-    previous: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[rolloutstate.AnalysisResult] | None,
     now: str,
 ) -> analysis_logic.Verdict:
     """One analysis round through ``controller.analysis.measure``."""

@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from modelops.api.common import parse_duration as parse_duration  # re-exported: the analysis vocabulary
 from modelops.api.modeldeployment import (
@@ -40,6 +40,7 @@ from modelops.api.modeldeployment import (
     PredictionShiftCheck,
     QualityCheck,
 )
+from modelops.logic.rolloutstate import AnalysisResult
 
 Phase = Literal["Successful", "Failed", "Inconclusive"]
 
@@ -82,12 +83,12 @@ class Verdict:
     """The outcome of one analysis round.
 
     ``phase`` Inconclusive means: hold, and measure again after the interval. ``results`` are
-    AnalysisResult-shaped dicts (camelCase, as in the CRD) for ``status.analysis``; ``failing``
-    is the (check, value, message) that decided a Failed verdict.
+    the entries of ``status.analysis``, one per check in report order; ``failing`` is the
+    (check, value, message) that decided a Failed verdict.
     """
 
     phase: Phase
-    results: list[dict[str, Any]]
+    results: tuple[AnalysisResult, ...]
     failing: tuple[str, float | None, str] | None
 
 
@@ -650,17 +651,12 @@ def all_inconclusive(spec: AnalysisSpec, message: str) -> list[Measurement]:
 # --- the verdict -------------------------------------------------------------------------------
 
 
-def _count(previous: Mapping[str, Mapping[str, Any]], name: str, key: str) -> int:
-    value = previous.get(name, {}).get(key, 0)
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
 def decide(
     measurements: Sequence[Measurement],
     *,
     failure_limit: int,
     inconclusive_policy: Literal["Pause", "Pass", "Fail"],
-    previous: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[AnalysisResult] | None,
     now: str,
 ) -> Verdict:
     """Fold one round's measurements and the counts of earlier rounds into a verdict.
@@ -673,13 +669,14 @@ def decide(
     limit or any held check makes the round Inconclusive (measure again); else Successful.
     Counts are carried from ``previous`` by check name and are cumulative within a step.
     """
-    earlier = {str(item.get("name")): item for item in previous or () if isinstance(item, Mapping)}
-    results: list[dict[str, Any]] = []
+    earlier = {item.name: item for item in previous or ()}
+    results: list[AnalysisResult] = []
     failing: tuple[str, float | None, str] | None = None
     hold = False
     for m in measurements:
-        failures = _count(earlier, m.name, "failures")
-        inconclusive = _count(earlier, m.name, "inconclusive")
+        before = earlier.get(m.name)
+        failures = before.failures if before is not None else 0
+        inconclusive = before.inconclusive if before is not None else 0
         message = m.message
         if m.phase == "Failed":
             failures += 1
@@ -698,19 +695,10 @@ def decide(
             failing = (m.name, m.value, message)
         if m.phase == "Failed" or (m.phase == "Inconclusive" and inconclusive_policy != "Pass"):
             hold = True
-        result: dict[str, Any] = {
-            "name": m.name,
-            "phase": m.phase,
-            "message": message,
-            "at": now,
-            "failures": failures,
-            "inconclusive": inconclusive,
-        }
-        if m.value is not None and math.isfinite(m.value):
-            result["value"] = m.value
-        results.append(result)
+        value = m.value if m.value is not None and math.isfinite(m.value) else None
+        results.append(AnalysisResult(m.name, m.phase, now, message, value, failures, inconclusive))
     if failing is not None:
-        return Verdict("Failed", results, failing)
+        return Verdict("Failed", tuple(results), failing)
     if hold:
-        return Verdict("Inconclusive", results, None)
-    return Verdict("Successful", results, None)
+        return Verdict("Inconclusive", tuple(results), None)
+    return Verdict("Successful", tuple(results), None)

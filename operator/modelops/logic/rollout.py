@@ -65,7 +65,7 @@ from modelops.api.modeldeployment import AnalysisStep, CanaryStep, ModelDeployme
 from modelops.logic import conditions as cond
 from modelops.logic.analysis import AnalysisTarget, Verdict, parse_duration
 from modelops.logic.conditions import parse_time
-from modelops.logic.rolloutstate import HistoryEntry, RolloutState, VersionBinding
+from modelops.logic.rolloutstate import AnalysisResult, HistoryEntry, RolloutState, VersionBinding
 from modelops.logic.serving import Availability, Traffic, canary_name, stable_name, uses_gateway
 
 ACTION_ANNOTATION: Final = keys.ACTION
@@ -619,7 +619,7 @@ class _Machine:
                     started = self.now
             due = (last or started) + datetime.timedelta(seconds=interval)
             if self.now < due:
-                holding = last is not None and any(r.get("phase") != "Successful" for r in self.s.analysis)
+                holding = last is not None and any(r.phase != "Successful" for r in self.s.analysis)
                 state = "inconclusive, holding" if holding else "measuring"
                 return self.finish(
                     "Progressing",
@@ -639,7 +639,7 @@ class _Machine:
                     requeue=interval,
                 )
             self.inputs = replace(self.inputs, verdict=None)  # a verdict counts once
-            self.set(analysis=tuple(dict(r) for r in verdict.results), last_measured_at=self.now_text)
+            self.set(analysis=verdict.results, last_measured_at=self.now_text)
             if verdict.phase == "Failed":
                 return self.rollback(cond.Reason.ANALYSIS_FAILED, verdict.failing)
             if verdict.phase == "Inconclusive":
@@ -660,13 +660,13 @@ class _Machine:
             )
 
 
-def previous_results(status: Mapping[str, Any] | RolloutState) -> list[Mapping[str, Any]] | None:
+def previous_results(status: Mapping[str, Any] | RolloutState) -> tuple[AnalysisResult, ...] | None:
     """status.analysis of the current step (what ``measure`` carries counts over from)."""
     state = status if isinstance(status, RolloutState) else RolloutState.from_status(status)
     started = parse_time(state.step_started_at)
     if started is None or not state.analysis:
         return None
-    kept = [r for r in state.analysis if (parse_time(r.get("at")) or started) >= started]
+    kept = tuple(r for r in state.analysis if (parse_time(r.at) or started) >= started)
     return kept or None
 
 

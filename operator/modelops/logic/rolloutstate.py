@@ -18,13 +18,18 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from modelops.logic.conditions import parse_time
 
 MAX_WEIGHT: Final = 100
+
+_Entry = TypeVar("_Entry")
+ResultPhase = Literal["Successful", "Failed", "Inconclusive", "Running"]
+_PHASES: Final[dict[str, ResultPhase]] = {phase: phase for phase in get_args(ResultPhase)}
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,57 @@ class HistoryEntry:
         return entry
 
 
+@dataclass(frozen=True)
+class AnalysisResult:
+    """One entry of ``status.analysis``: the latest measurement of one check in the current step.
+
+    ``failures`` and ``inconclusive`` are the counts so far in the step (the CRD defaults them to
+    0, so they are always written); ``message`` and ``value`` are written only when present.
+    """
+
+    name: str
+    phase: ResultPhase
+    at: str
+    message: str | None = None
+    value: float | None = None
+    failures: int = 0
+    inconclusive: int = 0
+
+    @classmethod
+    def parse(cls, value: Any) -> AnalysisResult | None:
+        """An entry from its status form; None unless it has a name, a phase of the CRD's, an RFC 3339
+        ``at``, a string message, a finite number value and counts that are whole numbers from 0."""
+        if not isinstance(value, Mapping):
+            return None
+        name, phase, at = value.get("name"), _PHASES.get(str(value.get("phase"))), value.get("at")
+        message, number = value.get("message"), value.get("value")
+        failures, inconclusive = value.get("failures", 0), value.get("inconclusive", 0)
+        if not (isinstance(name, str) and name and phase and isinstance(at, str) and parse_time(at) is not None):
+            return None
+        if not isinstance(message, str | None) or not (number is None or _finite(number)):
+            return None
+        if not (_count(failures) and _count(inconclusive)):
+            return None
+        return cls(name, phase, at, message=message, value=number, failures=failures, inconclusive=inconclusive)
+
+    def to_status(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": self.name, "phase": self.phase}
+        if self.message is not None:
+            entry["message"] = self.message
+        entry.update(at=self.at, failures=self.failures, inconclusive=self.inconclusive)
+        if self.value is not None:
+            entry["value"] = self.value
+        return entry
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class _Reader:
     """Reads status fields, noting each one that is not of its type (it parses to the default)."""
 
@@ -99,8 +155,8 @@ class _Reader:
     def step(self, key: str) -> int | None:
         return self.integer(key, 0, None)
 
-    def results(self, key: str) -> tuple[dict[str, Any], ...]:
-        return tuple(dict(r) for r in self.mappings(key))
+    def results(self, key: str) -> tuple[AnalysisResult, ...]:
+        return self.parsed(key, AnalysisResult.parse, "check results (name, phase, at; counts from 0)")
 
     def integer(self, key: str, low: int, high: int | None) -> int | None:
         value = self.status.get(key)
@@ -146,10 +202,14 @@ class _Reader:
         return found
 
     def bindings(self, key: str) -> tuple[VersionBinding, ...]:
+        return self.parsed(key, VersionBinding.parse, "bindings")
+
+    def parsed(self, key: str, parse: Callable[[Any], _Entry | None], what: str) -> tuple[_Entry, ...]:
+        """The entries of a list that ``parse`` accepts; the others are dropped and named."""
         entries = self.mappings(key)
-        kept = tuple(b for b in (VersionBinding.parse(e) for e in entries) if b is not None)
+        kept = tuple(e for e in (parse(entry) for entry in entries) if e is not None)
         if len(kept) != len(entries):
-            self.bad(key, "entries that are not bindings dropped")
+            self.bad(key, f"entries that are not {what} dropped")
         return kept
 
     def history(self, key: str) -> tuple[HistoryEntry, ...]:
@@ -185,10 +245,8 @@ def _written(value: Any) -> Any:
     """A field's value in its status form."""
     if isinstance(value, tuple):
         return [_written(v) for v in value] or None
-    if isinstance(value, VersionBinding | HistoryEntry):
+    if isinstance(value, VersionBinding | HistoryEntry | AnalysisResult):
         return value.to_status()
-    if isinstance(value, Mapping):
-        return dict(value)
     return value
 
 
@@ -205,7 +263,7 @@ class RolloutState:
     canary_weight: int = _kept("weight", 0)
     step: int | None = _kept("step")
     step_started_at: str | None = _kept("time")
-    analysis: tuple[Mapping[str, Any], ...] = _kept("results", ())
+    analysis: tuple[AnalysisResult, ...] = _kept("results", ())
     previous_stable_versions: tuple[str, ...] = _kept("names", ())
     failed_version: str | None = _kept("text")
     last_measured_at: str | None = _kept("time")
