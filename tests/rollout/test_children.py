@@ -185,3 +185,11 @@ def test_a_reconcile_whose_children_are_as_desired_reads_none_of_them(
     cluster.patch("v1", "Service", NAMESPACE, "iris", {"spec": {"selector": {"app": "other"}}})
     cluster.wait_for("v1", "Service", NAMESPACE, "iris",
                      lambda o: o is not None and o["spec"]["selector"].get("app") is None, timeout=30)  # fmt: skip
+    # So is a child whose label, by which the watch knows it, is taken away by hand.
+    cluster.patch("apps/v1", "Deployment", NAMESPACE, "iris-canary", {"metadata": {"labels": {
+        "modelops.io/deployment": None}}})  # fmt: skip
+    relabelled = cluster.wait_for(
+        "apps/v1", "Deployment", NAMESPACE, "iris-canary",
+        lambda o: o is not None and o["metadata"].get("labels", {}).get("modelops.io/deployment") == "iris", timeout=30,
+    )
+    assert relabelled is not None

@@ -623,26 +623,28 @@ async def repair(namespace: str, name: str, logger: Any, policy: Policy = DEFAUL
 async def on_child_event(
     event: kopf.RawEvent, body: kopf.Body, logger: Any, policy: Policy = DEFAULT, **_: Any
 ) -> None:
-    labels = body.get("metadata", {}).get("labels") or {}
-    owner_name, namespace = labels.get(serving.DEPLOYMENT_LABEL), body.get("metadata", {}).get("namespace")
-    store = watched()
-    if event.get("type") == "DELETED" and not isinstance(
-        store.get(API, "ModelDeployment", str(namespace), str(owner_name)), dict
-    ):
+    """A child changed (any object of the children's kinds: a child whose label was taken away by hand is
+    still known by what was kept of it): keep it, put it back if needed, and let Ready follow its status."""
+    meta = body.get("metadata") or {}
+    namespace, store = meta.get("namespace"), watched()
+    owner = (meta.get("labels") or {}).get(serving.DEPLOYMENT_LABEL)
+    if not owner:
+        kept = store.get(str(body.get("apiVersion")), str(body.get("kind")), str(namespace), str(meta.get("name")))
+        if not isinstance(kept, dict):
+            return  # not a deployment's child
+        owner = ((kept.get("metadata") or {}).get("labels") or {}).get(serving.DEPLOYMENT_LABEL)
+    if not owner or not namespace:
+        return
+    if event.get("type") == "DELETED" and not isinstance(store.get(API, "ModelDeployment", namespace, owner), dict):
         store.drop(body)  # a child of a deployment not kept (gone, or not seen yet): nothing to remember
     else:
         store.record(event.get("type"), body)
-    owner = labels.get(serving.DEPLOYMENT_LABEL)
-    namespace = body.get("metadata", {}).get("namespace")
-    if not owner or not namespace:
-        return
-    refs = body.get("metadata", {}).get("ownerReferences") or []
-    ours = any(r.get("kind") == "ModelDeployment" for r in refs)
+    ours = any(r.get("kind") == "ModelDeployment" for r in meta.get("ownerReferences") or [])
     if event.get("type") == "DELETED" or (event.get("type") == "MODIFIED" and ours):
         # A MODIFIED child that is not (or no longer) ours is left alone: the repair would only
         # fight whoever took it.
         await repair(str(namespace), str(owner), logger, policy)
-    if body.get("kind") == "Deployment" and labels.get(serving.ROLE_LABEL) in ("stable", "canary"):
+    if body.get("kind") == "Deployment" and (meta.get("labels") or {}).get(serving.ROLE_LABEL) in ("stable", "canary"):
         # Every event, the initial listing included: Ready follows the Deployments' status.
         await nudge(str(namespace), str(owner))
 
@@ -733,10 +735,9 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     quality.setup(registry)
     for api_version, _kind, group, plural in CHILD_KINDS:
         version = api_version.rsplit("/", 1)[-1]
-        kopf.on.event(
-            group, version, plural, id=f"repair-{plural}", registry=registry,
-            labels={serving.DEPLOYMENT_LABEL: kopf.PRESENT},
-        )(on_child)  # fmt: skip
+        # Every object of the kind, not only the labelled ones: a child whose label is taken away by hand must
+        # be seen so (Kopf filters labels in the operator anyway; the watch is the same).
+        kopf.on.event(group, version, plural, id=f"repair-{plural}", registry=registry)(on_child)
     kopf.on.event(GROUP, VERSION, "modelversions", id="track-versions", registry=registry)(
         on_model_version_event
     )
