@@ -68,14 +68,19 @@ async def query(base_url: str, promql: str, *, at: float | None = None, deadline
     data = body.get("data") or {}
     result_type = data.get("resultType")
     result = data.get("result")
-    if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
-        return [Sample(value=float(result[1]))]
-    if result_type != "vector" or not isinstance(result, list):
-        raise PrometheusError(f"{url}: expected an instant vector, got {result_type}")
-    return [
-        Sample(value=float(item["value"][1]), labels={str(k): str(v) for k, v in (item.get("metric") or {}).items()})
-        for item in result
-    ]
+    try:
+        if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
+            return [Sample(value=float(result[1]))]
+        if result_type != "vector" or not isinstance(result, list):
+            raise PrometheusError(f"{url}: expected an instant vector, got {result_type}")
+        return [
+            Sample(
+                value=float(item["value"][1]), labels={str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+            )
+            for item in result
+        ]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        raise PrometheusError(f"{url}: a malformed {result_type}: {type(error).__name__}: {error}") from None
 
 
 async def query_one(base_url: str, promql: str, *, at: float | None = None, deadline: float = 10.0) -> float | None:
