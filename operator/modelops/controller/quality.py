@@ -116,6 +116,7 @@ class Reads:
                                f"any deployment: {error}")  # fmt: skip
             return None
         except prometheus.PrometheusError as error:
+            self._answered[url] = self.clock()  # it answered, though not with figures: the address is fine
             logger.warning(f"live quality of the deployments of {namespace} not read: {error}")
             return None
         finally:
