@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from modelops.controller import prometheus as prom
 from promkit import Prometheus, free_port
@@ -41,8 +43,9 @@ async def test_no_data_is_none_not_an_error(scraping_itself: Prometheus) -> None
 
 
 async def test_bad_query_is_an_error_naming_it(scraping_itself: Prometheus) -> None:
-    with pytest.raises(prom.PrometheusError, match="query failed"):
+    with pytest.raises(prom.PrometheusError, match="query failed") as raised:
         await prom.query(scraping_itself.url, "sum(")
+    assert not isinstance(raised.value, prom.UnreachableError)  # it answered: the address is fine
 
 
 async def test_several_series_for_one_value_is_an_error(scraping_itself: Prometheus) -> None:
@@ -51,8 +54,36 @@ async def test_several_series_for_one_value_is_an_error(scraping_itself: Prometh
 
 
 async def test_unreachable_is_an_error() -> None:
-    with pytest.raises(prom.PrometheusError):
+    with pytest.raises(prom.UnreachableError, match="ClientConnectorError"):
         await prom.query(f"http://127.0.0.1:{free_port()}", "up", deadline=2)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "not a number"]}]},
+        {"resultType": "vector", "result": [{"metric": {}}]},
+        {"resultType": "vector", "result": [{"metric": {}, "value": 3}]},
+        {"resultType": "vector", "result": ["x"]},
+        {"resultType": "scalar", "result": [1.0, None]},
+        {"resultType": "matrix", "result": []},
+    ],
+)
+async def test_a_malformed_answer_is_an_error_not_a_crash(data: dict[str, Any]) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"status": "success", "data": data})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/query", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        with pytest.raises(prom.PrometheusError) as raised:
+            await prom.query(f"http://127.0.0.1:{runner.addresses[0][1]}", "up")
+        assert not isinstance(raised.value, prom.UnreachableError)
+    finally:
+        await runner.cleanup()
 
 
 async def test_stopped_then_started_again(scraping_itself: Prometheus) -> None:

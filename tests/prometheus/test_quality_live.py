@@ -251,7 +251,9 @@ def test_recorded_accuracy_and_macro_f1_are_scikit_learns(
 
     # What the operator's timer writes into the deployment's status.quality, read through the same API.
     scope = qualityrules.Scope("ml", DEPLOYMENT, model.name)
-    (entry,) = asyncio.run(quality.read(prometheus.url, scope, "1h", {"1": "stable"}))
+    measured = asyncio.run(quality.read(prometheus.url, scope, "1h", {"1": "stable"}))
+    assert measured is not None, "no answer from Prometheus"
+    (entry,) = measured.entries
     assert (entry["version"], entry["role"], entry["window"]) == ("1", "stable", "1h")
     assert entry["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-9)
     assert entry["macroF1"] == pytest.approx(f1_score(truth, predicted, average="macro"), abs=1e-9)

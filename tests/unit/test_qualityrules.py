@@ -268,3 +268,30 @@ def test_status_query_and_entries() -> None:
 )
 def test_whose_quality_the_status_shows(status: dict[str, Any], roles: dict[str, str]) -> None:
     assert q.shown_versions(status) == roles
+
+
+def test_one_namespace_query_answers_what_each_deployments_own_query_answers() -> None:
+    scope = q.Scope("ml", "shop", "churn")
+    query = q.namespace_status_query("ml", "1h")
+    assert query == q.status_query(scope, "1h").replace(', deployment="shop", model="churn"', "")
+    assert query.startswith('{namespace="ml", __name__=~"modelops_quality:labels|')
+    # The namespace's answer: this deployment's series among another deployment's, another model's (a
+    # deployment that changed model), and a series without the model label (PromQL reads it as model="").
+    mine = [({"__name__": q.ACCURACY, "namespace": "ml", "deployment": "shop", "model": "churn", "version": "v1"},
+             0.9),
+            ({"__name__": q.LABELS, "namespace": "ml", "deployment": "shop", "model": "churn", "version": "v2"},
+             40.0)]  # fmt: skip
+    others = [
+        ({"__name__": q.ACCURACY, "namespace": "ml", "deployment": "shop-eu", "model": "churn", "version": "v1"}, 0.1),
+        ({"__name__": q.ACCURACY, "namespace": "ml", "deployment": "shop", "model": "fraud", "version": "v1"}, 0.2),
+        ({"__name__": q.ACCURACY, "namespace": "ml", "deployment": "shop", "version": "v1"}, 0.3),
+        ({"__name__": q.ACCURACY, "namespace": "ml-2", "deployment": "shop", "model": "churn", "version": "v1"}, 0.4),
+    ]
+    answer = [others[0], mine[0], *others[1:], mine[1]]
+    grouped = q.by_scope(answer)
+    assert grouped[scope] == mine
+    assert grouped[q.Scope("ml", "shop", "")] == others[2:3]
+    assert sum(map(len, grouped.values())) == len(answer)  # every series under one scope only
+    assert [len(grouped[q.Scope(*key)]) for key in [("ml", "shop-eu", "churn"), ("ml", "shop", "fraud")]] == [1, 1]
+    roles = {"v1": "stable", "v2": "canary"}
+    assert q.version_quality(grouped[scope], roles, "1h") == q.version_quality(mine, roles, "1h")

@@ -20,6 +20,11 @@ class PrometheusError(Exception):
     """Prometheus gave no usable answer (unreachable, timed out, or rejected the query)."""
 
 
+class UnreachableError(PrometheusError):
+    """No answer from the address at all: its name did not resolve, the connection was refused or lost, or
+    the deadline passed (an answer to another query would likely fail the same way)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One element of an instant vector: its labels and value (NaN stays NaN)."""
@@ -53,7 +58,9 @@ async def query(base_url: str, promql: str, *, at: float | None = None, deadline
                 body = await response.json(content_type=None)
             except ValueError:
                 raise PrometheusError(f"{url}: HTTP {response.status}, not JSON: {text[:200]}") from None
-    except (TimeoutError, aiohttp.ClientError, OSError) as error:
+    except (TimeoutError, aiohttp.ClientConnectionError, OSError) as error:
+        raise UnreachableError(f"{url}: {type(error).__name__}: {error}") from None
+    except aiohttp.ClientError as error:
         raise PrometheusError(f"{url}: {type(error).__name__}: {error}") from None
     if not isinstance(body, dict) or body.get("status") != "success":
         detail = body.get("error") if isinstance(body, dict) else None
@@ -61,14 +68,19 @@ async def query(base_url: str, promql: str, *, at: float | None = None, deadline
     data = body.get("data") or {}
     result_type = data.get("resultType")
     result = data.get("result")
-    if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
-        return [Sample(value=float(result[1]))]
-    if result_type != "vector" or not isinstance(result, list):
-        raise PrometheusError(f"{url}: expected an instant vector, got {result_type}")
-    return [
-        Sample(value=float(item["value"][1]), labels={str(k): str(v) for k, v in (item.get("metric") or {}).items()})
-        for item in result
-    ]
+    try:
+        if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
+            return [Sample(value=float(result[1]))]
+        if result_type != "vector" or not isinstance(result, list):
+            raise PrometheusError(f"{url}: expected an instant vector, got {result_type}")
+        return [
+            Sample(
+                value=float(item["value"][1]), labels={str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+            )
+            for item in result
+        ]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+        raise PrometheusError(f"{url}: a malformed {result_type}: {type(error).__name__}: {error}") from None
 
 
 async def query_one(base_url: str, promql: str, *, at: float | None = None, deadline: float = 10.0) -> float | None:

@@ -172,10 +172,33 @@ STATUS_FIGURES: Final = {
 }  # fmt: skip
 
 
+def _status_matchers(window: str) -> list[str]:
+    names = "|".join(re.escape(name) for name in STATUS_FIGURES)
+    return [f"__name__=~{quote(names)}", f"{WINDOW_LABEL}={quote(window)}"]
+
+
 def status_query(scope: Scope, window: str) -> str:
     """One instant query for every figure of status.quality: the recorded series of one window."""
-    names = "|".join(re.escape(name) for name in STATUS_FIGURES)
-    return selector(scope, f"__name__=~{quote(names)}", f"{WINDOW_LABEL}={quote(window)}")
+    return selector(scope, *_status_matchers(window))
+
+
+def namespace_status_query(namespace: str, window: str) -> str:
+    """:func:`status_query` for every deployment of ``namespace`` at once: the answer holds each deployment's
+    series, which :func:`by_scope` sorts by deployment (the timers of one namespace share one query)."""
+    return "{" + ", ".join([f"namespace={quote(namespace)}", *_status_matchers(window)]) + "}"
+
+
+Samples = list[tuple[Mapping[str, str], float]]
+
+
+def by_scope(samples: Iterable[tuple[Mapping[str, str], float]]) -> dict[Scope, Samples]:
+    """The answer to :func:`namespace_status_query` by whose series each is: under a deployment's Scope, what
+    :func:`status_query` for it answers (a label a series lacks is ``""``, as PromQL matches it)."""
+    out: dict[Scope, Samples] = {}
+    for labels, value in samples:
+        scope = Scope(labels.get("namespace", ""), labels.get("deployment", ""), labels.get("model", ""))
+        out.setdefault(scope, []).append((labels, value))
+    return out
 
 
 def shown_versions(status: Mapping[str, Any]) -> dict[str, str]:
