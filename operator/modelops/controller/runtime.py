@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -51,6 +51,8 @@ class Runtime:
     pending: dict[tuple[str, str, str], asyncio.Task[None]] = field(default_factory=dict)
     # What a kind's module keeps for the whole run (see :meth:`kept`), by the module's own name for it.
     _kept: dict[str, Any] = field(default_factory=dict)
+    # Background work of the whole run (see :meth:`spawn`), cancelled at close.
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def credentials(self) -> kubeauth.Credentials:
         """This run's credentials, loaded on first use (a pod's service account before any kubeconfig).
@@ -77,6 +79,13 @@ class Runtime:
             found = self._kept[name] = make()
         return cast(T, found)
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` in the background for the run's life (in the caller's context: a handler's run state)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def lock(self, *key: Hashable) -> asyncio.Lock:
         """The lock named by ``key`` (a scope, then what it is about), e.g. ``("feedback-keys", namespace)``."""
         found = self._locks.get(key)
@@ -92,7 +101,7 @@ class Runtime:
 
     async def close(self) -> None:
         self.closed = True
-        for task in list(self.pending.values()):
+        for task in [*self.pending.values(), *self._tasks]:
             task.cancel()
         self.pending.clear()
         self._locks.clear()

@@ -5,9 +5,10 @@ run writes a digest of what the reconcile reads into the run's ``modelops.io/obs
 annotation when it changes, which makes the run reconcile at once (a Kopf retry delay would
 hold a handler back even when news arrive). The watch keeps the last Job and pods it saw per run
 in the operator's memo (:class:`Children`, forgotten as they and the run are deleted): the digest
-is computed from them, not read again from the API. A timer on pending and running runs
-re-checks every ``MODELOPS_POLL_SECONDS`` from that memory and the run Kopf hands it, so a nudge
-that failed is made again without a request per run per interval; while the run is running it
+is computed from them, not read again from the API. One pass of the operator's over the pending
+and running runs (kept from their own watch) re-checks every ``MODELOPS_POLL_SECONDS`` from that
+memory, so a nudge that failed is made again without a request per run per interval (a pass, not
+a Kopf timer per run: Kopf puts a finalizer on every object a timer serves); while a run is running it
 nudges once every ``MODELOPS_PROGRESS_TICK_SECONDS`` (default 60) even when nothing changed, so the
 time elapsed in its status message stays current during a long fit (a pending run's message
 shows no time, so it gets no tick).
@@ -15,8 +16,10 @@ shows no time, so it gets no tick).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -196,11 +199,26 @@ def job_digest(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
 
 
 class Children:
-    """The last state the watches delivered of each run's Job and pods, by (namespace, run)."""
+    """The last state the watches delivered of each run (the runs' own watch) and of its Job and pods,
+    by (namespace, run)."""
 
     def __init__(self) -> None:
         self._jobs: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._pods: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        self._runs: dict[tuple[str, str], Mapping[str, Any]] = {}
+
+    def run_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Take one watch event of a run itself (deleted: it and what it owned are forgotten)."""
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if event_type == "DELETED":
+            self.forget(namespace, name)
+        elif namespace and name:
+            self._runs[(namespace, name)] = body
+
+    def runs(self) -> list[Mapping[str, Any]]:
+        """Every run as last delivered."""
+        return list(self._runs.values())
 
     def record(self, event_type: str | None, body: Mapping[str, Any]) -> tuple[str, str] | None:
         """Take one watch event of a Job or pod; the run it belongs to, if it names one."""
@@ -232,6 +250,7 @@ class Children:
         """The run is gone: so is what it owned (its Job and pods follow it by garbage collection)."""
         self._jobs.pop((namespace, run), None)
         self._pods.pop((namespace, run), None)
+        self._runs.pop((namespace, run), None)
 
     def __len__(self) -> int:
         return len(self._jobs) + len(self._pods)
@@ -289,20 +308,51 @@ async def on_child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo,
         await nudge(run, known)
 
 
-async def on_run_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A run deleted: forget its children."""
-    meta = body.get("metadata") or {}
-    if event.get("type") == "DELETED":
-        known_children(memo).forget(str(meta.get("namespace")), str(meta.get("name")))
+async def on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A run as the watch delivers it, kept for the re-checks; deleted, it and its children are forgotten."""
+    raw = event.get("object")
+    if isinstance(raw, Mapping):
+        known_children(memo).run_event(event.get("type"), raw)
 
 
-def _running(status: kopf.Status, **_: Any) -> bool:
-    return dict(status or {}).get("phase") in ("Pending", "Running")
+def _waiting(run: Mapping[str, Any]) -> bool:
+    return ((run.get("status") or {}).get("phase")) in ("Pending", "Running")
 
 
-async def recheck(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The safety net for a nudge that failed, and the running run's tick: no API read, a patch only if due."""
-    await nudge(body, known_children(memo))
+def recheck_seconds() -> float:
+    return min(poll_seconds(), progress_tick())
+
+
+async def recheck(known: Children, logger: logging.Logger | logging.LoggerAdapter[Any]) -> int:
+    """One pass of the safety net for a nudge that failed, and of the running runs' tick, over every pending or
+    running run as last delivered: no API read, a patch only where one is due. How many runs it nudged.
+
+    One operator-wide pass, not a Kopf timer per run: Kopf puts a finalizer on every object a timer serves,
+    one more write per run, and a run's deletion would wait for the operator."""
+    nudged = 0
+    for run in known.runs():
+        if not _waiting(run):
+            continue
+        try:
+            nudged += await nudge(run, known)
+        except Exception as error:  # one run's failure must not end the pass for every other run
+            meta = run.get("metadata") or {}
+            logger.warning("re-check of TrainingRun %s/%s failed: %s", meta.get("namespace"), meta.get("name"), error)
+    return nudged
+
+
+async def _recheck_forever(known: Children, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    while True:
+        await asyncio.sleep(recheck_seconds())
+        await recheck(known, logger)
+
+
+async def start_rechecks(
+    memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    """Start-up: the re-check pass every ``min(MODELOPS_POLL_SECONDS, MODELOPS_PROGRESS_TICK_SECONDS)``, for the
+    run's life (cancelled at clean-up with the rest of the run's tasks)."""
+    runtime.of(memo).spawn(_recheck_forever(known_children(memo), logger))
 
 
 def setup(registry: kopf.OperatorRegistry) -> None:
@@ -313,8 +363,5 @@ def setup(registry: kopf.OperatorRegistry) -> None:
             group, version, plural, id=f"follow-{plural}", registry=registry,
             labels={training.RUN_LABEL: kopf.PRESENT},
         )(on_child_event)  # fmt: skip
-    kopf.on.event(GROUP, VERSION, "trainingruns", id="forget-run-children", registry=registry)(on_run_event)
-    kopf.on.timer(
-        GROUP, VERSION, "trainingruns", id="recheck-runs", registry=registry,
-        interval=min(poll_seconds(), progress_tick()), when=_running,
-    )(recheck)  # fmt: skip
+    kopf.on.event(GROUP, VERSION, "trainingruns", id="keep-runs", registry=registry)(on_run_event)
+    kopf.on.startup(registry=registry, id="recheck-runs")(start_rechecks)
