@@ -386,7 +386,8 @@ async def bench_one(which: str, args: argparse.Namespace, tmp: Path) -> dict[str
         print(f"[{which}] at rest for {args.rest} min", flush=True)
         result["rest"] = await rest(server, args, objects)
         print(f"[{which}] {result['rest']['requests_per_minute']} requests/min at rest; latencies", flush=True)
-        result["latency"] = await latencies(driver, args, which == "modelops")
+        # The deployments' latency needs the version the deployment phase registers.
+        result["latency"] = await latencies(driver, args, which == "modelops" and args.deployments > 0)
         result["memory"] = operator.memory()
         if operator.process.poll() is not None:
             raise RuntimeError(f"{which} exited early; log:\n{log.read_text()[-3000:]}")
