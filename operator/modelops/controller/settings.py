@@ -72,5 +72,5 @@ async def _login(
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Add the settings and the login to a registry."""
-    kopf.on.startup(registry=registry)(_startup)
-    kopf.on.login(registry=registry)(_login)
+    kopf.on.startup(registry=registry)(runtime.bound(_startup))
+    kopf.on.login(registry=registry)(runtime.bound(_login))
