@@ -8,6 +8,7 @@ import gc
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -113,6 +114,17 @@ async def test_a_plain_handler_stays_plain_and_sees_its_run_in_the_executor() ->
     context = contextvars.copy_context()  # as Kopf does for its executor
     found = await asyncio.get_running_loop().run_in_executor(None, lambda: context.run(wrapped, memo=memo))
     assert found is runtime.of(memo)
+
+
+def test_every_handler_the_operator_registers_is_bound(tmp_path: Path) -> None:
+    from modelops.controller import handlers, webhooks
+
+    registry = handlers.registry(webhook=webhooks.WebhookOptions(port=1, cert_dir=str(tmp_path), host="127.0.0.1"))
+    # Kopf keeps one sub-registry per kind of handler (activities, watching, spawning, changing, webhooks).
+    found = [h for sub in vars(registry).values() if hasattr(sub, "get_all_handlers") for h in sub.get_all_handlers()]
+    wrappers = {"bound.<locals>.run_async", "bound.<locals>.run_sync"}
+    assert len(found) > 40  # all of them, not an empty registry
+    assert [h.id for h in found if h.fn.__code__.co_qualname not in wrappers] == []
 
 
 def test_a_bound_handler_called_without_a_memo_runs_as_it_is() -> None:
