@@ -88,8 +88,14 @@ def test_kopf_and_the_operators_client_log_in_through_a_merged_kubeconfig_and_an
         wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
         cluster.create(MODEL_VERSION)
         assert cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
-        wait_until(lambda: any(r.user_agent.startswith("modelops-operator") for r in emulator.audit[start:]), 60,
-                   lambda: "a request of the operator's own client")  # fmt: skip
+
+        def made(agent: str, verb: str | None = None) -> bool:
+            return any(r.user_agent.startswith(agent) and verb in (None, r.verb) for r in emulator.audit[start:])
+
+        # Our client writes this kind's status, so the status is there before Kopf's own patch after the
+        # handler (its bookkeeping in status.kopf): under load that patch comes a moment later.
+        wait_until(lambda: made("modelops-operator") and made("kopf", "patch"), 60,
+                   lambda: "a request of the operator's own client and Kopf's patch")  # fmt: skip
         ours = [r for r in emulator.audit[start:] if r.user_agent.startswith(("kopf", "modelops-operator"))]
     finally:
         assert operator.stop() == 0

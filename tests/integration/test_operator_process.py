@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,6 +111,49 @@ def test_operator_process_reconciles_and_serves_health_and_metrics(
     assert f"modelops_version_training_metric{{{where}}} 0.96" in metrics  # the quality dashboard's "training"
     assert operator.stop() == 0
     assert "Traceback" not in operator.output()
+
+
+def test_routine_timer_runs_are_debug_lines_and_post_no_events(
+    cluster: KubeClient, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Two timers on every ModelDeployment, each run every 0.3 s; a Secret of the feedback keys' name that
+    # is not the operator's makes one of them warn on every run (our own message, which must stay WARNING).
+    monkeypatch.setenv("MODELOPS_QUALITY_SECONDS", "0.3")
+    monkeypatch.setenv("MODELOPS_FEEDBACK_KEY_CHECK_SECONDS", "0.3")
+    cluster.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "modelops-feedback-keys",
+                    "namespace": NAMESPACE}, "data": {}})  # fmt: skip
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", "--standalone", "--verbose")
+    processes.append(operator)
+    wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
+    names = ["iris", "wine", "digits"]
+    for name in names:  # an invalid spec (no version to serve): the reconcile posts one Event, the timers run
+        cluster.create({"apiVersion": API, "kind": "ModelDeployment",
+                        "metadata": {"name": name, "namespace": NAMESPACE}, "spec": {"model": name, "replicas": 1}})
+
+    def count(pattern: str) -> int:
+        return len(re.findall(pattern, operator.output(), re.MULTILINE))
+
+    def timer_runs() -> int:
+        return min(count(r" DEBUG kopf\.objects: Timer 'live-quality' succeeded\.$"),
+                   count(r" DEBUG kopf\.objects: Timer 'feedback-keys' succeeded\.$"),
+                   count(r" WARNING kopf\.objects: feedback keys: "))  # fmt: skip
+
+    def events() -> list[dict[str, Any]]:
+        return cluster.list("v1", "Event", NAMESPACE)
+
+    runs = len(names) * 4  # every object's timers ran several times
+    wait_until(lambda: timer_runs() >= runs and len(events()) >= len(names), 90,
+               lambda: f"{runs} runs of each timer and the reconciles' Events; log:\n{operator.output()[-5000:]}")
+    posted = len(events())
+    # As many runs again: the Events posted stay what the reconciles posted, whatever the timers log.
+    wait_until(lambda: timer_runs() >= 2 * runs, 90, lambda: f"{2 * runs} runs of each timer")
+    assert len(events()) == posted, [e["message"] for e in events()]
+    assert {e["reason"] for e in events()} == {"InvalidSpec"}
+    assert operator.stop() == 0
+    text = operator.output()
+    assert not re.findall(r" INFO kopf\.objects: \w+ '[^']*' succeeded\.$", text, re.MULTILINE)
+    assert "Traceback" not in text
 
 
 def test_only_the_highest_priority_replica_acts(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kopf.testing import KopfRunner
 
 from kubeemu.client import KubeClient
-from operatorkit import NAMESPACE
+from operatorkit import NAMESPACE, until
 
 API = "modelops.io/v1alpha1"
 
@@ -65,13 +63,3 @@ def test_a_deleted_objects_pending_look_goes_with_it(
         assert until(lambda: key not in state.pending and look.done(), 15), "the deleted object's look is kept"
         assert look.cancelled()
     assert runner.exception is None, runner.exception
-
-
-def until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Whether ``condition`` holds within ``timeout`` seconds (checked every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

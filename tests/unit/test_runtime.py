@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
+import inspect
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import kopf
 import pytest
@@ -54,6 +58,77 @@ async def test_a_closed_runtime_hands_out_no_client() -> None:
 def test_outside_a_handler_there_is_no_current_run() -> None:
     with pytest.raises(RuntimeError, match="no Kopf handler"):
         runtime.current()
+
+
+def whose() -> runtime.Runtime:
+    """A helper a handler calls, which knows nothing of the handler's memo."""
+    return runtime.current()
+
+
+async def test_a_helper_called_from_a_bound_handler_finds_its_run_and_nothing_is_left_after() -> None:
+    memo = kopf.Memo()
+    seen: list[runtime.Runtime] = []
+
+    async def later() -> runtime.Runtime:
+        return whose()
+
+    async def handler(**_: Any) -> str:
+        seen.append(whose())
+        # A task the handler starts copies its context, and so sees the same run.
+        seen.append(await asyncio.create_task(later()))
+        return "done"
+
+    assert await runtime.bound(handler)(memo=memo, name="x") == "done"
+    assert seen == [runtime.of(memo), runtime.of(memo)]
+    with pytest.raises(RuntimeError, match="no Kopf handler"):
+        runtime.current()
+
+
+async def test_two_runs_handlers_interleaved_on_one_loop_each_see_their_own() -> None:
+    first, second = kopf.Memo(), kopf.Memo()
+    both_in = asyncio.Barrier(2)
+
+    @runtime.bound
+    async def handler(**_: Any) -> runtime.Runtime:
+        before = whose()
+        await both_in.wait()  # both handlers are inside before either looks again
+        assert whose() is before
+        return before
+
+    got = await asyncio.gather(handler(memo=first), handler(memo=second))
+    assert got == [runtime.of(first), runtime.of(second)]
+    assert got[0] is not got[1]
+
+
+async def test_a_plain_handler_stays_plain_and_sees_its_run_in_the_executor() -> None:
+    memo = kopf.Memo()
+
+    def handler(**_: Any) -> runtime.Runtime:
+        return whose()
+
+    wrapped = runtime.bound(handler)
+    # Kopf runs a plain function in its executor and awaits a coroutine function: the kind must not change.
+    assert not inspect.iscoroutinefunction(wrapped)
+    assert inspect.iscoroutinefunction(runtime.bound(asyncio.sleep))
+    assert wrapped.__name__ == "handler"
+    context = contextvars.copy_context()  # as Kopf does for its executor
+    found = await asyncio.get_running_loop().run_in_executor(None, lambda: context.run(wrapped, memo=memo))
+    assert found is runtime.of(memo)
+
+
+def test_every_handler_the_operator_registers_is_bound(tmp_path: Path) -> None:
+    from modelops.controller import handlers, webhooks
+
+    registry = handlers.registry(webhook=webhooks.WebhookOptions(port=1, cert_dir=str(tmp_path), host="127.0.0.1"))
+    # Kopf keeps one sub-registry per kind of handler (activities, watching, spawning, changing, webhooks).
+    found = [h for sub in vars(registry).values() if hasattr(sub, "get_all_handlers") for h in sub.get_all_handlers()]
+    wrappers = {"bound.<locals>.run_async", "bound.<locals>.run_sync"}
+    assert len(found) > 40  # all of them, not an empty registry
+    assert [h.id for h in found if h.fn.__code__.co_qualname not in wrappers] == []
+
+
+def test_a_bound_handler_called_without_a_memo_runs_as_it_is() -> None:
+    assert runtime.bound(lambda **kwargs: sorted(kwargs))(name="x") == ["name"]
 
 
 @pytest.mark.parametrize(

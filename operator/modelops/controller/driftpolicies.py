@@ -244,7 +244,7 @@ def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event(
         "monitoring.coreos.com", "v1", "prometheusrules", id="restore-drift-rules", registry=registry,
         labels={rules.POLICY_LABEL: kopf.PRESENT},
-    )(on_rule_event)  # fmt: skip
+    )(runtime.bound(on_rule_event))  # fmt: skip
     kopf.on.event(GROUP, VERSION, "modeldeployments", id="follow-serving-version", registry=registry)(
-        on_deployment_event
+        runtime.bound(on_deployment_event)
     )

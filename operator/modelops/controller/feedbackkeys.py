@@ -154,4 +154,4 @@ def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="feedback-keys", registry=registry,
         interval=check_seconds(),
-    )(keep_keys)  # fmt: skip
+    )(runtime.bound(keep_keys))  # fmt: skip

@@ -133,8 +133,8 @@ def register(registry: kopf.OperatorRegistry, info: KindInfo, reconcile: Reconci
             runtime.of(memo).forget(info.kind, str(namespace), name)
 
     forget.__name__ = f"forget_{info.singular}"
-    kopf.on.event(GROUP, VERSION, info.plural, id="forget-deleted", registry=registry)(forget)
+    kopf.on.event(GROUP, VERSION, info.plural, id="forget-deleted", registry=registry)(runtime.bound(forget))
     handler.__name__ = f"reconcile_{info.singular}"
     handler.__qualname__ = handler.__name__
     for decorator in (kopf.on.create, kopf.on.update, kopf.on.resume):
-        decorator(GROUP, VERSION, info.plural, id="reconcile", registry=registry)(handler)  # type: ignore[arg-type]
+        decorator(GROUP, VERSION, info.plural, id="reconcile", registry=registry)(runtime.bound(handler))  # type: ignore[arg-type]

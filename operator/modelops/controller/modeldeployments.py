@@ -737,14 +737,14 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
         version = api_version.rsplit("/", 1)[-1]
         # Every object of the kind, not only the labelled ones: a child whose label is taken away by hand must
         # be seen so (Kopf filters labels in the operator anyway; the watch is the same).
-        kopf.on.event(group, version, plural, id=f"repair-{plural}", registry=registry)(on_child)
+        kopf.on.event(group, version, plural, id=f"repair-{plural}", registry=registry)(runtime.bound(on_child))
     kopf.on.event(GROUP, VERSION, "modelversions", id="track-versions", registry=registry)(
-        on_model_version_event
+        runtime.bound(on_model_version_event)
     )
     kopf.on.event(GROUP, VERSION, "modeldeployments", id="keep-deployments", registry=registry)(
-        on_deployment_event
+        runtime.bound(on_deployment_event)
     )
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="recheck-deployments", registry=registry,
         interval=wait_retry_seconds(), when=_waiting_for_pods,
-    )(recheck_deployments)  # fmt: skip
+    )(runtime.bound(recheck_deployments))  # fmt: skip

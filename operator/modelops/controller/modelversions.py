@@ -267,5 +267,5 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy = DEFAULT) -> None:
     """Add this kind's handlers to an operator's registry."""
     register(registry, kind_info("ModelVersion"), make_reconcile(policy))
     kopf.on.event(GROUP, VERSION, "modelversions", id="forget-training-series", registry=registry)(
-        metrics.forget_deleted(metrics.VERSIONS)
+        runtime.bound(metrics.forget_deleted(metrics.VERSIONS))
     )

@@ -185,4 +185,4 @@ def setup(registry: kopf.OperatorRegistry) -> None:
     kopf.on.timer(
         GROUP, VERSION, "modeldeployments", id="live-quality", registry=registry,
         interval=interval_seconds(), initial_delay=min(interval_seconds(), 5.0),
-    )(refresh)  # fmt: skip
+    )(runtime.bound(refresh))  # fmt: skip

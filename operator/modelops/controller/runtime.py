@@ -5,8 +5,9 @@ operators may run in one process (the tests run one per test, each in its own ev
 and each gets its own. The memo Kopf passes to a resource's handlers is a shallow copy of the
 operator-wide one, so every handler sees the same :class:`Runtime`.
 
-Code called from a handler reaches it with :func:`current`, through the cause Kopf keeps for
-the handler it is running (every handler, and every task it starts, sees it). A pending look
+Code called from a handler reaches it with :func:`current`: every handler is registered through
+:func:`bound`, which puts the run's state from the handler's memo in a context variable for as
+long as the handler runs (tasks the handler starts copy the context, and so see it too). A pending look
 at an object is dropped by :meth:`Runtime.forget` when the object is deleted; a lock lives only
 while someone holds or awaits it.
 """
@@ -14,18 +15,22 @@ while someone holds or awaits it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
 import weakref
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import kopf
-from kopf._core.actions import execution  # the cause of the handler being run, and so its memo
 
 from modelops import kubeauth
 from modelops.controller.kube import Kube
 
 T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 class ShuttingDownError(RuntimeError):
@@ -120,13 +125,55 @@ def of(memo: Any) -> Runtime:
     return found
 
 
-def current() -> Runtime:
-    """The state of the operator run whose handler is calling (a handler's memo holds it)."""
-    cause = execution.cause_var.get(None)
-    memo = getattr(cause, "memo", None)
+# The run whose handler is running: set by :func:`bound` around each handler, unset anywhere else.
+_running: contextvars.ContextVar[Runtime] = contextvars.ContextVar("modelops_runtime")
+
+
+@contextlib.contextmanager
+def _entered(memo: Any) -> Iterator[None]:
+    """The run in ``memo`` is :func:`current` inside the block (with no memo, nothing changes)."""
     if memo is None:
-        raise RuntimeError("no Kopf handler is running here: the operator's state is in its handlers' memo")
-    return of(memo)
+        yield
+        return
+    token = _running.set(of(memo))
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def bound(fn: Handler) -> Handler:
+    """``fn`` as a Kopf handler that sees its run's state through :func:`current` while it runs.
+
+    The state comes from the ``memo`` Kopf passes every handler; called without one (a test calling the
+    function itself), ``fn`` runs as it is. The wrapper is a coroutine function exactly when ``fn`` is
+    one, so Kopf still runs a plain function in its executor (in a copy of this context)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            with _entered(kwargs.get("memo")):
+                return await fn(*args, **kwargs)
+
+        return cast(Handler, run_async)
+
+    @functools.wraps(fn)
+    def run_sync(*args: Any, **kwargs: Any) -> Any:
+        with _entered(kwargs.get("memo")):
+            return fn(*args, **kwargs)
+
+    return cast(Handler, run_sync)
+
+
+def current() -> Runtime:
+    """The state of the operator run whose handler is calling (see :func:`bound`)."""
+    found = _running.get(None)
+    if found is None:
+        raise RuntimeError(
+            "no Kopf handler is running here: the operator's state is reached only from handlers "
+            "registered through runtime.bound"
+        )
+    return found
 
 
 def kube() -> Kube:
@@ -145,5 +192,5 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.on.startup(registry=registry, id="runtime-start")(start)
-    kopf.on.cleanup(registry=registry, id="runtime-stop")(stop)
+    kopf.on.startup(registry=registry, id="runtime-start")(bound(start))
+    kopf.on.cleanup(registry=registry, id="runtime-stop")(bound(stop))

@@ -362,6 +362,6 @@ def setup(registry: kopf.OperatorRegistry) -> None:
         kopf.on.event(
             group, version, plural, id=f"follow-{plural}", registry=registry,
             labels={training.RUN_LABEL: kopf.PRESENT},
-        )(on_child_event)  # fmt: skip
-    kopf.on.event(GROUP, VERSION, "trainingruns", id="keep-runs", registry=registry)(on_run_event)
-    kopf.on.startup(registry=registry, id="recheck-runs")(start_rechecks)
+        )(runtime.bound(on_child_event))  # fmt: skip
+    kopf.on.event(GROUP, VERSION, "trainingruns", id="keep-runs", registry=registry)(runtime.bound(on_run_event))
+    kopf.on.startup(registry=registry, id="recheck-runs")(runtime.bound(start_rechecks))

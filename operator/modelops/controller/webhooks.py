@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from modelops.api import API_VERSION, GROUP, VERSION
-from modelops.controller import artifactpolicy, audit, common, trainers
+from modelops.controller import artifactpolicy, audit, common, runtime, trainers
 from modelops.controller.kube import KubeError
 from modelops.logic import audit as audit_records
 from modelops.logic import conditions as cond
@@ -116,11 +116,12 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         settings.admission.server = options.server()
         settings.admission.managed = None  # the chart renders the configurations
 
-    kopf.on.startup(registry=registry)(configure)
+    kopf.on.startup(registry=registry)(runtime.bound(configure))
 
     @kopf.on.mutate(
         GROUP, VERSION, "modelversions", id="mutate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
     )
+    @runtime.bound
     async def mutate_modelversion(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         op = str(kwargs.get("operation"))
         old_ann = trainers.annotations_of(kwargs.get("old"))
@@ -147,6 +148,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     @kopf.on.mutate(
         GROUP, VERSION, "trainingruns", id="mutate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
     )
+    @runtime.bound
     async def mutate_trainingrun(body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         new_ann = trainers.annotations_of(body)
         try:
@@ -163,6 +165,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     @kopf.on.validate(
         GROUP, VERSION, "trainingruns", id="validate-trainingrun", operations=["CREATE", "UPDATE"], registry=registry
     )
+    @runtime.bound
     async def validate_trainingrun(body: kopf.Body, **_: Any) -> None:
         namespace = str((body.get("metadata") or {}).get("namespace") or "")
         where = workloads.governed_where(policy, namespace, await production_namespace(policy, namespace))
@@ -173,6 +176,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     @kopf.on.validate(
         GROUP, VERSION, "modelversions", id="validate-modelversion", operations=["CREATE", "UPDATE"], registry=registry
     )
+    @runtime.bound
     async def validate_modelversion(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         await artifactpolicy.admit_version(policy, str(kwargs.get("operation")), body)
         try:
@@ -186,6 +190,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
     @kopf.on.validate(
         GROUP, VERSION, "modelversions", id="validate-modelversion-delete", operations=["DELETE"], registry=registry
     )
+    @runtime.bound
     async def validate_modelversion_delete(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         identity = Identity.from_userinfo(userinfo)
         old: Mapping[str, Any] = kwargs.get("old") or body
@@ -210,6 +215,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         operations=["UPDATE"],
         registry=registry,
     )
+    @runtime.bound
     async def validate_modelversion_status(body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any) -> None:
         old: Mapping[str, Any] = kwargs.get("old") or {}
         try:
@@ -225,6 +231,7 @@ def setup(registry: kopf.OperatorRegistry, *, policy: Policy, options: WebhookOp
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
+    @runtime.bound
     async def validate_modeldeployment(body: kopf.Body, **_: Any) -> None:
         namespace = str((body.get("metadata") or {}).get("namespace") or "")
         spec = body.get("spec") or {}
