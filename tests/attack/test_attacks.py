@@ -99,7 +99,9 @@ def test_huge_request_targets(start: Start) -> None:
     attack = Streams(server.port, 8.0, head=b"GET /v2/models/", filler=b"a" * 65536, total=32 * MiB)
     under_attack(attack, probe)
     assert attack.seen["414"] > 0, attack.seen
-    assert set(attack.seen) <= {"414", "closed"}, attack.seen
+    # A head that did not arrive within the header timeout is cut with 408 before its URL is too long (a
+    # busy machine slows the senders: one in ~10,000 seen in CI); either way nothing of the URL comes back.
+    assert set(attack.seen) <= {"414", "408", "closed"}, attack.seen
     for answer in attack.answers:
         assert len(answer) < 1024
         assert b"a" * 16 not in answer
