@@ -94,16 +94,21 @@ def reconciled(obj: dict[str, Any] | None) -> bool:
     return bool(obj) and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
 
 
-def test_operator_process_reconciles_and_serves_health_and_metrics(
-    cluster: KubeClient, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess]
-) -> None:
-    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", "--standalone")
-    processes.append(operator)
+def reconciles_a_version(cluster: KubeClient, operator: OperatorProcess) -> None:
+    """The operator comes up healthy and grants a new version Staging."""
     wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
     cluster.create(MODEL_VERSION)
     mv = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
     assert mv is not None
     assert mv["status"]["stage"] == "Staging"
+
+
+def test_operator_process_reconciles_and_serves_health_and_metrics(
+    cluster: KubeClient, kubeconfig: Path, tmp_path: Path, processes: list[OperatorProcess]
+) -> None:
+    operator = OperatorProcess(kubeconfig, tmp_path / "operator.log", "--standalone")
+    processes.append(operator)
+    reconciles_a_version(cluster, operator)
     metrics = operator.metrics()
     assert 'modelops_operator_reconciles_total{kind="ModelVersion",result="ok"} 1.0' in metrics
     assert 'modelops_operator_reconcile_duration_seconds_count{kind="ModelVersion"} 1.0' in metrics
@@ -229,11 +234,7 @@ def test_kubeconfig_and_context_flags_choose_the_credentials(
     operator = OperatorProcess(elsewhere, tmp_path / "operator.log", "--standalone",
                                "--kubeconfig", str(chosen), "--context", "chosen")  # fmt: skip
     processes.append(operator)
-    wait_until(operator.healthy, 60, lambda: f"/healthz; log:\n{operator.output()}")
-    cluster.create(MODEL_VERSION)
-    mv = cluster.wait_for(API, "ModelVersion", NAMESPACE, "iris-v1", reconciled, timeout=60)
-    assert mv is not None
-    assert mv["status"]["stage"] == "Staging"
+    reconciles_a_version(cluster, operator)
     assert "127.0.0.1:1" not in operator.output()
 
     # A context the file does not have: one line, exit 1, before Kopf starts.

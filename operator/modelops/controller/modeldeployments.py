@@ -317,10 +317,7 @@ async def _server_deployments(
     for deployment in (serving.stable_name(name), serving.canary_name(name)):
         if fresh:
             live = await kube().get("apps/v1", "Deployment", namespace, deployment)
-            if live is None:
-                watched().absent("apps/v1", "Deployment", namespace, deployment)
-            else:
-                watched().record(None, live)
+            watched().fetched("apps/v1", "Deployment", namespace, deployment, live)
             found.append(live)
         else:
             found.append(await read("apps/v1", "Deployment", namespace, deployment))
@@ -515,10 +512,7 @@ async def reconcile_modeldeployment(spec: ModelDeploymentSpec, ctx: Context, pol
     async with _lock(ctx.namespace, ctx.name):
         # Read the freshest status: a repair or a previous run may have moved on since the event.
         fresh = await kube().get(API, "ModelDeployment", ctx.namespace, ctx.name)
-        if fresh is None:
-            watched().absent(API, "ModelDeployment", ctx.namespace, ctx.name)
-        else:
-            watched().record(None, fresh)
+        watched().fetched(API, "ModelDeployment", ctx.namespace, ctx.name, fresh)
         if fresh is None:
             metrics.ROLLOUTS.forget(ctx.namespace, ctx.name)
             return Outcome(summary=cond.Summary(ready=False, reason=cond.Reason.NOT_FOUND, message="deleted"))

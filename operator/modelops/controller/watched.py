@@ -87,8 +87,13 @@ class Watched:
         self, api_version: str, kind: str, namespace: str, name: str, found: Mapping[str, Any] | None
     ) -> None:
         """What a read answered, kept unless a watch event has delivered something since."""
-        if (api_version, kind, namespace, name) in self._objects:
-            return
+        if (api_version, kind, namespace, name) not in self._objects:
+            self.fetched(api_version, kind, namespace, name, found)
+
+    def fetched(
+        self, api_version: str, kind: str, namespace: str, name: str, found: Mapping[str, Any] | None
+    ) -> None:
+        """What a read made on purpose to see the latest answered (ordered like any state by resourceVersion)."""
         if found is None:
             self.absent(api_version, kind, namespace, name)
         else:
